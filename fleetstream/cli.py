@@ -1,0 +1,335 @@
+"""The ``fleetstream`` command: the local stack, process roles, admin bootstrap and topic tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from fleetstream.settings import Settings
+
+
+def _settings(args) -> Settings:
+    overrides = {}
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = Path(args.data_dir)
+    return Settings(**overrides)
+
+
+# -- stack -----------------------------------------------------------------------------------------------
+def cmd_up(args) -> int:
+    from fleetstream.stack import supervisor
+    from fleetstream.stack.process import StartupError
+
+    s = _settings(args)
+    state = supervisor.read_state(s)
+    if state and supervisor.pid_alive(state.get("supervisor_pid")):
+        print(f"fleetstream is already running (pid {state['supervisor_pid']}); `fleetstream down` stops it")
+        return 1
+    if args.detach:
+        return _up_detached(s, args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    stack = supervisor.Stack(s)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    t0 = time.monotonic()
+    try:
+        stack.start_infra()
+        stack.write_state()
+        stack.start_platform()
+        stack.write_state()
+        demo = None
+        if args.with_fleet:
+            demo = _demo_fleet(s, args.devices)
+            sim = stack.platform_child("simulator")
+            sim.argv = [sys.executable, "-m", "fleetstream.cli", "simulate", "--fleet", demo["fleet_file"]]
+            stack._spawn(sim)
+            stack.write_state()
+        took = time.monotonic() - t0
+        _print_welcome(s, demo, took, stack.timings)
+        stack.watch(stopping)
+    except StartupError as exc:
+        print(f"\nfleetstream: start-up failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        print("fleetstream: stopping…", flush=True)
+        stack.stop()
+        print("fleetstream: stopped", flush=True)
+    return 0
+
+
+def _up_detached(s: Settings, args) -> int:
+    from fleetstream.stack import supervisor
+
+    s.logs_dir.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "fleetstream.cli", "up", "--data-dir", str(s.root)]
+    if args.with_fleet:
+        argv += ["--with-fleet", "--devices", str(args.devices)]
+    with open(s.logs_dir / "supervisor.log", "ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            print(f"fleetstream failed to start; see {s.logs_dir / 'supervisor.log'}", file=sys.stderr)
+            return 1
+        state = supervisor.read_state(s)
+        if state and "gateway" in state.get("children", {}) and _gateway_up(s):
+            print((s.logs_dir / "supervisor.log").read_text().split("fleetstream is up")[-1][-4000:]
+                  if args.with_fleet else f"fleetstream is up (pid {proc.pid}); `fleetstream status`")
+            return 0
+        time.sleep(0.5)
+    print("fleetstream did not become ready in 180 s", file=sys.stderr)
+    return 1
+
+
+def _gateway_up(s: Settings) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{s.host}:{s.gateway_port}/readyz", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def _demo_fleet(s: Settings, n: int) -> dict:
+    """Creates (once) a demo tenant and n devices with certificates; reused on later `up`s."""
+    from gateway.admin import Admin
+
+    fleet_file = s.root / "demo" / "fleet.json"
+    if fleet_file.exists():
+        demo = json.loads(fleet_file.read_text())
+        if len(demo["devices"]) >= n:
+            return demo
+    admin = Admin(s)
+    try:
+        tenant = admin.create_tenant(f"demo-{int(time.time())}")
+        devices = []
+        for i in range(n):
+            dev = f"sensor-{i:03d}"
+            admin.create_device(tenant["tenant_id"], dev, cert_dir=s.root / "demo" / "devices" / dev,
+                                device_type="environment-sensor", tags=["demo"])
+            devices.append({"device_id": dev, "cert_dir": str(s.root / "demo" / "devices" / dev)})
+    finally:
+        admin.close()
+    demo = {**tenant, "devices": devices, "fleet_file": str(fleet_file)}
+    fleet_file.parent.mkdir(parents=True, exist_ok=True)
+    fleet_file.write_text(json.dumps(demo, indent=2))
+    fleet_file.chmod(0o600)
+    return demo
+
+
+def _print_welcome(s: Settings, demo: dict | None, took: float, timings: dict) -> None:
+    print(f"\nfleetstream is up in {took:.1f}s ({', '.join(f'{k} {v:.1f}s' for k, v in timings.items())})")
+    print(f"  gateway     {s.gateway_url}   (OpenAPI: {s.gateway_url}/docs)")
+    print(f"  MQTT (mTLS) mqtts://{s.public_host}:{s.mqtt_tls_port}   CA: {s.pki_dir / 'ca.crt'}")
+    print(f"  Kafka       {s.bootstrap_servers}   (fleetstream topics tail fleetstream.telemetry)")
+    print(f"  logs        {s.logs_dir}")
+    if demo:
+        d0 = demo["devices"][0]["device_id"]
+        print(f"\n  demo tenant {demo['name']}: client_id={demo['client_id']} client_secret={demo['client_secret']}")
+        print(f"  {len(demo['devices'])} simulated devices publish every second. Read one:\n")
+        print(f"  TOKEN=$(curl -s -d grant_type=client_credentials -d client_id={demo['client_id']} \\\n"
+              f"      -d client_secret={demo['client_secret']} {s.gateway_url}/v1/oauth/token | "
+              "python3 -c 'import json,sys;print(json.load(sys.stdin)[\"access_token\"])')")
+        print(f"  curl -s -H \"Authorization: Bearer $TOKEN\" \"{s.gateway_url}/v1/devices/{d0}/telemetry?metric=temperature&limit=5\"")
+    print("\n  Ctrl-C stops everything.\n", flush=True)
+
+
+def cmd_down(args) -> int:
+    from fleetstream.stack import supervisor
+
+    s = _settings(args)
+    if supervisor.stop_running(s):
+        print("fleetstream stopped")
+    else:
+        print("fleetstream is not running")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from fleetstream.stack import status
+
+    st = status.collect(_settings(args))
+    if args.json:
+        print(json.dumps(st, indent=2))
+    else:
+        print(f"fleetstream {'running' if st['running'] else 'not running'}  (data: {st['data_dir']})")
+        for name, c in st["components"].items():
+            extra = "  ".join(f"{k}={v}" for k, v in c.items() if k not in ("state", "stats"))
+            print(f"  {name:<16} {c['state']:<8} {extra}")
+    return 0 if all(c["state"] == "up" for c in st["components"].values()) else 3
+
+
+# -- process roles ---------------------------------------------------------------------------------------
+def cmd_run(args) -> int:
+    s = _settings(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.role == "gateway":
+        import uvicorn
+
+        from gateway.app import create_app
+
+        uvicorn.run(create_app(s), host=s.host, port=s.gateway_port, log_level="warning")
+    elif args.role == "streams":
+        from streams.worker import run
+
+        sys.argv = [sys.argv[0], "worker"]
+        run(s)
+    return 0
+
+
+def cmd_connector(args) -> int:
+    s = _settings(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.kind != "mqtt":
+        print(f"unknown connector {args.kind!r}; available: mqtt", file=sys.stderr)
+        return 2
+    from connectors.mqtt.__main__ import run
+
+    return run(s, Path(args.config) if args.config else None)
+
+
+# -- admin and tools -------------------------------------------------------------------------------------
+def cmd_admin(args) -> int:
+    from gateway.admin import Admin
+
+    s = _settings(args)
+    admin = Admin(s)
+    try:
+        if args.admin_cmd == "create-tenant":
+            out = admin.create_tenant(args.name)
+        else:
+            out = admin.create_device(args.tenant, args.device, cert_dir=Path(args.cert_dir) if args.cert_dir else None)
+    finally:
+        admin.close()
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        for k, v in out.items():
+            print(f"{k}: {v}")
+    return 0
+
+
+def cmd_topics_tail(args) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    from schemas import codec_by_fingerprint
+
+    s = _settings(args)
+    c = Consumer({"bootstrap.servers": s.bootstrap_servers, "group.id": f"fleetstream-tail-{time.time_ns()}",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest" if args.from_beginning else "latest"})
+    md = c.list_topics(args.topic, timeout=10).topics.get(args.topic)
+    if md is None or md.error is not None:
+        print(f"no topic {args.topic!r}", file=sys.stderr)
+        return 2
+    c.assign([TopicPartition(args.topic, p, -2 if args.from_beginning else -1) for p in md.partitions])
+    shown, deadline = 0, time.monotonic() + args.timeout if args.timeout else None
+    try:
+        while (args.n is None or shown < args.n) and (deadline is None or time.monotonic() < deadline):
+            m = c.poll(0.5)
+            if m is None or m.error():
+                continue
+            try:
+                value = codec_by_fingerprint(m.value()).decode(m.value())
+            except Exception:
+                value = {"undecoded": m.value().decode("utf-8", "replace")}
+            if "raw" in value and isinstance(value["raw"], bytes):
+                value["raw"] = value["raw"].decode("utf-8", "replace")
+            print(json.dumps({"partition": m.partition(), "offset": m.offset(),
+                              "key": m.key().decode() if m.key() else None, "value": value}, default=str), flush=True)
+            shown += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        c.close()
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from fleetstream.simulator import run_fleet
+
+    s = _settings(args)
+    sent = run_fleet(Path(args.fleet), s.mqtt_broker_host, s.mqtt_tls_port, interval_s=args.interval,
+                     duration_s=args.duration)
+    print(f"simulator: sent {sent} messages")
+    return 0
+
+
+def cmd_bench(_args) -> int:
+    print("fleetstream bench: not built yet — the benchmark issue (#7) fills it in", file=sys.stderr)
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fleetstream", description=__doc__)
+    p.add_argument("--data-dir", help="overrides FLEETSTREAM_DATA_DIR")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    up = sub.add_parser("up", help="start the local stack (foreground; Ctrl-C stops it)")
+    up.add_argument("--detach", action="store_true", help="start in the background and return when ready")
+    up.add_argument("--with-fleet", action="store_true", help="also run a simulated demo fleet")
+    up.add_argument("--devices", type=int, default=20)
+    up.set_defaults(fn=cmd_up)
+    sub.add_parser("down", help="stop a running stack").set_defaults(fn=cmd_down)
+    st = sub.add_parser("status", help="health and addresses of each component")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(fn=cmd_status)
+
+    run = sub.add_parser("run", help="run one platform process role")
+    run.add_argument("role", choices=["gateway", "streams"])
+    run.set_defaults(fn=cmd_run)
+    conn = sub.add_parser("connector", help="protocol connectors")
+    conn_sub = conn.add_subparsers(dest="connector_cmd", required=True)
+    crun = conn_sub.add_parser("run", help="run one connector process")
+    crun.add_argument("kind")
+    crun.add_argument("--config", help="site configuration YAML")
+    crun.set_defaults(fn=cmd_connector)
+
+    adm = sub.add_parser("admin", help="platform administration")
+    adm_sub = adm.add_subparsers(dest="admin_cmd", required=True)
+    ct = adm_sub.add_parser("create-tenant", help="create a tenant and its first API client")
+    ct.add_argument("name")
+    ct.add_argument("--json", action="store_true")
+    ct.set_defaults(fn=cmd_admin)
+    cd = adm_sub.add_parser("create-device", help="register a device, authorise it on the broker, issue a certificate")
+    cd.add_argument("tenant")
+    cd.add_argument("device")
+    cd.add_argument("--cert-dir")
+    cd.add_argument("--json", action="store_true")
+    cd.set_defaults(fn=cmd_admin)
+
+    tp = sub.add_parser("topics", help="Kafka topic tools")
+    tp_sub = tp.add_subparsers(dest="topics_cmd", required=True)
+    tail = tp_sub.add_parser("tail", help="print decoded records of a topic")
+    tail.add_argument("topic")
+    tail.add_argument("--from-beginning", action="store_true")
+    tail.add_argument("-n", type=int, help="stop after N records")
+    tail.add_argument("--timeout", type=float, help="stop after this many seconds")
+    tail.set_defaults(fn=cmd_topics_tail)
+
+    sim = sub.add_parser("simulate", help="run a simulated fleet")
+    sim.add_argument("--fleet", required=True, help="fleet.json written by `up --with-fleet`")
+    sim.add_argument("--interval", type=float, default=1.0, help="seconds between a device's readings")
+    sim.add_argument("--duration", type=float)
+    sim.set_defaults(fn=cmd_simulate)
+
+    sub.add_parser("bench", help="end-to-end benchmark").set_defaults(fn=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.fn(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""One settings model for every fleetstream process.
+
+Each process builds it once (from ``FLEETSTREAM_*`` environment variables) and passes the part it needs
+down; deep modules never read the environment themselves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLEETSTREAM_", extra="ignore")
+
+    env: str = Field("dev", description="dev | prod; prod refuses generated secrets")
+    data_dir: Path = Field(Path(".fleetstream"), description="all logs, data and keys of the local stack")
+    host: str = "127.0.0.1"
+    public_host: str = Field("localhost", description="host name devices and tenants use to reach us")
+
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    kafka_bootstrap: str | None = Field(None, description="external Kafka; unset = the local broker")
+    kafka_partitions: int = 6
+
+    mqtt_tls_port: int = 18883
+    mqtt_host: str | None = Field(None, description="external MQTT broker; unset = the local Mosquitto")
+
+    postgres_port: int = 15432
+    postgres_dsn: str | None = Field(None, description="owner DSN of an external Postgres")
+    postgres_app_password: str = "fleetstream-app"
+
+    gateway_port: int = 18080
+    streams_web_port: int = 18090
+    clickhouse_dsn: str | None = Field(None, description="chdb:///path (embedded) or http(s)://… (server)")
+
+    token_ttl_s: int = 900
+
+    sink_batch_size: int = 5000
+    sink_batch_ms: int = 250
+    max_clock_skew_s: int = Field(300, description="device timestamps further in the future are rejected")
+
+    @property
+    def root(self) -> Path:
+        return self.data_dir.resolve()
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.root / "pki"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or f"{self.host}:{self.kafka_port}"
+
+    @property
+    def mqtt_broker_host(self) -> str:
+        return self.mqtt_host or self.host
+
+    @property
+    def owner_dsn(self) -> str:
+        if self.postgres_dsn:
+            return self.postgres_dsn
+        from fleetstream.stack.postgres import owner_password
+
+        return (f"postgresql://fleetstream_owner:{owner_password(self)}"
+                f"@{self.host}:{self.postgres_port}/fleetstream")
+
+    @property
+    def app_dsn(self) -> str:
+        """The gateway's role: not the owner, not a superuser, no BYPASSRLS (see adr/0004)."""
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        parts = conninfo_to_dict(self.owner_dsn)
+        parts.update(user="fleetstream_app", password=self.postgres_app_password)
+        return make_conninfo(**parts)
+
+    @property
+    def chdb_dsn(self) -> str:
+        return self.clickhouse_dsn or f"chdb://{self.root / 'clickhouse'}"
+
+    @property
+    def clickhouse_embedded(self) -> bool:
+        return self.chdb_dsn.startswith("chdb:")
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.public_host}:{self.gateway_port}"
+
+
+def load() -> Settings:
+    return Settings()

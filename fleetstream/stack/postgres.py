@@ -1,0 +1,109 @@
+"""PostgreSQL for the control plane (adr/0004), from Debian's server binaries, run on loopback TCP.
+
+As root the server runs as the ``postgres`` system user (PostgreSQL refuses to run as root); the
+superuser is ``fleetstream_owner`` with a generated password kept 0600 in the data directory.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+from pathlib import Path
+
+from fleetstream.settings import Settings
+
+from .pki import write_private
+from .process import Child, StartupError
+
+
+def _bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if found:
+        return found[-1]
+    exe = shutil.which(name)
+    if not exe:
+        raise StartupError(f"PostgreSQL {name} not found: run scripts/setup.sh")
+    return exe
+
+
+def _run_as() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("postgres")
+        return "postgres"
+    except KeyError as exc:
+        raise StartupError("running as root needs the 'postgres' system user (Debian postgresql)") from exc
+
+
+def owner_password(s: Settings) -> str:
+    path = s.root / "postgres" / "owner.password"
+    if not path.exists():
+        write_private(path, secrets.token_urlsafe(24).encode())
+    return path.read_text().strip()
+
+
+def postgres_child(s: Settings) -> Child:
+    home = s.root / "postgres"
+    data, sock = home / "data", home / "sock"
+    home.mkdir(parents=True, exist_ok=True)
+    user = _run_as()
+    password = owner_password(s)
+    if not (data / "PG_VERSION").exists():
+        data.mkdir(parents=True, exist_ok=True)
+        pwfile = home / ".pwfile"
+        pwfile.write_text(password)
+        if user:
+            for p in (data, pwfile):
+                shutil.chown(p, user, user)
+        r = subprocess.run([_bin("initdb"), "-D", str(data), "-U", "fleetstream_owner", "--pwfile", str(pwfile),
+                            "--auth-host=scram-sha-256", "--auth-local=peer", "-E", "UTF8", "--locale=C"],
+                           capture_output=True, text=True, user=user)
+        pwfile.unlink()
+        if r.returncode != 0:
+            raise StartupError(f"initdb failed:\n{r.stdout}\n{r.stderr}")
+    sock.mkdir(exist_ok=True)
+    if user:
+        shutil.chown(sock, user, user)
+        _open_path_for(user, home)
+    argv = [_bin("postgres"), "-D", str(data), "-h", s.host, "-p", str(s.postgres_port), "-k", str(sock),
+            "-c", "max_connections=200", "-c", "shared_buffers=128MB", "-c", "fsync=on",
+            "-c", "logging_collector=off"]
+    return Child("postgres", argv, s.logs_dir / "postgres.log", user=user)
+
+
+def _open_path_for(user: str, path: Path) -> None:
+    """The server process must traverse to its data dir; grant o+x on parents that lack it."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            os.chmod(parent, mode | 0o001)
+
+
+def postgres_ready(dsn: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(dsn, connect_timeout=2) as conn:
+        conn.execute("select 1")
+    return True
+
+
+def maintenance_dsn(s: Settings) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    return make_conninfo(**{**conninfo_to_dict(s.owner_dsn), "dbname": "postgres"})
+
+
+def ensure_database(s: Settings) -> None:
+    """Creates the fleetstream database (the cluster's maintenance DB is 'postgres')."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    dbname = conninfo_to_dict(s.owner_dsn).get("dbname", "fleetstream")
+    with psycopg.connect(maintenance_dsn(s), autocommit=True) as conn:
+        if not conn.execute("select 1 from pg_database where datname=%s", (dbname,)).fetchone():
+            conn.execute(f'create database "{dbname}"')

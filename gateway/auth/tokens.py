@@ -1,0 +1,91 @@
+"""Tenant access tokens: short-lived ES256 JWTs carrying tenant and scopes, verified against a key ring
+whose public half is published as JWKS. Rotation adds a key and keeps old ones until their tokens expire."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+ISSUER = "fleetstream"
+AUDIENCE = "fleetstream-api"
+ALL_SCOPES = ("devices:read", "devices:write", "telemetry:read", "commands:write", "rules:write", "ota:write")
+
+
+class TokenError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant_id: str
+    client_id: str
+    scopes: frozenset[str]
+    platform_admin: bool = False
+
+
+class KeyRing:
+    """ES256 signing keys in ``<dir>/<kid>.pem`` (0600); the newest signs, all verify."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self.keys: dict[str, ec.EllipticCurvePrivateKey] = {}
+        self.reload()
+        if not self.keys:
+            self.rotate()
+
+    def reload(self) -> None:
+        if self.dir.exists():
+            for f in sorted(self.dir.glob("*.pem")):
+                self.keys[f.stem] = serialization.load_pem_private_key(f.read_bytes(), None)  # type: ignore[assignment]
+
+    def rotate(self) -> str:
+        from fleetstream.stack.pki import key_pem, write_private
+
+        kid = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        key = ec.generate_private_key(ec.SECP256R1())
+        write_private(self.dir / f"{kid}.pem", key_pem(key))
+        self.keys[kid] = key
+        return kid
+
+    @property
+    def current_kid(self) -> str:
+        return max(self.keys)
+
+    def issue(self, *, tenant_id: str, client_id: str, scopes: list[str], ttl_s: int = 900) -> str:
+        now = int(time.time())
+        claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": client_id, "tenant_id": tenant_id,
+                  "scope": " ".join(scopes), "iat": now, "nbf": now, "exp": now + ttl_s, "jti": uuid.uuid4().hex}
+        kid = self.current_kid
+        return jwt.encode(claims, self.keys[kid], algorithm="ES256", headers={"kid": kid})
+
+    def verify(self, token: str) -> Principal:
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            key = self.keys.get(kid)
+            if key is None:
+                self.reload()
+                key = self.keys.get(kid)
+            if key is None:
+                raise TokenError("token signed by an unknown key")
+            claims = jwt.decode(token, key.public_key(), algorithms=["ES256"], audience=AUDIENCE, issuer=ISSUER,
+                                options={"require": ["exp", "iat", "sub", "tenant_id"]})
+        except jwt.PyJWTError as exc:
+            raise TokenError(str(exc)) from exc
+        return Principal(tenant_id=claims["tenant_id"], client_id=claims["sub"],
+                         scopes=frozenset(claims.get("scope", "").split()),
+                         platform_admin=claims.get("platform_admin") is True)
+
+    def jwks(self) -> dict:
+        out = []
+        for kid, key in sorted(self.keys.items()):
+            jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+            jwk.update(kid=kid, use="sig", alg="ES256")
+            out.append(jwk)
+        return {"keys": out}

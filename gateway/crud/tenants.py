@@ -1,0 +1,34 @@
+"""Tenants and their API clients. Creating a tenant sets the new tenant for its own transaction, so it
+works under FORCE RLS for any role allowed to insert."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+
+import psycopg
+
+from gateway.auth.passwords import hash_secret, new_secret
+from gateway.auth.tokens import ALL_SCOPES
+
+
+def create_tenant(conn: psycopg.Connection, *, name: str) -> dict:
+    tenant_id = str(uuid.uuid4())
+    client_id = "fsc_" + secrets.token_hex(8)
+    secret = new_secret()
+    with conn.transaction():
+        conn.execute("select set_config('app.tenant_id', %s, true)", (tenant_id,))
+        conn.execute("insert into tenants (id, name) values (%s, %s)", (tenant_id, name))
+        conn.execute("insert into api_clients (client_id, tenant_id, name, secret_hash, scopes) "
+                     "values (%s, %s, %s, %s, %s)",
+                     (client_id, tenant_id, "bootstrap", hash_secret(secret), list(ALL_SCOPES)))
+    return {"tenant_id": tenant_id, "name": name, "client_id": client_id, "client_secret": secret,
+            "scopes": list(ALL_SCOPES)}
+
+
+def find_client(conn: psycopg.Connection, client_id: str) -> dict | None:
+    row = conn.execute("select * from authenticate_client(%s)", (client_id,)).fetchone()
+    if row is None:
+        return None
+    return row if isinstance(row, dict) else dict(zip(("tenant_id", "secret_hash", "scopes", "tenant_status"), row,
+                                                      strict=True))

@@ -1,0 +1,40 @@
+"""The platform's Kafka topics, created explicitly (never auto-created) with their policies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    doc: str
+    record: str | None  # schemas/avro record type of its values
+    compact: bool = False
+    retention_ms: int = 7 * DAY_MS
+    partitions: int | None = None  # None: the platform default (settings.kafka_partitions)
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def config(self) -> dict[str, str]:
+        cfg = {"cleanup.policy": "compact" if self.compact else "delete"}
+        if not self.compact:
+            cfg["retention.ms"] = str(self.retention_ms)
+        cfg.update(self.extra)
+        return cfg
+
+
+TELEMETRY_RAW = TopicSpec("fleetstream.telemetry.raw", "connectors → validate agent", "telemetry", retention_ms=3 * DAY_MS)
+TELEMETRY = TopicSpec("fleetstream.telemetry", "validated, enriched telemetry → sinks, rules, live", "telemetry")
+DEVICE_EVENTS = TopicSpec("fleetstream.device-events", "connection, lifecycle and connector events", "device_event")
+COMMANDS = TopicSpec("fleetstream.commands", "commands to deliver to devices", "command")
+COMMAND_ACKS = TopicSpec("fleetstream.command-acks", "device answers about commands", "command_ack")
+SHADOW_UPDATES = TopicSpec("fleetstream.shadow-updates", "desired/reported shadow changes", "shadow_update")
+ALERTS = TopicSpec("fleetstream.alerts", "alerts raised, acknowledged, cleared", "alert")
+REGISTRY = TopicSpec("fleetstream.registry", "device registry, latest entry per device", "registry_entry", compact=True)
+RULES = TopicSpec("fleetstream.rules", "tenant rules, latest version per rule (JSON)", None, compact=True)
+DEAD_LETTER = TopicSpec("fleetstream.dlq", "refused input with a reason and the raw bytes", "dead_letter", retention_ms=14 * DAY_MS)
+
+ALL = [TELEMETRY_RAW, TELEMETRY, DEVICE_EVENTS, COMMANDS, COMMAND_ACKS, SHADOW_UPDATES, ALERTS, REGISTRY, RULES, DEAD_LETTER]
+BY_NAME = {t.name: t for t in ALL}

@@ -1,0 +1,41 @@
+"""One ClickHouse client per process, embedded (chdb) or server, through clickhouse-connect (adr/0007).
+
+chdb allows one process per data path, and its client is not safe for concurrent use, so every call in
+a process goes through the same client under one lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import clickhouse_connect
+
+
+class ClickHouse:
+    def __init__(self, dsn: str, database: str = "fleetstream"):
+        self.dsn, self.database = dsn, database
+        if dsn.startswith("chdb:"):
+            Path(dsn.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
+        self._client = clickhouse_connect.get_client(dsn=dsn)
+        self._lock = threading.Lock()
+
+    @property
+    def embedded(self) -> bool:
+        return self.dsn.startswith("chdb:")
+
+    def command(self, sql: str, parameters: dict | None = None):
+        with self._lock:
+            return self._client.command(sql, parameters=parameters)
+
+    def query_rows(self, sql: str, parameters: dict | None = None) -> list[tuple]:
+        with self._lock:
+            return self._client.query(sql, parameters=parameters).result_rows
+
+    def insert(self, table: str, rows: list[list], columns: list[str]) -> None:
+        with self._lock:
+            self._client.insert(table, rows, column_names=columns, database=self.database)
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()

@@ -1,0 +1,36 @@
+"""The Faust application shared by every stream agent (adr/0005).
+
+Agents take batches (``stream.take``) so the per-record cost stays within the hot path's budget, and
+they exchange fleetstream's Avro bytes untouched by Faust's serializers (``raw``).
+"""
+
+from __future__ import annotations
+
+import faust
+
+from fleetstream.settings import Settings
+
+
+def create_app(s: Settings, *, app_id: str = "fleetstream-streams") -> faust.App:
+    app = faust.App(
+        app_id,
+        broker=f"kafka://{s.bootstrap_servers}",
+        datadir=str(s.root / "streams"),
+        store="memory://",  # tables are rebuilt from their changelog topics on start
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_replication_factor=1,
+        topic_partitions=s.kafka_partitions,
+        web_enabled=True,
+        web_host=s.host,
+        web_port=s.streams_web_port,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+        stream_wait_empty=False,
+    )
+    from . import validate
+
+    validate.register(app, s)
+    return app

@@ -1,0 +1,15 @@
+"""Runs the stream agents as one worker process (``fleetstream run streams``)."""
+
+from __future__ import annotations
+
+import faust
+
+from fleetstream.settings import Settings
+
+from .app import create_app
+
+
+def run(s: Settings, loglevel: str = "info") -> None:
+    app = create_app(s)
+    worker = faust.Worker(app, loglevel=loglevel, logfile=None)
+    worker.execute_from_commandline()
