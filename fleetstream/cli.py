@@ -69,7 +69,7 @@ def _up_detached(s: Settings, args) -> int:
     from fleetstream.stack import supervisor
 
     s.logs_dir.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "fleetstream.cli", "up", "--data-dir", str(s.root)]
+    argv = [sys.executable, "-m", "fleetstream.cli", "--data-dir", str(s.root), "up"]
     if args.with_fleet:
         argv += ["--with-fleet", "--devices", str(args.devices)]
     with open(s.logs_dir / "supervisor.log", "ab") as out:

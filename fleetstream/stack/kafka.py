@@ -104,7 +104,7 @@ def ensure_topics(bootstrap: str, default_partitions: int) -> list[str]:
                     config=t.config()) for t in topics.ALL if t.name not in existing]
     if not new:
         return []
-    for name, fut in admin.create_topics(new, operation_timeout=30).items():
+    for fut in admin.create_topics(new, operation_timeout=30).values():
         try:
             fut.result()
         except Exception as exc:  # a concurrent creator already made it

@@ -17,7 +17,7 @@ from pathlib import Path
 from fleetstream.settings import Settings
 
 from .pki import write_private
-from .process import Child, StartupError
+from .process import Child, StartupError, as_user
 
 
 def _bin(name: str) -> str:
@@ -52,6 +52,8 @@ def postgres_child(s: Settings) -> Child:
     data, sock = home / "data", home / "sock"
     home.mkdir(parents=True, exist_ok=True)
     user = _run_as()
+    if user:
+        _open_path_for(user, home)
     password = owner_password(s)
     if not (data / "PG_VERSION").exists():
         data.mkdir(parents=True, exist_ok=True)
@@ -62,14 +64,13 @@ def postgres_child(s: Settings) -> Child:
                 shutil.chown(p, user, user)
         r = subprocess.run([_bin("initdb"), "-D", str(data), "-U", "fleetstream_owner", "--pwfile", str(pwfile),
                             "--auth-host=scram-sha-256", "--auth-local=peer", "-E", "UTF8", "--locale=C"],
-                           capture_output=True, text=True, user=user)
+                           capture_output=True, text=True, **as_user(user))
         pwfile.unlink()
         if r.returncode != 0:
             raise StartupError(f"initdb failed:\n{r.stdout}\n{r.stderr}")
     sock.mkdir(exist_ok=True)
     if user:
         shutil.chown(sock, user, user)
-        _open_path_for(user, home)
     argv = [_bin("postgres"), "-D", str(data), "-h", s.host, "-p", str(s.postgres_port), "-k", str(sock),
             "-c", "max_connections=200", "-c", "shared_buffers=128MB", "-c", "fsync=on",
             "-c", "logging_collector=off"]

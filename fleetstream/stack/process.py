@@ -27,7 +27,7 @@ class Child:
         out = open(self.log, "ab")
         self.proc = subprocess.Popen(
             self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **(self.env or {})}, cwd=self.cwd, start_new_session=True, user=self.user)
+            env={**os.environ, **(self.env or {})}, cwd=self.cwd, start_new_session=True, **as_user(self.user))
         out.close()
 
     @property
@@ -69,6 +69,14 @@ class Child:
                 pass
             time.sleep(0.1)
         raise StartupError(f"{self.name} not ready after {timeout:.0f}s ({what}); log {self.log}:\n{self.tail()}")
+
+
+def as_user(user: str | None) -> dict:
+    """subprocess arguments that drop to ``user`` entirely: its own group and no supplementary groups
+    (root's group would otherwise decide access to root-owned folders)."""
+    if not user:
+        return {}
+    return {"user": user, "group": user, "extra_groups": []}
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -17,7 +17,7 @@ from fleetstream.settings import Settings
 
 from . import kafka, mosquitto, postgres
 from .pki import PlatformPKI
-from .process import Child, StartupError, port_open
+from .process import Child, port_open
 
 log = logging.getLogger("fleetstream.stack")
 

@@ -1,0 +1,62 @@
+"""Shared fixtures. The real stack (Kafka, Mosquitto, Postgres, chdb and the platform processes) is started
+once per test session by the project's own supervisor, on ports of its own so a `make up` stack can run
+beside the tests."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fleetstream.settings import Settings
+from fleetstream.stack.supervisor import Stack
+from tests.utils.factories import Factory
+
+TEST_PORTS = dict(kafka_port=29092, kafka_controller_port=29093, mqtt_tls_port=28883, postgres_port=25432,
+                  gateway_port=28080, streams_web_port=28090)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    root = Path(os.environ.get("FLEETSTREAM_TEST_DATA_DIR") or tempfile.mkdtemp(prefix="fleetstream-test-"))
+    return Settings(data_dir=root, **TEST_PORTS, sink_batch_ms=100)
+
+
+@pytest.fixture(scope="session")
+def infra(settings):
+    """Kafka, Mosquitto and Postgres (migrated), topics created."""
+    stack = Stack(settings)
+    try:
+        stack.start_infra()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(infra):
+    """The whole platform: infrastructure plus gateway (with the embedded sink), streams and MQTT connector."""
+    infra.start_platform()
+    return infra
+
+
+@pytest.fixture(scope="session")
+def factory(infra, settings):
+    f = Factory(settings)
+    yield f
+    f.close()
+
+
+@pytest.fixture(scope="session")
+def gateway(stack, settings):
+    with httpx.Client(base_url=f"http://{settings.host}:{settings.gateway_port}", timeout=10) as c:
+        yield c

@@ -1,0 +1,55 @@
+"""An SRE's view of the local stack: `up --detach` returns when healthy, `status --json` tells every
+component's state and address, `down` leaves no process behind; the admin bootstrap prints JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fleetstream.stack.supervisor import pid_alive
+
+PORTS = {"FLEETSTREAM_KAFKA_PORT": "39092", "FLEETSTREAM_KAFKA_CONTROLLER_PORT": "39093",
+         "FLEETSTREAM_MQTT_TLS_PORT": "38883", "FLEETSTREAM_POSTGRES_PORT": "35432",
+         "FLEETSTREAM_GATEWAY_PORT": "38080", "FLEETSTREAM_STREAMS_WEB_PORT": "38090"}
+
+
+def fleetstream(*args, env, timeout=200):
+    return subprocess.run([sys.executable, "-m", "fleetstream.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture
+def stack_env(tmp_path):
+    return {**os.environ, **PORTS, "FLEETSTREAM_DATA_DIR": str(tmp_path / "data")}
+
+
+def test_up_detach_status_down_leaves_no_orphans(stack_env, tmp_path):
+    up = fleetstream("up", "--detach", env=stack_env)
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        st = fleetstream("status", "--json", env=stack_env)
+        status = json.loads(st.stdout)
+        comps = status["components"]
+        assert status["running"] is True
+        for name in ("kafka", "mosquitto", "postgres", "gateway", "clickhouse", "streams", "connector-mqtt"):
+            assert comps[name]["state"] == "up", (name, comps[name])
+        assert comps["gateway"]["url"] == "http://localhost:38080"
+        assert comps["mosquitto"]["mqtt_tls"] == "mqtts://localhost:38883"
+        assert comps["kafka"]["bootstrap"] == "127.0.0.1:39092"
+        assert st.returncode == 0
+
+        created = fleetstream("admin", "create-tenant", "cli-tenant", "--json", env=stack_env, timeout=60)
+        tenant = json.loads(created.stdout)
+        assert tenant["name"] == "cli-tenant" and tenant["client_id"].startswith("fsc_") and tenant["client_secret"]
+        state = json.loads((tmp_path / "data" / "stack.json").read_text())
+    finally:
+        down = fleetstream("down", env=stack_env, timeout=90)
+    assert down.returncode == 0
+    pids = [state["supervisor_pid"], *state["children"].values()]
+    assert not [p for p in pids if pid_alive(p)], "processes left behind after down"
+    after = json.loads(fleetstream("status", "--json", env=stack_env).stdout)
+    assert after["running"] is False and after["components"]["kafka"]["state"] == "down"
