@@ -15,8 +15,11 @@ from fleetstream.settings import Settings
 from fleetstream.stack.supervisor import Stack
 from tests.utils.factories import Factory
 
-TEST_PORTS = dict(kafka_port=29092, kafka_controller_port=29093, mqtt_tls_port=28883, postgres_port=25432,
-                  gateway_port=28080, streams_web_port=28090)
+# FLEETSTREAM_TEST_PORT_OFFSET lets several test sessions run side by side on one machine.
+PORT_OFFSET = int(os.environ.get("FLEETSTREAM_TEST_PORT_OFFSET", "0"))
+TEST_PORTS = {k: v + PORT_OFFSET for k, v in dict(
+    kafka_port=29092, kafka_controller_port=29093, mqtt_tls_port=28883, postgres_port=25432,
+    gateway_port=28080, streams_web_port=28090).items()}
 
 
 def pytest_collection_modifyitems(config, items):

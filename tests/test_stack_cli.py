@@ -12,9 +12,12 @@ import pytest
 
 from fleetstream.stack.supervisor import pid_alive
 
-PORTS = {"FLEETSTREAM_KAFKA_PORT": "39092", "FLEETSTREAM_KAFKA_CONTROLLER_PORT": "39093",
-         "FLEETSTREAM_MQTT_TLS_PORT": "38883", "FLEETSTREAM_POSTGRES_PORT": "35432",
-         "FLEETSTREAM_GATEWAY_PORT": "38080", "FLEETSTREAM_STREAMS_WEB_PORT": "38090"}
+from tests.conftest import PORT_OFFSET
+
+PORTS = {k: str(v + PORT_OFFSET) for k, v in {
+    "FLEETSTREAM_KAFKA_PORT": 39092, "FLEETSTREAM_KAFKA_CONTROLLER_PORT": 39093,
+    "FLEETSTREAM_MQTT_TLS_PORT": 38883, "FLEETSTREAM_POSTGRES_PORT": 35432,
+    "FLEETSTREAM_GATEWAY_PORT": 38080, "FLEETSTREAM_STREAMS_WEB_PORT": 38090}.items()}
 
 
 def fleetstream(*args, env, timeout=200):
@@ -37,9 +40,9 @@ def test_up_detach_status_down_leaves_no_orphans(stack_env, tmp_path):
         assert status["running"] is True
         for name in ("kafka", "mosquitto", "postgres", "gateway", "clickhouse", "streams", "connector-mqtt"):
             assert comps[name]["state"] == "up", (name, comps[name])
-        assert comps["gateway"]["url"] == "http://localhost:38080"
-        assert comps["mosquitto"]["mqtt_tls"] == "mqtts://localhost:38883"
-        assert comps["kafka"]["bootstrap"] == "127.0.0.1:39092"
+        assert comps["gateway"]["url"] == f"http://localhost:{PORTS['FLEETSTREAM_GATEWAY_PORT']}"
+        assert comps["mosquitto"]["mqtt_tls"] == f"mqtts://localhost:{PORTS['FLEETSTREAM_MQTT_TLS_PORT']}"
+        assert comps["kafka"]["bootstrap"] == f"127.0.0.1:{PORTS['FLEETSTREAM_KAFKA_PORT']}"
         assert st.returncode == 0
 
         created = fleetstream("admin", "create-tenant", "cli-tenant", "--json", env=stack_env, timeout=60)
