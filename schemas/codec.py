@@ -34,6 +34,8 @@ SCHEMA_FILES = {
     "alert": "alert.avsc",
     "dead_letter": "dead_letter.avsc",
     "registry_entry": "registry_entry.avsc",
+    "command_state": "command_state.avsc",
+    "shadow_document": "shadow_document.avsc",
 }
 
 

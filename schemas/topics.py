@@ -36,5 +36,11 @@ REGISTRY = TopicSpec("fleetstream.registry", "device registry, latest entry per 
 RULES = TopicSpec("fleetstream.rules", "tenant rules, latest version per rule (JSON)", None, compact=True)
 DEAD_LETTER = TopicSpec("fleetstream.dlq", "refused input with a reason and the raw bytes", "dead_letter", retention_ms=14 * DAY_MS)
 
-ALL = [TELEMETRY_RAW, TELEMETRY, DEVICE_EVENTS, COMMANDS, COMMAND_ACKS, SHADOW_UPDATES, ALERTS, REGISTRY, RULES, DEAD_LETTER]
+# stream agents (issue 5, adr/0050): requests in, state views out (compacted, read by the gateway)
+COMMAND_REQUESTS = TopicSpec("fleetstream.command-requests", "API → command agent: new commands", "command")
+COMMAND_STATES = TopicSpec("fleetstream.command-states", "command agent → gateway: latest state per command", "command_state", compact=True)
+SHADOWS = TopicSpec("fleetstream.shadows", "shadow agent → gateway, downlink: latest shadow per device", "shadow_document", compact=True)
+
+ALL = [TELEMETRY_RAW, TELEMETRY, DEVICE_EVENTS, COMMANDS, COMMAND_ACKS, SHADOW_UPDATES, ALERTS, REGISTRY, RULES, DEAD_LETTER,
+       COMMAND_REQUESTS, COMMAND_STATES, SHADOWS]
 BY_NAME = {t.name: t for t in ALL}
