@@ -38,6 +38,8 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
         st.clickhouse = ClickHouse(s.chdb_dsn)
         create_all(st.clickhouse)
         st.store = TelemetryStore(st.clickhouse)
+        from .ota.service import OtaService  # issue 8: artifacts, signing, campaign driver
+        st.ota = OtaService(s, st.db).start()
         st.sink = None
         if run_sink:
             st.sink = BatchingSink(ClickHouseTelemetrySink(st.clickhouse), bootstrap=s.bootstrap_servers,
@@ -49,6 +51,7 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
         finally:
             if st.sink is not None:
                 st.sink.stop()
+            st.ota.close()
             st.db.close()
             st.clickhouse.close()
 

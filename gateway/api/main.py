@@ -3,10 +3,14 @@
 from fastapi import APIRouter
 
 from .routes import health, oauth, telemetry
+from .routes import firmware as ota_firmware  # OTA (issue 8)
+from .routes import ota as ota_campaigns
 
 api_router = APIRouter(prefix="/v1")
 api_router.include_router(oauth.router)
 api_router.include_router(telemetry.router)
+api_router.include_router(ota_firmware.router)
+api_router.include_router(ota_campaigns.router)
 
 root_router = APIRouter()
 root_router.include_router(health.router)
