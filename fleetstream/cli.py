@@ -184,7 +184,28 @@ def cmd_run(args) -> int:
 
         sys.argv = [sys.argv[0], "worker"]
         run(s)
+    elif args.role == "sink":
+        _run_sink(s)
     return 0
+
+
+def _run_sink(s: Settings) -> None:
+    """The ClickHouse sinks as their own process (server mode, or chdb on a path no gateway holds)."""
+    from sinks.clickhouse.client import ClickHouse
+    from sinks.clickhouse.runner import run_forever
+    from sinks.clickhouse.schema import create_all
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    ch = ClickHouse(s.chdb_dsn)
+    try:
+        create_all(ch)
+        run_forever(ch, stop, bootstrap=s.bootstrap_servers, group_prefix=s.sink_group_prefix,
+                    batch_size=s.sink_batch_size, batch_ms=s.sink_batch_ms,
+                    commit_delay_ms=s.sink_test_commit_delay_ms)
+    finally:
+        ch.close()
 
 
 def cmd_connector(args) -> int:
@@ -285,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(fn=cmd_status)
 
     run = sub.add_parser("run", help="run one platform process role")
-    run.add_argument("role", choices=["gateway", "streams"])
+    run.add_argument("role", choices=["gateway", "streams", "sink"])
     run.set_defaults(fn=cmd_run)
     conn = sub.add_parser("connector", help="protocol connectors")
     conn_sub = conn.add_subparsers(dest="connector_cmd", required=True)

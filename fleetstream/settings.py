@@ -40,6 +40,9 @@ class Settings(BaseSettings):
 
     sink_batch_size: int = 5000
     sink_batch_ms: int = 250
+    sink_group_prefix: str = Field("fleetstream-sink-clickhouse", description="consumer group(s) of the ClickHouse sinks")
+    sink_test_commit_delay_ms: int = Field(0, description="test only: pause between a sink write and its commit")
+    live_queue_size: int = Field(256, description="events buffered per live connection before the drop policy applies")
     max_clock_skew_s: int = Field(300, description="device timestamps further in the future are rejected")
 
     @property

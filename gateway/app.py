@@ -9,11 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from fleetstream.settings import Settings
-from schemas import topics
-from sinks.base import BatchingSink
 from sinks.clickhouse.client import ClickHouse
+from sinks.clickhouse.runner import build_sinks
 from sinks.clickhouse.schema import create_all
-from sinks.clickhouse.sink import ClickHouseTelemetrySink
 from sinks.clickhouse.store import TelemetryStore
 
 from . import errors
@@ -41,16 +39,20 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
         from .ota.service import OtaService  # issue 8: artifacts, signing, campaign driver
         st.ota = OtaService(s, st.db).start()
         st.sink = None
+        st.sinks = []
         if run_sink:
-            st.sink = BatchingSink(ClickHouseTelemetrySink(st.clickhouse), bootstrap=s.bootstrap_servers,
-                                   topic=topics.TELEMETRY.name, record="telemetry", group_id="fleetstream-sink-clickhouse",
-                                   batch_size=s.sink_batch_size, batch_ms=s.sink_batch_ms)
-            st.sink.start()
+            # telemetry first: /readyz reports st.sink; events, alerts and commands ride beside it
+            st.sinks = build_sinks(st.clickhouse, bootstrap=s.bootstrap_servers, group_prefix=s.sink_group_prefix,
+                                   batch_size=s.sink_batch_size, batch_ms=s.sink_batch_ms,
+                                   commit_delay_ms=s.sink_test_commit_delay_ms)
+            st.sink = st.sinks[0]
+            for sink in st.sinks:
+                sink.start()
         try:
             yield
         finally:
-            if st.sink is not None:
-                st.sink.stop()
+            for sink in st.sinks:
+                sink.stop()
             st.ota.close()
             st.db.close()
             st.clickhouse.close()

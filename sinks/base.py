@@ -3,6 +3,11 @@
 ``BatchingSink`` owns the consumer loop; a concrete sink implements ``write(records)`` only. A failed
 write is retried (with backoff) and never skipped, so a sink that cannot write stops consuming rather
 than losing data.
+
+Each decoded record carries its Kafka coordinates (``kafka_topic``, ``kafka_partition``,
+``kafka_offset``). When partitions are assigned, the sink asks ``written_up_to`` how far the store already
+holds each partition beyond the committed offset, and skips those records: a batch written just before a
+crash (write done, commit not) is then never written twice (adr/0060).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from schemas import ValueDeserializationError, codec
+from schemas import ValueDeserializationError, codec, codec_by_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -25,27 +30,49 @@ class BaseSink(abc.ABC):
     def write(self, records: list[dict[str, Any]]) -> None:
         """Persist a batch; raise to have the same batch retried."""
 
+    def written_up_to(self, committed: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+        """Called on assignment with each partition's committed offset; returns the highest offset the
+        store already holds at or beyond it (partitions absent: nothing). Default: the store cannot tell."""
+        return {}
+
 
 class BatchingSink(threading.Thread):
     """:param sink: what writes the decoded records.
-    :param topic: Kafka topic (its values are ``record`` Avro records)."""
+    :param topic: Kafka topic (its values are ``record`` Avro records).
+    :param topics: several topics instead of one; values are decoded by their schema fingerprint.
+    :param commit_delay_ms: test only: a pause between write and commit, the window a crash test kills in."""
 
-    def __init__(self, sink: BaseSink, *, bootstrap: str, topic: str, record: str, group_id: str,
-                 batch_size: int = 5000, batch_ms: int = 250):
-        super().__init__(name=f"sink-{topic}", daemon=True)
-        self.sink, self.topic, self.codec = sink, topic, codec(record)
+    def __init__(self, sink: BaseSink, *, bootstrap: str, topic: str | None = None, record: str | None = None,
+                 group_id: str, batch_size: int = 5000, batch_ms: int = 250, topics: list[str] | None = None,
+                 commit_delay_ms: int = 0):
+        self.topics = topics or [topic]
+        super().__init__(name=f"sink-{'+'.join(self.topics)}", daemon=True)
+        self.sink, self.topic = sink, self.topics[0]
+        self.codec = codec(record) if record else None
         self.batch_size, self.batch_s = batch_size, batch_ms / 1000
+        self.commit_delay_s = commit_delay_ms / 1000
+        self._skip: dict[tuple[str, int], int] = {}
         self.consumer = Consumer({
             "bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False,
             "auto.offset.reset": "earliest", "enable.partition.eof": False,
             "fetch.wait.max.ms": 50, "partition.assignment.strategy": "cooperative-sticky",
         })
         self._stop = threading.Event()
-        self.stats = {"batches": 0, "records": 0, "undecodable": 0, "last_write_ms": 0.0}
+        self.stats = {"batches": 0, "records": 0, "undecodable": 0, "skipped_written": 0, "last_write_ms": 0.0}
         self.ready = threading.Event()
 
+    def _on_assign(self, consumer, partitions) -> None:
+        committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions, timeout=30)
+                     if tp.offset >= 0}
+        if committed:
+            done = self.sink.written_up_to(committed)
+            self._skip.update(done)
+            if done:
+                log.info("already written beyond the committed offsets, skipping: %s", done)
+        self.ready.set()
+
     def run(self) -> None:
-        self.consumer.subscribe([self.topic], on_assign=lambda *_: self.ready.set())
+        self.consumer.subscribe(self.topics, on_assign=self._on_assign)
         try:
             while not self._stop.is_set():
                 self._one_batch()
@@ -67,13 +94,26 @@ class BatchingSink(threading.Thread):
             return
         records = []
         for m in msgs:
+            tp = (m.topic(), m.partition())
+            if tp in self._skip:
+                if m.offset() <= self._skip[tp]:
+                    self.stats["skipped_written"] += 1
+                    continue
+                del self._skip[tp]
             try:
-                records.append(self.codec.decode(m.value()))
+                rec = (self.codec or codec_by_fingerprint(m.value())).decode(m.value())
+                rec.update(kafka_topic=tp[0], kafka_partition=tp[1], kafka_offset=m.offset())
+                records.append(rec)
             except ValueDeserializationError as exc:
                 # only producers of this platform write here; count and skip what cannot be read
                 self.stats["undecodable"] += 1
                 log.error("skipping undecodable record %s[%d]@%d: %s", m.topic(), m.partition(), m.offset(), exc)
-        self._write_until_done(records)
+        if records:
+            self._write_until_done(records)
+            log.debug("wrote %d records", len(records))
+        if self.commit_delay_s:
+            log.info("wrote %d records; commit in %.1fs", len(records), self.commit_delay_s)
+            self._stop.wait(self.commit_delay_s)
         offsets: dict[tuple[str, int], int] = {}
         for m in msgs:
             offsets[(m.topic(), m.partition())] = m.offset() + 1

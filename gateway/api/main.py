@@ -9,6 +9,7 @@ from .routes import ota as ota_campaigns
 api_router = APIRouter(prefix="/v1")
 api_router.include_router(oauth.router)
 api_router.include_router(telemetry.router)
+api_router.include_router(telemetry.fleet_router)
 api_router.include_router(ota_firmware.router)
 api_router.include_router(ota_campaigns.router)
 

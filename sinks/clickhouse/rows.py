@@ -1,17 +1,46 @@
-"""Telemetry records → ClickHouse rows: one row per metric value."""
+"""Kafka records → ClickHouse rows. Telemetry: one row per metric value; events, alerts and commands: one
+row per record. Timestamps stay epoch-ms ints: clickhouse-connect writes ints as DateTime64(3) ticks."""
 
 from __future__ import annotations
 
-COLUMNS = ["tenant_id", "device_id", "metric", "ts", "received_at", "value_num", "value_bool", "value_str", "protocol"]
+COLUMNS = ["tenant_id", "device_id", "metric", "ts", "received_at", "value_num", "value_bool", "value_str", "protocol",
+           "retention_days", "kafka_partition", "kafka_offset"]
 
 
-def telemetry_rows(rec: dict, out: list[list]) -> None:
+def telemetry_rows(rec: dict, out: list[list], retention_days: int = 365) -> None:
     ts, rx = rec["event_time"], rec["receive_time"]
-    # timestamps stay epoch-ms ints: clickhouse-connect writes ints as DateTime64(3) ticks as they are
+    tail = [rec["protocol"], retention_days, rec.get("kafka_partition", 0), rec.get("kafka_offset", 0)]
     for name, v in rec["values"].items():
         if isinstance(v, bool):
-            out.append([rec["tenant_id"], rec["device_id"], name, ts, rx, None, int(v), None, rec["protocol"]])
+            out.append([rec["tenant_id"], rec["device_id"], name, ts, rx, None, int(v), None, *tail])
         elif isinstance(v, float):
-            out.append([rec["tenant_id"], rec["device_id"], name, ts, rx, v, None, None, rec["protocol"]])
+            out.append([rec["tenant_id"], rec["device_id"], name, ts, rx, v, None, None, *tail])
         else:
-            out.append([rec["tenant_id"], rec["device_id"], name, ts, rx, None, None, v, rec["protocol"]])
+            out.append([rec["tenant_id"], rec["device_id"], name, ts, rx, None, None, v, *tail])
+
+
+EVENT_COLUMNS = ["tenant_id", "device_id", "time", "event_type", "source", "reason", "details", "kafka_partition",
+                 "kafka_offset"]
+ALERT_COLUMNS = ["tenant_id", "device_id", "alert_id", "rule_id", "severity", "state", "time", "message",
+                 "details_json", "kafka_partition", "kafka_offset"]
+COMMAND_COLUMNS = ["tenant_id", "device_id", "command_id", "kind", "name", "status", "time", "params_json",
+                   "result_json", "reason", "kafka_topic", "kafka_partition", "kafka_offset"]
+
+
+def event_row(r: dict) -> list:
+    return [r["tenant_id"], r["device_id"], r["time"], r["event_type"], r["source"], r.get("reason"),
+            r.get("details") or {}, r["kafka_partition"], r["kafka_offset"]]
+
+
+def alert_row(r: dict) -> list:
+    return [r["tenant_id"], r["device_id"], r["alert_id"], r["rule_id"], r["severity"], r["state"], r["time"],
+            r.get("message", ""), r.get("details_json", "{}"), r["kafka_partition"], r["kafka_offset"]]
+
+
+def command_row(r: dict) -> list:
+    """A command as issued (kind ``command``, status ``ISSUED``) or a device's answer (kind ``ack``)."""
+    if "status" in r:
+        return [r["tenant_id"], r["device_id"], r["command_id"], "ack", "", r["status"], r["time"], "{}",
+                r.get("result_json"), r.get("reason"), r["kafka_topic"], r["kafka_partition"], r["kafka_offset"]]
+    return [r["tenant_id"], r["device_id"], r["command_id"], "command", r["name"], "ISSUED", r["created_at"],
+            r.get("params_json", "{}"), None, None, r["kafka_topic"], r["kafka_partition"], r["kafka_offset"]]

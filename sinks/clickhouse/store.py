@@ -1,12 +1,27 @@
 """The tenant-scoped read layer: every query the gateway runs on ClickHouse goes through here, and each
-method requires the tenant (in embedded mode there are no row policies to fall back on; adr/0007)."""
+method requires the tenant (in embedded mode there are no row policies to fall back on; adr/0007, 0062).
+
+Downsampled reads come from the per-minute or per-hour rollups whenever the interval is a whole number
+of their grain, so a 30-day range reads at most 720 hourly rows per metric instead of the raw points.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 
 from .client import ClickHouse
+
+AGGS = ("avg", "min", "max", "sum", "count", "last")
+
+# the same aggregate over raw rows and over rollup states
+_RAW_AGG = {"avg": "avg(value_num)", "min": "min(value_num)", "max": "max(value_num)", "sum": "sum(value_num)",
+            "count": "count(value_num)", "last": "argMax(value_num, ts)"}
+_ROLLUP_AGG = {"avg": "sumMerge(sum_v) / countMerge(count_v)", "min": "min(min_v)", "max": "max(max_v)",
+               "sum": "sumMerge(sum_v)", "count": "countMerge(count_v)", "last": "argMaxMerge(last_v)"}
+_GRAINS = ((3600, "telemetry_1h"), (60, "telemetry_1m"))
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -15,23 +30,130 @@ class Point:
     value: float | bool | str | None
 
 
+@dataclass(frozen=True)
+class Latest:
+    device_id: str
+    metric: str
+    ts: dt.datetime
+    value: float | bool | str | None
+
+
+@dataclass(frozen=True)
+class Series:
+    points: list[Point]
+    source: str  # the table the buckets came from: telemetry, telemetry_1m, telemetry_1h
+
+
+def _tenant(tenant_id: str) -> str:
+    if not tenant_id:
+        raise ValueError("tenant_id is required")
+    return tenant_id
+
+
+def align(start: dt.datetime, end: dt.datetime, interval_s: int) -> tuple[dt.datetime, dt.datetime]:
+    """Widens [start, end) to whole intervals counted from the epoch, so raw and rollup reads agree."""
+    a = math.floor((start - _EPOCH).total_seconds() / interval_s) * interval_s
+    b = math.ceil((end - _EPOCH).total_seconds() / interval_s) * interval_s
+    return _EPOCH + dt.timedelta(seconds=a), _EPOCH + dt.timedelta(seconds=b)
+
+
 class TelemetryStore:
     def __init__(self, ch: ClickHouse):
         self.ch = ch
+        self.db = ch.database
 
     def raw_points(self, *, tenant_id: str, device_id: str, metric: str, start: dt.datetime, end: dt.datetime,
                    limit: int, after: dt.datetime | None = None) -> list[Point]:
-        if not tenant_id:
-            raise ValueError("tenant_id is required")
         rows = self.ch.query_rows(
-            f"""SELECT toUnixTimestamp64Milli(ts), value_num, value_bool, value_str FROM {self.ch.database}.telemetry FINAL
+            f"""SELECT toUnixTimestamp64Milli(ts), value_num, value_bool, value_str FROM {self.db}.telemetry FINAL
                 WHERE tenant_id = {{t:String}} AND device_id = {{d:String}} AND metric = {{m:String}}
                   AND ts >= {{start:DateTime64(3)}} AND ts < {{end:DateTime64(3)}}
                   AND ts > {{after:DateTime64(3)}}
                 ORDER BY ts LIMIT {{limit:UInt32}}""",
-            {"t": tenant_id, "d": device_id, "m": metric, "start": start, "end": end,
-             "after": after or dt.datetime(1970, 1, 1, tzinfo=dt.UTC), "limit": limit})
+            {"t": _tenant(tenant_id), "d": device_id, "m": metric, "start": start, "end": end,
+             "after": after or _EPOCH, "limit": limit})
         return [Point(_utc(r[0]), _value(r[1], r[2], r[3])) for r in rows]
+
+    def downsampled(self, *, tenant_id: str, device_ids: list[str], metric: str, start: dt.datetime,
+                    end: dt.datetime, interval_s: int, agg: str) -> dict[str, Series]:
+        """Buckets of ``interval_s`` per device; ``start``/``end`` must already be aligned (``align``)."""
+        if agg not in AGGS:
+            raise ValueError(f"agg must be one of {', '.join(AGGS)}")
+        source = next((table for grain, table in _GRAINS if interval_s % grain == 0), "telemetry")
+        if source == "telemetry":
+            sql = f"""SELECT device_id, toUnixTimestamp(toStartOfInterval(ts, INTERVAL {{iv:UInt32}} SECOND)) AS b,
+                             {_RAW_AGG[agg]}
+                      FROM {self.db}.telemetry FINAL
+                      WHERE tenant_id = {{t:String}} AND device_id IN {{d:Array(String)}} AND metric = {{m:String}}
+                        AND ts >= {{start:DateTime64(3)}} AND ts < {{end:DateTime64(3)}} AND value_num IS NOT NULL
+                      GROUP BY device_id, b ORDER BY device_id, b"""
+        else:
+            sql = f"""SELECT device_id, toUnixTimestamp(toStartOfInterval(bucket, INTERVAL {{iv:UInt32}} SECOND)) AS b,
+                             {_ROLLUP_AGG[agg]}
+                      FROM {self.db}.{source}
+                      WHERE tenant_id = {{t:String}} AND device_id IN {{d:Array(String)}} AND metric = {{m:String}}
+                        AND bucket >= {{start:DateTime}} AND bucket < {{end:DateTime}}
+                      GROUP BY device_id, b ORDER BY device_id, b"""
+        rows = self.ch.query_rows(sql, {"t": _tenant(tenant_id), "d": list(device_ids), "m": metric,
+                                        "start": start, "end": end, "iv": interval_s})
+        out = {d: Series([], source) for d in device_ids}
+        for device_id, b, v in rows:
+            out[device_id].points.append(Point(_utc(b * 1000), None if v is None or _nan(v) else v))
+        return out
+
+    def latest(self, *, tenant_id: str, device_ids: list[str], metrics: list[str] | None = None) -> list[Latest]:
+        """The last value (by event time) of each metric of the given devices."""
+        rows = self.ch.query_rows(
+            f"""SELECT device_id, metric, toUnixTimestamp64Milli(max(last_ts)), argMaxMerge(last_v)
+                FROM {self.db}.telemetry_latest
+                WHERE tenant_id = {{t:String}} AND device_id IN {{d:Array(String)}}
+                  AND (length({{m:Array(String)}}) = 0 OR has({{m:Array(String)}}, metric))
+                GROUP BY device_id, metric ORDER BY device_id, metric""",
+            {"t": _tenant(tenant_id), "d": list(device_ids), "m": list(metrics or [])})
+        return [Latest(r[0], r[1], _utc(r[2]), _value(*r[3])) for r in rows]
+
+    def count_points(self, *, tenant_id: str, device_id: str, metric: str) -> tuple[int, int, int]:
+        """(raw points under FINAL, points counted by the minute rollup, by the hour rollup): equal when
+        every point is stored exactly once."""
+        p = {"t": _tenant(tenant_id), "d": device_id, "m": metric}
+        where = "tenant_id = {t:String} AND device_id = {d:String} AND metric = {m:String}"
+        raw = self.ch.query_rows(f"SELECT count() FROM {self.db}.telemetry FINAL WHERE {where}", p)[0][0]
+        m1 = self.ch.query_rows(f"SELECT countMerge(count_v) FROM {self.db}.telemetry_1m WHERE {where}", p)[0][0]
+        h1 = self.ch.query_rows(f"SELECT countMerge(count_v) FROM {self.db}.telemetry_1h WHERE {where}", p)[0][0]
+        return int(raw), int(m1), int(h1)
+
+    def set_retention(self, *, tenant_id: str, days: int) -> None:
+        """Applies to rows written from now on (and their rollups); existing rows keep the TTL they had."""
+        self.ch.insert("tenant_retention", [[_tenant(tenant_id), days, dt.datetime.now(dt.UTC)]],
+                       ["tenant_id", "retention_days", "updated_at"])
+
+    def retention(self, *, tenant_id: str) -> int | None:
+        rows = self.ch.query_rows(
+            f"SELECT argMax(retention_days, updated_at) FROM {self.db}.tenant_retention "
+            "WHERE tenant_id = {t:String} GROUP BY tenant_id", {"t": _tenant(tenant_id)})
+        return int(rows[0][0]) if rows else None
+
+    def alerts(self, *, tenant_id: str, device_id: str, limit: int = 100) -> list[dict]:
+        return self._records("alerts", ["alert_id", "rule_id", "severity", "state", "message", "details_json"],
+                             tenant_id, device_id, limit)
+
+    def device_events(self, *, tenant_id: str, device_id: str, limit: int = 100) -> list[dict]:
+        return self._records("device_events", ["event_type", "source", "reason"], tenant_id, device_id, limit)
+
+    def commands(self, *, tenant_id: str, device_id: str, limit: int = 100) -> list[dict]:
+        return self._records("command_history", ["command_id", "kind", "name", "status", "params_json",
+                                                 "result_json", "reason"], tenant_id, device_id, limit)
+
+    def _records(self, table: str, cols: list[str], tenant_id: str, device_id: str, limit: int) -> list[dict]:
+        rows = self.ch.query_rows(
+            f"""SELECT toUnixTimestamp64Milli(time), {', '.join(cols)} FROM {self.db}.{table} FINAL
+                WHERE tenant_id = {{t:String}} AND device_id = {{d:String}}
+                ORDER BY time DESC LIMIT {{n:UInt32}}""", {"t": _tenant(tenant_id), "d": device_id, "n": limit})
+        return [{"time": _utc(r[0]), **dict(zip(cols, r[1:], strict=True))} for r in rows]
+
+
+def _nan(v) -> bool:
+    return isinstance(v, float) and math.isnan(v)
 
 
 def _utc(ms: int) -> dt.datetime:

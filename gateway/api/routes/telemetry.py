@@ -1,24 +1,37 @@
-"""Device telemetry queries. The device must belong to the token's tenant (else 404, never data)."""
+"""Telemetry queries: raw points, downsampled series, latest values, and tenant-wide reads across devices
+picked by type or tag. A device must belong to the token's tenant (else 404, never data).
+
+Every answer is bounded: at most ``MAX_LIMIT`` raw points a page (cursor for more), ``MAX_BUCKETS``
+buckets a series, ``MAX_DEVICES`` devices a tenant-wide read.
+"""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from gateway.api.deps import require
 from gateway.auth.tokens import Principal
 from gateway.crud.devices import get_device
 from gateway.errors import ERROR_RESPONSES, ApiError, not_found
+from sinks.clickhouse.store import AGGS, align
 
 router = APIRouter(prefix="/devices", tags=["telemetry"], responses=ERROR_RESPONSES)
+fleet_router = APIRouter(prefix="/telemetry", tags=["telemetry"], responses=ERROR_RESPONSES)
 
 MAX_LIMIT = 10_000
 MAX_RANGE = dt.timedelta(days=400)
+MAX_BUCKETS = 10_000
+MAX_DEVICES = 500
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+TelemetryRead = Annotated[Principal, Depends(require("telemetry:read"))]
 
 
 class PointOut(BaseModel):
@@ -31,41 +44,203 @@ class TelemetryPage(BaseModel):
     metric: str
     points: list[PointOut]
     next_cursor: str | None = None
+    interval: str | None = Field(None, description="set for downsampled reads")
+    agg: str | None = None
+    source: str | None = Field(None, description="telemetry (raw), telemetry_1m or telemetry_1h")
 
 
-@router.get("/{device_id}/telemetry", response_model=TelemetryPage, summary="Raw points of one metric")
+class LatestValue(BaseModel):
+    ts: dt.datetime
+    value: float | bool | str | None
+
+
+class DeviceLatest(BaseModel):
+    device_id: str
+    values: dict[str, LatestValue]
+
+
+class DeviceSeries(BaseModel):
+    device_id: str
+    points: list[PointOut]
+
+
+class FleetSeries(BaseModel):
+    metric: str
+    interval: str
+    agg: str
+    source: str
+    devices: list[DeviceSeries]
+
+
+class FleetLatest(BaseModel):
+    devices: list[DeviceLatest]
+
+
+class Retention(BaseModel):
+    days: int = Field(ge=1, le=3650)
+
+
+def parse_interval(text: str) -> int:
+    m = re.fullmatch(r"(\d{1,6})([smhd])", text)
+    if not m or int(m.group(1)) == 0:
+        raise ApiError(400, "bad_interval", f"interval {text!r} is not like 30s, 1m, 15m, 1h or 1d")
+    seconds = int(m.group(1)) * _UNITS[m.group(2)]
+    if seconds > 31 * 86400:
+        raise ApiError(400, "bad_interval", "interval is at most 31d")
+    return seconds
+
+
+def check_agg(agg: str) -> str:
+    if agg not in AGGS:
+        raise ApiError(400, "bad_agg", f"agg {agg!r} is not one of {', '.join(AGGS)}")
+    return agg
+
+
+def time_range(start: dt.datetime | None, end: dt.datetime | None, default: dt.timedelta) -> tuple[dt.datetime, dt.datetime]:
+    end = _aware(end) if end else dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    start = _aware(start) if start else end - default
+    if start >= end:
+        raise ApiError(400, "bad_range", "'from' must be before 'to'")
+    return start, end
+
+
+def bucket_range(start: dt.datetime, end: dt.datetime, interval_s: int) -> tuple[dt.datetime, dt.datetime]:
+    start, end = align(start, end, interval_s)
+    if (end - start).total_seconds() / interval_s > MAX_BUCKETS:
+        raise ApiError(400, "too_many_buckets",
+                       f"the range holds more than {MAX_BUCKETS} intervals of that size; widen interval or narrow the range")
+    return start, end
+
+
+@router.get("/{device_id}/telemetry", response_model=TelemetryPage,
+            summary="Raw points of one metric, or downsampled with interval= and agg=")
 async def device_telemetry(
-    request: Request, device_id: str,
-    principal: Annotated[Principal, Depends(require("telemetry:read"))],
+    request: Request, device_id: str, principal: TelemetryRead,
     metric: Annotated[str, Query(min_length=1, max_length=128)],
     start: Annotated[dt.datetime | None, Query(alias="from")] = None,
     end: Annotated[dt.datetime | None, Query(alias="to")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 1000,
     cursor: str | None = None,
+    interval: Annotated[str | None, Query(description="bucket size: 30s, 1m, 15m, 1h, 1d …")] = None,
+    agg: Annotated[str, Query(description="avg | min | max | sum | count | last")] = "avg",
 ) -> TelemetryPage:
-    now = dt.datetime.now(dt.UTC)
-    end = _aware(end) if end else now + dt.timedelta(minutes=5)
-    start = _aware(start) if start else end - dt.timedelta(days=1)
-    if start >= end:
-        raise ApiError(400, "bad_range", "'from' must be before 'to'")
+    st = request.app.state
+    if interval is not None:
+        interval_s, agg = parse_interval(interval), check_agg(agg)
+        start, end = bucket_range(*time_range(start, end, dt.timedelta(days=1)), interval_s)
+
+        def series():
+            _require_device(st, principal.tenant_id, device_id)
+            return st.store.downsampled(tenant_id=principal.tenant_id, device_ids=[device_id], metric=metric,
+                                        start=start, end=end, interval_s=interval_s, agg=agg)[device_id]
+
+        s = await run_in_threadpool(series)
+        return TelemetryPage(device_id=device_id, metric=metric, interval=interval, agg=agg, source=s.source,
+                             points=[PointOut(ts=p.ts, value=p.value) for p in s.points])
+
+    start, end = time_range(start, end, dt.timedelta(days=1))
     if end - start > MAX_RANGE:
         raise ApiError(400, "bad_range", f"a raw query spans at most {MAX_RANGE.days} days; use interval= for more")
     after = _decode_cursor(cursor) if cursor else None
-    st = request.app.state
 
-    def run():
-        with st.db.tenant_tx(principal.tenant_id) as conn:
-            if get_device(conn, tenant_id=principal.tenant_id, device_id=device_id) is None:
-                return None
+    def raw():
+        _require_device(st, principal.tenant_id, device_id)
         return st.store.raw_points(tenant_id=principal.tenant_id, device_id=device_id, metric=metric,
                                    start=start, end=end, limit=limit, after=after)
 
-    points = await run_in_threadpool(run)
-    if points is None:
-        raise not_found(f"device {device_id!r}")
+    points = await run_in_threadpool(raw)
     nxt = _encode_cursor(points[-1].ts) if len(points) == limit else None
     return TelemetryPage(device_id=device_id, metric=metric, points=[PointOut(ts=p.ts, value=p.value) for p in points],
                          next_cursor=nxt)
+
+
+@router.get("/{device_id}/telemetry/latest", response_model=DeviceLatest, summary="The last value of each metric")
+async def device_latest(request: Request, device_id: str, principal: TelemetryRead) -> DeviceLatest:
+    st = request.app.state
+
+    def run():
+        _require_device(st, principal.tenant_id, device_id)
+        return st.store.latest(tenant_id=principal.tenant_id, device_ids=[device_id])
+
+    latest = await run_in_threadpool(run)
+    return DeviceLatest(device_id=device_id, values={x.metric: LatestValue(ts=x.ts, value=x.value) for x in latest})
+
+
+@fleet_router.get("/latest", response_model=FleetLatest, summary="Latest values of devices picked by type or tag")
+async def fleet_latest(request: Request, principal: TelemetryRead,
+                       device_type: str | None = None, tag: str | None = None,
+                       metric: Annotated[list[str] | None, Query()] = None) -> FleetLatest:
+    st = request.app.state
+
+    def run():
+        ids = select_devices(st.db, principal.tenant_id, device_type=device_type, tag=tag)
+        return ids, (st.store.latest(tenant_id=principal.tenant_id, device_ids=ids, metrics=metric) if ids else [])
+
+    ids, latest = await run_in_threadpool(run)
+    by_device: dict[str, dict[str, LatestValue]] = {d: {} for d in ids}
+    for x in latest:
+        by_device[x.device_id][x.metric] = LatestValue(ts=x.ts, value=x.value)
+    return FleetLatest(devices=[DeviceLatest(device_id=d, values=v) for d, v in by_device.items()])
+
+
+@fleet_router.get("/series", response_model=FleetSeries, summary="One metric downsampled across devices picked by type or tag")
+async def fleet_series(
+    request: Request, principal: TelemetryRead,
+    metric: Annotated[str, Query(min_length=1, max_length=128)],
+    interval: str, agg: str = "avg", device_type: str | None = None, tag: str | None = None,
+    start: Annotated[dt.datetime | None, Query(alias="from")] = None,
+    end: Annotated[dt.datetime | None, Query(alias="to")] = None,
+) -> FleetSeries:
+    interval_s, agg = parse_interval(interval), check_agg(agg)
+    start, end = bucket_range(*time_range(start, end, dt.timedelta(days=1)), interval_s)
+    st = request.app.state
+
+    def run():
+        ids = select_devices(st.db, principal.tenant_id, device_type=device_type, tag=tag)
+        if not ids:
+            return {}
+        return st.store.downsampled(tenant_id=principal.tenant_id, device_ids=ids, metric=metric, start=start,
+                                    end=end, interval_s=interval_s, agg=agg)
+
+    series = await run_in_threadpool(run)
+    source = next(iter(series.values())).source if series else "telemetry"
+    return FleetSeries(metric=metric, interval=interval, agg=agg, source=source,
+                       devices=[DeviceSeries(device_id=d, points=[PointOut(ts=p.ts, value=p.value) for p in s.points])
+                                for d, s in series.items()])
+
+
+@fleet_router.get("/retention", response_model=Retention, summary="How long this tenant's raw telemetry is kept")
+async def get_retention(request: Request, principal: TelemetryRead) -> Retention:
+    days = await run_in_threadpool(request.app.state.store.retention, tenant_id=principal.tenant_id)
+    return Retention(days=days or 365)
+
+
+@fleet_router.put("/retention", response_model=Retention,
+                  summary="Set raw retention in days (rows written from now on; hourly rollups keep 4x as long)")
+async def put_retention(request: Request, body: Retention,
+                        principal: Annotated[Principal, Depends(require("devices:write"))]) -> Retention:
+    await run_in_threadpool(request.app.state.store.set_retention, tenant_id=principal.tenant_id, days=body.days)
+    return body
+
+
+def select_devices(db, tenant_id: str, *, device_type: str | None, tag: str | None) -> list[str]:
+    """Device ids of the tenant (RLS-scoped transaction) with that type and/or tag, at most MAX_DEVICES."""
+    if device_type is None and tag is None:
+        raise ApiError(400, "selector_required", "pick devices with device_type= and/or tag=")
+    with db.tenant_tx(tenant_id) as conn:
+        rows = conn.execute(
+            "select device_id from devices where tenant_id = %s and (%s::text is null or device_type = %s) "
+            "and (%s::text is null or tags @> array[%s]::text[]) order by device_id limit %s",
+            (tenant_id, device_type, device_type, tag, tag, MAX_DEVICES + 1)).fetchall()
+    if len(rows) > MAX_DEVICES:
+        raise ApiError(400, "too_many_devices", f"the selector matches more than {MAX_DEVICES} devices; narrow it")
+    return [r["device_id"] for r in rows]
+
+
+def _require_device(st, tenant_id: str, device_id: str) -> None:
+    with st.db.tenant_tx(tenant_id) as conn:
+        if get_device(conn, tenant_id=tenant_id, device_id=device_id) is None:
+            raise not_found(f"device {device_id!r}")
 
 
 def _aware(t: dt.datetime) -> dt.datetime:

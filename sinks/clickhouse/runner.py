@@ -1,0 +1,45 @@
+"""Starts every ClickHouse sink of a process: telemetry, device events, alerts and command history.
+
+Hosted by the gateway in embedded (chdb) mode, or by ``fleetstream run sink`` against a server (adr/0005,
+adr/0060). Each sink is its own consumer-group member, so a slow table never holds up telemetry.
+"""
+
+from __future__ import annotations
+
+from schemas import topics
+from sinks.base import BatchingSink
+
+from .client import ClickHouse
+from .sink import ClickHouseRecordSink, ClickHouseTelemetrySink
+
+
+def build_sinks(ch: ClickHouse, *, bootstrap: str, group_prefix: str = "fleetstream-sink-clickhouse",
+                batch_size: int = 5000, batch_ms: int = 250, commit_delay_ms: int = 0) -> list[BatchingSink]:
+    common = {"bootstrap": bootstrap, "batch_size": batch_size, "batch_ms": batch_ms}
+    return [
+        BatchingSink(ClickHouseTelemetrySink(ch), topic=topics.TELEMETRY.name, record="telemetry",
+                     group_id=group_prefix, commit_delay_ms=commit_delay_ms, **common),
+        BatchingSink(ClickHouseRecordSink(ch, "device_events"), topic=topics.DEVICE_EVENTS.name,
+                     record="device_event", group_id=f"{group_prefix}-events", **common),
+        BatchingSink(ClickHouseRecordSink(ch, "alerts"), topic=topics.ALERTS.name, record="alert",
+                     group_id=f"{group_prefix}-alerts", **common),
+        BatchingSink(ClickHouseRecordSink(ch, "command_history"),
+                     topics=[topics.COMMANDS.name, topics.COMMAND_ACKS.name],
+                     group_id=f"{group_prefix}-commands", **common),
+    ]
+
+
+def run_forever(ch: ClickHouse, stop, **kw) -> list[BatchingSink]:
+    """Starts the sinks and blocks until ``stop`` (a threading.Event) is set; then stops them."""
+    sinks = build_sinks(ch, **kw)
+    for s in sinks:
+        s.start()
+    try:
+        while not stop.wait(1):
+            dead = [s.name for s in sinks if not s.is_alive()]
+            if dead:
+                raise RuntimeError(f"sink threads died: {dead}")
+    finally:
+        for s in sinks:
+            s.stop()
+    return sinks
