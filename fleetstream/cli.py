@@ -276,18 +276,18 @@ def cmd_topics_tail(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from fleetstream.simulator import run_fleet
+    from fleetstream.sim.run import simulate
 
-    s = _settings(args)
-    sent = run_fleet(Path(args.fleet), s.mqtt_broker_host, s.mqtt_tls_port, interval_s=args.interval,
-                     duration_s=args.duration)
-    print(f"simulator: sent {sent} messages")
-    return 0
+    summary = simulate(_settings(args), fleet_file=Path(args.fleet) if args.fleet else None, devices=args.devices,
+                       rate=args.rate, interval=args.interval, protocol=args.protocol, qos=args.qos,
+                       payload=args.payload, duration=args.duration, workers=args.workers)
+    return 0 if summary["connected"] else 1
 
 
-def cmd_bench(_args) -> int:
-    print("fleetstream bench: not built yet — the benchmark issue (#7) fills it in", file=sys.stderr)
-    return 2
+def cmd_bench(args) -> int:
+    from fleetstream.bench.cli import run_from_args
+
+    return run_from_args(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -338,12 +338,21 @@ def build_parser() -> argparse.ArgumentParser:
     tail.set_defaults(fn=cmd_topics_tail)
 
     sim = sub.add_parser("simulate", help="run a simulated fleet")
-    sim.add_argument("--fleet", required=True, help="fleet.json written by `up --with-fleet`")
+    sim.add_argument("--fleet", help="fleet.json (e.g. written by `up --with-fleet`); default: provision --devices")
+    sim.add_argument("--devices", type=int, default=100, help="devices to provision (and reuse) without --fleet")
+    sim.add_argument("--rate", type=float, help="messages/s for the whole fleet (default: devices / interval)")
     sim.add_argument("--interval", type=float, default=1.0, help="seconds between a device's readings")
+    sim.add_argument("--protocol", default="mqtt", choices=["mqtt", "http", "coap"])
+    sim.add_argument("--qos", type=int, default=1, choices=[0, 1])
+    sim.add_argument("--payload", default="smart-meter", choices=["smart-meter", "tracker", "plc"])
+    sim.add_argument("--workers", type=int, help="generator processes (default: from devices and rate)")
     sim.add_argument("--duration", type=float)
     sim.set_defaults(fn=cmd_simulate)
 
-    sub.add_parser("bench", help="end-to-end benchmark").set_defaults(fn=cmd_bench)
+    from fleetstream.bench.cli import add_arguments as add_bench_arguments
+
+    add_bench_arguments(sub.add_parser("bench", help="end-to-end benchmark (own stack in a temp dir)"))
+    sub.choices["bench"].set_defaults(fn=cmd_bench)
     return p
 
 

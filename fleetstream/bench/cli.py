@@ -1,0 +1,66 @@
+"""``fleetstream bench``: arguments and the entry point (kept apart so the main parser stays light)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import BenchConfig
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="everyday mode: 100 devices, 1,000 msg/s, 30 s (< 2 min)")
+    p.add_argument("--rate", type=float, default=2000, help="messages/s offered by the whole fleet")
+    p.add_argument("--duration", type=float, default=60, help="seconds of measured load")
+    p.add_argument("--devices", type=int, default=200, help="simulated devices, one MQTT session each")
+    p.add_argument("--qos", type=int, default=1, choices=[0, 1])
+    p.add_argument("--payload", default="smart-meter", choices=["smart-meter", "tracker", "plc"])
+    p.add_argument("--workers", type=int, help="load-generator processes (default: from devices and rate)")
+    p.add_argument("--warmup", type=float, default=5)
+    p.add_argument("--find-max", action="store_true", help="step the rate up until it is no longer sustained")
+    p.add_argument("--start-rate", type=float, default=1000)
+    p.add_argument("--step-factor", type=float, default=1.5)
+    p.add_argument("--max-rate", type=float, default=40000)
+    p.add_argument("--step-duration", type=float, default=30)
+    p.add_argument("--baseline-records", type=int, help="records for the bare-Kafka measurement")
+    p.add_argument("--port-offset", type=int, default=0, help="added to every FLEETSTREAM_*_PORT (parallel stacks)")
+    p.add_argument("--results-dir", default="bench/results")
+    p.add_argument("--keep-data", action="store_true", help="keep the temp data dir (logs) after the run")
+    p.add_argument("--label", help="name of the result files (default: quick|full|find-max)")
+
+
+def config_from_args(a) -> BenchConfig:
+    from .config import quick
+
+    if a.quick:
+        cfg = quick()
+    else:
+        cfg = BenchConfig(rate=a.rate, duration_s=a.duration, devices=a.devices,
+                          label="find-max" if a.find_max else "full")
+    cfg.qos, cfg.payload, cfg.workers, cfg.warmup_s = a.qos, a.payload, a.workers, a.warmup
+    cfg.find_max, cfg.start_rate, cfg.step_factor = a.find_max, a.start_rate, a.step_factor
+    cfg.max_rate, cfg.step_s, cfg.port_offset = a.max_rate, a.step_duration, a.port_offset
+    cfg.results_dir, cfg.keep_data = Path(a.results_dir), a.keep_data
+    if a.baseline_records:
+        cfg.baseline_records = a.baseline_records
+    if a.label:
+        cfg.label = a.label
+    return cfg
+
+
+def run_from_args(a) -> int:
+    import logging
+
+    from . import report
+    from .runner import Run
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cfg = config_from_args(a)
+    result = Run(cfg).execute()
+    path = report.write(result, cfg.results_dir)
+    print(report.markdown(result))
+    print(f"written: {path} (+ .md)")
+    print(json.dumps({"report": str(path)}), file=sys.stderr)
+    return 0

@@ -1,0 +1,46 @@
+"""What one benchmark run does; ``quick`` is the everyday `make bench` (under two minutes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class BenchConfig:
+    rate: float = 2000.0
+    duration_s: float = 60.0
+    devices: int = 200
+    qos: int = 1
+    payload: str = "smart-meter"
+    workers: int | None = None
+    warmup_s: float = 5.0
+    find_max: bool = False
+    start_rate: float = 1000.0
+    step_factor: float = 1.5
+    max_rate: float = 40000.0
+    step_s: float = 30.0
+    drain_timeout_s: float = 90.0
+    baseline_records: int = 100_000
+    port_offset: int = 0
+    results_dir: Path = Path("bench/results")
+    keep_data: bool = False
+    probe_devices: int = 4
+    label: str = "full"
+    extra_settings: dict = field(default_factory=dict)
+
+    def rates(self) -> list[float]:
+        if not self.find_max:
+            return [self.rate]
+        out, r = [], self.start_rate
+        while r <= self.max_rate:
+            out.append(round(r))
+            r *= self.step_factor
+        return out
+
+    def step_duration(self) -> float:
+        return self.step_s if self.find_max else self.duration_s
+
+
+def quick() -> BenchConfig:
+    return BenchConfig(rate=1000, duration_s=30, devices=100, baseline_records=50_000, label="quick")

@@ -1,0 +1,244 @@
+"""What the benchmark watches while the load runs, each on its own thread: records arriving on the raw
+topic, consumer-group lag, queryability through the gateway, and every component's CPU and memory."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+import psutil
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from .stats import Reservoir
+
+
+def now_ms() -> float:
+    return time.time_ns() / 1e6
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    shift = result = 0
+    while True:
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return (result >> 1) ^ -(result & 1), i
+        shift += 7
+
+
+def event_time_of(value: bytes) -> int:
+    """The telemetry record's ``event_time`` read straight from the Avro body: tenant_id and device_id
+    (length-prefixed strings) come first, after the 10-byte single-object header (adr/0002). Decoding
+    the whole record per message would cost the generator's cores more than the probe is worth."""
+    n, i = _varint(value, 10)
+    n, i = _varint(value, i + n)
+    ts, _ = _varint(value, i + n)
+    return ts
+
+
+class Sampler(threading.Thread):
+    def __init__(self, name: str, every_s: float):
+        super().__init__(name=name, daemon=True)
+        self.every_s, self._halt = every_s, threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            t0 = time.monotonic()
+            try:
+                self.sample()
+            except Exception as exc:  # a probe failing must not end the run; it is reported
+                self.errors = getattr(self, "errors", 0) + 1
+                self.last_error = repr(exc)
+            self._halt.wait(max(0.0, self.every_s - (time.monotonic() - t0)))
+        self.finish()
+
+    def sample(self) -> None: ...
+
+    def finish(self) -> None: ...
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(15)
+
+
+class TopicLatencyProbe(Sampler):
+    """publish → Kafka: for every record on ``topic``, the record's own timestamp (the connector's produce
+    time) and the moment this consumer saw it, each minus the device's send time."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        super().__init__(f"probe-{topic}", 0)
+        self.topic = topic
+        self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"fleetstream-bench-{time.time_ns()}",
+                           "enable.auto.commit": False, "fetch.wait.max.ms": 10, "auto.offset.reset": "latest"})
+        md = self.c.list_topics(topic, timeout=10).topics[topic]
+        self.c.assign([TopicPartition(topic, p, -1) for p in md.partitions])  # only what comes from now on
+        self.produced, self.observed = Reservoir(), Reservoir()
+        self.records = 0
+        self.measuring = False
+
+    def sample(self) -> None:
+        for m in self.c.consume(5000, timeout=0.05):
+            if m.error():
+                continue
+            self.records += 1
+            if not self.measuring:
+                continue
+            seen = now_ms()
+            try:
+                sent = event_time_of(m.value())
+            except IndexError:
+                continue
+            self.observed.add(seen - sent)
+            self.produced.add(m.timestamp()[1] - sent)
+
+    def finish(self) -> None:
+        self.c.close()
+
+
+class LagSampler(Sampler):
+    """Consumer lag per group = Σ(high watermark − committed offset) over the partitions it reads."""
+
+    def __init__(self, bootstrap: str, groups: dict[str, str], every_s: float = 1.0):
+        super().__init__("probe-lag", every_s)
+        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+        self.wm = Consumer({"bootstrap.servers": bootstrap, "group.id": f"fleetstream-bench-wm-{time.time_ns()}"})
+        self.groups = groups  # group id → topic
+        self.parts = {t: list(self.wm.list_topics(t, timeout=10).topics[t].partitions) for t in set(groups.values())}
+        self.series: list[dict] = []
+        self.t0 = time.monotonic()
+        self.lock = threading.Lock()  # the drain asks for lag from another thread
+
+    def lag(self) -> dict[str, int | None]:
+        with self.lock:
+            return self._lag()
+
+    def _lag(self) -> dict[str, int | None]:
+        high = {t: {p: self.wm.get_watermark_offsets(TopicPartition(t, p), timeout=5, cached=False)[1]
+                    for p in ps} for t, ps in self.parts.items()}
+        out: dict[str, int | None] = {}
+        for group, topic in self.groups.items():
+            req = [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in self.parts[topic]])]
+            try:
+                res = self.admin.list_consumer_group_offsets(req, request_timeout=5)[group].result()
+            except Exception:
+                out[group] = None
+                continue
+            total = 0
+            for tp in res.topic_partitions:
+                committed = tp.offset if tp.offset >= 0 else 0
+                total += max(0, high[topic][tp.partition] - committed)
+            out[group] = total
+        return out
+
+    def sample(self) -> None:
+        self.series.append({"t": round(time.monotonic() - self.t0, 1), **self.lag()})
+
+    def finish(self) -> None:
+        self.wm.close()
+
+
+class QueryProbe(Sampler):
+    """publish → queryable: polls the gateway for a few probe devices' newest points; a point first seen
+    at poll time T was queryable at most ``T - sent`` after its send (resolution: the poll period)."""
+
+    def __init__(self, gateway_url: str, token: Callable[[], str], devices: list[str], metric: str,
+                 every_s: float = 0.1):
+        super().__init__("probe-query", every_s)
+        self.http = httpx.Client(base_url=gateway_url, timeout=10)
+        self.token, self.devices, self.metric = token, devices, metric
+        self.latest: dict[str, str | None] = dict.fromkeys(devices)
+        self.latency = Reservoir()
+        self.i = 0
+        self.measuring = False
+        self.failures = 0
+
+    def sample(self) -> None:
+        dev = self.devices[self.i % len(self.devices)]
+        self.i += 1
+        params = {"metric": self.metric, "limit": 10000}
+        if self.latest[dev]:
+            params["from"] = self.latest[dev]
+        r = self.http.get(f"/v1/devices/{dev}/telemetry", params=params,
+                          headers={"Authorization": f"Bearer {self.token()}"})
+        seen = now_ms()
+        if r.status_code != 200:
+            self.failures += 1
+            return
+        points = r.json()["points"]
+        if not points:
+            return
+        prev = self.latest[dev]
+        for p in points:
+            if prev is not None and p["ts"] <= prev:
+                continue
+            if self.measuring and prev is not None:  # the first poll only finds the starting point
+                self.latency.add(seen - _iso_ms(p["ts"]))
+        self.latest[dev] = points[-1]["ts"]
+
+    def finish(self) -> None:
+        self.http.close()
+
+
+def _iso_ms(s: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp() * 1000
+
+
+class ResourceSampler(Sampler):
+    """CPU (% of one core) and RSS per component, each component being a process and its descendants."""
+
+    def __init__(self, components: Callable[[], dict[str, tuple[list[int], bool]]], every_s: float = 1.0):
+        super().__init__("probe-resources", every_s)
+        self.components = components
+        self._procs: dict[int, psutil.Process] = {}
+        self.cpu: dict[str, list[float]] = {}
+        self.peak_rss: dict[str, int] = {}
+        self.cpu_total_s: dict[str, float] = {}
+        self._last: dict[str, tuple[float, float]] = {}
+        self.machine: list[float] = []
+        psutil.cpu_percent(None)
+
+    def _tree(self, pids: list[int], recursive: bool) -> list[psutil.Process]:
+        out = []
+        for pid in pids:
+            try:
+                p = self._procs.get(pid) or self._procs.setdefault(pid, psutil.Process(pid))
+                out.append(p)
+                if recursive:
+                    out.extend(self._procs.setdefault(c.pid, c) for c in p.children(recursive=True))
+            except psutil.Error:
+                continue
+        return out
+
+    def sample(self) -> None:
+        now = time.monotonic()
+        self.machine.append(psutil.cpu_percent(None))
+        for name, (pids, recursive) in self.components().items():
+            cpu_s, rss = 0.0, 0
+            for p in self._tree(pids, recursive):
+                try:
+                    with p.oneshot():
+                        t = p.cpu_times()
+                        cpu_s += t.user + t.system
+                        rss += p.memory_info().rss
+                except psutil.Error:
+                    continue
+            last = self._last.get(name)
+            if last:
+                self.cpu.setdefault(name, []).append(100 * (cpu_s - last[1]) / max(1e-6, now - last[0]))
+            self._last[name] = (now, cpu_s)
+            self.cpu_total_s[name] = cpu_s
+            self.peak_rss[name] = max(self.peak_rss.get(name, 0), rss)
+
+    def summary(self, since: int = 0) -> dict:
+        out = {}
+        for name, series in self.cpu.items():
+            s = series[since:] or series
+            out[name] = {"cpu_pct_mean": round(sum(s) / len(s), 1), "cpu_pct_max": round(max(s), 1),
+                         "peak_rss_mb": round(self.peak_rss.get(name, 0) / 2**20, 1)}
+        return out

@@ -1,0 +1,114 @@
+"""The run's JSON (everything measured) and a short Markdown summary, kept under
+``bench/results/<date>-<gitrev>-<cores>c/`` so numbers always carry the machine and the code they came from."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+TARGETS = {"sustained_msg_s": 10_000, "p99_websocket_ms": 100, "p99_queryable_ms": 2000, "sessions": 10_000}
+
+
+def git_rev() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine() -> dict:
+    import psutil
+
+    return {"cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(), "kernel": platform.release(), "ulimit_nofile": _nofile()}
+
+
+def _nofile() -> int:
+    import resource
+
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def write(report: dict, results_root: Path) -> Path:
+    report.setdefault("machine", machine())
+    report.setdefault("git_rev", git_rev())
+    report.setdefault("finished_utc", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    folder = results_root / f"{time.strftime('%Y-%m-%d', time.gmtime())}-{report['git_rev']}-{report['machine']['cores']}c"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{time.strftime('%H%M%S', time.gmtime())}-{report['config']['label']}"
+    (folder / f"{stem}.json").write_text(json.dumps(report, indent=1, default=str))
+    (folder / f"{stem}.md").write_text(markdown(report))
+    report["files"] = [str(folder / f"{stem}.json"), str(folder / f"{stem}.md")]
+    return folder / f"{stem}.json"
+
+
+def _ms(d: dict | None, k: str) -> str:
+    if not d or d.get("count", 0) == 0 or d.get(k) is None:
+        return "–"
+    return f"{d[k]:.0f}"
+
+
+def markdown(r: dict) -> str:
+    cfg, m = r["config"], r.get("machine", {})
+    la0, la1 = r.get("load_avg_start"), r.get("load_avg_end")
+    lines = [
+        f"# fleetstream benchmark — {cfg['label']} ({r.get('finished_utc')})",
+        "",
+        f"git `{r.get('git_rev')}`, {m.get('cores')} cores, {m.get('memory_gb')} GiB; load average "
+        f"{_la(la0)} at start, {_la(la1)} at end (other processes on the machine count against every number).",
+        f"Load: QoS{cfg['qos']} `{cfg['payload']}` (3 points/message), {cfg['devices']} devices, one MQTT/TLS "
+        f"session each, generator on the same machine ({r.get('sessions', {}).get('generator_processes')} processes).",
+        "",
+        "| target rate msg/s | accepted msg/s | points/s | p50/p95/p99/max publish→Kafka ms | "
+        "p50/p95/p99/max publish→queryable ms | lag end (streams / sink) | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in r.get("steps", []):
+        k, q = s["latency_ms"]["publish_to_kafka_observed"], s["latency_ms"]["publish_to_queryable"]
+        lag = " / ".join(str(v.get("end")) for v in s["lag"].values())
+        lines.append(f"| {s['target_rate']:g} | {s['accepted_msg_s']} | {s['points_s']} | "
+                     f"{'/'.join(_ms(k, x) for x in ('p50', 'p95', 'p99', 'max'))} | "
+                     f"{'/'.join(_ms(q, x) for x in ('p50', 'p95', 'p99', 'max'))} | {lag} | {s['verdict']} |")
+    d = r.get("delivery", {})
+    kb = r.get("kafka_baseline", {})
+    best = max((s["accepted_msg_s"] for s in r.get("steps", []) if s["stable"]), default=0)
+    lines += [
+        "",
+        f"**Delivery** (counted in ClickHouse after the sink drained): published {d.get('messages_published')}, "
+        f"acknowledged {d.get('messages_acked')}, points expected {d.get('points_expected')}, stored "
+        f"{d.get('points_stored')}, **lost {d.get('lost_points')}, duplicated in query results "
+        f"{d.get('duplicated_in_query')}**; physical duplicate rows before merge {d.get('physical_duplicate_rows')}; "
+        f"dead letters {r.get('dlq_records')}." + (f" Audit error: {d['error']}" if "error" in d else ""),
+        f"**Sessions**: {r.get('sessions', {}).get('connected')}/{r.get('sessions', {}).get('devices')} connected in "
+        f"{r.get('sessions', {}).get('connect_s')} s; provisioning {r.get('provisioning', {}).get('devices_per_s')} devices/s.",
+        f"**Bare Kafka** ({kb.get('record_bytes')} B records, connector producer settings): produce "
+        f"{kb.get('produce_msg_s')} msg/s, produce→consume {kb.get('produce_consume_msg_s')} msg/s; best stable "
+        f"pipeline rate {best} msg/s = {_ratio(best, kb.get('produce_consume_msg_s'))} of it.",
+        "**publish → WebSocket**: not measured — the gateway has no live endpoint at this revision.",
+    ]
+    if r.get("max_stable_rate") is not None or cfg.get("find_max"):
+        lines.append(f"**Maximum stable rate**: {r.get('max_stable_rate')} msg/s.")
+    last = (r.get("steps") or [{}])[-1]
+    if last.get("resources"):
+        lines += ["", f"CPU (% of one core) and peak RSS per component, last step ({last.get('target_rate')} msg/s; "
+                  f"machine CPU {last.get('machine_cpu_pct')}% of all cores):", "",
+                  "| component | CPU mean % | CPU max % | peak RSS MB |", "|---|---|---|---|"]
+        for name, v in sorted(last["resources"].items(), key=lambda kv: -kv[1]["cpu_pct_mean"]):
+            lines.append(f"| {name} | {v['cpu_pct_mean']} | {v['cpu_pct_max']} | {v['peak_rss_mb']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _la(la) -> str:
+    return "/".join(f"{x:.2f}" for x in la) if la else "?"
+
+
+def _ratio(a, b) -> str:
+    return f"{a / b:.1%}" if a and b else "?"

@@ -1,0 +1,255 @@
+"""One benchmark run: its own stack in a temp data dir, a provisioned fleet, fixed-rate load (or rate
+steps), probes, a drain, and the sent-vs-stored audit; returns the report as a dict."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from fleetstream.settings import Settings
+from fleetstream.sim import Generator, provision
+from fleetstream.sim.payloads import payload as payload_renderer
+from fleetstream.stack.supervisor import Stack
+from schemas import topics
+
+from . import audit, kafka_baseline
+from .config import BenchConfig
+from .probes import LagSampler, QueryProbe, ResourceSampler, TopicLatencyProbe
+from .stats import Reservoir
+
+log = logging.getLogger("fleetstream.bench")
+
+
+def bench_settings(cfg: BenchConfig, data_dir: Path) -> Settings:
+    """Ports from FLEETSTREAM_* variables (Settings reads them), each shifted by ``--port-offset``."""
+    base = Settings()
+    ports = {name: getattr(base, name) + cfg.port_offset for name, f in Settings.model_fields.items()
+             if name.endswith("_port") and f.annotation is int}
+    return Settings(data_dir=data_dir, **ports, **cfg.extra_settings)
+
+
+def say(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class Run:
+    def __init__(self, cfg: BenchConfig):
+        self.cfg = cfg
+        self.data_dir = Path(tempfile.mkdtemp(prefix="fleetstream-bench-"))
+        self.s = bench_settings(cfg, self.data_dir)
+        self.stack = Stack(self.s)
+        self.report: dict = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items()},
+                             "load_avg_start": os.getloadavg(), "steps": []}
+        self.gen: Generator | None = None
+        self._token: tuple[float, str] | None = None
+
+    # -- set-up ---------------------------------------------------------------------------------------
+    def start_stack(self) -> None:
+        t0 = time.monotonic()
+        self.stack.start_infra()
+        self.stack.start_platform()
+        self.report["stack_start_s"] = round(time.monotonic() - t0, 1)
+        say(f"stack up in {self.report['stack_start_s']}s (data {self.data_dir}, kafka {self.s.bootstrap_servers})")
+
+    def token(self) -> str:
+        if self._token is None or time.monotonic() - self._token[0] > self.s.token_ttl_s / 2:
+            r = httpx.post(f"http://{self.s.host}:{self.s.gateway_port}/v1/oauth/token",
+                           data={"grant_type": "client_credentials", "client_id": self.tenant["client_id"],
+                                 "client_secret": self.tenant["client_secret"]}, timeout=10)
+            r.raise_for_status()
+            self._token = (time.monotonic(), r.json()["access_token"])
+        return self._token[1]
+
+    def components(self) -> dict[str, tuple[list[int], bool]]:
+        out = {c.name: ([c.pid], True) for c in self.stack.children if c.pid}
+        if self.gen is not None:
+            out["load-generator"] = (self.gen.pids, True)
+        out["bench-probes"] = ([os.getpid()], False)
+        return out
+
+    # -- the run --------------------------------------------------------------------------------------
+    def execute(self) -> dict:
+        cfg = self.cfg
+        try:
+            self.start_stack()
+            say(f"bare Kafka baseline ({cfg.baseline_records} records)")
+            self.report["kafka_baseline"] = kafka_baseline.measure(self.s.bootstrap_servers, cfg.baseline_records)
+            say(f"baseline: {self.report['kafka_baseline']}")
+            fleet, took = provision(self.s, cfg.devices, out_dir=self.data_dir / "fleet", prefix="bench",
+                                    progress=lambda d, n: say(f"provisioned {d}/{n}") if d % 1000 == 0 else None)
+            self.tenant = {"tenant_id": fleet.tenant_id, **fleet.extra}
+            self.report["provisioning"] = {"devices": cfg.devices, "seconds": round(took, 1),
+                                           "devices_per_s": round(cfg.devices / took, 1)}
+            say(f"provisioned {cfg.devices} devices in {took:.1f}s")
+            self.gen = Generator(fleet, self.s.mqtt_broker_host, self.s.mqtt_tls_port, qos=cfg.qos,
+                                 payload=cfg.payload, workers=cfg.workers, max_rate=max(cfg.rates()))
+            connected = self.gen.start()
+            self.report["sessions"] = {"devices": cfg.devices, "connected": connected,
+                                       "connect_s": round(self.gen.connect_s, 1), "generator_processes": len(self.gen.procs)}
+            say(f"{connected}/{cfg.devices} device sessions connected in {self.gen.connect_s:.1f}s")
+            self._load(fleet)
+        finally:
+            self.stack.stop()
+            if not cfg.keep_data:
+                shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.report["load_avg_end"] = os.getloadavg()
+        return self.report
+
+    def _load(self, fleet) -> None:
+        cfg, gen = self.cfg, self.gen
+        metric = _first_metric(cfg.payload)
+        sink_group = getattr(self.s, "sink_group_prefix", "fleetstream-sink-clickhouse")
+        groups = {"fleetstream-streams": topics.TELEMETRY_RAW.name, sink_group: topics.TELEMETRY.name}
+        raw = TopicLatencyProbe(self.s.bootstrap_servers, topics.TELEMETRY_RAW.name)
+        lag = LagSampler(self.s.bootstrap_servers, groups)
+        query = QueryProbe(f"http://{self.s.host}:{self.s.gateway_port}", self.token,
+                           [d.device_id for d in fleet.devices[:cfg.probe_devices]], metric)
+        res = ResourceSampler(self.components)
+        dlq_before = _high_watermarks(lag, topics.DEAD_LETTER.name)
+        probes = [raw, lag, query, res]
+        for p in probes:
+            p.start()
+        try:
+            rates = cfg.rates()
+            gen.set_rate(rates[0])
+            say(f"warm-up {cfg.warmup_s:.0f}s at {rates[0]:g} msg/s")
+            _run_for(gen, cfg.warmup_s)
+            raw.measuring = query.measuring = True
+            for rate in rates:
+                step = self._step(rate, raw, lag, query, res)
+                self.report["steps"].append(step)
+                if cfg.find_max and not step["stable"]:
+                    break
+            sent_per_device = gen.stop()
+            say(f"load stopped; draining (≤{cfg.drain_timeout_s:.0f}s)")
+            self.report["drain"] = _drain(lag, cfg.drain_timeout_s)
+            dlq_after = _high_watermarks(lag, topics.DEAD_LETTER.name)
+            self.report["dlq_records"] = sum(dlq_after.values()) - sum(dlq_before.values())
+        finally:
+            for p in probes:
+                p.stop()
+        self.report["generator"] = {"sent": gen.stats.sent, "acked": gen.stats.acked, "refused": gen.stats.refused,
+                                    "skipped": gen.stats.skipped, "disconnects": gen.stats.disconnects,
+                                    "cpu_s": round(gen.stats.cpu_s, 1)}
+        self.report["lag_series"] = lag.series
+        self.report["probe_errors"] = {p.name: getattr(p, "last_error", None) for p in probes if getattr(p, "errors", 0)}
+        self.report["resources_whole_run"] = res.summary()
+        stable = [s for s in self.report["steps"] if s["stable"]]
+        self.report["max_stable_rate"] = max((s["target_rate"] for s in stable), default=None) if cfg.find_max else None
+        self._audit(sent_per_device)
+
+    def _step(self, rate: float, raw: TopicLatencyProbe, lag: LagSampler, query: QueryProbe,
+              res: ResourceSampler) -> dict:
+        cfg, gen = self.cfg, self.gen
+        gen.set_rate(rate)
+        raw.produced, raw.observed, query.latency = Reservoir(), Reservoir(), Reservoir()
+        lag_i, res_i = len(lag.series), len(res.machine)
+        st0, t0 = gen.poll(0).acked, time.monotonic()
+        sent0 = gen.stats.sent
+        say(f"step: {rate:g} msg/s for {cfg.step_duration():.0f}s")
+        _run_for(gen, cfg.step_duration(), progress=True)
+        dt = time.monotonic() - t0
+        acked = gen.stats.acked - st0
+        series = lag.series[lag_i:]
+        step = {
+            "target_rate": rate, "seconds": round(dt, 1), "sent": gen.stats.sent - sent0, "acked": acked,
+            "accepted_msg_s": round(acked / dt), "points_s": round(acked * 3 / dt),
+            "latency_ms": {"publish_to_kafka_produce": raw.produced.summary(),
+                           "publish_to_kafka_observed": raw.observed.summary(),
+                           "publish_to_queryable": query.latency.summary(),
+                           "publish_to_websocket": None},
+            "lag": _lag_stats(series),
+            "resources": res.summary(since=max(0, res_i - 1)),
+            "machine_cpu_pct": round(sum(res.machine[res_i:]) / max(1, len(res.machine[res_i:])), 1),
+            "load_avg": os.getloadavg(),
+        }
+        step["stable"], step["verdict"] = _judge(step, rate)
+        say(f"step {rate:g}: accepted {step['accepted_msg_s']}/s, lag {step['lag']}, "
+            f"p99 kafka {step['latency_ms']['publish_to_kafka_observed'].get('p99')} ms, "
+            f"p99 queryable {step['latency_ms']['publish_to_queryable'].get('p99')} ms → {step['verdict']}")
+        return step
+
+    def _audit(self, sent_per_device: dict) -> None:
+        # chdb: one process per path — stop whatever holds it before counting
+        for child in list(self.stack.children):
+            if child.name in ("gateway", "sink"):
+                child.stop()
+        try:
+            stored = audit.count_stored_in_subprocess(self.s.chdb_dsn, self.tenant["tenant_id"])
+            self.report["delivery"] = audit.compare(sent_per_device, stored, 3)
+        except Exception as exc:
+            self.report["delivery"] = {"error": repr(exc)}
+        say(f"delivery: {self.report['delivery']}")
+
+
+def _first_metric(payload: str) -> str:
+    import json
+
+    return next(iter(json.loads(payload_renderer(payload)(1_700_000_000_000, 1))["values"]))
+
+
+def _run_for(gen: Generator, seconds: float, progress: bool = False) -> None:
+    end, last = time.monotonic() + seconds, (time.monotonic(), gen.stats.acked)
+    while time.monotonic() < end:
+        gen.poll(min(1.0, max(0.0, end - time.monotonic())))
+        if progress and sys.stderr.isatty():
+            now, acked = time.monotonic(), gen.stats.acked
+            print(f"\r  sent {gen.stats.sent} acked {acked} ({(acked - last[1]) / max(1e-3, now - last[0]):,.0f}/s) "
+                  f"connected {gen.stats.connected}   ", end="", file=sys.stderr, flush=True)
+            last = (now, acked)
+    if progress and sys.stderr.isatty():
+        print(file=sys.stderr)
+
+
+def _lag_stats(series: list[dict]) -> dict:
+    out = {}
+    for group in (k for k in (series[0] if series else {}) if k != "t"):
+        vals = [(p["t"], p[group]) for p in series if p.get(group) is not None]
+        if not vals:
+            continue
+        half = vals[len(vals) // 2:]
+        growth = (half[-1][1] - half[0][1]) / max(1e-3, half[-1][0] - half[0][0]) if len(half) > 1 else 0.0
+        out[group] = {"end": vals[-1][1], "max": max(v for _, v in vals), "growth_per_s": round(growth, 1)}
+    return out
+
+
+def _judge(step: dict, rate: float) -> tuple[bool, str]:
+    """Stable: the fleet's messages were accepted at the offered rate and no consumer fell behind for good."""
+    problems = []
+    if step["accepted_msg_s"] < 0.95 * rate:
+        problems.append(f"accepted {step['accepted_msg_s']} < 95% of {rate:g}")
+    for group, lag in step["lag"].items():
+        if lag["growth_per_s"] > 0.05 * rate and lag["end"] > rate:
+            problems.append(f"{group} lag growing {lag['growth_per_s']}/s")
+        elif lag["end"] > 5 * rate:
+            problems.append(f"{group} lag {lag['end']} > 5 s of load")
+    q = step["latency_ms"]["publish_to_queryable"]
+    if q.get("p99") and q["p99"] > 10_000:
+        problems.append(f"queryable p99 {q['p99']:.0f} ms > 10 s")
+    return (not problems), ("stable" if not problems else "; ".join(problems))
+
+
+def _drain(lag: LagSampler, timeout: float) -> dict:
+    t0 = time.monotonic()
+    last = {}
+    while time.monotonic() - t0 < timeout:
+        last = lag.lag()
+        if all(v == 0 for v in last.values()):
+            break
+        time.sleep(0.5)
+    return {"seconds": round(time.monotonic() - t0, 1), "lag_after": last}
+
+
+def _high_watermarks(lag: LagSampler, topic: str) -> dict[int, int]:
+    from confluent_kafka import TopicPartition
+
+    with lag.lock:
+        md = lag.wm.list_topics(topic, timeout=10).topics[topic]
+        return {p: lag.wm.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] for p in md.partitions}
