@@ -18,6 +18,7 @@ from . import errors
 from .api.main import api_router, root_router
 from .auth.tokens import KeyRing
 from .db.session import Database
+from .streams_client import StreamsClient
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
         from .ota.service import OtaService  # issue 8: artifacts, signing, campaign driver
         st.ota = OtaService(s, st.db).start()
         st.sink = None
+        st.streams = StreamsClient(s.bootstrap_servers).start()  # agents' state view (adr/0050)
         st.sinks = []
         if run_sink:
             # telemetry first: /readyz reports st.sink; events, alerts and commands ride beside it
@@ -54,6 +56,7 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
             for sink in st.sinks:
                 sink.stop()
             st.ota.close()
+            st.streams.close()
             st.db.close()
             st.clickhouse.close()
 

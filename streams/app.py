@@ -10,6 +10,9 @@ import faust
 
 from fleetstream.settings import Settings
 
+from .partitioning import crc32_partitioner
+from .registry import RegistryView
+
 
 def create_app(s: Settings, *, app_id: str = "fleetstream-streams") -> faust.App:
     app = faust.App(
@@ -29,8 +32,14 @@ def create_app(s: Settings, *, app_id: str = "fleetstream-streams") -> faust.App
         broker_commit_every=1000,
         broker_commit_interval=1.0,
         stream_wait_empty=False,
+        broker_session_timeout=15,  # a worker killed hard hands its partitions over within ~15 s
+        broker_heartbeat_interval=3,
+        producer_partitioner=crc32_partitioner,  # the same partition as confluent-kafka producers (adr/0050)
     )
-    from . import validate
+    from . import commands, shadows, validate
 
-    validate.register(app, s)
+    registry = RegistryView(s.bootstrap_servers).start()
+    validate.register(app, s, registry)
+    commands.register(app, registry)
+    shadows.register(app)
     return app

@@ -1,12 +1,14 @@
-"""Validate agent: connectors' raw telemetry → checked telemetry for sinks, rules and live clients.
+"""Validate agent: connectors' raw telemetry → checked, enriched telemetry for sinks, rules and live clients.
 
 Connectors already parsed the device payload; this stage re-checks what every consumer relies on
-(tenant-first identity, event-time skew, value types) whatever connector produced it, and sends anything
-else to the dead-letter topic with a reason. Registry enforcement and enrichment extend it (issue 5).
+(tenant-first identity, event-time skew, value types) whatever connector produced it, enforces the device
+registry (unknown, suspended and decommissioned devices' data is refused) and enriches each reading with
+its device type and tags. Anything refused goes to the dead-letter topic with a reason (adr/0051).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -16,10 +18,13 @@ import faust
 from fleetstream.settings import Settings
 from schemas import ValueDeserializationError, codec, device_key, topics
 
+from .registry import ACCEPTING, RegistryView
+
 log = logging.getLogger(__name__)
 
 BATCH = 2000
 WITHIN_S = 0.02
+REGISTRY_WAIT_S = 30
 
 
 def check(rec: dict, now_ms: int, max_skew_ms: int) -> tuple[str, str] | None:
@@ -36,7 +41,24 @@ def check(rec: dict, now_ms: int, max_skew_ms: int) -> tuple[str, str] | None:
     return None
 
 
-def register(app: faust.App, s: Settings) -> None:
+def enforce(rec: dict, registry: RegistryView) -> tuple[str, str] | None:
+    """Registry check; fills ``device_type`` and ``tags`` in ``rec`` when the device may send.
+
+    A device with no entry is refused only once the view has caught up and the control plane publishes
+    entries for that tenant; until then it passes unenriched (a tenant whose devices predate registry
+    publishing keeps working, adr/0051)."""
+    info = registry.lookup(rec["tenant_id"], rec["device_id"])
+    if info is None:
+        if registry.caught_up.is_set() and registry.tenant_published(rec["tenant_id"]):
+            return "unknown_device", f"device {rec['device_id']!r} is not registered for this tenant"
+        return None
+    if info.status not in ACCEPTING:
+        return f"device_{info.status}", f"device {rec['device_id']!r} is {info.status}; its data is refused"
+    rec["device_type"], rec["tags"] = info.device_type, list(info.tags)
+    return None
+
+
+def register(app: faust.App, s: Settings, registry: RegistryView) -> None:
     raw_topic = app.topic(topics.TELEMETRY_RAW.name, key_type=bytes, value_type=bytes)
     out_topic = app.topic(topics.TELEMETRY.name, key_type=bytes, value_type=bytes)
     dlq_topic = app.topic(topics.DEAD_LETTER.name, key_type=bytes, value_type=bytes)
@@ -45,6 +67,8 @@ def register(app: faust.App, s: Settings) -> None:
 
     @app.agent(raw_topic, name="validate")
     async def validate(stream):
+        if not await asyncio.to_thread(registry.caught_up.wait, REGISTRY_WAIT_S):
+            log.warning("registry view not caught up after %ss; unknown devices pass until it is", REGISTRY_WAIT_S)
         async for batch in stream.take(BATCH, within=WITHIN_S):
             now = time.time_ns() // 1_000_000
             for raw in batch:
@@ -55,10 +79,14 @@ def register(app: faust.App, s: Settings) -> None:
                     continue
                 problem = check(rec, now, max_skew_ms)
                 key = device_key(rec["tenant_id"], rec["device_id"]) if rec["tenant_id"] and rec["device_id"] else None
+                if problem is None:
+                    problem = enforce(rec, registry)
                 if problem:
                     await dlq_topic.send(key=key, value=dcodec.encode(_dead(rec, *problem, raw, now)))
-                else:
+                elif rec["device_type"] is None and not rec["tags"]:
                     await out_topic.send(key=key, value=raw)
+                else:
+                    await out_topic.send(key=key, value=tcodec.encode(rec))
 
 
 def _dead(rec: dict | None, code: str, reason: str, raw: bytes, now: int) -> dict:

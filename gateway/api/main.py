@@ -2,13 +2,15 @@
 
 from fastapi import APIRouter
 
-from .routes import health, oauth, telemetry
+from .routes import commands, health, oauth, shadow, telemetry
 from .routes import firmware as ota_firmware  # OTA (issue 8)
 from .routes import ota as ota_campaigns
 
 api_router = APIRouter(prefix="/v1")
 api_router.include_router(oauth.router)
 api_router.include_router(telemetry.router)
+api_router.include_router(commands.router)
+api_router.include_router(shadow.router)
 api_router.include_router(telemetry.fleet_router)
 api_router.include_router(ota_firmware.router)
 api_router.include_router(ota_campaigns.router)

@@ -1,0 +1,108 @@
+"""The device registry as every streams worker sees it: a table fed by the compacted
+``fleetstream.registry`` topic (key ``tenant:device``, value ``RegistryEntry``).
+
+Every worker needs every device's entry (validation of any partition may need any device after a
+rebalance, and entries are small), so each worker reads the whole compacted topic into memory with a
+plain consumer (no consumer group) and follows it. ``caught_up`` turns true once the high-water marks seen
+at start have been read: before that, "not in the registry" means nothing (adr/0051).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from schemas import ValueDeserializationError, codec, split_key, topics
+
+log = logging.getLogger(__name__)
+
+ACCEPTING = frozenset({"provisioned", "active"})
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    status: str
+    device_type: str | None
+    tags: tuple[str, ...]
+    protocol: str | None = None  # attributes["protocol"]: how commands reach it (None: MQTT)
+
+
+class RegistryView:
+    """:param bootstrap: Kafka bootstrap servers.
+    :param topic: the compacted registry topic (default ``fleetstream.registry``)."""
+
+    def __init__(self, bootstrap: str, topic: str = topics.REGISTRY.name):
+        self.bootstrap, self.topic = bootstrap, topic
+        self.devices: dict[tuple[str, str], DeviceInfo] = {}
+        self.tenants: dict[str, int] = {}  # entries per tenant: does the control plane publish for it?
+        self.caught_up = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="registry-view", daemon=True)
+
+    def start(self) -> RegistryView:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def lookup(self, tenant_id: str, device_id: str) -> DeviceInfo | None:
+        return self.devices.get((tenant_id, device_id))
+
+    def tenant_published(self, tenant_id: str) -> bool:
+        return self.tenants.get(tenant_id, 0) > 0
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        try:
+            tenant, device = split_key(key)
+        except Exception:
+            log.warning("registry: ignoring key %r", key)
+            return
+        k = (tenant, device)
+        if value is None:  # tombstone: device deleted
+            if self.devices.pop(k, None) is not None:
+                self.tenants[tenant] -= 1
+            return
+        try:
+            e = codec("registry_entry").decode(value)
+        except ValueDeserializationError as exc:
+            log.warning("registry: undecodable entry for %s: %s", key, exc)
+            return
+        if k not in self.devices:
+            self.tenants[tenant] = self.tenants.get(tenant, 0) + 1
+        self.devices[k] = DeviceInfo(e["status"], e["device_type"], tuple(e["tags"]), e["attributes"].get("protocol"))
+
+    def _run(self) -> None:
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "fleetstream-registry-view",
+                      "enable.auto.commit": False, "enable.partition.eof": False})
+        try:
+            md = c.list_topics(self.topic, timeout=30).topics[self.topic]
+            tps = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in md.partitions]
+            ends = {}
+            for tp in tps:
+                _lo, hi = c.get_watermark_offsets(tp, timeout=10)
+                ends[tp.partition] = hi
+            c.assign(tps)
+            pending = {p for p, hi in ends.items() if hi > 0}
+            if not pending:
+                self.caught_up.set()
+            while not self._stop.is_set():
+                for m in c.consume(1000, 0.2):
+                    if m.error():
+                        continue
+                    self.apply(m.key(), m.value())
+                    if pending and m.offset() + 1 >= ends.get(m.partition(), 0):
+                        pending.discard(m.partition())
+                        if not pending:
+                            self.caught_up.set()
+                            log.info("registry view caught up: %d devices", len(self.devices))
+        except Exception:
+            log.exception("registry view stopped")
+        finally:
+            c.close()

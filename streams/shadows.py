@@ -1,0 +1,133 @@
+"""Shadow agent: one document per device with desired and reported state (adr/0053).
+
+Input: ``fleetstream.shadow-updates`` (DESIRED from the API with an optional expected version, REPORTED
+from the device through the MQTT downlink) and ``fleetstream.device-events`` (a CONNECTED device gets its
+pending delta again). Output: the whole document on the compacted ``fleetstream.shadows`` after every
+change (the gateway's view, readable while the device is offline), flagged ``publish_delta`` when the
+delta must reach the device, and answering the update's ``request_id`` with an outcome.
+
+State: a Faust table keyed ``tenant:device`` with a changelog; a restarted worker continues from the
+last version. Merging is per top-level key; a ``null`` value deletes the key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import faust
+
+from schemas import ValueDeserializationError, codec, device_key, topics
+
+from .tables import put
+
+log = logging.getLogger(__name__)
+
+MAX_BYTES = 64 * 1024
+
+
+def empty(partition: int) -> dict:
+    return {"desired": {}, "reported": {}, "meta": {"desired": {}, "reported": {}}, "version": 0, "p": partition}
+
+
+def delta_of(doc: dict) -> dict:
+    reported = doc["reported"]
+    return {k: v for k, v in doc["desired"].items() if k not in reported or reported[k] != v}
+
+
+def size_of(doc: dict) -> int:
+    return len(json.dumps(doc["desired"], separators=(",", ":"))) + len(json.dumps(doc["reported"], separators=(",", ":")))
+
+
+def apply_update(doc: dict, side: str, state: dict, ts: int, expected_version: int | None) -> str:
+    """Merges ``state`` into one side of ``doc`` (in place only when applied). Returns the outcome:
+    ``applied`` | ``unchanged`` | ``version_mismatch`` | ``too_large``."""
+    if expected_version is not None and expected_version != doc["version"]:
+        return "version_mismatch"
+    target, meta = dict(doc[side]), dict(doc["meta"][side])
+    changed = False
+    for k, v in state.items():
+        if v is None:
+            if k in target:
+                del target[k]
+                meta.pop(k, None)
+                changed = True
+        elif target.get(k, _MISSING) != v:
+            target[k], meta[k] = v, ts
+            changed = True
+    if not changed:
+        return "unchanged"
+    trial = {**doc, side: target}
+    if size_of(trial) > MAX_BYTES:
+        return "too_large"
+    doc[side] = target
+    doc["meta"] = {**doc["meta"], side: meta}
+    doc["version"] += 1
+    return "applied"
+
+
+_MISSING = object()
+
+
+def to_record(tenant_id: str, device_id: str, doc: dict, now: int, *, publish_delta: bool,
+              request_id: str | None = None, outcome: str | None = None) -> dict:
+    return {"tenant_id": tenant_id, "device_id": device_id, "version": doc["version"],
+            "desired_json": json.dumps(doc["desired"]), "reported_json": json.dumps(doc["reported"]),
+            "delta_json": json.dumps(delta_of(doc)), "metadata_json": json.dumps(doc["meta"]), "time": now,
+            "publish_delta": publish_delta, "request_id": request_id, "outcome": outcome}
+
+
+def register(app: faust.App) -> None:
+    source = app.topic(topics.SHADOW_UPDATES.name, topics.DEVICE_EVENTS.name, key_type=bytes, value_type=bytes)
+    out = app.topic(topics.SHADOWS.name, key_type=bytes, value_type=bytes)
+    table = app.Table("shadows", default=None, key_type=bytes, value_type=None,
+                      partitions=app.conf.topic_partitions)
+    ucodec, ecodec, scodec = codec("shadow_update"), codec("device_event"), codec("shadow_document")
+
+    @app.agent(source, name="shadows")
+    async def shadows(stream):
+        async for events in stream.take_events(500, within=0.05):
+            now = time.time_ns() // 1_000_000
+            for ev in events:
+                raw, part = ev.message.value, ev.message.partition
+                try:
+                    if ev.message.topic == topics.DEVICE_EVENTS.name:
+                        e = ecodec.decode(raw)
+                        if e["event_type"] != "CONNECTED":
+                            continue
+                        doc = table.data.get(device_key(e["tenant_id"], e["device_id"]))
+                        if doc is None or not delta_of(doc):
+                            continue
+                        rec = to_record(e["tenant_id"], e["device_id"], doc, now, publish_delta=True)
+                        await out.send(key=device_key(e["tenant_id"], e["device_id"]), value=scodec.encode(rec))
+                        continue
+                    u = ucodec.decode(raw)
+                except ValueDeserializationError as exc:
+                    log.warning("shadows: skipping undecodable record on %s: %s", ev.message.topic, exc)
+                    continue
+                key = device_key(u["tenant_id"], u["device_id"])
+                doc = table.data.get(key) or empty(part)
+                try:
+                    state = json.loads(u["state_json"])
+                    if not isinstance(state, dict):
+                        raise ValueError("not an object")
+                except ValueError:
+                    outcome = "invalid"
+                else:
+                    side = "desired" if u["side"] == "DESIRED" else "reported"
+                    before = delta_of(doc)
+                    outcome = apply_update(doc, side, state, u["time"] or now, u["expected_version"])
+                if outcome == "applied":
+                    doc["p"] = part
+                    put(table, part, key, doc)
+                    publish_delta = bool(delta_of(doc)) and delta_of(doc) != before
+                elif u["request_id"] is None:
+                    if outcome != "unchanged":
+                        log.info("shadow update for %s refused: %s", key, outcome)
+                    continue
+                else:
+                    publish_delta = False
+                rec = to_record(u["tenant_id"], u["device_id"], doc, now, publish_delta=publish_delta,
+                                request_id=u["request_id"], outcome=outcome)
+                await out.send(key=key, value=scodec.encode(rec))
