@@ -240,6 +240,25 @@ def cmd_admin(args) -> int:
     return 0
 
 
+def cmd_platform_token(args) -> int:
+    """Whoever can read the signing keys is the platform: the token is minted with them, no server call."""
+    from gateway.auth.tokens import PLATFORM_SCOPE, KeyRing
+
+    s = _settings(args)
+    ring = KeyRing(s.root / "keys" / "jwt")
+    print(ring.issue(tenant_id="", client_id="platform-admin-cli", scopes=[PLATFORM_SCOPE], ttl_s=args.ttl,
+                     platform_admin=True))
+    return 0
+
+
+def cmd_rotate_signing_key(args) -> int:
+    from gateway.auth.tokens import KeyRing
+
+    s = _settings(args)
+    print(KeyRing(s.root / "keys" / "jwt").rotate())
+    return 0
+
+
 def cmd_topics_tail(args) -> int:
     from confluent_kafka import Consumer, TopicPartition
 
@@ -327,6 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
     cd.add_argument("--cert-dir")
     cd.add_argument("--json", action="store_true")
     cd.set_defaults(fn=cmd_admin)
+    pt = adm_sub.add_parser("create-platform-token",
+                            help="mint a platform-admin token (tenant management under /v1/admin)")
+    pt.add_argument("--ttl", type=int, default=3600, help="seconds the token is valid")
+    pt.set_defaults(fn=cmd_platform_token)
+    rk = adm_sub.add_parser("rotate-signing-key", help="add a new token signing key (old keys keep verifying)")
+    rk.set_defaults(fn=cmd_rotate_signing_key)
 
     tp = sub.add_parser("topics", help="Kafka topic tools")
     tp_sub = tp.add_subparsers(dest="topics_cmd", required=True)

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     clickhouse_dsn: str | None = Field(None, description="chdb:///path (embedded) or http(s)://… (server)")
 
     token_ttl_s: int = 900
+    coap_port: int = Field(5683, description="CoAP telemetry endpoint devices are told about")
+    # a plain str: the local supervisor hands settings to its children through model_dump()
+    secrets_master_key: str | None = Field(None, description="seals tenant CA keys at rest; required outside dev")
 
     sink_batch_size: int = 5000
     sink_batch_ms: int = 250

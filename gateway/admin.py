@@ -1,57 +1,133 @@
-"""Platform-admin operations used by the CLI and the local stack (the REST admin API builds on these)."""
+"""The control plane's operations, shared by the REST routes and the ``fleetstream admin`` CLI.
+
+Each device change touches Postgres (the truth), the broker (who may connect) and the registry topic
+(what agents and connectors know), always in that order: a failed broker call undoes nothing in Postgres
+that a retry would not repair, and the registry is only told what Postgres committed.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
-from psycopg.rows import dict_row
 
 from fleetstream.settings import Settings
 from fleetstream.stack.mosquitto import tls_context
 from fleetstream.stack.pki import PlatformPKI, write_private
 
-from .broker.dynsec import DynSecAdmin
+from .broker.dynsec import BrokerAuthError, DynSecAdmin
+from .crud import audit
+from .crud import credentials as creds_crud
 from .crud import devices as devices_crud
 from .crud import tenants as tenants_crud
-from .identity.certificates import TenantCAs
+from .db.session import Database
+from .errors import ApiError, not_found
+from .identity.certificates import CertificateRequestError, IssuedCertificate, TenantCAs
+from .identity.secrets import keystore_from_settings
+from .registry_publisher import RegistryPublisher, registry_entry
 
 
 class Admin:
-    def __init__(self, s: Settings):
+    """:param s: settings. :param db: an open application-role pool (the CLI opens its own).
+    :param registry: the process's registry publisher (created on first use when not given)."""
+
+    def __init__(self, s: Settings, db: Database | None = None, registry: RegistryPublisher | None = None):
         self.s = s
         self.pki = PlatformPKI(s.pki_dir)
-        self.cas = TenantCAs(self.pki)
+        self.cas = TenantCAs(self.pki, keystore_from_settings(s))
+        self._db, self._own_db = db, db is None
+        self._registry, self._own_registry = registry, registry is None
         self._dynsec: DynSecAdmin | None = None
+        self._lazy = threading.Lock()
+
+    # -- collaborators, opened on first use --------------------------------------------------------------
+    @property
+    def db(self) -> Database:
+        with self._lazy:
+            if self._db is None:
+                self._db = Database(self.s.app_dsn, max_size=4)
+                self._db.open()
+            return self._db
+
+    @property
+    def registry(self) -> RegistryPublisher:
+        with self._lazy:
+            if self._registry is None:
+                self._registry = RegistryPublisher(self.s.bootstrap_servers)
+            return self._registry
 
     @property
     def dynsec(self) -> DynSecAdmin:
-        if self._dynsec is None:
-            tls = tls_context(self.pki, *self.pki.service_files("fleetstream-admin"))
-            self._dynsec = DynSecAdmin(self.s.mqtt_broker_host, self.s.mqtt_tls_port, tls)
-        return self._dynsec
+        with self._lazy:
+            if self._dynsec is None:
+                tls = tls_context(self.pki, *self.pki.service_files("fleetstream-admin"))
+                self._dynsec = DynSecAdmin(self.s.mqtt_broker_host, self.s.mqtt_tls_port, tls)
+            return self._dynsec
 
     def close(self) -> None:
         if self._dynsec is not None:
             self._dynsec.close()
+        if self._registry is not None and self._own_registry:
+            self._registry.close()
+        if self._db is not None and self._own_db:
+            self._db.close()
 
+    @contextmanager
+    def platform_tx(self) -> Iterator[psycopg.Connection]:
+        """A transaction that may see and change tenants (never their devices): platform tokens only."""
+        with self.db.anonymous_tx() as conn:
+            conn.execute("select set_config('app.platform_admin', 'on', true)")
+            yield conn
+
+    def _broker(self, fn, *args) -> None:
+        try:
+            fn(*args)
+        except (BrokerAuthError, OSError) as exc:
+            raise ApiError(503, "broker_unavailable", f"the MQTT broker did not confirm the change: {exc}") from exc
+
+    # -- tenants ------------------------------------------------------------------------------------------
     def create_tenant(self, name: str) -> dict:
-        with psycopg.connect(self.s.owner_dsn, row_factory=dict_row) as conn:
-            out = tenants_crud.create_tenant(conn, name=name)
+        with self.db.pool.connection() as conn:
+            try:
+                out = tenants_crud.create_tenant(conn, name=name)
+            except psycopg.errors.UniqueViolation as exc:
+                raise ApiError(409, "tenant_exists", f"a tenant named {name!r} exists") from exc
         self.cas.ensure(out["tenant_id"])
         return out
 
+    # -- devices ------------------------------------------------------------------------------------------
+    def publish(self, conn: psycopg.Connection, device: dict) -> None:
+        keys = devices_crud.active_jwt_keys(conn, tenant_id=str(device["tenant_id"]), device_id=device["device_id"])
+        self.registry.publish(registry_entry(device, keys))
+
     def create_device(self, tenant_id: str, device_id: str, *, cert_dir: Path | None = None,
-                      device_type: str | None = None, tags: list[str] | None = None) -> dict:
+                      device_type: str | None = None, tags: list[str] | None = None,
+                      attributes: dict | None = None, actor: str = "cli") -> dict:
         """Registers the device, authorises it on the broker and (with cert_dir) issues its certificate."""
-        with psycopg.connect(self.s.app_dsn, row_factory=dict_row) as conn, conn.transaction():
-            conn.execute("select set_config('app.tenant_id', %s, true)", (tenant_id,))
-            row = devices_crud.create_device(conn, tenant_id=tenant_id, device_id=device_id,
-                                             device_type=device_type, tags=tags)
-        self.dynsec.authorise_device(tenant_id, device_id)
+        with self.db.tenant_tx(tenant_id) as conn:
+            try:
+                row = devices_crud.create_device(conn, tenant_id=tenant_id, device_id=device_id,
+                                                 device_type=device_type, tags=tags, attributes=attributes)
+            except psycopg.errors.UniqueViolation as exc:
+                raise ApiError(409, "device_exists", f"device {device_id!r} already exists") from exc
+            except psycopg.errors.CheckViolation as exc:
+                raise ApiError(422, "invalid_device_id",
+                               "device ids are 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit") from exc
+            audit.record(conn, tenant_id=tenant_id, actor=actor, action="device.create", target=f"device:{device_id}")
+        try:
+            self._broker(self.dynsec.authorise_device, tenant_id, device_id)
+        except ApiError:
+            with self.db.tenant_tx(tenant_id) as conn:  # not usable without the broker: undo, let the caller retry
+                conn.execute("delete from devices where tenant_id = %s and device_id = %s", (tenant_id, device_id))
+            raise
+        with self.db.tenant_tx(tenant_id) as conn:
+            self.publish(conn, row)
         out = {"tenant_id": tenant_id, "device_id": row["device_id"], "status": row["status"]}
         if cert_dir is not None:
-            issued = self.cas.issue_for_device(tenant_id, device_id)
+            issued = self.issue_certificate(tenant_id, device_id, actor=actor)
             cert_dir.mkdir(parents=True, exist_ok=True)
             (cert_dir / "device.crt").write_text(issued.certificate_pem)
             write_private(cert_dir / "device.key", issued.private_key_pem.encode())
@@ -59,3 +135,121 @@ class Admin:
             out.update(cert=str(cert_dir / "device.crt"), key=str(cert_dir / "device.key"),
                        ca=str(cert_dir / "ca.crt"), serial=issued.serial)
         return out
+
+    def update_device(self, tenant_id: str, device_id: str, *, actor: str, **changes) -> dict:
+        with self.db.tenant_tx(tenant_id) as conn:
+            row = devices_crud.update_device(conn, tenant_id=tenant_id, device_id=device_id, **changes)
+            if row is None:
+                raise not_found(f"device {device_id!r}")
+            audit.record(conn, tenant_id=tenant_id, actor=actor, action="device.update", target=f"device:{device_id}",
+                         details={k: v for k, v in changes.items() if v is not None})
+            self.publish(conn, row)
+        return row
+
+    def change_status(self, tenant_id: str, device_id: str, action: str, *, actor: str) -> dict:
+        """``suspend`` | ``resume`` | ``decommission``: Postgres, then the broker, then the registry."""
+        with self.db.tenant_tx(tenant_id) as conn:
+            row = devices_crud.get_device(conn, tenant_id=tenant_id, device_id=device_id, for_update=True)
+            if row is None:
+                raise not_found(f"device {device_id!r}")
+            current = row["status"]
+            if current == "decommissioned":
+                raise ApiError(409, "device_decommissioned", "a decommissioned device cannot change state")
+            if action == "suspend":
+                target = "suspended"
+            elif action == "resume":
+                if current != "suspended":
+                    raise ApiError(409, "device_not_suspended", f"only a suspended device resumes (it is {current})")
+                target = "active" if row["last_connected_at"] else "provisioned"
+            else:
+                target = "decommissioned"
+                n_certs, n_keys = creds_crud.revoke_all(conn, tenant_id=tenant_id, device_id=device_id)
+            row = devices_crud.set_status(conn, tenant_id=tenant_id, device_id=device_id, status=target)
+            details = {"from": current, "to": target}
+            if action == "decommission":
+                details.update(certificates_revoked=n_certs, keys_revoked=n_keys)
+            audit.record(conn, tenant_id=tenant_id, actor=actor, action=f"device.{action}",
+                         target=f"device:{device_id}", details=details)
+            # The broker change happens inside the transaction: if the broker refuses, the status stays.
+            if target in ("suspended", "decommissioned"):
+                self._broker(self.dynsec.revoke_device, tenant_id, device_id)
+            else:
+                self._broker(self.dynsec.enable_device, tenant_id, device_id)
+            self.publish(conn, row)
+        return row
+
+    # -- credentials --------------------------------------------------------------------------------------
+    def _usable_device(self, conn: psycopg.Connection, tenant_id: str, device_id: str) -> dict:
+        row = devices_crud.get_device(conn, tenant_id=tenant_id, device_id=device_id)
+        if row is None:
+            raise not_found(f"device {device_id!r}")
+        if row["status"] == "decommissioned":
+            raise ApiError(409, "device_decommissioned", "a decommissioned device gets no new credentials")
+        return row
+
+    def issue_certificate(self, tenant_id: str, device_id: str, *, csr_pem: bytes | None = None, days: int = 365,
+                          actor: str) -> IssuedCertificate:
+        with self.db.tenant_tx(tenant_id) as conn:
+            self._usable_device(conn, tenant_id, device_id)
+            try:
+                issued = self.cas.issue_for_device(tenant_id, device_id, csr_pem=csr_pem, days=days)
+            except CertificateRequestError as exc:
+                raise ApiError(422, "invalid_csr", str(exc)) from exc
+            creds_crud.add_certificate(conn, tenant_id=tenant_id, device_id=device_id, serial=issued.serial,
+                                       fingerprint=issued.fingerprint_sha256, not_after=issued.not_after)
+            audit.record(conn, tenant_id=tenant_id, actor=actor, action="certificate.issue",
+                         target=f"device:{device_id}", details={"serial": issued.serial,
+                                                                 "generated_key": csr_pem is None})
+        return issued
+
+    def revoke_certificate(self, tenant_id: str, device_id: str, serial: str, *, actor: str) -> dict:
+        with self.db.tenant_tx(tenant_id) as conn:
+            row = creds_crud.revoke_certificate(conn, tenant_id=tenant_id, device_id=device_id, serial=serial)
+            if row is None:
+                raise not_found(f"certificate {serial!r}")
+            audit.record(conn, tenant_id=tenant_id, actor=actor, action="certificate.revoke",
+                         target=f"device:{device_id}", details={"serial": serial})
+            still_valid = [c for c in creds_crud.list_certificates(conn, tenant_id=tenant_id, device_id=device_id)
+                           if c["status"] == "active"]
+            # Mosquitto knows a device by its CN, not a serial: with no valid certificate left, cut it off.
+            if not still_valid:
+                self._broker(self.dynsec.revoke_device, tenant_id, device_id)
+        return row
+
+    def crl_der(self, tenant_id: str) -> bytes:
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        with self.db.tenant_tx(tenant_id) as conn:
+            revoked = creds_crud.revoked_serials(conn, tenant_id=tenant_id)
+        return self.cas.crl(tenant_id, revoked).public_bytes(Encoding.DER)
+
+    def add_jwt_key(self, tenant_id: str, device_id: str, public_key_pem: str, *, actor: str) -> dict:
+        from connectors.auth.device_jwt import key_id
+
+        try:
+            kid = key_id(public_key_pem)
+        except ValueError as exc:
+            raise ApiError(422, "invalid_public_key", str(exc)) from exc
+        with self.db.tenant_tx(tenant_id) as conn:
+            device = self._usable_device(conn, tenant_id, device_id)
+            try:
+                with conn.transaction():
+                    row = creds_crud.add_key(conn, tenant_id=tenant_id, device_id=device_id, key_id=kid,
+                                             public_key_pem=public_key_pem.strip() + "\n")
+            except psycopg.errors.UniqueViolation as exc:
+                raise ApiError(409, "key_exists", "this public key is already registered") from exc
+            audit.record(conn, tenant_id=tenant_id, actor=actor, action="key.add", target=f"device:{device_id}",
+                         details={"key_id": kid})
+            self.publish(conn, device)
+        return row
+
+    def revoke_jwt_key(self, tenant_id: str, device_id: str, kid: str, *, actor: str) -> dict:
+        with self.db.tenant_tx(tenant_id) as conn:
+            row = creds_crud.revoke_key(conn, tenant_id=tenant_id, device_id=device_id, key_id=kid)
+            if row is None:
+                raise not_found(f"key {kid!r}")
+            audit.record(conn, tenant_id=tenant_id, actor=actor, action="key.revoke", target=f"device:{device_id}",
+                         details={"key_id": kid})
+            device = devices_crud.get_device(conn, tenant_id=tenant_id, device_id=device_id)
+            self.publish(conn, device)
+        return row

@@ -15,9 +15,11 @@ from sinks.clickhouse.schema import create_all
 from sinks.clickhouse.store import TelemetryStore
 
 from . import errors
+from .admin import Admin
 from .api.main import api_router, root_router
 from .auth.tokens import KeyRing
 from .db.session import Database
+from .status_updater import StatusUpdater
 from .streams_client import StreamsClient
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,9 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
         st.db = Database(s.app_dsn)
         st.db.open()
         st.keys = KeyRing(s.root / "keys" / "jwt")
+        st.admin = Admin(s, db=st.db)  # control plane: broker, registry topic, tenant CAs (issue 3)
+        st.status_updater = StatusUpdater(st.admin, s.bootstrap_servers)
+        st.status_updater.start()
         st.clickhouse = ClickHouse(s.chdb_dsn)
         create_all(st.clickhouse)
         st.store = TelemetryStore(st.clickhouse)
@@ -57,6 +62,8 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
                 sink.stop()
             st.ota.close()
             st.streams.close()
+            st.status_updater.stop()
+            st.admin.close()
             st.db.close()
             st.clickhouse.close()
 

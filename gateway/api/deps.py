@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from gateway.auth.tokens import Principal, TokenError
+from gateway.auth.tokens import PLATFORM_SCOPE, Principal, TokenError
 from gateway.errors import ApiError
 
 bearer = HTTPBearer(auto_error=False)
@@ -27,9 +27,30 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
 def require(scope: str):
+    """A tenant route's guard: the token must carry ``scope`` (and therefore be a tenant token)."""
+
     def check(principal: PrincipalDep) -> Principal:
-        if scope not in principal.scopes:
+        if scope not in principal.scopes or not principal.tenant_id:
             raise ApiError(403, "insufficient_scope", f"this route needs the {scope} scope")
         return principal
 
     return check
+
+
+def require_platform_admin(principal: PrincipalDep) -> Principal:
+    """Tenant management: a platform token (``platform_admin`` claim and the platform scope) only."""
+    if not principal.platform_admin or PLATFORM_SCOPE not in principal.scopes:
+        raise ApiError(403, "platform_admin_required", "this route needs a platform administrator token")
+    return principal
+
+
+def tenant_principal(scope: str):
+    """``Annotated`` alias for handlers: ``principal: tenant_principal("devices:read")``."""
+    return Annotated[Principal, Depends(require(scope))]
+
+
+DevicesRead = tenant_principal("devices:read")
+DevicesWrite = tenant_principal("devices:write")
+ClientsWrite = tenant_principal("clients:write")
+AuditRead = tenant_principal("audit:read")
+PlatformAdmin = Annotated[Principal, Depends(require_platform_admin)]

@@ -2,12 +2,15 @@
 
 from fastapi import APIRouter
 
-from .routes import commands, health, oauth, shadow, telemetry
+from .routes import admin as control_admin
+from .routes import certificates, clients, commands, devices, health, oauth, provisioning, shadow, telemetry
 from .routes import firmware as ota_firmware  # OTA (issue 8)
 from .routes import ota as ota_campaigns
 
 api_router = APIRouter(prefix="/v1")
 api_router.include_router(oauth.router)
+for _r in (control_admin, devices, certificates, clients, provisioning):  # control plane (issue 3)
+    api_router.include_router(_r.router)
 api_router.include_router(telemetry.router)
 api_router.include_router(commands.router)
 api_router.include_router(shadow.router)

@@ -15,7 +15,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 ISSUER = "fleetstream"
 AUDIENCE = "fleetstream-api"
-ALL_SCOPES = ("devices:read", "devices:write", "telemetry:read", "commands:write", "rules:write", "ota:write")
+ALL_SCOPES = ("devices:read", "devices:write", "telemetry:read", "commands:write", "rules:write", "ota:write",
+              "clients:write", "audit:read")
+PLATFORM_SCOPE = "platform:admin"
+
+
+RELOAD_EVERY_S = 30
 
 
 class TokenError(Exception):
@@ -36,11 +41,14 @@ class KeyRing:
     def __init__(self, directory: Path):
         self.dir = directory
         self.keys: dict[str, ec.EllipticCurvePrivateKey] = {}
+        self._loaded_at = 0.0
         self.reload()
         if not self.keys:
             self.rotate()
 
     def reload(self) -> None:
+        """Picks up keys another process (a replica, the CLI) added to the shared directory."""
+        self._loaded_at = time.monotonic()
         if self.dir.exists():
             for f in sorted(self.dir.glob("*.pem")):
                 self.keys[f.stem] = serialization.load_pem_private_key(f.read_bytes(), None)  # type: ignore[assignment]
@@ -56,12 +64,18 @@ class KeyRing:
 
     @property
     def current_kid(self) -> str:
-        return max(self.keys)
+        if time.monotonic() - self._loaded_at > RELOAD_EVERY_S:
+            self.reload()
+        return max(self.keys)  # kids start with their creation time: the newest key signs
 
-    def issue(self, *, tenant_id: str, client_id: str, scopes: list[str], ttl_s: int = 900) -> str:
+    def issue(self, *, tenant_id: str, client_id: str, scopes: list[str], ttl_s: int = 900,
+              platform_admin: bool = False) -> str:
+        """A tenant token; with ``platform_admin`` a platform token (no tenant, tenant management only)."""
         now = int(time.time())
         claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": client_id, "tenant_id": tenant_id,
                   "scope": " ".join(scopes), "iat": now, "nbf": now, "exp": now + ttl_s, "jti": uuid.uuid4().hex}
+        if platform_admin:
+            claims["platform_admin"] = True
         kid = self.current_kid
         return jwt.encode(claims, self.keys[kid], algorithm="ES256", headers={"kid": kid})
 

@@ -59,28 +59,41 @@ class DynSecAdmin:
                 waiter[1].append(resp)
                 waiter[0].set()
 
-    def call(self, *commands: dict, timeout: float = 5.0) -> list[dict]:
-        results = []
+    def call(self, *commands: dict, timeout: float = 10.0, batch: int = 300) -> list[dict]:
+        """Sends commands in messages of up to ``batch`` and returns one response per command, in order."""
+        results: list[dict] = []
         with self._serial:  # the plugin answers in order; one request in flight keeps errors attributable
-            for cmd in commands:
-                corr = uuid.uuid4().hex
-                ev, box = threading.Event(), []
-                self._pending[corr] = (ev, box)
+            for i in range(0, len(commands), batch):
+                chunk = commands[i:i + batch]
+                corrs = [uuid.uuid4().hex for _ in chunk]
+                waiters = {c: (threading.Event(), []) for c in corrs}
+                self._pending.update(waiters)
                 try:
-                    self.client.publish(CONTROL, json.dumps({"commands": [{**cmd, "correlationData": corr}]}), qos=1)
-                    if not ev.wait(timeout):
-                        raise BrokerAuthError(f"no answer from the broker for {cmd['command']}")
+                    body = {"commands": [{**cmd, "correlationData": c} for cmd, c in zip(chunk, corrs, strict=True)]}
+                    self.client.publish(CONTROL, json.dumps(body), qos=1)
+                    for cmd, c in zip(chunk, corrs, strict=True):
+                        ev, box = waiters[c]
+                        if not ev.wait(timeout):
+                            raise BrokerAuthError(f"no answer from the broker for {cmd['command']}")
+                        results.append(box[0])
                 finally:
-                    self._pending.pop(corr, None)
-                results.append(box[0])
+                    for c in corrs:
+                        self._pending.pop(c, None)
         return results
 
     def authorise_device(self, tenant_id: str, device_id: str) -> None:
-        user = device_username(tenant_id, device_id)
-        role = f"device:{user}"
-        for resp in self.call({"command": "createRole", "rolename": role, "acls": device_acls(tenant_id, device_id)},
-                              {"command": "createClient", "username": user, "roles": [{"rolename": role}]},
-                              {"command": "enableClient", "username": user}):
+        self.authorise_devices(tenant_id, [device_id])
+
+    def authorise_devices(self, tenant_id: str, device_ids: list[str]) -> None:
+        """Creates (idempotently) each device's role and client and enables it; one round trip per batch."""
+        cmds = []
+        for device_id in device_ids:
+            user = device_username(tenant_id, device_id)
+            role = f"device:{user}"
+            cmds += [{"command": "createRole", "rolename": role, "acls": device_acls(tenant_id, device_id)},
+                     {"command": "createClient", "username": user, "roles": [{"rolename": role}]},
+                     {"command": "enableClient", "username": user}]
+        for resp in self.call(*cmds):
             err = resp.get("error")
             if err and "already exists" not in err:
                 raise BrokerAuthError(f"{resp['command']}: {err}")
@@ -91,6 +104,10 @@ class DynSecAdmin:
         (resp,) = self.call({"command": "disableClient", "username": user})
         if resp.get("error") and "not found" not in resp["error"].lower():
             raise BrokerAuthError(f"disableClient: {resp['error']}")
+
+    def enable_device(self, tenant_id: str, device_id: str) -> None:
+        """Resume after a suspension; a device never authorised is authorised now."""
+        self.authorise_devices(tenant_id, [device_id])
 
     def close(self) -> None:
         self.client.disconnect()

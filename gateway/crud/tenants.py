@@ -1,5 +1,6 @@
 """Tenants and their API clients. Creating a tenant sets the new tenant for its own transaction, so it
-works under FORCE RLS for any role allowed to insert."""
+works under FORCE RLS for any role allowed to insert. Listing and changing tenants needs a platform
+transaction (``platform_tx``: the ``platform_admin`` policy on the tenants table only)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ def create_tenant(conn: psycopg.Connection, *, name: str) -> dict:
         conn.execute("insert into api_clients (client_id, tenant_id, name, secret_hash, scopes) "
                      "values (%s, %s, %s, %s, %s)",
                      (client_id, tenant_id, "bootstrap", hash_secret(secret), list(ALL_SCOPES)))
+        conn.execute("insert into audit_log (tenant_id, actor, action, target) values (%s, %s, %s, %s)",
+                     (tenant_id, "platform", "tenant.create", f"tenant:{tenant_id}"))
     return {"tenant_id": tenant_id, "name": name, "client_id": client_id, "client_secret": secret,
             "scopes": list(ALL_SCOPES)}
 
@@ -32,3 +35,20 @@ def find_client(conn: psycopg.Connection, client_id: str) -> dict | None:
         return None
     return row if isinstance(row, dict) else dict(zip(("tenant_id", "secret_hash", "scopes", "tenant_status"), row,
                                                       strict=True))
+
+
+# -- platform administration (a platform transaction) ----------------------------------------------------
+def list_tenants(conn: psycopg.Connection, *, limit: int, after: str | None = None) -> list[dict]:
+    if after:
+        return conn.execute("select * from tenants where id > %s order by id limit %s", (after, limit)).fetchall()
+    return conn.execute("select * from tenants order by id limit %s", (limit,)).fetchall()
+
+
+def get_tenant(conn: psycopg.Connection, *, tenant_id: str) -> dict | None:
+    return conn.execute("select * from tenants where id = %s", (tenant_id,)).fetchone()
+
+
+def update_tenant(conn: psycopg.Connection, *, tenant_id: str, name: str | None = None,
+                  status: str | None = None) -> dict | None:
+    return conn.execute("update tenants set name = coalesce(%s, name), status = coalesce(%s, status) "
+                        "where id = %s returning *", (name, status, tenant_id)).fetchone()

@@ -1,19 +1,29 @@
 """Device certificates from per-tenant issuing CAs (intermediates under the platform root, adr/0003).
 
 The platform chooses the subject (CN ``<tenant>.<device>``), never the requester: a certificate can only
-ever name the device it was issued for.
+ever name the device it was issued for. A tenant CA's private key lives in a ``KeyStore`` (sealed at rest,
+adr/0031); its certificate is public and stays beside the platform PKI.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from fleetstream.stack.pki import Issuer, PlatformPKI, cert_pem, key_pem, load_issuer, new_key, write_private
+from fleetstream.stack.pki import Issuer, PlatformPKI, cert_pem, key_pem, new_key
 from gateway.broker.dynsec import device_username
+
+from .secrets import KeyStore
+
+
+class CertificateRequestError(ValueError):
+    """A CSR the platform will not sign (bad PEM, bad signature, unsupported key)."""
 
 
 @dataclass(frozen=True)
@@ -22,37 +32,84 @@ class IssuedCertificate:
     private_key_pem: str | None  # only when the platform generated the key; shown once
     serial: str
     fingerprint_sha256: str
+    not_after: dt.datetime
 
 
 class TenantCAs:
-    def __init__(self, pki: PlatformPKI):
+    """:param pki: the platform PKI (root CA signs each tenant CA).
+    :param keystore: where tenant CA private keys are sealed."""
+
+    def __init__(self, pki: PlatformPKI, keystore: KeyStore):
         self.pki = pki
+        self.keystore = keystore
+        self._cache: dict[str, Issuer] = {}
+        self._lock = threading.Lock()
 
     def _dir(self, tenant_id: str) -> Path:
         return self.pki.dir / "tenants" / tenant_id
 
     def ensure(self, tenant_id: str) -> Issuer:
-        d = self._dir(tenant_id)
-        if not (d / "ca.crt").exists():
+        with self._lock:
+            issuer = self._cache.get(tenant_id)
+            if issuer is None:
+                issuer = self._cache[tenant_id] = self._load_or_create(tenant_id)
+            return issuer
+
+    def _load_or_create(self, tenant_id: str) -> Issuer:
+        d, name = self._dir(tenant_id), f"tenant-ca/{tenant_id}"
+        sealed = self.keystore.get(name)
+        legacy = d / "ca.key"  # data dirs from before the key store kept the key in the clear: seal it
+        if sealed is None and legacy.exists():
+            sealed = legacy.read_bytes()
+            self.keystore.put(name, sealed)
+            legacy.unlink()
+        if sealed is None or not (d / "ca.crt").exists():
             key = new_key()
             cert = self.pki.root().sign(f"fleetstream tenant {tenant_id} CA", key.public_key(), days=3650, ca=True)
-            write_private(d / "ca.key", key_pem(key))
+            self.keystore.put(name, key_pem(key))
+            d.mkdir(parents=True, exist_ok=True)
             (d / "ca.crt").write_bytes(cert_pem(cert))
-        return load_issuer(d / "ca.crt", d / "ca.key")
+            return Issuer(cert, key)
+        cert = x509.load_pem_x509_certificate((d / "ca.crt").read_bytes())
+        return Issuer(cert, serialization.load_pem_private_key(sealed, None))  # type: ignore[arg-type]
+
+    def ca_certificate_pem(self, tenant_id: str) -> str:
+        return cert_pem(self.ensure(tenant_id).cert).decode()
 
     def issue_for_device(self, tenant_id: str, device_id: str, *, csr_pem: bytes | None = None,
                          days: int = 365) -> IssuedCertificate:
         ca = self.ensure(tenant_id)
         key = None
         if csr_pem is not None:
-            csr = x509.load_pem_x509_csr(csr_pem)
-            if not csr.is_signature_valid:
-                raise ValueError("CSR signature is not valid")
-            public_key = csr.public_key()
+            public_key = _csr_public_key(csr_pem)
         else:
             key = new_key()
             public_key = key.public_key()
         cert = ca.sign(device_username(tenant_id, device_id), public_key, days=days)
         chain = cert_pem(cert) + cert_pem(ca.cert)
         return IssuedCertificate(chain.decode(), key_pem(key).decode() if key else None, format(cert.serial_number, "x"),
-                                 cert.fingerprint(hashes.SHA256()).hex())
+                                 cert.fingerprint(hashes.SHA256()).hex(), cert.not_valid_after_utc)
+
+    def crl(self, tenant_id: str, revoked: list[tuple[str, dt.datetime]], *, next_update_h: int = 24) -> x509.CertificateRevocationList:
+        """A fresh CRL of the tenant CA listing ``(serial_hex, revoked_at)``."""
+        ca = self.ensure(tenant_id)
+        now = dt.datetime.now(dt.UTC)
+        b = (x509.CertificateRevocationListBuilder().issuer_name(ca.cert.subject)
+             .last_update(now).next_update(now + dt.timedelta(hours=next_update_h)))
+        for serial, at in revoked:
+            b = b.add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(int(serial, 16))
+                                          .revocation_date(at).build())
+        return b.sign(ca.key, hashes.SHA256())
+
+
+def _csr_public_key(csr_pem: bytes):
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+    except ValueError as exc:
+        raise CertificateRequestError("csr_pem is not a PEM certificate signing request") from exc
+    if not csr.is_signature_valid:
+        raise CertificateRequestError("the CSR's signature does not verify")
+    key = csr.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in ("secp256r1", "secp384r1"):
+        raise CertificateRequestError("the CSR key must be ECDSA P-256 or P-384")
+    return key

@@ -1,0 +1,137 @@
+"""Devices of the token's tenant: create, read, list, update, lifecycle, connection details, CSV import.
+
+Handlers are plain functions (FastAPI runs them in its thread pool): Postgres and the broker client are
+blocking. Ownership is never checked here: every query runs in the token's tenant transaction (RLS)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+
+from connectors.mqtt.namespace import device_topics
+from gateway.api.deps import DevicesRead, DevicesWrite
+from gateway.crud import devices as devices_crud
+from gateway.errors import ERROR_RESPONSES, ApiError, not_found
+from gateway.identity.provisioning import import_devices, parse_csv
+from gateway.models.devices import (
+    DEVICE_ID_PATTERN,
+    CoapEndpoint,
+    ConnectionInfo,
+    DeviceCreate,
+    DeviceList,
+    DevicePublic,
+    DeviceUpdate,
+    HttpEndpoint,
+    MqttEndpoint,
+    Status,
+)
+from gateway.models.provisioning import ImportReport, ImportRowResult
+
+router = APIRouter(prefix="/devices", tags=["devices"], responses=ERROR_RESPONSES)
+CONFLICT = {409: {"model": ERROR_RESPONSES[404]["model"], "description": "the change conflicts with the state"}}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=DevicePublic, responses=CONFLICT,
+             summary="Register a device and authorise its MQTT namespace")
+def create_device(request: Request, body: DeviceCreate, principal: DevicesWrite) -> DevicePublic:
+    admin = request.app.state.admin
+    admin.create_device(principal.tenant_id, body.device_id, device_type=body.device_type, tags=body.tags,
+                        attributes=body.attributes, actor=principal.client_id)
+    return _get(request, principal.tenant_id, body.device_id)
+
+
+@router.get("", response_model=DeviceList, summary="List devices (keyset pagination, filters)")
+def list_devices(request: Request, principal: DevicesRead,
+                 limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None,
+                 status_: Annotated[Status | None, Query(alias="status")] = None,
+                 device_type: Annotated[str | None, Query(alias="type")] = None,
+                 tag: str | None = None) -> DeviceList:
+    after = _decode_cursor(cursor) if cursor else None
+    with request.app.state.db.tenant_tx(principal.tenant_id) as conn:
+        rows = devices_crud.list_devices(conn, tenant_id=principal.tenant_id, limit=limit, after=after,
+                                         status=status_, device_type=device_type, tag=tag)
+    nxt = base64.urlsafe_b64encode(rows[-1]["device_id"].encode()).decode() if len(rows) == limit else None
+    return DeviceList(data=[DevicePublic.of(r) for r in rows], count=len(rows), next_cursor=nxt)
+
+
+@router.post("/import", response_model=ImportReport, summary="Bulk import devices from CSV",
+             openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}, "example":
+                            "device_id,device_type,tags,attributes\nmeter-1,meter,site-a;floor-2,\"{\"\"k\"\": 1}\"\n"}},
+                            "required": True}})
+async def import_csv(request: Request, principal: DevicesWrite) -> ImportReport:
+    from fastapi.concurrency import run_in_threadpool
+
+    raw = await request.body()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ApiError(422, "invalid_csv", "the CSV must be UTF-8") from exc
+    rows = parse_csv(text)
+    results = await run_in_threadpool(import_devices, request.app.state.admin, principal.tenant_id, rows,
+                                      actor=principal.client_id)
+    created = sum(1 for r in results if r["status"] == "created")
+    return ImportReport(created=created, failed=len(results) - created, rows=[ImportRowResult(**r) for r in results])
+
+
+@router.get("/{device_id}", response_model=DevicePublic, summary="One device")
+def get_device(request: Request, device_id: str, principal: DevicesRead) -> DevicePublic:
+    return _get(request, principal.tenant_id, device_id)
+
+
+@router.patch("/{device_id}", response_model=DevicePublic, summary="Update type, tags and attributes")
+def update_device(request: Request, device_id: str, body: DeviceUpdate, principal: DevicesWrite) -> DevicePublic:
+    row = request.app.state.admin.update_device(principal.tenant_id, device_id, actor=principal.client_id,
+                                                attributes=body.attributes, tags=body.tags,
+                                                device_type=body.device_type)
+    return DevicePublic.of(row)
+
+
+def _lifecycle(action: str, summary: str):
+    def handler(request: Request, device_id: str, principal: DevicesWrite) -> DevicePublic:
+        row = request.app.state.admin.change_status(principal.tenant_id, device_id, action, actor=principal.client_id)
+        return DevicePublic.of(row)
+
+    handler.__name__ = f"{action}_device"
+    router.post(f"/{{device_id}}/{action}", response_model=DevicePublic, responses=CONFLICT, summary=summary,
+                name=handler.__name__)(handler)
+
+
+_lifecycle("suspend", "Suspend: the broker drops the live session and refuses reconnects")
+_lifecycle("resume", "Resume a suspended device")
+_lifecycle("decommission", "Decommission for good: credentials revoked, broker client disabled, data kept")
+
+
+@router.get("/{device_id}/connection", response_model=ConnectionInfo, summary="How this device connects")
+def connection(request: Request, device_id: str, principal: DevicesRead) -> ConnectionInfo:
+    _get(request, principal.tenant_id, device_id)
+    s = request.app.state.settings
+    tenant = principal.tenant_id
+    return ConnectionInfo(
+        tenant_id=tenant, device_id=device_id,
+        mqtt=MqttEndpoint(host=s.public_host, port=s.mqtt_tls_port, client_id=f"{tenant}.{device_id}",
+                          topics=device_topics(tenant, device_id)),
+        http=HttpEndpoint(ingest_url=f"{s.gateway_url}/v1/ingest"),
+        coap=CoapEndpoint(url=f"coap://{s.public_host}:{s.coap_port}/telemetry"),
+        ca_certificate_url=f"{s.gateway_url}/v1/ca/certificate")
+
+
+def _get(request: Request, tenant_id: str, device_id: str) -> DevicePublic:
+    with request.app.state.db.tenant_tx(tenant_id) as conn:
+        row = devices_crud.get_device(conn, tenant_id=tenant_id, device_id=device_id)
+    if row is None:
+        raise not_found(f"device {device_id!r}")
+    return DevicePublic.of(row)
+
+
+def _decode_cursor(cursor: str) -> str:
+    import re
+
+    try:
+        value = base64.urlsafe_b64decode(cursor.encode()).decode()
+    except ValueError as exc:
+        raise ApiError(400, "bad_cursor", "cursor is not one this API returned") from exc
+    if not re.match(DEVICE_ID_PATTERN, value):
+        raise ApiError(400, "bad_cursor", "cursor is not one this API returned")
+    return value

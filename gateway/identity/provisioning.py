@@ -1,0 +1,155 @@
+"""Fleet provisioning: devices registering themselves with a claim token, and bulk import from CSV.
+
+Both paths end where ``Admin.create_device`` ends (row, broker authorisation, registry entry); they
+batch the broker and registry work so thousands of devices do not cost thousands of round trips.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass
+
+import psycopg
+
+from gateway.crud import audit
+from gateway.crud import claim_tokens as claims_crud
+from gateway.crud import credentials as creds_crud
+from gateway.crud import devices as devices_crud
+from gateway.errors import ApiError
+from gateway.identity.certificates import CertificateRequestError
+
+DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MAX_IMPORT_ROWS = 10_000
+
+CLAIM_REFUSALS = {
+    "invalid": (401, "invalid_claim_token", "unknown or revoked claim token"),
+    "expired": (401, "claim_token_expired", "the claim token has expired"),
+    "exhausted": (403, "claim_token_exhausted", "the claim token has no uses left"),
+}
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    tenant_id: str
+    device_id: str
+    certificate_pem: str
+    serial: str
+
+
+def provision_with_claim(admin, *, claim_token: str, device_id: str, csr_pem: bytes) -> Provisioned:
+    """One transaction spends a use of the token, creates the device and records its certificate; any
+    failure rolls the use back. The tenant comes from the token, never from the request."""
+    if not DEVICE_ID.match(device_id):
+        raise ApiError(422, "invalid_device_id", "device ids are 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit")
+    with admin.db.anonymous_tx() as conn:
+        use = claims_crud.use(conn, claim_token)
+        if use["outcome"] != "ok":
+            raise ApiError(*CLAIM_REFUSALS[use["outcome"]])
+        tenant_id = str(use["tenant_id"])
+        conn.execute("select set_config('app.tenant_id', %s, true)", (tenant_id,))
+        try:
+            with conn.transaction():
+                row = devices_crud.create_device(conn, tenant_id=tenant_id, device_id=device_id,
+                                                 device_type=use["device_type"], tags=list(use["tags"] or []))
+        except psycopg.errors.UniqueViolation as exc:
+            raise ApiError(409, "device_exists", f"device {device_id!r} is already registered") from exc
+        try:
+            issued = admin.cas.issue_for_device(tenant_id, device_id, csr_pem=csr_pem)
+        except CertificateRequestError as exc:
+            raise ApiError(422, "invalid_csr", str(exc)) from exc
+        creds_crud.add_certificate(conn, tenant_id=tenant_id, device_id=device_id, serial=issued.serial,
+                                   fingerprint=issued.fingerprint_sha256, not_after=issued.not_after)
+        audit.record(conn, tenant_id=tenant_id, actor="claim-token", action="device.claim",
+                     target=f"device:{device_id}", details={"serial": issued.serial})
+        admin._broker(admin.dynsec.authorise_device, tenant_id, device_id)
+        admin.publish(conn, row)
+    return Provisioned(tenant_id, device_id, issued.certificate_pem, issued.serial)
+
+
+def parse_csv(text: str) -> list[dict]:
+    """Rows of ``device_id[,device_type][,tags][,attributes]``; tags ``;``-separated, attributes a JSON object."""
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or "device_id" not in [f.strip() for f in reader.fieldnames]:
+        raise ApiError(422, "invalid_csv", "the first line must be a header naming at least device_id")
+    rows = []
+    for n, raw in enumerate(reader, start=2):
+        if n - 1 > MAX_IMPORT_ROWS:
+            raise ApiError(413, "too_many_rows", f"at most {MAX_IMPORT_ROWS} devices per import")
+        rows.append({"line": n, **{(k or "").strip(): (v or "").strip() for k, v in raw.items()}})
+    return rows
+
+
+def import_devices(admin, tenant_id: str, rows: list[dict], *, actor: str) -> list[dict]:
+    """Creates each valid, new device; one bad row never costs the good ones. Returns one result per row."""
+    results: list[dict] = []
+    created: list[dict] = []
+    with admin.db.tenant_tx(tenant_id) as conn:
+        for r in rows:
+            res = {"line": r["line"], "device_id": r.get("device_id", "")}
+            try:
+                fields = _row_fields(r)
+                with conn.transaction():  # a savepoint per row
+                    row = devices_crud.create_device(conn, tenant_id=tenant_id, **fields)
+                created.append(row)
+                res["status"] = "created"
+            except ValueError as exc:
+                res.update(status="error", code="invalid_row", message=str(exc))
+            except psycopg.errors.UniqueViolation:
+                res.update(status="error", code="device_exists", message="device already exists")
+            results.append(res)
+        if created:
+            audit.record(conn, tenant_id=tenant_id, actor=actor, action="device.import", target="devices",
+                         details={"created": len(created), "rows": len(rows)})
+    if created:
+        try:
+            admin._broker(admin.dynsec.authorise_devices, tenant_id, [d["device_id"] for d in created])
+        except ApiError:
+            with admin.db.tenant_tx(tenant_id) as conn:
+                conn.execute("delete from devices where tenant_id = %s and device_id = any(%s)",
+                             (tenant_id, [d["device_id"] for d in created]))
+            raise
+        for d in created:  # a new device has no JWT keys yet
+            admin.registry.publish(_entry(d))
+        admin.registry.flush()
+    return results
+
+
+def _row_fields(r: dict) -> dict:
+    device_id = r.get("device_id", "")
+    if not DEVICE_ID.match(device_id):
+        raise ValueError("device_id must be 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit")
+    attrs = {}
+    if r.get("attributes"):
+        try:
+            attrs = json.loads(r["attributes"])
+        except ValueError as exc:
+            raise ValueError("attributes must be a JSON object") from exc
+        if not isinstance(attrs, dict):
+            raise ValueError("attributes must be a JSON object")
+    tags = [t.strip() for t in r.get("tags", "").split(";") if t.strip()]
+    return {"device_id": device_id, "device_type": r.get("device_type") or None, "tags": tags, "attributes": attrs}
+
+
+def _entry(device: dict) -> dict:
+    from gateway.registry_publisher import registry_entry
+
+    return registry_entry(device, [])
+
+
+def record_connectivity(admin, changes_by_tenant: dict[str, list[tuple[str, bool, object]]]) -> int:
+    """Status updater's write: one statement per tenant; registry entries for devices that became active."""
+    activated = 0
+    for tenant_id, changes in changes_by_tenant.items():
+        with admin.db.tenant_tx(tenant_id) as conn:
+            for row in devices_crud.record_connectivity(conn, tenant_id=tenant_id, changes=changes):
+                audit.record(conn, tenant_id=tenant_id, actor="status-updater", action="device.activate",
+                             target=f"device:{row['device_id']}")
+                admin.publish(conn, row)
+                activated += 1
+    return activated
+
+
+__all__ = ["provision_with_claim", "parse_csv", "import_devices", "record_connectivity", "CLAIM_REFUSALS"]

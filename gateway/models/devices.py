@@ -1,0 +1,92 @@
+"""Devices as the API shows them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+Status = Literal["provisioned", "active", "suspended", "decommissioned"]
+Tag = Field(pattern=r"^[^\s,;]{1,64}$")
+
+
+class DeviceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"device_id": "boiler-17", "device_type": "boiler", "tags": ["site-a", "floor-2"],
+         "attributes": {"serial_number": "BX-0042", "firmware": "1.4.2"}}]})
+    device_id: str = Field(pattern=DEVICE_ID_PATTERN, description="unique within the tenant; part of MQTT topics")
+    device_type: str | None = Field(None, pattern=DEVICE_ID_PATTERN)
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeviceUpdate(BaseModel):
+    """Only what is given changes. Attributes merge; an attribute set to null is removed. Tags replace."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"attributes": {"firmware": "1.5.0", "obsolete_key": None}, "tags": ["site-a"]}]})
+    device_type: str | None = Field(None, pattern=DEVICE_ID_PATTERN)
+    tags: list[str] | None = Field(None, max_length=50)
+    attributes: dict[str, Any] | None = None
+
+
+class DevicePublic(BaseModel):
+    device_id: str
+    status: Status
+    device_type: str | None
+    tags: list[str]
+    attributes: dict[str, Any]
+    online: bool
+    last_seen: dt.datetime | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    version: int
+
+    @classmethod
+    def of(cls, row: dict) -> DevicePublic:
+        return cls(**{k: row[k] for k in cls.model_fields})
+
+
+class DeviceList(BaseModel):
+    data: list[DevicePublic]
+    count: int
+    next_cursor: str | None = Field(None, description="pass as ?cursor= for the next page; null on the last")
+
+
+class MqttEndpoint(BaseModel):
+    host: str
+    port: int
+    protocol: Literal["mqtts"] = "mqtts"
+    mqtt_versions: list[str] = ["5.0", "3.1.1"]
+    authentication: str = "X.509 client certificate from this tenant's CA (CN = <tenant_id>.<device_id>)"
+    client_id: str
+    topics: dict[str, str]
+
+
+class HttpEndpoint(BaseModel):
+    ingest_url: str
+    method: Literal["POST"] = "POST"
+    authentication: str = "Authorization: Bearer <ES256 JWT the device signs; aud=fleetstream-ingest, kid=key id>"
+
+
+class CoapEndpoint(BaseModel):
+    url: str
+    authentication: str = "a device JWT (as for HTTP) in the request"
+
+
+class ConnectionInfo(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "tenant_id": "6f1c…", "device_id": "boiler-17",
+        "mqtt": {"host": "mqtt.example.com", "port": 8883, "protocol": "mqtts", "client_id": "6f1c….boiler-17",
+                 "topics": {"telemetry": "fs/6f1c…/boiler-17/telemetry"}},
+        "http": {"ingest_url": "https://api.example.com/v1/ingest"},
+        "coap": {"url": "coap://coap.example.com:5683/telemetry"}}]})
+    tenant_id: str
+    device_id: str
+    mqtt: MqttEndpoint
+    http: HttpEndpoint
+    coap: CoapEndpoint
+    ca_certificate_url: str
+    payload_format: str = '{"ts": <epoch ms>, "values": {"temperature": 21.5}} or a list of them'

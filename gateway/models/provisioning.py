@@ -1,0 +1,78 @@
+"""Claim tokens, self-provisioning and bulk import."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .devices import DEVICE_ID_PATTERN
+
+
+class ClaimTokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"name": "factory line 3", "expires_in_s": 86400, "max_uses": 500, "device_type": "meter", "tags": ["batch-7"]}]})
+    name: str = Field("", max_length=100)
+    expires_in_s: int = Field(86400, ge=60, le=365 * 86400)
+    max_uses: int = Field(1, ge=1, le=1_000_000)
+    device_type: str | None = Field(None, pattern=DEVICE_ID_PATTERN, description="given to every device it provisions")
+    tags: list[str] = Field(default_factory=list, max_length=50)
+
+
+class ClaimTokenPublic(BaseModel):
+    id: str
+    name: str
+    expires_at: dt.datetime
+    max_uses: int
+    used_count: int
+    device_type: str | None
+    tags: list[str]
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, row: dict) -> ClaimTokenPublic:
+        return cls(**{**{k: row[k] for k in cls.model_fields if k != "id"}, "id": str(row["id"])})
+
+
+class ClaimTokenCreated(ClaimTokenPublic):
+    claim_token: str = Field(description="shown once; put it on the devices (factory image, QR code)")
+
+
+class ClaimTokenList(BaseModel):
+    data: list[ClaimTokenPublic]
+    count: int
+
+
+class ProvisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"claim_token": "fsct_…", "device_id": "meter-000123",
+         "csr_pem": "-----BEGIN CERTIFICATE REQUEST-----\n…\n-----END CERTIFICATE REQUEST-----\n"}]})
+    claim_token: str = Field(min_length=8, max_length=200)
+    device_id: str = Field(pattern=DEVICE_ID_PATTERN)
+    csr_pem: str = Field(max_length=16_000)
+
+
+class ProvisionResponse(BaseModel):
+    tenant_id: str
+    device_id: str
+    certificate_pem: str = Field(description="device certificate followed by the tenant CA")
+    ca_pem: str = Field(description="platform root CA (trust anchor for the broker)")
+    serial: str
+    mqtt_host: str
+    mqtt_port: int
+    topics: dict[str, str]
+
+
+class ImportRowResult(BaseModel):
+    line: int
+    device_id: str
+    status: str = Field(description="created | error")
+    code: str | None = None
+    message: str | None = None
+
+
+class ImportReport(BaseModel):
+    created: int
+    failed: int
+    rows: list[ImportRowResult]
