@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas import codec, device_key
@@ -39,8 +39,7 @@ def measure(bootstrap: str, n: int = 100_000, partitions: int = 6, timeout: floa
     records = sample_records(n)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"fleetstream-bench-baseline-{time.time_ns()}",
                          "enable.auto.commit": False, "fetch.wait.max.ms": 10})
-    md = consumer.list_topics(TOPIC, timeout=10).topics[TOPIC]
-    highs = {p: consumer.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=10)[1] for p in md.partitions}
+    highs = _high_watermarks(consumer)
     consumer.assign([TopicPartition(TOPIC, p, o) for p, o in highs.items()])
     consumed, last_consumed = [0], [0.0]
 
@@ -74,3 +73,16 @@ def measure(bootstrap: str, n: int = 100_000, partitions: int = 6, timeout: floa
     return {"records": n, "record_bytes": len(records[0][1]), "produce_msg_s": round(n / produced_s),
             "produce_consume_msg_s": round(n / end_to_end_s) if end_to_end_s == end_to_end_s else None,
             "consumed": consumed[0]}
+
+
+def _high_watermarks(consumer: Consumer, wait_s: float = 20) -> dict[int, int]:
+    """A topic created a moment ago may not have partition leaders yet: ask again until it does."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            md = consumer.list_topics(TOPIC, timeout=10).topics[TOPIC]
+            return {p: consumer.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=10)[1] for p in md.partitions}
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
