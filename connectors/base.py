@@ -1,17 +1,42 @@
-"""The one small contract every protocol connector implements (adr/0006 for the full shape).
+"""The connector contract (adr/0006, extended by adr/0040), in two tiers.
 
-The runtime (``fleetstream connector run KIND``, or the local stack) only calls ``start``, ``stop`` and
-``health``. Records leave a connector only through its ``UplinkPublisher`` (telemetry, device events,
-dead letters); commands reach it through ``deliver_command`` where the protocol supports downlink.
+``BaseConnector`` is what the runtime calls: ``type_name``, ``async start()``, ``async stop()``,
+``health()`` and ``async deliver_command()``. Protocols subclass one of two convenience bases:
+
+- ``ListeningConnector`` for push protocols (MQTT, CoAP, HTTP): the peer calls in; the protocol builds an
+  ``UplinkContext`` from the authenticated identity and calls ``publish_uplink``.
+- ``PollingConnector`` for polled protocols (Modbus): the base owns one scan loop per ``PollGroup`` and
+  calls ``poll(group)`` every ``group.interval_s``; an exception in ``poll`` is logged, never fatal.
+
+``publish_uplink`` does the shared work once: the device must be known to the registry and enabled, it
+must be within its rate limit, then each reading becomes a telemetry record and each rejected part a
+dead letter with its reason and raw bytes. Records leave only through ``UplinkPublisher``.
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
-from .uplink import UplinkPublisher
+from .canonical import Reading, Rejected
+from .errors import (
+    ConnectorError,
+    DeviceDisabledError,
+    DeviceNotRegisteredError,
+    QuotaExceededError,
+)
+from .ratelimit import TokenBuckets
+from .registry import ALLOWED_STATUSES
+from .uplink import AllDone, Done, UplinkPublisher
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ConnectorHealth", "UplinkContext", "CommandResult", "Admission", "BaseConnector",
+           "ListeningConnector", "PollingConnector", "PollGroup"]
 
 
 @dataclass
@@ -21,29 +46,183 @@ class ConnectorHealth:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-class BaseConnector(abc.ABC):
-    """Subclasses set ``type_name`` and implement ``start``/``stop``/``health``.
+@dataclass(frozen=True, slots=True)
+class UplinkContext:
+    """Who sent a message, as the protocol authenticated it: never read from the payload."""
 
-    :param uplink: where records go; constructed by the process entry point from settings.
+    tenant_id: str
+    device_id: str
+    origin: str  # the original address: MQTT topic, URL path, ``modbus://host:port/unit/…``
+    received_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    ok: bool
+    reason: str | None = None
+    result: dict[str, Any] | None = None
+
+
+class Registry(Protocol):
+    def get(self, tenant_id: str, device_id: str) -> dict | None: ...
+
+
+class Admission:
+    """Is this device allowed to send now? One check per message, shared by every protocol.
+
+    :param registry: the device registry view (``connectors.registry.DeviceRegistry``).
+    :param limiter: per-device token buckets, counted in readings; None: no limit.
+    :param require_registered: refuse devices the registry does not know. MQTT turns this off because
+        the broker already admitted the device by its certificate (adr/0003) and the registry may lag.
+    """
+
+    def __init__(self, registry: Registry | None, limiter: TokenBuckets | None = None, *,
+                 require_registered: bool = True):
+        self.registry, self.limiter, self.require_registered = registry, limiter, require_registered
+
+    def check(self, tenant_id: str, device_id: str, readings: int = 1) -> ConnectorError | None:
+        entry = self.registry.get(tenant_id, device_id) if self.registry is not None else None
+        if entry is None:
+            if self.require_registered:
+                return DeviceNotRegisteredError(f"device {device_id!r} is not registered for this tenant")
+        elif entry.get("status") not in ALLOWED_STATUSES:
+            return DeviceDisabledError(f"device {device_id!r} is {entry.get('status')}")
+        if self.limiter is not None and readings:
+            wait = self.limiter.take(f"{tenant_id}:{device_id}", readings)
+            if wait:
+                return QuotaExceededError(f"device {device_id!r} is over its rate limit of "
+                                          f"{self.limiter.rate:g} readings/s", retry_after=wait)
+        return None
+
+
+class BaseConnector(abc.ABC):
+    """What the runtime calls. Subclass ``ListeningConnector`` or ``PollingConnector`` instead.
+
+    :param uplink: where records go; built by the process entry point from settings.
+    :param admission: registry and rate-limit checks; None admits every device (tools, benchmarks).
     """
 
     type_name: ClassVar[str]
 
-    def __init__(self, uplink: UplinkPublisher):
+    def __init__(self, uplink: UplinkPublisher, admission: Admission | None = None):
         self.uplink = uplink
+        self.admission = admission
+        self.stats: dict[str, int] = {"messages": 0, "readings": 0, "rejected": 0}
 
     @abc.abstractmethod
-    def start(self) -> None:
+    async def start(self) -> None:
         """Connect to the peer(s) and begin emitting records. Returns once running."""
 
     @abc.abstractmethod
-    def stop(self) -> None:
+    async def stop(self) -> None:
         """Stop taking input, flush what was accepted to Kafka, disconnect."""
 
     @abc.abstractmethod
     def health(self) -> ConnectorHealth:
         """Cheap, non-blocking: is the connector connected and moving data?"""
 
-    def deliver_command(self, command: dict[str, Any]) -> bool:
-        """Deliver a ``schemas/avro/command.avsc`` record to its device; False if this protocol cannot."""
+    def serves(self, tenant_id: str, device_id: str) -> bool:
+        """Whether commands for this device are this connector instance's to deliver."""
         return False
+
+    async def deliver_command(self, command: dict[str, Any]) -> CommandResult:
+        """Deliver a ``schemas/avro/command.avsc`` record to its device. Called only for devices this
+        instance ``serves``; the runtime turns the result into a ``CommandAck``."""
+        return CommandResult(False, f"{self.type_name} connectors cannot deliver commands")
+
+    # -- what protocols call ---------------------------------------------------------------------------
+    def publish_uplink(self, ctx: UplinkContext, raw: bytes, readings: Sequence[Reading],
+                       rejected: Iterable[Rejected] = (), done: Done | None = None) -> ConnectorError | None:
+        """Admit, then write readings as telemetry and rejects as dead letters.
+
+        ``done`` is called once, after Kafka confirmed every record written for this message (or with the
+        first error). A refused message is dead-lettered whole and the refusal returned, so the protocol
+        can also answer its peer (HTTP 404/403/429, CoAP 4.04/4.03/4.29)."""
+        self.stats["messages"] += 1
+        rejected = list(rejected)
+        refusal = self.admission.check(ctx.tenant_id, ctx.device_id, len(readings)) \
+            if self.admission is not None else None
+        if refusal is not None:
+            self.stats["rejected"] += 1
+            self.uplink.dead_letter(code=refusal.code, reason=str(refusal), raw=raw, tenant_id=ctx.tenant_id,
+                                    device_id=ctx.device_id, origin=ctx.origin, done=done)
+            return refusal
+        pending = AllDone(len(readings) + len(rejected), done) if done is not None else None
+        self.stats["readings"] += len(readings)
+        self.stats["rejected"] += len(rejected)
+        for r in readings:
+            self.uplink.telemetry(ctx.tenant_id, ctx.device_id, r.event_time, r.values, ctx.received_ms, pending)
+        for bad in rejected:
+            self.uplink.dead_letter(code=bad.code, reason=bad.reason, raw=bad.raw, tenant_id=ctx.tenant_id,
+                                    device_id=ctx.device_id, origin=ctx.origin, done=pending)
+        return None
+
+    def report_event(self, tenant_id: str, device_id: str, event_type: str, *, reason: str | None = None,
+                     details: dict[str, str] | None = None) -> None:
+        self.uplink.device_event(tenant_id, device_id, event_type, reason=reason, details=details)
+
+
+class ListeningConnector(BaseConnector, abc.ABC):
+    """Push protocols: implement ``start``/``stop``/``health``; call ``publish_uplink`` per message."""
+
+
+@dataclass
+class PollGroup:
+    """Points read together on one schedule (e.g. one Modbus unit's points sharing an interval)."""
+
+    name: str
+    interval_s: float
+    payload: Any = None  # the protocol's own description of what to read
+
+
+class PollingConnector(BaseConnector, abc.ABC):
+    """Polled protocols: implement ``poll_groups()``, ``async poll(group)`` and optionally the
+    ``on_start``/``on_stop`` hooks. The base runs one task per group on a fixed-rate schedule (a slow
+    read skips the missed ticks instead of bunching them up)."""
+
+    def __init__(self, uplink: UplinkPublisher, admission: Admission | None = None):
+        super().__init__(uplink, admission)
+        self._tasks: list[asyncio.Task] = []
+        self.polls = 0
+
+    @abc.abstractmethod
+    def poll_groups(self) -> list[PollGroup]: ...
+
+    @abc.abstractmethod
+    async def poll(self, group: PollGroup) -> None:
+        """Read one group and publish its readings; failures become device events, not exceptions."""
+
+    async def on_start(self) -> None:
+        pass
+
+    async def on_stop(self) -> None:
+        pass
+
+    async def start(self) -> None:
+        await self.on_start()
+        self._tasks = [asyncio.create_task(self._scan(g), name=f"poll-{g.name}") for g in self.poll_groups()]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.on_stop()
+        await asyncio.to_thread(self.uplink.flush)
+
+    async def _scan(self, group: PollGroup) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while True:
+            try:
+                await self.poll(group)
+                self.polls += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: poll of %s failed", self.type_name, group.name)
+            due += group.interval_s
+            now = loop.time()
+            if due < now:
+                due = now + group.interval_s - ((now - due) % group.interval_s)
+            await asyncio.sleep(due - now)

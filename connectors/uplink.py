@@ -18,19 +18,44 @@ from schemas import codec, device_key, topics
 Done = Callable[[Exception | None], None]
 
 
+class AllDone:
+    """Calls ``done`` once, after ``pending`` writes have all reported: with None if every one succeeded,
+    else with the first error. Lets a protocol answer its peer once per message, not once per record."""
+
+    __slots__ = ("pending", "error", "done", "lock")
+
+    def __init__(self, pending: int, done: Done):
+        self.pending, self.error, self.done, self.lock = pending, None, done, threading.Lock()
+        if pending == 0:
+            done(None)
+
+    def __call__(self, err: Exception | None) -> None:
+        with self.lock:
+            if err is not None and self.error is None:
+                self.error = err
+            self.pending -= 1
+            fire = self.pending == 0
+        if fire:
+            self.done(self.error)
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
 class UplinkPublisher:
     """:param bootstrap: Kafka bootstrap servers.
-    :param source: connector type written into records and headers (``mqtt``, ``modbus``, ...)."""
+    :param source: connector type written into records and headers (``mqtt``, ``modbus``, ...).
+    :param instance: which connector instance wrote a record (header ``fs-instance``): tracing, and the
+        proof in the MQTT takeover test of who wrote what."""
 
-    def __init__(self, bootstrap: str, source: str, *, extra_config: dict[str, Any] | None = None):
+    def __init__(self, bootstrap: str, source: str, *, instance: str | None = None,
+                 extra_config: dict[str, Any] | None = None):
         self.source = source
         self._telemetry = codec("telemetry")
         self._dead = codec("dead_letter")
         self._event = codec("device_event")
+        self._ack = codec("command_ack")
         self._producer = Producer({
             "bootstrap.servers": bootstrap,
             "enable.idempotence": True,  # retries never duplicate or reorder a device's records
@@ -42,6 +67,8 @@ class UplinkPublisher:
             **(extra_config or {}),
         })
         self._headers = [("fs-source", source.encode())]
+        if instance:
+            self._headers.append(("fs-instance", instance.encode()))
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name=f"{source}-kafka-poll", daemon=True)
         self._poller.start()
@@ -81,6 +108,12 @@ class UplinkPublisher:
         rec = {"tenant_id": tenant_id, "device_id": device_id, "event_type": event_type, "time": now_ms(),
                "source": self.source, "reason": reason, "details": details or {}}
         self._produce(topics.DEVICE_EVENTS.name, device_key(tenant_id, device_id), self._event.encode(rec), done)
+
+    def command_ack(self, tenant_id: str, device_id: str, command_id: str, status: str, *,
+                    result_json: str | None = None, reason: str | None = None, done: Done | None = None) -> None:
+        rec = {"tenant_id": tenant_id, "device_id": device_id, "command_id": command_id, "status": status,
+               "time": now_ms(), "result_json": result_json, "reason": reason}
+        self._produce(topics.COMMAND_ACKS.name, device_key(tenant_id, device_id), self._ack.encode(rec), done)
 
     def flush(self, timeout: float = 10.0) -> int:
         return self._producer.flush(timeout)

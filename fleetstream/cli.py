@@ -211,11 +211,13 @@ def _run_sink(s: Settings) -> None:
 def cmd_connector(args) -> int:
     s = _settings(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.kind != "mqtt":
-        print(f"unknown connector {args.kind!r}; available: mqtt", file=sys.stderr)
+    kinds = ("mqtt", "modbus", "opcua", "coap")
+    if args.kind not in kinds:
+        print(f"unknown connector {args.kind!r}; available: {', '.join(kinds)}", file=sys.stderr)
         return 2
-    from connectors.mqtt.__main__ import run
+    import importlib
 
+    run = importlib.import_module(f"connectors.{args.kind}.__main__").run
     return run(s, Path(args.config) if args.config else None)
 
 

@@ -1,41 +1,66 @@
-"""``fleetstream connector run mqtt`` / ``python -m connectors.mqtt``: wiring from settings."""
+"""``fleetstream connector run mqtt [--config connector.yaml]`` / ``python -m connectors.mqtt``."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
-import threading
+import sys
 from pathlib import Path
 
 from fleetstream.settings import Settings
 from fleetstream.stack.pki import PlatformPKI
 
+from ..errors import ConfigError
+from ..registry import DeviceRegistry
+from ..runtime import admission_for
 from ..uplink import UplinkPublisher
-from .connector import MqttConnector, MqttSettings
+from .connector import MqttConnector
+from .downlink import MqttDownlink
+from .settings import MqttFileConfig, MqttSettings, load_mqtt_file
 
 log = logging.getLogger(__name__)
 
 
 def run(s: Settings, config: Path | None = None) -> int:
+    try:
+        file = load_mqtt_file(config) if config else MqttFileConfig()
+    except ConfigError as exc:
+        print(f"invalid connector file {config}:\n{exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_run(s, file))
+
+
+async def _run(s: Settings, file: MqttFileConfig) -> int:
     pki = PlatformPKI(s.pki_dir)
     cert, key = pki.service_files("fleetstream-connector")
+    overrides = {k: v for k, v in file.model_dump(include={"client_id", "share_group", "session_expiry_s",
+                                                             "receive_maximum"}).items() if v is not None}
     ms = MqttSettings(host=s.mqtt_broker_host, port=s.mqtt_tls_port, ca_file=str(pki.ca_cert), cert_file=cert,
-                      key_file=key, max_skew_ms=s.max_clock_skew_s * 1000)
-    uplink = UplinkPublisher(s.bootstrap_servers, "mqtt")
-    conn = MqttConnector(uplink, ms)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    conn.start()
-    if not conn.wait_connected(15):
+                      key_file=key, max_skew_ms=s.max_clock_skew_s * 1000, **overrides)
+    uplink = UplinkPublisher(s.bootstrap_servers, "mqtt", instance=ms.client_id)
+    registry = DeviceRegistry(s.bootstrap_servers, f"mqtt-{ms.client_id}").start()
+    conn = MqttConnector(uplink, ms, admission_for(file, registry, require_registered=False))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await conn.start()
+    downlink = MqttDownlink(s.bootstrap_servers, ms).start()  # commands and shadow deltas (adr/0052)
+    if not await asyncio.to_thread(conn.wait_connected, 15):
         log.error("could not connect to the broker at %s:%s", ms.host, ms.port)
-    stop.wait()
-    conn.stop()
-    uplink.close()
+    try:
+        await stop.wait()
+    finally:
+        await asyncio.to_thread(downlink.stop)
+        await conn.stop()
+        registry.stop()
+        await asyncio.to_thread(uplink.close)
     return 0
 
 
 if __name__ == "__main__":
     from fleetstream.settings import load
 
-    raise SystemExit(run(load()))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    raise SystemExit(run(load(), Path(sys.argv[1]) if len(sys.argv) > 1 else None))

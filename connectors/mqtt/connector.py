@@ -1,71 +1,72 @@
-"""Bridge from the MQTT broker into Kafka.
+"""Bridge from the MQTT broker into Kafka, for MQTT 5 and 3.1.1 devices alike (the broker translates).
 
 Several instances split the load through one MQTT 5 shared subscription. A QoS1 message is
 acknowledged to the broker only after Kafka confirmed every record made from it (paho manual ack), so a
-connector that dies before that leaves the message with the broker, which delivers it again.
+connector that dies before that leaves the message in its broker session, and the broker delivers it
+again when an instance with the same client id reconnects (adr/0042: Mosquitto does not hand a dead
+member's in-flight messages to the other members of the share group).
+
+Channels: ``telemetry`` (the canonical JSON payload) and ``status`` (``online``/``offline``, plain or
+``{"state": …}``; a device sets its Last Will to ``offline`` on this topic), which becomes an ONLINE or
+OFFLINE device event. Shared subscriptions never receive retained messages, so a retained status is
+not replayed as a new event when a connector restarts.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import ssl
 import threading
-from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from connectors import canonical
-from connectors.base import BaseConnector, ConnectorHealth
+from connectors.base import Admission, ConnectorHealth, ListeningConnector, UplinkContext
 from connectors.uplink import UplinkPublisher, now_ms
 
 from .namespace import PREFIX, parse_topic
+from .settings import MqttSettings
 
 log = logging.getLogger(__name__)
 
+__all__ = ["MqttConnector", "MqttSettings"]
 
-@dataclass
-class MqttSettings:
-    host: str
-    port: int
-    ca_file: str
-    cert_file: str
-    key_file: str
-    client_id: str = "fleetstream-connector-0"
-    share_group: str = "fleetstream"
-    session_expiry_s: int = 3600
-    max_skew_ms: int = 300_000
-    receive_maximum: int = 1000
-    subscriptions: list[str] = field(default_factory=lambda: ["telemetry"])
+STATUS_EVENTS = {"online": "ONLINE", "offline": "OFFLINE", "connected": "ONLINE", "disconnected": "OFFLINE"}
 
 
-class _AckAfterAll:
-    """Acknowledges one MQTT message once all the Kafka writes made from it have succeeded."""
+def parse_status(payload: bytes) -> tuple[str, dict[str, str]] | None:
+    """(event type, details) of a status payload, or None when it is not one."""
+    text = payload.decode("utf-8", "replace").strip()
+    details: dict[str, str] = {}
+    if text.startswith("{"):
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(doc, dict):
+            return None
+        text = str(doc.get("state", ""))
+        details = {k: str(v)[:200] for k, v in doc.items() if k != "state" and isinstance(v, (str, int, float))}
+    event = STATUS_EVENTS.get(text.lower())
+    return (event, details) if event else None
 
-    __slots__ = ("pending", "failed", "ack", "lock")
 
-    def __init__(self, pending: int, ack):
-        self.pending, self.failed, self.ack, self.lock = pending, False, ack, threading.Lock()
+class MqttConnector(ListeningConnector):
+    """:param settings: broker, identity, shared-subscription group and window.
+    :param admission: registry and rate-limit checks (``require_registered`` off: the broker admitted
+        the device by its certificate)."""
 
-    def __call__(self, err: Exception | None) -> None:
-        with self.lock:
-            if err is not None:
-                self.failed = True
-                log.error("kafka write failed; message left unacknowledged for redelivery: %s", err)
-            self.pending -= 1
-            if self.pending == 0 and not self.failed:
-                self.ack()
-
-
-class MqttConnector(BaseConnector):
     type_name = "mqtt"
 
-    def __init__(self, uplink: UplinkPublisher, settings: MqttSettings):
-        super().__init__(uplink)
+    def __init__(self, uplink: UplinkPublisher, settings: MqttSettings, admission: Admission | None = None):
+        super().__init__(uplink, admission)
         self.settings = settings
         self.connected = threading.Event()
-        self.stats = {"messages": 0, "readings": 0, "rejected": 0}
+        self.stats.update(status_events=0)
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id,
                         protocol=mqtt.MQTTv5, manual_ack=True)
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.ca_file)
@@ -77,10 +78,11 @@ class MqttConnector(BaseConnector):
         c.on_message = self._on_message
         self.client = c
 
-    def start(self) -> None:
+    async def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.settings.session_expiry_s
         props.ReceiveMaximum = self.settings.receive_maximum
+        # clean_start False: unacknowledged messages of this client id survive a crash in its session
         self.client.connect_async(self.settings.host, self.settings.port, keepalive=30,
                                   clean_start=False, properties=props)
         self.client.loop_start()
@@ -88,10 +90,10 @@ class MqttConnector(BaseConnector):
     def wait_connected(self, timeout: float = 10.0) -> bool:
         return self.connected.wait(timeout)
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-        self.uplink.flush()
+        await asyncio.to_thread(self.uplink.flush)
 
     def health(self) -> ConnectorHealth:
         ok = self.connected.is_set()
@@ -104,32 +106,46 @@ class MqttConnector(BaseConnector):
         subs = [(f"$share/{self.settings.share_group}/{PREFIX}/+/+/{ch}", 1) for ch in self.settings.subscriptions]
         client.subscribe(subs)
         self.connected.set()
-        log.info("connected to %s:%s, subscribed %s", self.settings.host, self.settings.port, subs)
+        log.info("connected to %s:%s as %s, subscribed %s", self.settings.host, self.settings.port,
+                 self.settings.client_id, subs)
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _props) -> None:
         self.connected.clear()
         log.warning("disconnected from broker: %s", reason_code)
 
     def _on_message(self, client, _userdata, msg: mqtt.MQTTMessage) -> None:
-        self.stats["messages"] += 1
         received = now_ms()
-        ack = (lambda mid=msg.mid, qos=msg.qos: client.ack(mid, qos)) if msg.qos > 0 else (lambda: None)
+        mid, qos = msg.mid, msg.qos
+
+        def ack(err: Exception | None) -> None:
+            if err is not None:  # no ack: the broker keeps the message in our session and delivers it again
+                log.error("kafka write failed; %s left unacknowledged for redelivery: %s", msg.topic, err)
+            elif qos > 0:
+                client.ack(mid, qos)
+
         where = parse_topic(msg.topic)
         if where is None:  # the broker's ACLs make this a platform misconfiguration, not device input
-            done = _AckAfterAll(1, ack)
             self.uplink.dead_letter(code="bad_topic", reason=f"topic {msg.topic!r} is outside fs/<tenant>/<device>/",
-                                    raw=msg.payload, origin=msg.topic, done=done)
+                                    raw=msg.payload, origin=msg.topic, done=ack)
             return
-        self.handle_telemetry(where.tenant_id, where.device_id, msg.payload, received, msg.topic, ack)
+        if where.channel == "status":
+            self.handle_status(where.tenant_id, where.device_id, msg.payload, msg.topic, ack)
+        else:
+            self.handle_telemetry(where.tenant_id, where.device_id, msg.payload, received, msg.topic, ack)
 
     def handle_telemetry(self, tenant_id: str, device_id: str, payload: bytes, received: int, origin: str,
-                         ack) -> None:
+                         done) -> None:
         readings, rejected = canonical.parse(payload, received, self.settings.max_skew_ms)
-        done = _AckAfterAll(len(readings) + len(rejected), ack)
-        self.stats["readings"] += len(readings)
-        self.stats["rejected"] += len(rejected)
-        for r in readings:
-            self.uplink.telemetry(tenant_id, device_id, r.event_time, r.values, received, done)
-        for bad in rejected:
-            self.uplink.dead_letter(code=bad.code, reason=bad.reason, raw=bad.raw, tenant_id=tenant_id,
+        self.publish_uplink(UplinkContext(tenant_id, device_id, origin, received), payload, readings, rejected, done)
+
+    def handle_status(self, tenant_id: str, device_id: str, payload: bytes, origin: str, done) -> None:
+        parsed = parse_status(payload)
+        if parsed is None:
+            self.uplink.dead_letter(code="invalid_status", reason="status must be online/offline, plain or "
+                                    '{"state": "online"|"offline"}', raw=payload, tenant_id=tenant_id,
                                     device_id=device_id, origin=origin, done=done)
+            return
+        event, details = parsed
+        self.stats["status_events"] += 1
+        self.uplink.device_event(tenant_id, device_id, event, reason="device status message",
+                                 details={**details, "topic": origin}, done=done)

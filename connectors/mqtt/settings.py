@@ -1,0 +1,43 @@
+"""Process settings of the MQTT connector: broker address and identity from the platform settings,
+the rest from an optional YAML file (``examples/connector.yaml``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..siteconfig import RateLimit, load_site
+
+
+class MqttSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    host: str = "127.0.0.1"
+    port: int = 18883
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    client_id: str = Field("fleetstream-connector-0", description="keep it stable per instance: the broker "
+                           "keeps unacknowledged messages in this client's session (adr/0042)")
+    share_group: str = "fleetstream"
+    session_expiry_s: int = 3600
+    max_skew_ms: int = 300_000
+    receive_maximum: int = Field(1000, ge=1, le=65535)
+    subscriptions: list[str] = Field(default_factory=lambda: ["telemetry", "status"])
+
+
+class MqttFileConfig(BaseModel):
+    """What the YAML file may set (site_id names the deployment; tenant_id does not apply: MQTT serves every
+    tenant, each device proven by the broker)."""
+
+    model_config = ConfigDict(extra="forbid")
+    site_id: str = "mqtt"
+    client_id: str | None = None
+    share_group: str | None = None
+    session_expiry_s: int | None = None
+    receive_maximum: int | None = Field(None, ge=1, le=65535)
+    rate_limit: RateLimit = RateLimit()
+
+
+def load_mqtt_file(path: Path | str) -> MqttFileConfig:
+    return load_site(path, MqttFileConfig)

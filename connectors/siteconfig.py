@@ -1,0 +1,88 @@
+"""Site configuration files: YAML, validated with pydantic, errors that name the object and the key.
+
+A site is provisioned by a tenant and deployed by the platform: the file (not any device) names the
+``tenant_id``, and every device it lists belongs to that tenant. The connector trusts the file because
+only the platform's deployment writes it (adr/0041); a device on the field bus never chooses its tenant.
+
+An invalid file fails with every problem at once, each as ``site/<site_id>/<device>/<point>: <key> <problem>``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+# the key that names an item of a list, so errors say "pump-1/flow" rather than "devices.0.points.3"
+NAME_KEYS = ("device_id", "metric", "name", "node_id", "host", "id")
+
+
+class RateLimit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    per_second: float = Field(100.0, gt=0, description="readings a device may send per second")
+    burst: float = Field(200.0, ge=1, description="readings a device may send at once")
+
+
+class SiteConfigBase(BaseModel):
+    """Keys every site file has."""
+
+    model_config = ConfigDict(extra="forbid")
+    site_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    tenant_id: str = Field(min_length=1, description="the tenant that provisioned this site")
+    rate_limit: RateLimit = RateLimit()
+
+
+def _name(item: Any, index: int) -> str:
+    if isinstance(item, dict):
+        for k in NAME_KEYS:
+            if isinstance(item.get(k), (str, int)):
+                return str(item[k])
+    return f"#{index}"
+
+
+def describe(raw: dict, loc: tuple) -> tuple[str, str]:
+    """(object path, key) of a pydantic error location, with list items named by their id."""
+    path, node, key = [], raw, None
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(part, int):
+            item = node[part] if isinstance(node, list) and part < len(node) else None
+            path.append(_name(item, part))
+            node = item
+        elif last or not isinstance(node, dict) or not isinstance(node.get(part), (list, dict)):
+            key = ".".join(str(p) for p in loc[i:])
+            break
+        else:
+            node = node.get(part)
+            if isinstance(node, dict):  # a nested mapping that is not a list item: part of the key path
+                path.append(str(part))
+    return "/".join(path), key or ""
+
+
+def validate_site(raw: Any, model: type[M]) -> M:
+    if not isinstance(raw, dict):
+        raise ConfigError("site: the file must hold a mapping with site_id, tenant_id, …")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        site = f"site/{raw.get('site_id', '?')}"
+        lines = []
+        for e in exc.errors():
+            obj, key = describe(raw, tuple(e["loc"]))
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{site}{'/' + obj if obj else ''}: {key + ' ' if key else ''}{msg}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def load_site(path: Path | str, model: type[M]) -> M:
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"site: cannot read {path}: {exc}") from None
+    return validate_site(raw, model)
