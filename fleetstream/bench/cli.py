@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port-offset", type=int, default=0, help="added to every FLEETSTREAM_*_PORT (parallel stacks)")
     p.add_argument("--results-dir", default="bench/results")
     p.add_argument("--keep-data", action="store_true", help="keep the temp data dir (logs) after the run")
+    p.add_argument("--profile", metavar="DIR", help="py-spy each Python component during every step into DIR")
     p.add_argument("--label", help="name of the result files (default: quick|full|find-max)")
 
 
@@ -45,6 +46,8 @@ def config_from_args(a) -> BenchConfig:
     cfg.results_dir, cfg.keep_data = Path(a.results_dir), a.keep_data
     if a.baseline_records:
         cfg.baseline_records = a.baseline_records
+    if a.profile:
+        cfg.profile_dir = Path(a.profile)
     if a.label:
         cfg.label = a.label
     return cfg

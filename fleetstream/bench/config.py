@@ -27,6 +27,7 @@ class BenchConfig:
     keep_data: bool = False
     probe_devices: int = 4
     label: str = "full"
+    profile_dir: Path | None = None  # py-spy every Python component during each step
     extra_settings: dict = field(default_factory=dict)
 
     def rates(self) -> list[float]:

@@ -103,6 +103,11 @@ def markdown(r: dict) -> str:
                   "| component | CPU mean % | CPU max % | peak RSS MB |", "|---|---|---|---|"]
         for name, v in sorted(last["resources"].items(), key=lambda kv: -kv[1]["cpu_pct_mean"]):
             lines.append(f"| {name} | {v['cpu_pct_mean']} | {v['cpu_pct_max']} | {v['peak_rss_mb']} |")
+    if last.get("profile"):
+        lines += ["", "Where the time goes (py-spy, last step; % of samples, own time):", ""]
+        for name, prof in last["profile"].items():
+            top = ", ".join(f"{f} {p}%" for f, p in prof["own"][:6])
+            lines.append(f"- **{name}** ({prof['samples']} samples): {top}")
     return "\n".join(lines) + "\n"
 
 

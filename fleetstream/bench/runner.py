@@ -22,6 +22,7 @@ from schemas import topics
 from . import audit, kafka_baseline
 from .config import BenchConfig
 from .probes import LagSampler, QueryProbe, ResourceSampler, TopicLatencyProbe
+from .profile import Profiler
 from .stats import Reservoir
 
 log = logging.getLogger("fleetstream.bench")
@@ -48,6 +49,7 @@ class Run:
         self.report: dict = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items()},
                              "load_avg_start": os.getloadavg(), "steps": []}
         self.gen: Generator | None = None
+        self.profiler = Profiler(cfg.profile_dir) if cfg.profile_dir else None
         self._token: tuple[float, str] | None = None
 
     # -- set-up ---------------------------------------------------------------------------------------
@@ -154,6 +156,8 @@ class Run:
         st0, t0 = gen.poll(0).acked, time.monotonic()
         sent0 = gen.stats.sent
         say(f"step: {rate:g} msg/s for {cfg.step_duration():.0f}s")
+        if self.profiler is not None:
+            self.profiler.start(self.components(), cfg.step_duration() - 2, f"{rate:g}")
         _run_for(gen, cfg.step_duration(), progress=True)
         dt = time.monotonic() - t0
         acked = gen.stats.acked - st0
@@ -170,6 +174,8 @@ class Run:
             "machine_cpu_pct": round(sum(res.machine[res_i:]) / max(1, len(res.machine[res_i:])), 1),
             "load_avg": os.getloadavg(),
         }
+        if self.profiler is not None:
+            step["profile"] = self.profiler.finish()
         step["stable"], step["verdict"] = _judge(step, rate)
         say(f"step {rate:g}: accepted {step['accepted_msg_s']}/s, lag {step['lag']}, "
             f"p99 kafka {step['latency_ms']['publish_to_kafka_observed'].get('p99')} ms, "
