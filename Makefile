@@ -2,6 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: setup up down status test bench lint clean
 
@@ -21,7 +22,7 @@ test: setup
 	@$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup
-	@$(BIN)/fleetstream bench --quick
+	@$(BIN)/fleetstream bench --quick $(BENCH_ARGS)  # e.g. BENCH_ARGS="--port-offset 500"
 
 lint: setup
 	@$(BIN)/ruff check fleetstream schemas connectors streams sinks gateway tests
