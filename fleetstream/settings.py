@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     sink_test_commit_delay_ms: int = Field(0, description="test only: pause between a sink write and its commit")
     live_queue_size: int = Field(256, description="events buffered per live connection before the drop policy applies")
     max_clock_skew_s: int = Field(300, description="device timestamps further in the future are rejected")
+    ingest_trusted_proxies: list[str] = Field(default_factory=list, description="CIDRs whose X-Client-Cert "
+                                              "header POST /v1/ingest believes (a TLS-terminating ingress)")
+    ingest_rate_per_s: float = Field(100.0, description="HTTP ingest: readings per second per device")
+    ingest_burst: float = Field(200.0, description="HTTP ingest: readings a device may send at once")
 
     @property
     def root(self) -> Path:

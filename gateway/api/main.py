@@ -6,6 +6,7 @@ from .routes import admin as control_admin
 from .routes import certificates, clients, commands, devices, health, oauth, provisioning, shadow, telemetry
 from .routes import firmware as ota_firmware  # OTA (issue 8)
 from .routes import ota as ota_campaigns
+from .routes import ingest  # devices' HTTP ingest (issue 4)
 
 api_router = APIRouter(prefix="/v1")
 api_router.include_router(oauth.router)
@@ -17,6 +18,7 @@ api_router.include_router(shadow.router)
 api_router.include_router(telemetry.fleet_router)
 api_router.include_router(ota_firmware.router)
 api_router.include_router(ota_campaigns.router)
+api_router.include_router(ingest.router)
 
 root_router = APIRouter()
 root_router.include_router(health.router)

@@ -1,0 +1,43 @@
+"""Where tests/ops find their tools: installed by scripts/ops-tools.sh into ~/.cache/fleetstream (helm,
+actionlint, and a separate venv with checkov, check-jsonschema, kubernetes-validate); terraform only from
+PATH (no registry ships it). A missing tool skips its test with the reason, never passes it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("FLEETSTREAM_CACHE", Path.home() / ".cache" / "fleetstream"))
+OPS_VENV_BIN = CACHE / "ops-venv" / "bin"
+KUBE_VERSION = "1.30.0"
+# CI builds pin the image by digest; rendering with one lets checkov's digest rule run for real
+TEST_DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+def tool(name: str) -> str:
+    """Path of a tool, or skip the calling test saying how to get it."""
+    for cand in (CACHE / "bin" / name, OPS_VENV_BIN / name):
+        if cand.is_file() and os.access(cand, os.X_OK):
+            return str(cand)
+    found = shutil.which(name)
+    if found:
+        return found
+    pytest.skip(f"{name} not installed: run `bash scripts/ops-tools.sh` (it builds/installs it into {CACHE})")
+
+
+def run(argv: list[str], *, cwd: Path = ROOT, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def checkov(target_dir: Path, config: Path, *extra: str) -> subprocess.CompletedProcess:
+    # offline: no guideline download, no platform mapping, no version check
+    env = {"BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false", "ENABLE_DEFINITION_KEY": "False",
+           "CKV_IGNORE_HIDDEN_DIRECTORIES": "true", "LOG_LEVEL": "ERROR"}
+    return run([tool("checkov"), "-d", str(target_dir), "--config-file", str(config), "--skip-download",
+                "--output", "json", *extra], env=env, timeout=600)
