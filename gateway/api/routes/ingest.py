@@ -1,0 +1,108 @@
+"""``POST /v1/ingest``: devices send canonical JSON readings over HTTP (adr/0044).
+
+Authentication is the device's own: a JWT it signed with its registered ES256 key
+(``Authorization: Bearer``), or a client certificate forwarded by a trusted TLS-terminating ingress
+(``X-Client-Cert``). Tenant and device come from that identity only. ``202`` is answered only after
+Kafka confirmed every record; a batch with some bad readings keeps the good ones (``rejected`` lists the
+others, each also dead-lettered)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from connectors.auth.device_jwt import DeviceJwtVerifier, DeviceKey
+from connectors.base import Admission
+from connectors.canonical import MAX_PAYLOAD_BYTES
+from connectors.errors import ConnectorError
+from connectors.http import DeviceAuthenticator, HttpIngestConnector
+from connectors.http.errors import http_headers
+from connectors.ratelimit import TokenBuckets
+from connectors.registry import ALLOWED_STATUSES
+from connectors.uplink import UplinkPublisher
+from gateway.crud import credentials as creds_crud
+from gateway.crud import devices as devices_crud
+from gateway.errors import ApiError, ErrorResponse
+
+router = APIRouter(prefix="/ingest", tags=["ingest"])
+_lock = threading.Lock()
+
+
+class Rejected(BaseModel):
+    code: str
+    reason: str
+
+
+class IngestAccepted(BaseModel):
+    accepted: int
+    rejected: list[Rejected]
+
+
+class _Ingest:
+    def __init__(self, app: Any):
+        s, db = app.state.settings, app.state.db
+
+        def key_lookup(kid: str) -> DeviceKey | None:
+            with db.pool.connection() as conn:
+                row = creds_crud.key_by_id(conn, kid)
+            if row is None:
+                return None
+            return DeviceKey(kid, str(row["tenant_id"]), row["device_id"], row["public_key_pem"],
+                             active=row["device_status"] in ALLOWED_STATUSES)
+
+        def tenant_ca(tenant_id: str) -> str | None:
+            try:
+                return app.state.admin.cas.ca_certificate_pem(tenant_id)
+            except Exception:  # no CA: no such tenant
+                return None
+
+        def device_status(tenant_id: str, device_id: str) -> str | None:
+            with db.tenant_tx(tenant_id) as conn:
+                row = devices_crud.get_device(conn, tenant_id=tenant_id, device_id=device_id)
+            return row["status"] if row else None
+
+        self.auth = DeviceAuthenticator(DeviceJwtVerifier(key_lookup), tenant_ca=tenant_ca,
+                                        device_status=device_status,
+                                        trusted_proxies=getattr(s, "ingest_trusted_proxies", []))
+        rate = TokenBuckets(getattr(s, "ingest_rate_per_s", 100.0), getattr(s, "ingest_burst", 200.0))
+        # the key lookup already refused unknown and suspended devices; admission adds the rate limit
+        self.connector = HttpIngestConnector(UplinkPublisher(s.bootstrap_servers, "http", instance="gateway"),
+                                             Admission(None, rate, require_registered=False),
+                                             max_skew_ms=s.max_clock_skew_s * 1000)
+
+
+def _service(request: Request) -> _Ingest:
+    svc = getattr(request.app.state, "ingest", None)
+    if svc is None:
+        with _lock:
+            svc = getattr(request.app.state, "ingest", None) or _Ingest(request.app)
+            request.app.state.ingest = svc
+    return svc
+
+
+def _api_error(err: ConnectorError) -> ApiError:
+    return ApiError(err.status, err.code, str(err), http_headers(err) or None)
+
+
+@router.post("", status_code=202, response_model=IngestAccepted,
+             responses={s: {"model": ErrorResponse} for s in (400, 401, 403, 413, 429, 503)},
+             summary="Send readings as a device",
+             description='Body: `{"ts": <epoch ms>, "values": {...}}` or a list of them (the canonical payload).')
+async def ingest(request: Request, authorization: Annotated[str | None, Header()] = None,
+                 x_client_cert: Annotated[str | None, Header()] = None) -> IngestAccepted:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_PAYLOAD_BYTES:
+        raise ApiError(413, "oversize", f"the body is over {MAX_PAYLOAD_BYTES} bytes")
+    svc = _service(request)
+    peer = request.client.host if request.client else None
+    try:
+        tenant_id, device_id = await run_in_threadpool(svc.auth.authenticate, authorization, x_client_cert, peer)
+        body = await request.body()
+        result = await svc.connector.ingest(tenant_id, device_id, body)
+    except ConnectorError as exc:
+        raise _api_error(exc) from exc
+    return IngestAccepted(accepted=result.accepted, rejected=[Rejected(**r) for r in result.rejected])
