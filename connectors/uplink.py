@@ -13,6 +13,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Producer
 
+from fleetstream import observability as obs
 from schemas import codec, device_key, topics
 
 Done = Callable[[Exception | None], None]
@@ -79,6 +80,7 @@ class UplinkPublisher:
 
     def _produce(self, topic: str, key: bytes | None, value: bytes, done: Done | None) -> None:
         def on_delivery(err: KafkaError | None, _msg) -> None:
+            obs.record_delivery(self.source, err)
             if done is not None:
                 done(None if err is None else RuntimeError(str(err)))
 
@@ -95,6 +97,7 @@ class UplinkPublisher:
                "receive_time": received_ms, "protocol": self.source, "values": values,
                "device_type": None, "tags": []}
         self._produce(topics.TELEMETRY_RAW.name, device_key(tenant_id, device_id), self._telemetry.encode(rec), done)
+        obs.record_ingest(self.source, tenant_id)
 
     def dead_letter(self, *, code: str, reason: str, raw: bytes, tenant_id: str | None = None,
                     device_id: str | None = None, origin: str | None = None, done: Done | None = None) -> None:
@@ -102,6 +105,7 @@ class UplinkPublisher:
                "reason": reason, "origin": origin, "time": now_ms(), "raw": raw}
         key = device_key(tenant_id, device_id) if tenant_id and device_id else None
         self._produce(topics.DEAD_LETTER.name, key, self._dead.encode(rec), done)
+        obs.record_rejected(self.source, code)
 
     def device_event(self, tenant_id: str, device_id: str, event_type: str, *, reason: str | None = None,
                      details: dict[str, str] | None = None, done: Done | None = None) -> None:

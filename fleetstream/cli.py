@@ -170,9 +170,19 @@ def cmd_status(args) -> int:
 
 
 # -- process roles ---------------------------------------------------------------------------------------
+def _observe(s: Settings, role: str) -> None:
+    """Logs in the configured format; a /metrics port for roles other than the gateway (adr/0094)."""
+    from fleetstream import observability
+
+    observability.configure_logging(role, s.log_format)
+    if role != "gateway":
+        observability.serve_metrics(s, role)
+
+
 def cmd_run(args) -> int:
     s = _settings(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    _observe(s, args.role)
     if args.role == "gateway":
         import uvicorn
 
@@ -217,6 +227,7 @@ def cmd_connector(args) -> int:
         return 2
     import importlib
 
+    _observe(s, f"connector-{args.kind}")
     run = importlib.import_module(f"connectors.{args.kind}.__main__").run
     return run(s, Path(args.config) if args.config else None)
 

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from fleetstream.observability import instrument_fastapi
 from fleetstream.settings import Settings
 from sinks.clickhouse.client import ClickHouse
 from sinks.clickhouse.runner import build_sinks
@@ -72,6 +73,7 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
                               "`POST /v1/oauth/token`; the tenant comes from the token only.",
                   generate_unique_id_function=lambda r: f"{r.tags[0]}-{r.name}" if r.tags else r.name)
     errors.install(app)
+    instrument_fastapi(app)  # GET /metrics, request metrics, traceparent (adr/0094)
     app.include_router(root_router)
     app.include_router(api_router)
     return app

@@ -20,6 +20,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from fleetstream import observability as obs
 from schemas import ValueDeserializationError, codec, codec_by_fingerprint
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class BatchingSink(threading.Thread):
             "bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False,
             "auto.offset.reset": "earliest", "enable.partition.eof": False,
             "fetch.wait.max.ms": 50, "partition.assignment.strategy": "cooperative-sticky",
+            **obs.consumer_stats_config(group_id),  # fleetstream_kafka_consumer_lag
         })
         self._stop = threading.Event()
         self.stats = {"batches": 0, "records": 0, "undecodable": 0, "skipped_written": 0, "last_write_ms": 0.0}
@@ -128,6 +130,7 @@ class BatchingSink(threading.Thread):
             try:
                 self.sink.write(records)
                 self.stats["last_write_ms"] = (time.perf_counter() - t0) * 1000
+                obs.observe_sink_batch(type(self.sink).__name__, self.stats["last_write_ms"] / 1000, records)
                 return
             except Exception:
                 log.exception("sink write of %d records failed; retrying in %.1fs", len(records), delay)
