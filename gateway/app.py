@@ -20,6 +20,7 @@ from .admin import Admin
 from .api.main import api_router, root_router
 from .auth.tokens import KeyRing
 from .db.session import Database
+from .live.hub import LiveHub
 from .status_updater import StatusUpdater
 from .streams_client import StreamsClient
 
@@ -56,9 +57,12 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
             st.sink = st.sinks[0]
             for sink in st.sinks:
                 sink.start()
+        st.live = LiveHub(s.bootstrap_servers, queue_size=s.live_queue_size)
+        await st.live.start()
         try:
             yield
         finally:
+            await st.live.stop()
             for sink in st.sinks:
                 sink.stop()
             st.ota.close()

@@ -57,15 +57,17 @@ class BatchingSink(threading.Thread):
             "bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False,
             "auto.offset.reset": "earliest", "enable.partition.eof": False,
             "fetch.wait.max.ms": 50, "partition.assignment.strategy": "cooperative-sticky",
+            # a crashed sink's partitions move to a live member after 10 s, not the 45 s default
+            "session.timeout.ms": 10000,
             **obs.consumer_stats_config(group_id),  # fleetstream_kafka_consumer_lag
         })
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self.stats = {"batches": 0, "records": 0, "undecodable": 0, "skipped_written": 0, "last_write_ms": 0.0}
         self.ready = threading.Event()
 
     def _on_assign(self, consumer, partitions) -> None:
-        committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions, timeout=30)
-                     if tp.offset >= 0}
+        # no commit yet (a new group, or a crash before the first commit): the store may hold from offset 0
+        committed = {(tp.topic, tp.partition): max(tp.offset, 0) for tp in consumer.committed(partitions, timeout=30)}
         if committed:
             done = self.sink.written_up_to(committed)
             self._skip.update(done)
@@ -76,7 +78,7 @@ class BatchingSink(threading.Thread):
     def run(self) -> None:
         self.consumer.subscribe(self.topics, on_assign=self._on_assign)
         try:
-            while not self._stop.is_set():
+            while not self._stopping.is_set():
                 self._one_batch()
         finally:
             self.consumer.close()
@@ -90,7 +92,7 @@ class BatchingSink(threading.Thread):
                 break
             got = self.consumer.consume(self.batch_size - len(msgs), timeout=left)
             msgs.extend(m for m in got if not self._is_error(m))
-            if self._stop.is_set():
+            if self._stopping.is_set():
                 break
         if not msgs:
             return
@@ -115,7 +117,7 @@ class BatchingSink(threading.Thread):
             log.debug("wrote %d records", len(records))
         if self.commit_delay_s:
             log.info("wrote %d records; commit in %.1fs", len(records), self.commit_delay_s)
-            self._stop.wait(self.commit_delay_s)
+            self._stopping.wait(self.commit_delay_s)
         offsets: dict[tuple[str, int], int] = {}
         for m in msgs:
             offsets[(m.topic(), m.partition())] = m.offset() + 1
@@ -134,7 +136,7 @@ class BatchingSink(threading.Thread):
                 return
             except Exception:
                 log.exception("sink write of %d records failed; retrying in %.1fs", len(records), delay)
-                if self._stop.wait(delay):
+                if self._stopping.wait(delay):
                     raise
                 delay = min(delay * 2, 10)
 
@@ -148,5 +150,5 @@ class BatchingSink(threading.Thread):
         return True
 
     def stop(self, timeout: float = 10) -> None:
-        self._stop.set()
+        self._stopping.set()
         self.join(timeout)

@@ -2,6 +2,9 @@
 
 from fastapi import APIRouter
 
+from gateway.live import sse as live_sse
+from gateway.live import websocket as live_ws
+
 from .routes import admin as control_admin
 from .routes import certificates, clients, commands, devices, health, oauth, provisioning, shadow, telemetry
 from .routes import firmware as ota_firmware  # OTA (issue 8)
@@ -16,6 +19,8 @@ api_router.include_router(telemetry.router)
 api_router.include_router(commands.router)
 api_router.include_router(shadow.router)
 api_router.include_router(telemetry.fleet_router)
+for _r in (live_ws, live_sse):  # live delivery (issue 6)
+    api_router.include_router(_r.router)
 api_router.include_router(ota_firmware.router)
 api_router.include_router(ota_campaigns.router)
 api_router.include_router(ingest.router)
