@@ -20,6 +20,7 @@ from gateway.ota.signing import ManifestError, verify_artifact, verify_manifest
 class Behaviour:
     fail_install: bool = False  # the flash write fails after a good download
     ignore_jobs: bool = False  # connected but never answers (a "silent" device)
+    ignore_updates: bool = False  # silent about updates, still obeys rollback and cancel
 
 
 @dataclass
@@ -87,7 +88,7 @@ class OtaDevice:
     def _work(self) -> None:
         while (cmd := self._jobs.get()) is not None:
             self.received.append(cmd)
-            if self.behaviour.ignore_jobs:
+            if self.behaviour.ignore_jobs or (self.behaviour.ignore_updates and cmd["name"] == "ota.update"):
                 continue
             handler = {"ota.update": self._update, "ota.rollback": self._rollback,
                        "ota.cancel": self._cancel}.get(cmd["name"])

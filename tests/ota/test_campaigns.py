@@ -137,3 +137,69 @@ def test_pause_resume_cancel_and_status(fleet, gateway, factory):
     dup = gateway.post("/v1/ota/campaigns", headers=auth(tok),
                        json={"target": {"device_type": fleet.device_type}, "target_version": "7.7.7"})
     assert dup.status_code == 422 and dup.json()["error"]["code"] == "unknown_release"
+
+
+def test_silent_device_is_told_to_roll_back_after_its_deadline(fleet, gateway):
+    silent = fleet.make(1, Behaviour(ignore_updates=True))[0]
+    c = _create(gateway, fleet, waves=[100], rollback="failed_or_silent", device_deadline_s=8, redeliver_s=3,
+                failure_threshold=1)
+    did = silent.device.device_id
+    wait_for(lambda: jobs(gateway, fleet.token, c["id"])[did]["state"] == "rolled_back", timeout=90,
+             what="the silent device to be rolled back")
+    assert silent.names_received().count("ota.update") >= 2  # redelivered while it stayed silent
+    assert silent.names_received()[-1] == "ota.rollback" and silent.version == "1.0.0"
+    assert wait_campaign(gateway, fleet.token, c["id"], {"completed"})["state"] == "completed"
+
+
+def test_forged_manifest_is_rejected_by_the_device(fleet, gateway, settings):
+    """A job whose manifest was altered after signing (here: a different version) never gets installed."""
+    import json
+    import time
+
+    from confluent_kafka import Producer
+
+    from gateway.ota.jobs import command
+    from schemas import codec, device_key, topics
+
+    dev = fleet.make(1)[0]
+    rel = gateway.get(f"/v1/firmware/{fleet.device_type}/1.1.0", headers=auth(fleet.token)).json()
+    link = gateway.post(f"/v1/firmware/{fleet.device_type}/1.1.0/links", headers=auth(fleet.token),
+                        json={"device_id": dev.device.device_id}).json()
+    forged = json.dumps(json.loads(rel["manifest"]) | {"version": "1.0.1"}, sort_keys=True, separators=(",", ":"))
+    cmd = command(tenant_id=fleet.tenant.tenant_id, device_id=dev.device.device_id, name="ota.update", ack_timeout_s=30,
+                  params={"campaign_id": "forged", "version": "1.0.1", "device_type": fleet.device_type,
+                          "url": link["url"], "size": rel["size"], "sha256": rel["sha256"], "manifest": forged,
+                          "signature": rel["signature"], "key_id": rel["key_id"], "url_expires_at": int(time.time()) + 60})
+    p = Producer({"bootstrap.servers": settings.bootstrap_servers})
+    p.produce(topics.COMMAND_REQUESTS.name, codec("command").encode(cmd),
+              device_key(fleet.tenant.tenant_id, dev.device.device_id))
+    p.flush(10)
+    failed = wait_for(lambda: [r for r in dev.reports if r["status"] == "failed"], timeout=60,
+                      what="the device to refuse the forged job")
+    assert "signature does not verify" in failed[0]["reason"] and dev.version == "1.0.0"
+
+
+def test_campaign_survives_a_gateway_restart(fleet, gateway, stack, settings):
+    """The operator's campaign keeps its wave and soak position when the gateway (and its driver) restarts."""
+    devices = fleet.make(2)
+    c = _create(gateway, fleet, waves=[50, 100], soak_s=15)
+    wait_for(lambda: (cs := jobs(gateway, fleet.token, c["id"])) and
+             any(j["state"] == "succeeded" for j in cs.values()), timeout=60, what="the first wave to finish")
+    old = next(ch for ch in stack.children if ch.name == "gateway")
+    old.stop()
+    fresh = stack.platform_child("gateway")
+    fresh.start()
+    stack.children[stack.children.index(old)] = fresh
+    fresh.wait_until(lambda: _ready(settings), 90, "gateway /readyz after restart")
+    done = wait_campaign(gateway, fleet.token, c["id"], {"completed", "aborted"}, timeout=120)
+    assert done["state"] == "completed" and all(d.version == "1.1.0" for d in devices)
+    assert {j["state"] for j in jobs(gateway, fleet.token, c["id"]).values()} == {"succeeded"}
+
+
+def _ready(settings) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"http://{settings.host}:{settings.gateway_port}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
