@@ -8,6 +8,7 @@ from gateway.live import websocket as live_ws
 from .routes import admin as control_admin
 from .routes import certificates, clients, commands, devices, health, oauth, provisioning, shadow, telemetry
 from .routes import firmware as ota_firmware  # OTA (issue 8)
+from .routes import graphql as graphql_api  # issue 6
 from .routes import ota as ota_campaigns
 from .routes import ingest  # devices' HTTP ingest (issue 4)
 
@@ -27,3 +28,4 @@ api_router.include_router(ingest.router)
 
 root_router = APIRouter()
 root_router.include_router(health.router)
+root_router.include_router(graphql_api.router, prefix="/graphql")  # issue 6
