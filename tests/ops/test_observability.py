@@ -80,15 +80,31 @@ def test_text_format_is_parseable():
 
 
 # -- against the running stack ------------------------------------------------------------------------------
-def test_gateway_serves_metrics_with_request_series_and_echoes_the_trace(stack, gateway):
+def test_gateway_serves_metrics_with_request_series_and_echoes_the_trace(stack, gateway, factory):
+    """The gateway's /metrics has request series by route template and, since it hosts the embedded sink,
+    the sink's batch and end-to-end latency once a reading has been stored."""
+    from connectors.mqtt.namespace import device_topics
+    from tests.utils.factories import publish_json, wait_for
+
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     r = gateway.get("/healthz", headers={"traceparent": f"00-{trace}-00f067aa0ba902b7-01"})
     assert r.status_code == 200 and obs.parse_traceparent(r.headers["traceparent"]) == trace
     gateway.get("/v1/devices/nope/telemetry")  # 401: counted under its route template, not the raw path
-    text = gateway.get("/metrics").text
-    fams = _families(text)
-    for name in ("fleetstream_http_requests", "fleetstream_http_request_seconds", "fleetstream_build",
-                 "fleetstream_sink_batch_seconds", "fleetstream_e2e_latency_seconds"):
+    t = factory.tenant("gwmetrics")
+    dev = factory.device(t)
+    client = factory.mqtt_client(dev)
+    publish_json(client, device_topics(t.tenant_id, dev.device_id)["telemetry"],
+                 {"ts": int(time.time() * 1000), "values": {"temperature": 19.5}})
+    client.disconnect()
+
+    def sink_observed():
+        fams = _families(gateway.get("/metrics").text)
+        fam = fams.get("fleetstream_e2e_latency_seconds")
+        return fams if fam and any(s.name.endswith("_count") and s.value > 0 for s in fam.samples) else None
+
+    fams = wait_for(sink_observed, timeout=60, what="the sink's latency series on the gateway")
+    for name in ("fleetstream_http_requests", "fleetstream_http_request_seconds", "fleetstream_build_info",
+                 "fleetstream_sink_batch_seconds", "fleetstream_sink_records", "fleetstream_kafka_consumer_lag"):
         assert name in fams, f"{name} missing from gateway /metrics"
     samples = [s for s in fams["fleetstream_http_requests"].samples if s.name.endswith("_total")]
     routes = {s.labels["route"] for s in samples}

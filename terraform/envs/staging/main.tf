@@ -1,0 +1,44 @@
+# fleetstream staging on AWS. State: S3 with native locking (use_lockfile, Terraform >= 1.10); the bucket is
+# created once by terraform/bootstrap. Sizes: ops/capacity.md. Apply through CI only (.github/workflows/terraform.yml).
+terraform {
+  required_version = ">= 1.10"
+  required_providers {
+    aws = { source = "hashicorp/aws", version = ">= 5.80, < 7.0" }
+    tls = { source = "hashicorp/tls", version = ">= 4.0" }
+  }
+  backend "s3" {
+    bucket       = "fleetstream-terraform-state"
+    key          = "envs/staging/terraform.tfstate"
+    region       = "eu-west-1"
+    encrypt      = true
+    use_lockfile = true
+  }
+}
+
+provider "aws" {
+  region = var.region
+  default_tags {
+    tags = { project = "fleetstream", env = "staging" }
+  }
+}
+
+variable "region" {
+  type    = string
+  default = "eu-west-1"
+}
+
+module "platform" {
+  source             = "../../modules/platform"
+  env                = "staging"
+  cidr               = "10.30.0.0/16"
+  azs                = ["${var.region}a", "${var.region}b", "${var.region}c"]
+  platform_nodes     = { instance_types = ["m7i.xlarge"], min = 3, max = 8, desired = 3 }
+  clickhouse_nodes   = { instance_types = ["r7i.xlarge"], min = 2, max = 4, desired = 2 }
+  msk                = { broker_count = 3, instance_type = "kafka.m7g.large", volume_size_gb = 500 }
+  rds                = { instance_class = "db.r7g.large", allocated_storage_gb = 100, multi_az = true }
+  log_retention_days = 30
+}
+
+output "eks_cluster_name" { value = module.platform.eks_cluster_name }
+output "msk_bootstrap_brokers_iam" { value = module.platform.msk_bootstrap_brokers_iam }
+output "workloads_role_arn" { value = module.platform.workloads_role_arn }
