@@ -95,19 +95,33 @@ class DynSecAdmin:
                      {"command": "enableClient", "username": user}]
         for resp in self.call(*cmds):
             err = resp.get("error")
-            if err and "already exists" not in err:
+            if err and "already" not in err.lower():
                 raise BrokerAuthError(f"{resp['command']}: {err}")
 
     def revoke_device(self, tenant_id: str, device_id: str) -> None:
-        """Disables the client: the broker drops its live session and refuses reconnects."""
+        """Disables the client, which drops its live session, and takes its role away.
+
+        Mosquitto 2.0 runs no authentication plugin for certificate identities (``use_identity_as_username``),
+        so a reconnect may complete CONNECT; without its role the default-deny ACLs refuse its publishes
+        (PUBACK 135). Known gap, adr/0033: a device that had published before its suspension was seen
+        publishing again after reconnecting."""
         user = device_username(tenant_id, device_id)
-        (resp,) = self.call({"command": "disableClient", "username": user})
-        if resp.get("error") and "not found" not in resp["error"].lower():
-            raise BrokerAuthError(f"disableClient: {resp['error']}")
+        for resp in self.call({"command": "disableClient", "username": user},
+                              {"command": "removeClientRole", "username": user, "rolename": f"device:{user}"}):
+            if resp.get("error") and "not found" not in resp["error"].lower():
+                raise BrokerAuthError(f"{resp['command']}: {resp['error']}")
 
     def enable_device(self, tenant_id: str, device_id: str) -> None:
-        """Resume after a suspension; a device never authorised is authorised now."""
-        self.authorise_devices(tenant_id, [device_id])
+        """Resume after a suspension: the role back, the client enabled."""
+        user = device_username(tenant_id, device_id)
+        role = f"device:{user}"
+        for resp in self.call({"command": "createRole", "rolename": role, "acls": device_acls(tenant_id, device_id)},
+                              {"command": "createClient", "username": user, "roles": [{"rolename": role}]},
+                              {"command": "addClientRole", "username": user, "rolename": role},
+                              {"command": "enableClient", "username": user}):
+            err = resp.get("error")
+            if err and "already" not in err.lower():
+                raise BrokerAuthError(f"{resp['command']}: {err}")
 
     def close(self) -> None:
         self.client.disconnect()
