@@ -246,7 +246,8 @@ def instrument_fastapi(app, role: str = "gateway") -> None:
             return response
         finally:
             route = request.scope.get("route")
-            template = getattr(route, "path", None) or "_unmatched"
+            template = _route_template(request.url.path, request.scope.get("path_params") or {}) \
+                if getattr(route, "path", None) else "_unmatched"
             if template != "/metrics":
                 HTTP_REQUESTS.labels(request.method, template, str(status)).inc()
                 HTTP_REQUEST_SECONDS.labels(request.method, template).observe(time.perf_counter() - t0)
@@ -255,6 +256,13 @@ def instrument_fastapi(app, role: str = "gateway") -> None:
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _route_template(path: str, params: dict) -> str:
+    """The matched route's template with its prefixes (nested routers hold paths relative to their
+    prefix): the request path with each path-parameter segment replaced by ``{name}``."""
+    by_value = {str(v): k for k, v in params.items()}
+    return "/".join("{" + by_value[seg] + "}" if seg in by_value else seg for seg in path.split("/"))
 
 
 def _version() -> str:

@@ -162,7 +162,9 @@ def test_emqx_values_authenticate_by_certificate_and_confine_devices_to_their_su
     acl = [ln for ln in v["acl"].splitlines() if ln.startswith("{")]
     assert acl[-1] == "{deny, all}."
     assert '{allow, all, all, ["fs/${client_attrs.tenant}/${client_attrs.device}/#"]}.' in acl
-    assert not any('"fs/#"' in ln or '"#"' in ln for ln in acl)
+    devices = [ln for ln in acl if ln.startswith("{allow, all,")]
+    assert devices and not any('"fs/#"' in ln or '"#"' in ln or "+" in ln for ln in devices)
+    assert (ROOT / "ops" / "compose" / "emqx-acl.conf").read_text() == v["acl"], "compose ACL drifted from the chart's"
 
 
 def test_rendered_manifests_match_the_kubernetes_schemas(tmp_path, docs):

@@ -132,3 +132,10 @@ def test_mqtt_connector_counts_ingest_per_protocol_and_tenant(stack, settings, f
                         and s.labels.get("protocol") == "mqtt" and s.value >= 1]
 
     assert wait_for(counted, timeout=30, what="the connector's ingest counter")
+
+
+def test_route_label_is_the_template_never_the_raw_path():
+    """Device ids in paths must not become label values (one series per device would explode)."""
+    assert obs._route_template("/v1/devices/dev-42/telemetry", {"device_id": "dev-42"}) == \
+        "/v1/devices/{device_id}/telemetry"
+    assert obs._route_template("/healthz", {}) == "/healthz"

@@ -78,7 +78,9 @@ def test_every_file_parses_and_modules_exist():
 def test_a_syntax_error_is_caught(tmp_path):
     bad = tmp_path / "bad.tf"
     bad.write_text('resource "aws_s3_bucket" "x" {\n  bucket = \n}\n')
-    with pytest.raises(Exception):
+    from lark.exceptions import LarkError
+
+    with pytest.raises(LarkError):
         _load(bad)
 
 
@@ -109,7 +111,7 @@ def test_data_stores_are_encrypted_private_and_authenticated():
     (_, _, db), = _resources("aws_db_instance")
     assert db["storage_encrypted"] is True and db["publicly_accessible"] is False
     assert db["manage_master_user_password"] is True and "password" not in db, "no password in state"
-    for _, name, secret in _resources("aws_secretsmanager_secret"):
+    for _, _name, secret in _resources("aws_secretsmanager_secret"):
         assert "kms_key_id" in secret
     assert not _resources("aws_secretsmanager_secret_version"), "secret values never live in Terraform"
 
