@@ -43,14 +43,16 @@ def publish_command(bootstrap: str, tenant_id: str, device_id: str, params_json:
 
 
 def records(bootstrap: str, topic: str, match: Callable[[dict], bool], *, count: int = 1, timeout: float = 45,
-            headers: bool = False) -> list[Any]:
-    """Records of ``topic`` (from the beginning) that ``match``; with ``headers`` each is (record, headers)."""
+            headers: bool = False, until: Callable[[list], bool] | None = None) -> list[Any]:
+    """Records of ``topic`` (from the beginning) that ``match``; with ``headers`` each is (record, headers).
+    Stops at ``count`` matches, or (with ``until``) as soon as ``until(found)`` holds."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{time.time_ns()}", "enable.auto.commit": False})
     try:
         md = c.list_topics(topic, timeout=10).topics[topic]
         c.assign([TopicPartition(topic, p, -2) for p in md.partitions])
         found, deadline = [], time.monotonic() + timeout
-        while len(found) < count and time.monotonic() < deadline:
+        finished = (lambda: until(found)) if until else (lambda: len(found) >= count)
+        while not finished() and time.monotonic() < deadline:
             for m in c.consume(500, 0.3):
                 if m.error():
                     continue
