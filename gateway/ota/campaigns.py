@@ -3,7 +3,6 @@ transaction (``Database.tenant_tx``) and names the tenant explicitly as well."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
 import psycopg
@@ -143,6 +142,3 @@ def job_view(row: dict) -> JobView:
                    row["sent_at"].timestamp() if row["sent_at"] else None,
                    row["last_sent_at"].timestamp() if row["last_sent_at"] else None)
 
-
-def public_json(value) -> str:
-    return json.dumps(value, default=str)

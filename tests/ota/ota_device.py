@@ -45,7 +45,6 @@ class OtaDevice:
         self.client = None
         self._jobs: queue.Queue = queue.Queue()
         self._worker: threading.Thread | None = None
-        self._done_campaigns: set[str] = set()
 
     # -- connection -----------------------------------------------------------------------------------
     def connect(self) -> OtaDevice:

@@ -61,6 +61,10 @@ def test_staged_rollout_completes_wave_by_wave(fleet, gateway):
     for d in devices:
         assert d.version == "1.1.0"
         assert any(r.endswith("-> 206") for r in d.range_requests)  # resumed download
+        # the running version, as the device reported it into its shadow (issue 5's shadow agent)
+        wait_for(lambda d=d: gateway.get(f"/v1/devices/{d.device.device_id}/shadow", headers=auth(fleet.token))
+                 .json().get("reported", {}).get("firmware") == {"version": "1.1.0"}, timeout=60,
+                 what="the new version in the reported shadow")
     # a later wave's job was only sent after every device of the earlier waves had finished
     order = sorted(by_device.values(), key=lambda j: j["wave"])
     for earlier in order:
