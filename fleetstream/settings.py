@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     sink_test_commit_delay_ms: int = Field(0, description="test only: pause between a sink write and its commit")
     live_queue_size: int = Field(256, description="events buffered per live connection before the drop policy applies")
     max_clock_skew_s: int = Field(300, description="device timestamps further in the future are rejected")
+    status_default_timeout_s: int = Field(300, description="a device with no activity for this long (event time) is OFFLINE")
+    status_timeouts_s: dict[str, int] = Field(default_factory=dict, description="inactivity timeout per device type")
     metrics_port: int = Field(0, description="base /metrics port of non-gateway roles (+ role offset); 0 = off")
     log_format: str = Field("text", description="text | json (one object per line with tenant/device/trace ids)")
     ingest_trusted_proxies: list[str] = Field(default_factory=list, description="CIDRs whose X-Client-Cert "

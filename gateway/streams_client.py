@@ -23,7 +23,7 @@ import logging
 import threading
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
 from schemas import ValueDeserializationError, codec, split_key, topics
 
@@ -130,13 +130,20 @@ class StreamsClient:
         c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "fleetstream-gateway-view",
                       "enable.auto.commit": False})
         try:
-            tps, ends = [], {}
-            for name in names:
-                md = c.list_topics(name, timeout=30).topics[name]
-                for p in md.partitions:
-                    tp = TopicPartition(name, p, OFFSET_BEGINNING)
-                    tps.append(tp)
-                    ends[(name, p)] = c.get_watermark_offsets(tp, timeout=10)[1]
+            while True:  # a broker that has just started may not lead its partitions yet
+                try:
+                    tps, ends = [], {}
+                    for name in names:
+                        md = c.list_topics(name, timeout=30).topics[name]
+                        for p in md.partitions:
+                            tp = TopicPartition(name, p, OFFSET_BEGINNING)
+                            tps.append(tp)
+                            ends[(name, p)] = c.get_watermark_offsets(tp, timeout=10)[1]
+                    break
+                except KafkaException as exc:
+                    log.warning("streams view: waiting for topics: %s", exc)
+                    if self._stop.wait(1):
+                        return
             c.assign(tps)
             pending = {k for k, hi in ends.items() if hi > 0}
             if not pending:

@@ -36,10 +36,11 @@ def create_app(s: Settings, *, app_id: str = "fleetstream-streams") -> faust.App
         broker_heartbeat_interval=3,
         producer_partitioner=crc32_partitioner,  # the same partition as confluent-kafka producers (adr/0050)
     )
-    from . import commands, shadows, validate
+    from . import commands, shadows, status, validate
 
     registry = RegistryView(s.bootstrap_servers).start()
     validate.register(app, s, registry)
     commands.register(app, registry)
     shadows.register(app)
+    status.register(app, s, registry)
     return app

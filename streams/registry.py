@@ -13,7 +13,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from schemas import ValueDeserializationError, codec, split_key, topics
 
@@ -28,6 +28,7 @@ class DeviceInfo:
     device_type: str | None
     tags: tuple[str, ...]
     protocol: str | None = None  # attributes["protocol"]: how commands reach it (None: MQTT)
+    offline_after_s: int | None = None  # attributes["offline_after_s"]: inactivity timeout of this device
 
 
 class RegistryView:
@@ -76,18 +77,24 @@ class RegistryView:
             return
         if k not in self.devices:
             self.tenants[tenant] = self.tenants.get(tenant, 0) + 1
-        self.devices[k] = DeviceInfo(e["status"], e["device_type"], tuple(e["tags"]), e["attributes"].get("protocol"))
+        attrs = e["attributes"]
+        self.devices[k] = DeviceInfo(e["status"], e["device_type"], tuple(e["tags"]), attrs.get("protocol"),
+                                     _int_or_none(attrs.get("offline_after_s")))
 
     def _run(self) -> None:
         c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "fleetstream-registry-view",
                       "enable.auto.commit": False, "enable.partition.eof": False})
         try:
-            md = c.list_topics(self.topic, timeout=30).topics[self.topic]
-            tps = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in md.partitions]
-            ends = {}
-            for tp in tps:
-                _lo, hi = c.get_watermark_offsets(tp, timeout=10)
-                ends[tp.partition] = hi
+            while True:  # a broker that has just started may not lead its partitions yet
+                try:
+                    md = c.list_topics(self.topic, timeout=30).topics[self.topic]
+                    tps = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in md.partitions]
+                    ends = {tp.partition: c.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
+                    break
+                except KafkaException as exc:
+                    log.warning("registry view: waiting for the topic: %s", exc)
+                    if self._stop.wait(1):
+                        return
             c.assign(tps)
             pending = {p for p, hi in ends.items() if hi > 0}
             if not pending:
@@ -106,3 +113,10 @@ class RegistryView:
             log.exception("registry view stopped")
         finally:
             c.close()
+
+
+def _int_or_none(v: str | None) -> int | None:
+    try:
+        return int(float(v)) if v else None
+    except ValueError:
+        return None

@@ -25,6 +25,8 @@ from .tables import put
 log = logging.getLogger(__name__)
 
 MAX_BYTES = 64 * 1024
+RESEND_QUIET_MS = 10_000
+ONLINE_EVENTS = frozenset({"CONNECTED", "ONLINE"})  # the device is back: send its pending delta again
 
 
 def empty(partition: int) -> dict:
@@ -84,6 +86,7 @@ def register(app: faust.App) -> None:
     table = app.Table("shadows", default=None, key_type=bytes, value_type=None,
                       partitions=app.conf.topic_partitions)
     ucodec, ecodec, scodec = codec("shadow_update"), codec("device_event"), codec("shadow_document")
+    resent: dict[tuple[str, str], tuple[int, int]] = {}  # (version, when) of the last delta re-sent on reconnect
 
     @app.agent(source, name="shadows")
     async def shadows(stream):
@@ -94,11 +97,15 @@ def register(app: faust.App) -> None:
                 try:
                     if ev.message.topic == topics.DEVICE_EVENTS.name:
                         e = ecodec.decode(raw)
-                        if e["event_type"] != "CONNECTED":
+                        if e["event_type"] not in ONLINE_EVENTS:
                             continue
                         doc = table.data.get(device_key(e["tenant_id"], e["device_id"]))
                         if doc is None or not delta_of(doc):
                             continue
+                        k = (e["tenant_id"], e["device_id"])
+                        if resent.get(k, (None, 0))[0] == doc["version"] and now - resent[k][1] < RESEND_QUIET_MS:
+                            continue  # the connector's and the status agent's ONLINE for one reconnect
+                        resent[k] = (doc["version"], now)
                         rec = to_record(e["tenant_id"], e["device_id"], doc, now, publish_delta=True)
                         await out.send(key=device_key(e["tenant_id"], e["device_id"]), value=scodec.encode(rec))
                         continue
@@ -121,7 +128,8 @@ def register(app: faust.App) -> None:
                 if outcome == "applied":
                     doc["p"] = part
                     put(table, part, key, doc)
-                    publish_delta = bool(delta_of(doc)) and delta_of(doc) != before
+                    # the device learns of desired changes; its own reports only shrink the delta
+                    publish_delta = side == "desired" and bool(delta_of(doc)) and delta_of(doc) != before
                 elif u["request_id"] is None:
                     if outcome != "unchanged":
                         log.info("shadow update for %s refused: %s", key, outcome)

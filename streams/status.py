@@ -1,0 +1,175 @@
+"""Device status agent: ONLINE/OFFLINE from connection events and from inactivity in event time (adr/0054).
+
+Input: ``fleetstream.device-events`` (connectors' CONNECTED/ONLINE and DISCONNECTED/OFFLINE, incl. Last
+Will) and ``fleetstream.telemetry`` (activity). Output: an ONLINE or OFFLINE device event with source
+``streams`` on ``fleetstream.device-events`` whenever a device's status changes (the control plane's status
+updater writes them to Postgres in batches).
+
+Event time, not arrival time, decides:
+- a connection event older than the device's latest connection event is ignored (out of order);
+- a reading brings a device online only when its event time is after the latest disconnect, so a late
+  reading buffered before the disconnect does not;
+- a device goes offline when the partition's event-time watermark passes its last activity plus its
+  timeout (registry attribute ``offline_after_s``, else ``Settings.status_timeouts_s[device_type]``, else
+  ``status_default_timeout_s``). The watermark is the highest event time seen on the partition, advanced by
+  the wall clock minus ``IDLE_GRACE_MS`` when the partition is idle, so a quiet fleet still goes offline.
+
+The OFFLINE event carries event time ``last activity + timeout``. State per device lives in a Faust table
+(written when the status changes, and at most every quarter timeout for activity, so the hot path does not
+write a changelog record per reading).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import faust
+
+from fleetstream.settings import Settings
+from schemas import ValueDeserializationError, codec, split_key, topics
+
+from .registry import RegistryView
+from .tables import owned_partitions, put
+
+log = logging.getLogger(__name__)
+
+SOURCE = "streams"
+UP, DOWN = frozenset({"CONNECTED", "ONLINE"}), frozenset({"DISCONNECTED", "OFFLINE"})
+IDLE_GRACE_MS = 10_000
+TICK_S = 1.0
+
+
+def read_long(buf: bytes, pos: int) -> tuple[int, int]:
+    """One Avro zig-zag varint at ``pos``: (value, next position)."""
+    shift = result = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return (result >> 1) ^ -(result & 1), pos
+        shift += 7
+
+
+def telemetry_event_time(raw: bytes) -> int:
+    """The event time of a Telemetry record without decoding it (fields 1-3: tenant, device, event_time)."""
+    pos = 10
+    for _ in range(2):
+        n, pos = read_long(raw, pos)
+        pos += n
+    return read_long(raw, pos)[0]
+
+
+def new_state(partition: int) -> dict:
+    return {"online": None, "last": 0, "conn": 0, "saved_last": 0, "p": partition}
+
+
+def on_connection(st: dict, up: bool, t: int) -> bool:
+    """Applies a connection event at event time ``t``; returns whether the status changed."""
+    if t < st["conn"]:
+        return False  # older than what we already know: out of order
+    st["conn"] = t
+    if up:
+        st["last"] = max(st["last"], t)
+    changed = st["online"] is not up
+    st["online"] = up
+    return changed
+
+
+def on_activity(st: dict, t: int) -> bool:
+    """A reading at event time ``t``; returns whether it brought the device online."""
+    if t > st["last"]:
+        st["last"] = t
+    if st["online"] is not True and t > st["conn"]:
+        st["online"] = True
+        return True
+    return False
+
+
+def expired(st: dict, watermark: int, timeout_ms: int) -> bool:
+    return st["online"] is True and watermark - st["last"] > timeout_ms
+
+
+def register(app: faust.App, s: Settings, registry: RegistryView) -> None:
+    source = app.topic(topics.DEVICE_EVENTS.name, topics.TELEMETRY.name, key_type=bytes, value_type=bytes)
+    events_out = app.topic(topics.DEVICE_EVENTS.name, key_type=bytes, value_type=bytes)
+    table = app.Table("device-status", default=None, key_type=bytes, value_type=None,
+                      partitions=app.conf.topic_partitions)
+    ecodec = codec("device_event")
+    watermarks: dict[int, int] = {}
+    last_seen_wall: dict[int, int] = {}
+
+    def timeout_ms(key: bytes) -> int:
+        tenant, device = split_key(key)
+        info = registry.lookup(tenant, device)
+        if info is not None:
+            if info.offline_after_s:
+                return info.offline_after_s * 1000
+            if info.device_type in s.status_timeouts_s:
+                return s.status_timeouts_s[info.device_type] * 1000
+        return s.status_default_timeout_s * 1000
+
+    async def emit(key: bytes, online: bool, t: int, reason: str) -> None:
+        tenant, device = split_key(key)
+        rec = {"tenant_id": tenant, "device_id": device, "event_type": "ONLINE" if online else "OFFLINE",
+               "time": t, "source": SOURCE, "reason": reason, "details": {}}
+        await events_out.send(key=key, value=ecodec.encode(rec))
+
+    @app.agent(source, name="device-status")
+    async def status(stream):
+        async for events in stream.take_events(2000, within=0.05):
+            wall = time.time_ns() // 1_000_000
+            for ev in events:
+                msg = ev.message
+                key, part = msg.key, msg.partition
+                if key is None:
+                    continue
+                st = table.data.get(key)
+                fresh = st is None
+                if fresh:
+                    st = new_state(part)
+                try:
+                    if msg.topic == topics.TELEMETRY.name:
+                        t = telemetry_event_time(msg.value)
+                        if t > watermarks.get(part, 0):
+                            watermarks[part] = t
+                        last_seen_wall[part] = wall
+                        changed = on_activity(st, t)
+                        reason = "telemetry received"
+                    else:
+                        e = ecodec.decode(msg.value)
+                        if e["source"] == SOURCE or (e["event_type"] not in UP and e["event_type"] not in DOWN):
+                            continue
+                        t = e["time"]
+                        changed = on_connection(st, e["event_type"] in UP, t)
+                        reason = f"{e['event_type'].lower()} reported by {e['source']}"
+                except (ValueDeserializationError, IndexError) as exc:
+                    log.warning("device-status: skipping undecodable record on %s: %s", msg.topic, exc)
+                    continue
+                throttle = timeout_ms(key) // 4
+                if changed or fresh or st["last"] - st["saved_last"] > throttle:
+                    st["saved_last"], st["p"] = st["last"], part
+                    put(table, part, key, st)
+                if changed:
+                    await emit(key, st["online"], t, reason)
+
+    @app.timer(TICK_S)
+    async def inactivity():
+        if not app.tables.recovery.completed.is_set():
+            return
+        wall = time.time_ns() // 1_000_000
+        mine = owned_partitions(app, topics.TELEMETRY.name)
+        for key, st in list(table.data.items()):
+            if not st or st["online"] is not True or st["p"] not in mine:
+                continue
+            p = st["p"]
+            wm = watermarks.get(p, 0)
+            if wall - last_seen_wall.get(p, 0) > IDLE_GRACE_MS:
+                wm = max(wm, wall - IDLE_GRACE_MS)  # an idle partition's watermark follows the clock
+            limit = timeout_ms(key)
+            if expired(st, wm, limit):
+                st["online"] = False
+                st["conn"] = max(st["conn"], st["last"] + limit)
+                put(table, p, key, st)
+                await emit(key, False, st["last"] + limit, f"no activity for {limit // 1000} s (event time)")
