@@ -15,12 +15,13 @@ class BenchConfig:
     payload: str = "smart-meter"
     workers: int | None = None
     warmup_s: float = 5.0
+    idle_s: float = 8.0  # fixed CPU cost of the stack with the fleet connected, subtracted per message
     find_max: bool = False
     start_rate: float = 1000.0
     step_factor: float = 1.5
     max_rate: float = 40000.0
     step_s: float = 30.0
-    drain_timeout_s: float = 90.0
+    drain_timeout_s: float = 180.0
     baseline_records: int = 100_000
     port_offset: int = 0
     results_dir: Path = Path("bench/results")

@@ -242,3 +242,52 @@ class ResourceSampler(Sampler):
             out[name] = {"cpu_pct_mean": round(sum(s) / len(s), 1), "cpu_pct_max": round(max(s), 1),
                          "peak_rss_mb": round(self.peak_rss.get(name, 0) / 2**20, 1)}
         return out
+
+
+class WebSocketProbe(threading.Thread):
+    """publish → WebSocket client: subscribes ``/v1/stream`` to the probe devices' telemetry and records
+    arrival time − ``ts`` for every event (the gateway's live hub, adr/0063)."""
+
+    def __init__(self, url: str, token: str, devices: list[str]):
+        super().__init__(name="probe-websocket", daemon=True)
+        self.url, self.token, self.devices = url, token, devices
+        self.latency = Reservoir()
+        self.measuring = False
+        self.events = self.dropped = 0
+        self.error: str | None = None
+        self.ready = threading.Event()
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        import json
+
+        from websockets.sync.client import connect
+
+        try:
+            with connect(f"{self.url}?access_token={self.token}", open_timeout=10, max_size=2**22) as ws:
+                if json.loads(ws.recv(10)).get("type") != "ready":
+                    raise RuntimeError("no ready message")
+                ws.send(json.dumps({"type": "subscribe", "id": "bench", "devices": self.devices,
+                                    "kinds": ["telemetry"]}))
+                while not self._halt.is_set():
+                    try:
+                        msg = json.loads(ws.recv(0.5))
+                    except TimeoutError:
+                        continue
+                    seen = now_ms()
+                    kind = msg.get("type")
+                    if kind == "subscribed":
+                        self.ready.set()
+                    elif kind == "telemetry":
+                        self.events += 1
+                        if self.measuring:
+                            self.latency.add(seen - msg["ts"])
+                    elif kind == "dropped":
+                        self.dropped += msg.get("count", 0)
+        except Exception as exc:  # reported, never fatal to the run
+            self.error = repr(exc)
+            self.ready.set()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(5)

@@ -68,15 +68,21 @@ def markdown(r: dict) -> str:
         f"session each, generator on the same machine ({r.get('sessions', {}).get('generator_processes')} processes).",
         "",
         "| target rate msg/s | accepted msg/s | points/s | p50/p95/p99/max publish→Kafka ms | "
-        "p50/p95/p99/max publish→queryable ms | lag end (streams / sink) | verdict |",
-        "|---|---|---|---|---|---|---|",
+        "p50/p95/p99/max publish→WebSocket ms | p50/p95/p99/max publish→queryable ms | lag end (streams / sink) "
+        "| CPU µs/msg (platform / generator) | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in r.get("steps", []):
         k, q = s["latency_ms"]["publish_to_kafka_observed"], s["latency_ms"]["publish_to_queryable"]
+        w = s["latency_ms"].get("publish_to_websocket")
+        cpu = s.get("cpu_us_per_msg", {})
+        plat = sum(v for n, v in cpu.items() if n not in ("bench-probes", "load-generator"))
         lag = " / ".join(str(v.get("end")) for v in s["lag"].values())
         lines.append(f"| {s['target_rate']:g} | {s['accepted_msg_s']} | {s['points_s']} | "
                      f"{'/'.join(_ms(k, x) for x in ('p50', 'p95', 'p99', 'max'))} | "
-                     f"{'/'.join(_ms(q, x) for x in ('p50', 'p95', 'p99', 'max'))} | {lag} | {s['verdict']} |")
+                     f"{'/'.join(_ms(w, x) for x in ('p50', 'p95', 'p99', 'max'))} | "
+                     f"{'/'.join(_ms(q, x) for x in ('p50', 'p95', 'p99', 'max'))} | {lag} | "
+                     f"{plat:.0f} / {cpu.get('load-generator', 0):.0f} | {s['verdict']} |")
     d = r.get("delivery", {})
     kb = r.get("kafka_baseline", {})
     best = max((s["accepted_msg_s"] for s in r.get("steps", []) if s["stable"]), default=0)
@@ -86,13 +92,16 @@ def markdown(r: dict) -> str:
         f"acknowledged {d.get('messages_acked')}, points expected {d.get('points_expected')}, stored "
         f"{d.get('points_stored')}, **lost {d.get('lost_points')}, duplicated in query results "
         f"{d.get('duplicated_in_query')}**; physical duplicate rows before merge {d.get('physical_duplicate_rows')}; "
-        f"dead letters {r.get('dlq_records')}." + (f" Audit error: {d['error']}" if "error" in d else ""),
+        f"dead letters {r.get('dlq_records')}." + (f" Audit error: {d['error']}" if "error" in d else "")
+        + ("" if d.get("drained", True) else f" **The pipeline had not drained after {r.get('drain', {}).get('seconds')} s "
+           f"(lag {r.get('drain', {}).get('lag_after')}): missing points were still in flight, not necessarily lost.**"),
         f"**Sessions**: {r.get('sessions', {}).get('connected')}/{r.get('sessions', {}).get('devices')} connected in "
         f"{r.get('sessions', {}).get('connect_s')} s; provisioning {r.get('provisioning', {}).get('devices_per_s')} devices/s.",
         f"**Bare Kafka** ({kb.get('record_bytes')} B records, connector producer settings): produce "
         f"{kb.get('produce_msg_s')} msg/s, produce→consume {kb.get('produce_consume_msg_s')} msg/s; best stable "
         f"pipeline rate {best} msg/s = {_ratio(best, kb.get('produce_consume_msg_s'))} of it.",
-        "**publish → WebSocket**: not measured — the gateway has no live endpoint at this revision.",
+        _ws_line(r),
+        _projection_line(r),
     ]
     if r.get("max_stable_rate") is not None or cfg.get("find_max"):
         lines.append(f"**Maximum stable rate**: {r.get('max_stable_rate')} msg/s.")
@@ -103,6 +112,12 @@ def markdown(r: dict) -> str:
                   "| component | CPU mean % | CPU max % | peak RSS MB |", "|---|---|---|---|"]
         for name, v in sorted(last["resources"].items(), key=lambda kv: -kv[1]["cpu_pct_mean"]):
             lines.append(f"| {name} | {v['cpu_pct_mean']} | {v['cpu_pct_max']} | {v['peak_rss_mb']} |")
+    if r.get("idle_cpu_pct"):
+        lines += ["", "Idle CPU (% of one core; sessions connected, no load): "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(r["idle_cpu_pct"].items(), key=lambda kv: -kv[1]))]
+        cpu = last.get("cpu_us_per_msg") or {}
+        lines.append("Marginal CPU per accepted message (µs, idle subtracted): "
+                     + ", ".join(f"{k} {v:.0f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])))
     if last.get("profile"):
         lines += ["", "Where the time goes (py-spy, last step; % of samples, own time):", ""]
         for name, prof in last["profile"].items():
@@ -117,3 +132,21 @@ def _la(la) -> str:
 
 def _ratio(a, b) -> str:
     return f"{a / b:.1%}" if a and b else "?"
+
+
+def _ws_line(r: dict) -> str:
+    w = r.get("websocket_probe") or {}
+    if w.get("error") or not w:
+        return f"**publish → WebSocket**: not measured ({w.get('error') or 'no probe'})."
+    return (f"**publish → WebSocket**: `/v1/stream` subscribed to {w['devices']} probe devices; {w['events']} events, "
+            f"{w['dropped']} dropped by the gateway's slow-client policy.")
+
+
+def _projection_line(r: dict) -> str:
+    steps = [s for s in r.get("steps", []) if s.get("projected_msg_s", {}).get("platform_only")]
+    if not steps:
+        return ""
+    p = steps[-1]["projected_msg_s"]
+    return (f"**CPU-cost projection** (last step; machine cores ÷ Σ CPU-seconds per accepted message, which a busy "
+            f"shared machine distorts far less than throughput): platform alone {p['platform_only']} msg/s, "
+            f"platform + generator {p['with_generator']} msg/s.")

@@ -21,7 +21,7 @@ from schemas import topics
 
 from . import audit, kafka_baseline
 from .config import BenchConfig
-from .probes import LagSampler, QueryProbe, ResourceSampler, TopicLatencyProbe
+from .probes import LagSampler, QueryProbe, ResourceSampler, TopicLatencyProbe, WebSocketProbe
 from .profile import Profiler
 from .stats import Reservoir
 
@@ -50,6 +50,7 @@ class Run:
                              "load_avg_start": os.getloadavg(), "steps": []}
         self.gen: Generator | None = None
         self.profiler = Profiler(cfg.profile_dir) if cfg.profile_dir else None
+        self.idle_cpu: dict[str, float] = {}
         self._token: tuple[float, str] | None = None
 
     # -- set-up ---------------------------------------------------------------------------------------
@@ -114,18 +115,25 @@ class Run:
         query = QueryProbe(f"http://{self.s.host}:{self.s.gateway_port}", self.token,
                            [d.device_id for d in fleet.devices[:cfg.probe_devices]], metric)
         res = ResourceSampler(self.components)
+        n_ws = min(50, max(cfg.probe_devices, len(fleet.devices) // 100))
+        ws = WebSocketProbe(f"ws://{self.s.host}:{self.s.gateway_port}/v1/stream", self.token(),
+                            [d.device_id for d in fleet.devices[:n_ws]])
+        ws.start()
+        if not ws.ready.wait(15) or ws.error:
+            say(f"WebSocket probe unavailable: {ws.error or 'no subscription confirmed'}")
         dlq_before = _high_watermarks(lag, topics.DEAD_LETTER.name)
         probes = [raw, lag, query, res]
         for p in probes:
             p.start()
         try:
             rates = cfg.rates()
+            self.idle_cpu = self._idle(res)
             gen.set_rate(rates[0])
             say(f"warm-up {cfg.warmup_s:.0f}s at {rates[0]:g} msg/s")
             _run_for(gen, cfg.warmup_s)
-            raw.measuring = query.measuring = True
+            raw.measuring = query.measuring = ws.measuring = True
             for rate in rates:
-                step = self._step(rate, raw, lag, query, res)
+                step = self._step(rate, raw, lag, query, res, ws)
                 self.report["steps"].append(step)
                 if cfg.find_max and not step["stable"]:
                     break
@@ -137,6 +145,9 @@ class Run:
         finally:
             for p in probes:
                 p.stop()
+            ws.stop()
+        self.report["websocket_probe"] = {"devices": len(ws.devices), "events": ws.events, "dropped": ws.dropped,
+                                          "error": ws.error}
         self.report["generator"] = {"sent": gen.stats.sent, "acked": gen.stats.acked, "refused": gen.stats.refused,
                                     "skipped": gen.stats.skipped, "disconnects": gen.stats.disconnects,
                                     "cpu_s": round(gen.stats.cpu_s, 1)}
@@ -145,14 +156,15 @@ class Run:
         self.report["resources_whole_run"] = res.summary()
         stable = [s for s in self.report["steps"] if s["stable"]]
         self.report["max_stable_rate"] = max((s["target_rate"] for s in stable), default=None) if cfg.find_max else None
-        self._audit(sent_per_device)
+        self._audit(sent_per_device, drained=all(v == 0 for v in self.report["drain"]["lag_after"].values()))
 
     def _step(self, rate: float, raw: TopicLatencyProbe, lag: LagSampler, query: QueryProbe,
-              res: ResourceSampler) -> dict:
+              res: ResourceSampler, ws: WebSocketProbe) -> dict:
         cfg, gen = self.cfg, self.gen
         gen.set_rate(rate)
-        raw.produced, raw.observed, query.latency = Reservoir(), Reservoir(), Reservoir()
+        raw.produced, raw.observed, query.latency, ws.latency = Reservoir(), Reservoir(), Reservoir(), Reservoir()
         lag_i, res_i = len(lag.series), len(res.machine)
+        cpu0 = dict(res.cpu_total_s)
         st0, t0 = gen.poll(0).acked, time.monotonic()
         sent0 = gen.stats.sent
         say(f"step: {rate:g} msg/s for {cfg.step_duration():.0f}s")
@@ -168,12 +180,22 @@ class Run:
             "latency_ms": {"publish_to_kafka_produce": raw.produced.summary(),
                            "publish_to_kafka_observed": raw.observed.summary(),
                            "publish_to_queryable": query.latency.summary(),
-                           "publish_to_websocket": None},
+                           "publish_to_websocket": ws.latency.summary() if not ws.error else None},
             "lag": _lag_stats(series),
             "resources": res.summary(since=max(0, res_i - 1)),
+            # CPU per accepted message: the measure that survives a busy shared machine; capacity on
+            # N free cores ≈ N / Σ(cpu per message)
+            # marginal: minus what the component burns with every session connected and no load
+            "cpu_us_per_msg": {k: round(1e6 * max(0.0, v - cpu0.get(k, 0.0) - self.idle_cpu.get(k, 0.0) * dt)
+                                        / max(1, acked), 1) for k, v in res.cpu_total_s.items()},
             "machine_cpu_pct": round(sum(res.machine[res_i:]) / max(1, len(res.machine[res_i:])), 1),
             "load_avg": os.getloadavg(),
         }
+        platform = sum(v for k, v in step["cpu_us_per_msg"].items() if k not in ("bench-probes", "load-generator"))
+        step["projected_msg_s"] = {
+            "platform_only": round(1e6 * (os.cpu_count() or 1) / platform) if platform else None,
+            "with_generator": round(1e6 * (os.cpu_count() or 1) / (platform + step["cpu_us_per_msg"].get(
+                "load-generator", 0))) if platform else None}
         if self.profiler is not None:
             step["profile"] = self.profiler.finish()
         step["stable"], step["verdict"] = _judge(step, rate)
@@ -182,14 +204,28 @@ class Run:
             f"p99 queryable {step['latency_ms']['publish_to_queryable'].get('p99')} ms → {step['verdict']}")
         return step
 
-    def _audit(self, sent_per_device: dict) -> None:
+    def _idle(self, res: ResourceSampler) -> dict[str, float]:
+        """CPU-seconds per second of each component with the fleet connected and silent."""
+        if self.cfg.idle_s <= 0:
+            return {}
+        time.sleep(1.5)  # at least one sample taken before the window opens
+        cpu0, t0 = dict(res.cpu_total_s), time.monotonic()
+        say(f"idle {self.cfg.idle_s:.0f}s (sessions connected, no load)")
+        _run_for(self.gen, self.cfg.idle_s)
+        time.sleep(1.1)
+        dt = time.monotonic() - t0
+        idle = {k: max(0.0, (v - cpu0.get(k, 0.0)) / dt) for k, v in res.cpu_total_s.items()}
+        self.report["idle_cpu_pct"] = {k: round(100 * v, 1) for k, v in idle.items()}
+        return idle
+
+    def _audit(self, sent_per_device: dict, drained: bool) -> None:
         # chdb: one process per path — stop whatever holds it before counting
         for child in list(self.stack.children):
             if child.name in ("gateway", "sink"):
                 child.stop()
         try:
             stored = audit.count_stored_in_subprocess(self.s.chdb_dsn, self.tenant["tenant_id"])
-            self.report["delivery"] = audit.compare(sent_per_device, stored, 3)
+            self.report["delivery"] = {**audit.compare(sent_per_device, stored, 3), "drained": drained}
         except Exception as exc:
             self.report["delivery"] = {"error": repr(exc)}
         say(f"delivery: {self.report['delivery']}")

@@ -51,7 +51,7 @@ def test_tiny_benchmark_runs_and_writes_a_complete_report(tmp_path):
     from fleetstream.bench import report
     from fleetstream.bench.runner import Run
 
-    cfg = BenchConfig(rate=40, duration_s=6, devices=4, warmup_s=2, baseline_records=2000, port_offset=PORT_OFFSET,
+    cfg = BenchConfig(rate=40, duration_s=6, devices=4, warmup_s=2, idle_s=2, baseline_records=2000, port_offset=PORT_OFFSET,
                       results_dir=tmp_path, probe_devices=2, label="smoke", drain_timeout_s=60)
     t0 = time.monotonic()
     result = Run(cfg).execute()
@@ -65,7 +65,9 @@ def test_tiny_benchmark_runs_and_writes_a_complete_report(tmp_path):
     assert step["sent"] > 0 and step["acked"] > 0 and step["accepted_msg_s"] > 0
     assert step["latency_ms"]["publish_to_kafka_observed"]["count"] > 0
     assert step["latency_ms"]["publish_to_kafka_observed"]["p50"] >= 0
+    assert step["latency_ms"]["publish_to_websocket"]["count"] > 0, on_disk["websocket_probe"]
     assert {"kafka", "gateway", "mosquitto", "load-generator"} <= set(step["resources"])
+    assert step["cpu_us_per_msg"]["connector-mqtt"] >= 0 and on_disk["idle_cpu_pct"]
     assert on_disk["kafka_baseline"]["consumed"] == 2000
     assert on_disk["sessions"]["connected"] == 4
     assert on_disk["lag_series"], "consumer lag was sampled"
