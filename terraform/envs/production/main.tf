@@ -33,8 +33,8 @@ module "platform" {
   cidr               = "10.40.0.0/16"
   azs                = ["${var.region}a", "${var.region}b", "${var.region}c"]
   platform_nodes     = { instance_types = ["m7i.2xlarge"], min = 6, max = 40, desired = 10 }
-  clickhouse_nodes   = { instance_types = ["r7i.4xlarge"], min = 6, max = 12, desired = 6 }
-  msk                = { broker_count = 6, instance_type = "kafka.m7g.2xlarge", volume_size_gb = 4000 }
+  clickhouse_nodes   = { instance_types = ["r7i.2xlarge"], min = 8, max = 12, desired = 8 }
+  msk                = { broker_count = 3, instance_type = "kafka.m7g.large", volume_size_gb = 4000 }
   rds                = { instance_class = "db.r7g.2xlarge", allocated_storage_gb = 500, multi_az = true }
   log_retention_days = 90
 }
