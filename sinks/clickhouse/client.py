@@ -28,9 +28,9 @@ class ClickHouse:
         with self._lock:
             return self._client.command(sql, parameters=parameters)
 
-    def query_rows(self, sql: str, parameters: dict | None = None) -> list[tuple]:
+    def query_rows(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> list[tuple]:
         with self._lock:
-            return self._client.query(sql, parameters=parameters).result_rows
+            return self._client.query(sql, parameters=parameters, settings=settings).result_rows
 
     def insert(self, table: str, rows: list[list], columns: list[str]) -> None:
         with self._lock:

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from .client import ClickHouse
+from .isolation import query_settings
 
 AGGS = ("avg", "min", "max", "sum", "count", "last")
 
@@ -62,9 +63,13 @@ class TelemetryStore:
         self.ch = ch
         self.db = ch.database
 
+    def _q(self, sql: str, params: dict) -> list[tuple]:
+        """Every tenant query: the tenant is a parameter of the SQL and, with a server, of the row policy."""
+        return self.ch.query_rows(sql, params, settings=query_settings(self.ch.embedded, _tenant(params["t"])))
+
     def raw_points(self, *, tenant_id: str, device_id: str, metric: str, start: dt.datetime, end: dt.datetime,
                    limit: int, after: dt.datetime | None = None) -> list[Point]:
-        rows = self.ch.query_rows(
+        rows = self._q(
             f"""SELECT toUnixTimestamp64Milli(ts), value_num, value_bool, value_str FROM {self.db}.telemetry FINAL
                 WHERE tenant_id = {{t:String}} AND device_id = {{d:String}} AND metric = {{m:String}}
                   AND ts >= {{start:DateTime64(3)}} AND ts < {{end:DateTime64(3)}}
@@ -94,7 +99,7 @@ class TelemetryStore:
                       WHERE tenant_id = {{t:String}} AND device_id IN {{d:Array(String)}} AND metric = {{m:String}}
                         AND bucket >= {{start:DateTime}} AND bucket < {{end:DateTime}}
                       GROUP BY device_id, b ORDER BY device_id, b"""
-        rows = self.ch.query_rows(sql, {"t": _tenant(tenant_id), "d": list(device_ids), "m": metric,
+        rows = self._q(sql, {"t": _tenant(tenant_id), "d": list(device_ids), "m": metric,
                                         "start": start, "end": end, "iv": interval_s})
         out = {d: Series([], source) for d in device_ids}
         for device_id, b, v in rows:
@@ -103,7 +108,7 @@ class TelemetryStore:
 
     def latest(self, *, tenant_id: str, device_ids: list[str], metrics: list[str] | None = None) -> list[Latest]:
         """The last value (by event time) of each metric of the given devices."""
-        rows = self.ch.query_rows(
+        rows = self._q(
             f"""SELECT device_id, metric, toUnixTimestamp64Milli(max(last_ts)), argMaxMerge(last_v)
                 FROM {self.db}.telemetry_latest
                 WHERE tenant_id = {{t:String}} AND device_id IN {{d:Array(String)}}
@@ -117,9 +122,9 @@ class TelemetryStore:
         every point is stored exactly once."""
         p = {"t": _tenant(tenant_id), "d": device_id, "m": metric}
         where = "tenant_id = {t:String} AND device_id = {d:String} AND metric = {m:String}"
-        raw = self.ch.query_rows(f"SELECT count() FROM {self.db}.telemetry FINAL WHERE {where}", p)[0][0]
-        m1 = self.ch.query_rows(f"SELECT countMerge(count_v) FROM {self.db}.telemetry_1m WHERE {where}", p)[0][0]
-        h1 = self.ch.query_rows(f"SELECT countMerge(count_v) FROM {self.db}.telemetry_1h WHERE {where}", p)[0][0]
+        raw = self._q(f"SELECT count() FROM {self.db}.telemetry FINAL WHERE {where}", p)[0][0]
+        m1 = self._q(f"SELECT countMerge(count_v) FROM {self.db}.telemetry_1m WHERE {where}", p)[0][0]
+        h1 = self._q(f"SELECT countMerge(count_v) FROM {self.db}.telemetry_1h WHERE {where}", p)[0][0]
         return int(raw), int(m1), int(h1)
 
     def set_retention(self, *, tenant_id: str, days: int) -> None:
@@ -128,7 +133,7 @@ class TelemetryStore:
                        ["tenant_id", "retention_days", "updated_at"])
 
     def retention(self, *, tenant_id: str) -> int | None:
-        rows = self.ch.query_rows(
+        rows = self._q(
             f"SELECT argMax(retention_days, updated_at) FROM {self.db}.tenant_retention "
             "WHERE tenant_id = {t:String} GROUP BY tenant_id", {"t": _tenant(tenant_id)})
         return int(rows[0][0]) if rows else None
@@ -145,7 +150,7 @@ class TelemetryStore:
                                                  "result_json", "reason"], tenant_id, device_id, limit)
 
     def _records(self, table: str, cols: list[str], tenant_id: str, device_id: str, limit: int) -> list[dict]:
-        rows = self.ch.query_rows(
+        rows = self._q(
             f"""SELECT toUnixTimestamp64Milli(time), {', '.join(cols)} FROM {self.db}.{table} FINAL
                 WHERE tenant_id = {{t:String}} AND device_id = {{d:String}}
                 ORDER BY time DESC LIMIT {{n:UInt32}}""", {"t": _tenant(tenant_id), "d": device_id, "n": limit})

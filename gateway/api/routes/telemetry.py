@@ -27,7 +27,7 @@ fleet_router = APIRouter(prefix="/telemetry", tags=["telemetry"], responses=ERRO
 
 MAX_LIMIT = 10_000
 MAX_RANGE = dt.timedelta(days=400)
-MAX_BUCKETS = 10_000
+MAX_BUCKETS = 50_000  # 1-minute buckets over 30 days (43,200) fit
 MAX_DEVICES = 500
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
