@@ -64,3 +64,17 @@ def test_each_slo_has_a_burn_rate_alert_and_a_stated_budget():
     for slo in slos:
         assert f"`{slo}`" in slo_doc, f"ops/slo.md does not define {slo}"
     assert "error budget" in slo_doc.lower()
+
+
+def test_dashboard_panels_query_series_that_exist():
+    import json
+
+    dash = json.loads((ROOT / "ops" / "dashboards" / "fleetstream-overview.json").read_text())
+    exported = _exported_series() | {r["record"] for r in _rules() if "record" in r}
+    titles = set()
+    for panel in dash["panels"]:
+        titles.add(panel["title"])
+        for t in panel["targets"]:
+            used = set(re.findall(r"\b(fleetstream[_:][a-z0-9_:]+)", t["expr"]))
+            assert used and used <= exported, f"{panel['title']}: {used - exported}"
+    assert len(titles) == len(dash["panels"]) >= 10
