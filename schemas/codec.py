@@ -36,6 +36,7 @@ SCHEMA_FILES = {
     "registry_entry": "registry_entry.avsc",
     "command_state": "command_state.avsc",
     "shadow_document": "shadow_document.avsc",
+    "action_outcome": "action_outcome.avsc",
 }
 
 

@@ -39,8 +39,9 @@ DEAD_LETTER = TopicSpec("fleetstream.dlq", "refused input with a reason and the 
 # stream agents (issue 5, adr/0050): requests in, state views out (compacted, read by the gateway)
 COMMAND_REQUESTS = TopicSpec("fleetstream.command-requests", "API → command agent: new commands", "command")
 COMMAND_STATES = TopicSpec("fleetstream.command-states", "command agent → gateway: latest state per command", "command_state", compact=True)
+ACTION_OUTCOMES = TopicSpec("fleetstream.action-outcomes", "rules agent: outcome of each webhook call", "action_outcome")
 SHADOWS = TopicSpec("fleetstream.shadows", "shadow agent → gateway, downlink: latest shadow per device", "shadow_document", compact=True)
 
 ALL = [TELEMETRY_RAW, TELEMETRY, DEVICE_EVENTS, COMMANDS, COMMAND_ACKS, SHADOW_UPDATES, ALERTS, REGISTRY, RULES, DEAD_LETTER,
-       COMMAND_REQUESTS, COMMAND_STATES, SHADOWS]
+       COMMAND_REQUESTS, COMMAND_STATES, SHADOWS, ACTION_OUTCOMES]
 BY_NAME = {t.name: t for t in ALL}
