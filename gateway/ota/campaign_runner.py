@@ -23,7 +23,7 @@ from schemas import codec, device_key, topics
 
 from . import campaigns as store
 from . import jobs
-from .campaign_state import apply_report, plan_tick
+from .campaign_state import ACTIVE, apply_report, plan_tick
 from .download_links import DownloadLinks
 from .releases import get_release
 
@@ -93,20 +93,22 @@ class CampaignRunner:
             plan = plan_tick(store.campaign_view(c), [store.job_view(r) for r in rows], time.time())
             if plan.empty:
                 return
-            by_device = {r["device_id"]: r for r in rows}
             release = get_release(conn, tenant_id=tenant_id, device_type=c["device_type"], version=c["target_version"])
             kw = {"tenant_id": tenant_id, "campaign_id": campaign_id}
-            store.set_jobs(conn, **kw, device_ids=plan.time_out, state="timed_out",
+            store.set_jobs(conn, **kw, device_ids=plan.time_out, state="timed_out", from_states=ACTIVE,
                            reason=f"no final report within {c['device_deadline_s']} s")
-            for d in plan.send_update + plan.redeliver_update:
-                outgoing.append(self._update(tenant_id, d, c, release))
-            store.set_jobs(conn, **kw, device_ids=plan.send_update, state="sent", sent=True, first_send=True)
-            store.set_jobs(conn, **kw, device_ids=plan.redeliver_update, state="sent", sent=True)
-            for d in plan.send_rollback + plan.redeliver_rollback:
-                outgoing.append(self._rollback(conn, tenant_id, d, c, by_device[d]))
-            store.set_jobs(conn, **kw, device_ids=plan.send_rollback + plan.redeliver_rollback,
-                           state="rollback_sent", sent=True)
-            store.set_jobs(conn, **kw, device_ids=plan.skip, state="skipped", reason="campaign aborted")
+            updates = store.set_jobs(conn, **kw, device_ids=plan.send_update, state="sent", from_states=["pending"],
+                                     sent=True, first_send=True)
+            updates += store.set_jobs(conn, **kw, device_ids=plan.redeliver_update, state="sent",
+                                      from_states=["sent"], sent=True)
+            rollbacks = store.set_jobs(conn, **kw, device_ids=plan.send_rollback, state="rollback_sent",
+                                       from_states=["failed", "timed_out"], sent=True)
+            rollbacks += store.set_jobs(conn, **kw, device_ids=plan.redeliver_rollback, state="rollback_sent",
+                                        from_states=["rollback_sent"], sent=True)
+            store.set_jobs(conn, **kw, device_ids=plan.skip, state="skipped", from_states=["pending"],
+                           reason="campaign aborted")
+            outgoing = [self._update(tenant_id, j["device_id"], c, release) for j in updates]
+            outgoing += [self._rollback(conn, tenant_id, j["device_id"], c, j) for j in rollbacks]
             changes: dict = {}
             if plan.campaign_state:
                 changes.update(state=plan.campaign_state, reason=plan.reason)

@@ -85,18 +85,22 @@ def set_campaign(conn: psycopg.Connection, *, tenant_id: str, campaign_id: str, 
 
 
 def set_jobs(conn: psycopg.Connection, *, tenant_id: str, campaign_id: str, device_ids: Iterable[str], state: str,
-             sent: bool = False, first_send: bool = False, reason: str | None = None) -> None:
+             from_states: Iterable[str], sent: bool = False, first_send: bool = False,
+             reason: str | None = None) -> list[dict]:
+    """Moves jobs that are still in one of ``from_states`` (a device report may have moved a job since it
+    was planned: that report wins) and returns the rows it moved, so only those get commands."""
     ids = list(device_ids)
     if not ids:
-        return
+        return []
     extra = ""
     if sent:
         extra = ", attempts = attempts + 1, last_sent_at = now()"
         if first_send:
             extra += ", sent_at = now()"
-    conn.execute(f"update ota_campaign_devices set state = %s, reason = coalesce(%s, reason), updated_at = now(){extra} "
-                 "where tenant_id = %s and campaign_id = %s and device_id = any(%s)",
-                 (state, reason, tenant_id, campaign_id, ids))
+    return conn.execute(
+        f"update ota_campaign_devices set state = %s, reason = coalesce(%s, reason), updated_at = now(){extra} "
+        "where tenant_id = %s and campaign_id = %s and device_id = any(%s) and state = any(%s) returning *",
+        (state, reason, tenant_id, campaign_id, ids, list(from_states))).fetchall()
 
 
 def record_commands(conn: psycopg.Connection, *, tenant_id: str, campaign_id: str,

@@ -233,8 +233,9 @@ async def campaign_action(request: Request, principal: OtaWrite, campaign_id: st
             if new == "cancelled":
                 rows = store.list_jobs(conn, tenant_id=tenant, campaign_id=cid)
                 drop, notify = cancel_jobs(JobView(r["device_id"], r["wave"], r["state"]) for r in rows)
-                store.set_jobs(conn, tenant_id=tenant, campaign_id=cid, device_ids=drop, state="cancelled",
-                               reason="campaign cancelled")
+                kw = {"tenant_id": tenant, "campaign_id": cid, "state": "cancelled", "reason": "campaign cancelled"}
+                store.set_jobs(conn, **kw, device_ids=set(drop) - set(notify), from_states=["pending"])
+                notify = [r["device_id"] for r in store.set_jobs(conn, **kw, device_ids=notify, from_states=["sent"])]
                 if ota.runner is not None:
                     tell = ota.runner.cancel(tenant, cid, notify)
                     store.record_commands(conn, tenant_id=tenant, campaign_id=cid,
