@@ -20,6 +20,7 @@ PY=${PYTHON:-python3}
 
 [ "${FLEETSTREAM_SKIP_OPS_TOOLS:-0}" = "1" ] && { echo "ops-tools: skipped (FLEETSTREAM_SKIP_OPS_TOOLS=1)"; exit 0; }
 mkdir -p "$BIN"
+command -v go >/dev/null || { [ -x /usr/local/go/bin/go ] && export PATH="$PATH:/usr/local/go/bin"; } || true
 
 go_tool() {  # name module version
   local name=$1 module=$2 version=$3 stamp=$BIN/.$1-$3
