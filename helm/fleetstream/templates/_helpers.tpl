@@ -187,6 +187,11 @@ spec:
           secret:
             secretName: {{ $root.Values.platformSecrets.pkiSecret }}
             defaultMode: 0440
+            # the layout fleetstream.stack.pki.PlatformPKI reads: ca.crt, services/<identity>.crt|.key
+            items:
+              - {key: ca.crt, path: ca.crt}
+              - {key: connector.crt, path: services/fleetstream-connector.crt}
+              - {key: connector.key, path: services/fleetstream-connector.key}
         {{- if .configMap }}
         - name: config
           configMap:
