@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -60,6 +61,9 @@ def run_from_args(a) -> int:
     from .runner import Run
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # SIGTERM unwinds like Ctrl-C, so the run's own stack is always stopped (its children have their own
+    # process groups and would outlive a killed bench)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     cfg = config_from_args(a)
     result = Run(cfg).execute()
     path = report.write(result, cfg.results_dir)

@@ -71,8 +71,11 @@ def provision(s: Settings, n: int, *, out_dir: Path, prefix: str = "sim", tenant
                 progress(done, n)
             return FleetDevice(dev, str(cert_dir))
 
-        with ThreadPoolExecutor(max(1, threads)) as pool:
+        pool = ThreadPoolExecutor(max(1, threads))
+        try:
             devices = list(pool.map(one, range(n)))
+        finally:  # on failure or Ctrl-C, do not provision the rest of the queue first
+            pool.shutdown(wait=True, cancel_futures=True)
     finally:
         admin.close()
     extra = {k: v for k, v in tenant.items() if k != "tenant_id"}
