@@ -102,9 +102,11 @@ class CampaignRunner:
             updates += store.set_jobs(conn, **kw, device_ids=plan.redeliver_update, state="sent",
                                       from_states=["sent"], sent=True)
             rollbacks = store.set_jobs(conn, **kw, device_ids=plan.send_rollback, state="rollback_sent",
-                                       from_states=["failed", "timed_out"], sent=True)
+                                       from_states=["failed", "timed_out"], sent=True, first_rollback=True)
             rollbacks += store.set_jobs(conn, **kw, device_ids=plan.redeliver_rollback, state="rollback_sent",
                                         from_states=["rollback_sent"], sent=True)
+            store.set_jobs(conn, **kw, device_ids=plan.rollback_unanswered, state="rollback_failed",
+                           from_states=["rollback_sent"], reason=f"no answer to the rollback within {c['device_deadline_s']} s")
             store.set_jobs(conn, **kw, device_ids=plan.skip, state="skipped", from_states=["pending"],
                            reason="campaign aborted")
             outgoing = [self._update(tenant_id, j["device_id"], c, release) for j in updates]

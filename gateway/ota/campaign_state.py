@@ -14,6 +14,7 @@ Device job states::
                  └──────────────┴─────────┴───────────┴─────────────┴────────────┴──────► failed (reason)
     sent … rebooting ──no terminal report within device_deadline_s──► timed_out
     failed | timed_out ──rollback policy──► rollback_sent ─► rolled_back | rollback_failed
+                                            (no answer within device_deadline_s ─► rollback_failed)
     pending ─► skipped (campaign aborted) | cancelled (campaign cancelled);  sent ─► cancelled
 """
 
@@ -62,6 +63,7 @@ class JobView:
     state: str
     sent_at: float | None = None
     last_sent_at: float | None = None
+    rollback_sent_at: float | None = None
 
 
 @dataclass
@@ -71,6 +73,7 @@ class TickPlan:
     time_out: list[str] = field(default_factory=list)
     send_rollback: list[str] = field(default_factory=list)
     redeliver_rollback: list[str] = field(default_factory=list)
+    rollback_unanswered: list[str] = field(default_factory=list)  # deadline passed: give up on the rollback
     skip: list[str] = field(default_factory=list)
     campaign_state: str | None = None  # set when the campaign changes state
     reason: str | None = None
@@ -80,7 +83,7 @@ class TickPlan:
     @property
     def empty(self) -> bool:
         return not (self.send_update or self.redeliver_update or self.time_out or self.send_rollback
-                    or self.redeliver_rollback or self.skip or self.campaign_state or self.next_wave is not None
+                    or self.redeliver_rollback or self.rollback_unanswered or self.skip or self.campaign_state or self.next_wave is not None
                     or self.wave_done_at is not None)
 
 
@@ -168,6 +171,9 @@ def plan_tick(c: CampaignView, jobs: Sequence[JobView], now: float) -> TickPlan:
                 plan.send_rollback.append(j.device_id)
         elif j.state in wants_rollback:
             plan.send_rollback.append(j.device_id)
+        elif j.state == "rollback_sent" and j.rollback_sent_at is not None \
+                and now - j.rollback_sent_at >= c.device_deadline_s:
+            plan.rollback_unanswered.append(j.device_id)
         elif j.state == "rollback_sent" and _due(j, now, c.redeliver_s):
             plan.redeliver_rollback.append(j.device_id)
         elif j.state == "sent" and c.state in ("running", "paused") and _due(j, now, c.redeliver_s):

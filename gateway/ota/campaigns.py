@@ -85,7 +85,7 @@ def set_campaign(conn: psycopg.Connection, *, tenant_id: str, campaign_id: str, 
 
 
 def set_jobs(conn: psycopg.Connection, *, tenant_id: str, campaign_id: str, device_ids: Iterable[str], state: str,
-             from_states: Iterable[str], sent: bool = False, first_send: bool = False,
+             from_states: Iterable[str], sent: bool = False, first_send: bool = False, first_rollback: bool = False,
              reason: str | None = None) -> list[dict]:
     """Moves jobs that are still in one of ``from_states`` (a device report may have moved a job since it
     was planned: that report wins) and returns the rows it moved, so only those get commands."""
@@ -97,6 +97,8 @@ def set_jobs(conn: psycopg.Connection, *, tenant_id: str, campaign_id: str, devi
         extra = ", attempts = attempts + 1, last_sent_at = now()"
         if first_send:
             extra += ", sent_at = now()"
+        if first_rollback:
+            extra += ", rollback_sent_at = now()"
     return conn.execute(
         f"update ota_campaign_devices set state = %s, reason = coalesce(%s, reason), updated_at = now(){extra} "
         "where tenant_id = %s and campaign_id = %s and device_id = any(%s) and state = any(%s) returning *",
@@ -144,5 +146,6 @@ def campaign_view(row: dict) -> CampaignView:
 def job_view(row: dict) -> JobView:
     return JobView(row["device_id"], row["wave"], row["state"],
                    row["sent_at"].timestamp() if row["sent_at"] else None,
-                   row["last_sent_at"].timestamp() if row["last_sent_at"] else None)
+                   row["last_sent_at"].timestamp() if row["last_sent_at"] else None,
+                   row["rollback_sent_at"].timestamp() if row["rollback_sent_at"] else None)
 

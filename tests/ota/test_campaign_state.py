@@ -128,3 +128,12 @@ def test_operator_actions_and_cancel():
         operator_action("aborted", "resume")
     drop, tell = cancel_jobs([JobView("p", 1, "pending"), JobView("s", 0, "sent"), JobView("i", 0, "installing")])
     assert drop == ["p", "s"] and tell == ["s"]
+
+
+def test_an_unanswered_rollback_is_redelivered_until_the_deadline_then_given_up():
+    j = JobView("a", 0, "rollback_sent", sent_at=0, last_sent_at=100, rollback_sent_at=100)
+    c = campaign(device_deadline_s=600, redeliver_s=30)
+    assert plan_tick(c, [j], now=120).redeliver_rollback == []
+    assert plan_tick(c, [j], now=131).redeliver_rollback == ["a"]
+    late = plan_tick(c, [j], now=701)
+    assert late.rollback_unanswered == ["a"] and late.redeliver_rollback == []
