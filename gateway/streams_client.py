@@ -29,6 +29,8 @@ from schemas import ValueDeserializationError, codec, split_key, topics
 
 log = logging.getLogger(__name__)
 
+_RANK = {"ACTIVE": 0, "ACKNOWLEDGED": 1, "CLEARED": 2}
+
 
 class StreamsClient:
     """:param bootstrap: Kafka bootstrap servers. Call ``start`` once, ``close`` at shutdown."""
@@ -96,6 +98,13 @@ class StreamsClient:
     def device_commands(self, tenant_id: str, device_id: str) -> list[dict]:
         return list(self.commands.get((tenant_id, device_id), {}).values())
 
+    def apply_alert(self, a: dict) -> None:
+        """Latest state per alert; never backwards (ACTIVE → ACKNOWLEDGED → CLEARED)."""
+        mine = self.alerts.setdefault(a["tenant_id"], {})
+        cur = mine.get(a["alert_id"])
+        if cur is None or _RANK[a["state"]] >= _RANK[cur["state"]]:
+            mine[a["alert_id"]] = a
+
     # -- the view -------------------------------------------------------------------------------------
     def _poll(self) -> None:
         while not self._stop.is_set():
@@ -118,8 +127,7 @@ class StreamsClient:
                 st = codec("command_state").decode(value)
                 self.commands.setdefault((st["tenant_id"], st["device_id"]), {})[st["command_id"]] = st
             elif topic == topics.ALERTS.name:
-                a = codec("alert").decode(value)
-                self.alerts.setdefault(a["tenant_id"], {})[a["alert_id"]] = a
+                self.apply_alert(codec("alert").decode(value))
         except ValueDeserializationError as exc:
             log.warning("streams view: skipping undecodable record on %s (%r): %s", topic, key, exc)
         for hook in self.on_record:

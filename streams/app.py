@@ -12,6 +12,7 @@ from fleetstream.settings import Settings
 
 from .partitioning import crc32_partitioner
 from .registry import RegistryView
+from .rules_view import RulesView
 
 
 def create_app(s: Settings, *, app_id: str = "fleetstream-streams") -> faust.App:
@@ -36,11 +37,12 @@ def create_app(s: Settings, *, app_id: str = "fleetstream-streams") -> faust.App
         broker_heartbeat_interval=3,
         producer_partitioner=crc32_partitioner,  # the same partition as confluent-kafka producers (adr/0050)
     )
-    from . import commands, shadows, status, validate
+    from . import commands, rules, shadows, status, validate
 
     registry = RegistryView(s.bootstrap_servers).start()
     validate.register(app, s, registry)
     commands.register(app, registry)
     shadows.register(app)
     status.register(app, s, registry)
+    rules.register(app, RulesView(s.bootstrap_servers).start())
     return app

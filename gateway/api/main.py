@@ -6,6 +6,7 @@ from gateway.live import sse as live_sse
 from gateway.live import websocket as live_ws
 
 from .routes import admin as control_admin
+from .routes import alerts, rules  # rule engine (issue 5)
 from .routes import certificates, clients, commands, devices, health, oauth, provisioning, shadow, telemetry
 from .routes import firmware as ota_firmware  # OTA (issue 8)
 from .routes import graphql as graphql_api  # issue 6
@@ -19,6 +20,8 @@ for _r in (control_admin, devices, certificates, clients, provisioning):  # cont
 api_router.include_router(telemetry.router)
 api_router.include_router(commands.router)
 api_router.include_router(shadow.router)
+api_router.include_router(rules.router)
+api_router.include_router(alerts.router)
 api_router.include_router(telemetry.fleet_router)
 for _r in (live_ws, live_sse):  # live delivery (issue 6)
     api_router.include_router(_r.router)

@@ -1,0 +1,269 @@
+"""Tenant rules: ``/v1/rules`` (adr/0055). Documents are validated by ``schemas.rules.RuleDocument``, kept
+with every version in Postgres (RLS), and published to the compacted ``fleetstream.rules`` topic (key
+``tenant:rule_id``; a tombstone on delete) for the rules agent. Publishing happens inside the database
+transaction: a rule Kafka did not take is not saved. Dry-run evaluates a document against a device's
+recent telemetry without saving it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from gateway.api.deps import require
+from gateway.auth.tokens import Principal
+from gateway.crud import rules as crud
+from gateway.crud.devices import get_device
+from gateway.errors import ERROR_RESPONSES, ApiError, not_found
+from schemas import topics
+from schemas.rules import RuleDocument, evaluate, in_scope
+
+router = APIRouter(prefix="/rules", tags=["rules"], responses=ERROR_RESPONSES)
+Writer = Annotated[Principal, Depends(require("rules:write"))]
+Reader = Annotated[Principal, Depends(require("devices:read"))]
+
+
+class RuleIn(RuleDocument):
+    enabled: bool = True
+
+
+class RuleOut(BaseModel):
+    rule_id: str
+    version: int
+    enabled: bool
+    document: dict[str, Any]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class RuleList(BaseModel):
+    data: list[RuleOut]
+    count: int
+
+
+class DryRunIn(BaseModel):
+    rule: RuleDocument
+    device_id: str
+    hours: float = Field(24, gt=0, le=24 * 30, description="how far back to replay")
+
+
+class DryRunOut(BaseModel):
+    device_id: str
+    in_scope: bool
+    readings: int
+    evaluations: int
+    transitions: list[dict[str, Any]]
+
+
+def _out(row: dict) -> RuleOut:
+    return RuleOut(rule_id=str(row["rule_id"]), version=row["version"], enabled=row["enabled"], document=row["document"],
+                   created_at=row["created_at"], updated_at=row["updated_at"])
+
+
+def _doc(body: RuleDocument) -> dict:
+    return body.model_dump(mode="json", exclude_none=True, exclude={"enabled"})
+
+
+def rule_record(row: dict) -> bytes:
+    return json.dumps({"tenant_id": str(row["tenant_id"]), "rule_id": str(row["rule_id"]), "version": row["version"],
+                       "enabled": row["enabled"], "document": row["document"]}).encode()
+
+
+async def _publish(request: Request, row: dict | None, tenant_id: str, rule_id: str) -> None:
+    key = f"{tenant_id}:{rule_id}".encode()
+    try:
+        await request.app.state.streams.produce(topics.RULES.name, key, rule_record(row) if row else None)
+    except Exception as exc:
+        raise ApiError(503, "kafka_unavailable", f"the rule could not be distributed: {exc}") from exc
+
+
+def _tx(request: Request, tenant_id: str):
+    return request.app.state.db.tenant_tx(tenant_id)
+
+
+async def _save(request: Request, tenant_id: str, fn) -> dict | None:
+    """Runs ``fn(conn)`` in a tenant transaction and publishes its row before the commit."""
+    db = request.app.state.db
+    conn_cm = db.tenant_tx(tenant_id)
+    conn = await run_in_threadpool(conn_cm.__enter__)
+    try:
+        row = await run_in_threadpool(fn, conn)
+        if row is not None:
+            await _publish(request, row, tenant_id, str(row["rule_id"]))
+    except BaseException as exc:
+        await run_in_threadpool(conn_cm.__exit__, type(exc), exc, exc.__traceback__)
+        raise
+    await run_in_threadpool(conn_cm.__exit__, None, None, None)
+    return row
+
+
+@router.post("", status_code=201, response_model=RuleOut, summary="Create a rule (validated; version 1)")
+async def create_rule(request: Request, body: RuleIn, principal: Writer) -> RuleOut:
+    t = principal.tenant_id
+    row = await _save(request, t, lambda c: crud.create_rule(c, tenant_id=t, name=body.name, document=_doc(body),
+                                                              enabled=body.enabled))
+    return _out(row)
+
+
+@router.get("", response_model=RuleList, summary="The tenant's rules")
+async def list_rules(request: Request, principal: Reader, enabled: bool | None = None) -> RuleList:
+    def run():
+        with _tx(request, principal.tenant_id) as c:
+            return crud.list_rules(c, tenant_id=principal.tenant_id, enabled=enabled)
+
+    rows = await run_in_threadpool(run)
+    return RuleList(data=[_out(r) for r in rows], count=len(rows))
+
+
+@router.get("/{rule_id}", response_model=RuleOut, summary="One rule, current version")
+async def get_rule(request: Request, rule_id: str, principal: Reader) -> RuleOut:
+    def run():
+        with _tx(request, principal.tenant_id) as c:
+            return crud.get_rule(c, tenant_id=principal.tenant_id, rule_id=_uuid(rule_id))
+
+    row = await run_in_threadpool(run)
+    if row is None:
+        raise not_found(f"rule {rule_id!r}")
+    return _out(row)
+
+
+@router.get("/{rule_id}/versions", summary="Every saved version of a rule")
+async def rule_versions(request: Request, rule_id: str, principal: Reader) -> dict:
+    def run():
+        with _tx(request, principal.tenant_id) as c:
+            return crud.rule_versions(c, tenant_id=principal.tenant_id, rule_id=_uuid(rule_id))
+
+    rows = await run_in_threadpool(run)
+    if not rows:
+        raise not_found(f"rule {rule_id!r}")
+    return {"data": [{**r, "created_at": r["created_at"].isoformat()} for r in rows], "count": len(rows)}
+
+
+@router.put("/{rule_id}", response_model=RuleOut, summary="Replace a rule's document (a new version); If-Match: version")
+async def replace_rule(request: Request, rule_id: str, body: RuleIn, principal: Writer,
+                       if_match: Annotated[str | None, Header()] = None) -> RuleOut:
+    return await _update(request, principal.tenant_id, rule_id, document=_doc(body), enabled=body.enabled,
+                         expected=_version(if_match))
+
+
+@router.post("/{rule_id}/enable", response_model=RuleOut, summary="Enable a rule")
+async def enable_rule(request: Request, rule_id: str, principal: Writer) -> RuleOut:
+    return await _update(request, principal.tenant_id, rule_id, enabled=True)
+
+
+@router.post("/{rule_id}/disable", response_model=RuleOut, summary="Disable a rule (its active alerts stay)")
+async def disable_rule(request: Request, rule_id: str, principal: Writer) -> RuleOut:
+    return await _update(request, principal.tenant_id, rule_id, enabled=False)
+
+
+@router.delete("/{rule_id}", status_code=204, summary="Delete a rule and its versions")
+async def delete_rule(request: Request, rule_id: str, principal: Writer) -> Response:
+    t = principal.tenant_id
+    rid = _uuid(rule_id)
+
+    def run(c):
+        return {"rule_id": rid} if crud.delete_rule(c, tenant_id=t, rule_id=rid) else None
+
+    db = request.app.state.db
+    cm = db.tenant_tx(t)
+    conn = await run_in_threadpool(cm.__enter__)
+    try:
+        gone = await run_in_threadpool(run, conn)
+        if gone:
+            await _publish(request, None, t, rid)
+    except BaseException as exc:
+        await run_in_threadpool(cm.__exit__, type(exc), exc, exc.__traceback__)
+        raise
+    await run_in_threadpool(cm.__exit__, None, None, None)
+    if not gone:
+        raise not_found(f"rule {rule_id!r}")
+    return Response(status_code=204)
+
+
+@router.post("/dry-run", response_model=DryRunOut, summary="Evaluate a rule against a device's recent telemetry")
+async def dry_run(request: Request, body: DryRunIn, principal: Reader) -> DryRunOut:
+    t, st = principal.tenant_id, request.app.state
+    doc = body.rule.model_dump(mode="json", exclude_none=True)
+    metrics = sorted(_metrics(doc["condition"]))
+    end = dt.datetime.now(dt.UTC)
+    start = end - dt.timedelta(hours=body.hours)
+
+    def run():
+        with st.db.tenant_tx(t) as c:
+            dev = get_device(c, tenant_id=t, device_id=body.device_id)
+        if dev is None:
+            return None, {}
+        merged: dict[int, dict] = {}
+        for m in metrics:
+            for p in st.store.raw_points(tenant_id=t, device_id=body.device_id, metric=m, start=start, end=end,
+                                         limit=100_000):
+                merged.setdefault(int(p.ts.timestamp() * 1000), {})[m] = p.value
+        return dev, merged
+
+    dev, readings = await run_in_threadpool(run)
+    if dev is None:
+        raise not_found(f"device {body.device_id!r}")
+    scoped = in_scope(doc.get("scope", {}), body.device_id, dev.get("device_type"), list(dev.get("tags") or []))
+    state: dict = {}
+    active, transitions, evaluations = False, [], 0
+    for ts in sorted(readings):
+        evaluations += 1
+        r = evaluate(doc["condition"], readings[ts], ts, state)
+        if r is True and not active:
+            transitions.append({"ts": ts, "event": "fire", "values": readings[ts]})
+        elif r is False and active:
+            transitions.append({"ts": ts, "event": "clear", "values": readings[ts]})
+        active = active if r is None else r
+    return DryRunOut(device_id=body.device_id, in_scope=scoped, readings=len(readings), evaluations=evaluations,
+                     transitions=transitions)
+
+
+async def _update(request: Request, tenant_id: str, rule_id: str, *, document: dict | None = None,
+                  enabled: bool | None = None, expected: int | None = None) -> RuleOut:
+    rid = _uuid(rule_id)
+
+    def fn(c):
+        try:
+            return crud.update_rule(c, tenant_id=tenant_id, rule_id=rid, document=document, enabled=enabled,
+                                    expected_version=expected)
+        except crud.VersionConflict as exc:
+            raise ApiError(412, "version_mismatch", f"If-Match {expected}: {exc}") from exc
+
+    row = await _save(request, tenant_id, fn)
+    if row is None:
+        raise not_found(f"rule {rule_id!r}")
+    return _out(row)
+
+
+def _metrics(cond: dict) -> set[str]:
+    out = set()
+    for k in ("metric", "lat_metric", "lon_metric"):
+        if cond.get(k):
+            out.add(cond[k])
+    if cond["type"] == "geofence":
+        out |= {cond.get("lat_metric", "lat"), cond.get("lon_metric", "lon")}
+    for sub in cond.get("conditions", []) + ([cond["condition"]] if "condition" in cond else []):
+        out |= _metrics(sub)
+    return out
+
+
+def _uuid(value: str) -> str:
+    import uuid
+
+    try:
+        return str(uuid.UUID(value))
+    except ValueError as exc:
+        raise not_found(f"rule {value!r}") from exc
+
+
+def _version(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value.strip().strip('"'))
+    except ValueError as exc:
+        raise ApiError(400, "bad_if_match", "If-Match must be a rule version number") from exc

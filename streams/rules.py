@@ -1,0 +1,168 @@
+"""Rules agent: evaluates each validated reading against its tenant's enabled rules (adr/0055, 0056).
+
+Per device and rule the agent keeps whether the rule is active, the activation id, the event time of the
+latest reading evaluated, and what rate and holding conditions remember. A reading older than the latest
+one evaluated for that rule and device is late: it cannot change the current state and is skipped (so a
+late or out-of-order reading neither fires nor clears). A rule fires on the transition to true and clears
+on the transition to false; while it stays true nothing is repeated (de-duplication). Inactivity rules
+fire from a timer when the partition's event-time watermark passes the last reading plus ``for_s``.
+
+State: a Faust table keyed ``tenant:device`` (one entry holds all that device's rules), written only when
+something that must survive a restart changes (a transition, a holding condition starting or stopping,
+inactivity bookkeeping at most every quarter window), never per reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import faust
+
+from schemas import ValueDeserializationError, codec, topics
+from schemas.rules import evaluate, in_scope
+
+from .actions import ActionRunner, activation_id
+from .rules_view import Rule, RulesView
+from .tables import owned_partitions, put
+
+log = logging.getLogger(__name__)
+
+IDLE_GRACE_MS = 10_000
+TICK_S = 1.0
+STATS = {"records": 0, "evaluations": 0, "fired": 0, "cleared": 0}
+
+
+def new_rule_state(rule: Rule) -> dict:
+    return {"v": rule.version, "active": False, "aid": None, "ts": 0, "last": 0, "saved": 0, "s": {}}
+
+
+def step(rule: Rule, rs: dict, values: dict, ts: int) -> tuple[str | None, bool]:
+    """Evaluates one reading for one rule. Returns (``"fire"`` | ``"clear"`` | None, must persist)."""
+    if ts < rs["ts"]:
+        return None, False  # late: the state already reflects a newer reading
+    rs["ts"] = ts
+    holding_before = {k for k in rs["s"] if not isinstance(rs["s"][k], list)}
+    result = evaluate(rule.condition, values, ts, rs["s"])
+    persist = holding_before != {k for k in rs["s"] if not isinstance(rs["s"][k], list)}
+    if rule.inactivity and result is False:
+        rs["last"] = ts
+        persist = persist or ts - rs["saved"] > rule.condition["for_s"] * 250
+    if result is True and not rs["active"]:
+        rs["active"], rs["aid"] = True, None
+        return "fire", True
+    if result is False and rs["active"]:
+        rs["active"] = False
+        return "clear", True
+    return None, persist
+
+
+def register(app: faust.App, rules_view: RulesView) -> ActionRunner:
+    source = app.topic(topics.TELEMETRY.name, key_type=bytes, value_type=bytes)
+    table = app.Table("rule-state", default=None, key_type=bytes, value_type=None, partitions=app.conf.topic_partitions)
+    runner = ActionRunner(app)
+    tcodec = codec("telemetry")
+    watermarks: dict[int, int] = {}
+    last_wall: dict[int, int] = {}
+
+    @app.agent(source, name="rules")
+    async def rules(stream):
+        await asyncio.to_thread(rules_view.caught_up.wait, 30)
+        async for events in stream.take_events(2000, within=0.05):
+            wall = time.time_ns() // 1_000_000
+            for ev in events:
+                key, part = ev.message.key, ev.message.partition
+                STATS["records"] += 1
+                if not key:
+                    continue
+                tenant = key[:key.find(b":")].decode()
+                mine = rules_view.rules_of(tenant)  # only this tenant's rules ever see this reading
+                if not mine:
+                    continue
+                try:
+                    rec = tcodec.decode(ev.message.value)
+                except ValueDeserializationError:
+                    continue
+                ts, values, device = rec["event_time"], rec["values"], rec["device_id"]
+                if ts > watermarks.get(part, 0):
+                    watermarks[part] = ts
+                last_wall[part] = wall
+                st = table.data.get(key)
+                dirty = st is None
+                st = st or {"_p": part}
+                todo = []
+                for rule in mine.values():
+                    if not in_scope(rule.scope, device, rec["device_type"], rec["tags"]):
+                        continue
+                    rs = st.get(rule.rule_id)
+                    if rs is None or rs["v"] != rule.version:
+                        fresh = new_rule_state(rule)
+                        if rs is not None:  # a new version keeps its activation, so it can still clear
+                            fresh["active"], fresh["aid"] = rs["active"], rs["aid"]
+                        st[rule.rule_id] = rs = fresh
+                        dirty = True
+                    STATS["evaluations"] += 1
+                    what, persist = step(rule, rs, values, ts)
+                    dirty = dirty or persist
+                    if what:
+                        todo.append((rule, rs, what))
+                if not dirty:
+                    continue
+                for rule, rs, what in todo:
+                    if what == "fire":
+                        rs["aid"] = activation_id(rule, device, ts)
+                for rs in st.values():
+                    if isinstance(rs, dict):
+                        rs["saved"] = rs.get("last", 0)
+                put(table, part, key, st)  # the state first: a replay after a crash sees the alert raised
+                for rule, rs, what in todo:
+                    STATS["fired" if what == "fire" else "cleared"] += 1
+                    await runner.run(rule, device, what == "fire", rs["aid"], ts, values, ev.message.value)
+
+    @app.timer(TICK_S)
+    async def inactivity():
+        if not app.tables.recovery.completed.is_set():
+            return
+        wall = time.time_ns() // 1_000_000
+        mine = owned_partitions(app, topics.TELEMETRY.name)
+        for key, st in list(table.data.items()):
+            if not st or st.get("_p") not in mine:
+                continue
+            tenant, _, device = key.decode().partition(":")
+            rules = [r for r in rules_view.rules_of(tenant).values() if r.inactivity and r.rule_id in st]
+            if not rules:
+                continue
+            p = st["_p"]
+            wm = watermarks.get(p, 0)
+            if wall - last_wall.get(p, 0) > IDLE_GRACE_MS:
+                wm = max(wm, wall - IDLE_GRACE_MS)
+            fired = []
+            for rule in rules:
+                rs = st[rule.rule_id]
+                window = int(rule.condition["for_s"] * 1000)
+                if rs["active"] or not rs["last"] or wm - rs["last"] <= window:
+                    continue
+                at = rs["last"] + window
+                rs["active"], rs["aid"], rs["ts"] = True, activation_id(rule, device, at), max(rs["ts"], at)
+                fired.append((rule, rs, at))
+            if fired:
+                put(table, p, key, st)
+                for rule, rs, at in fired:
+                    STATS["fired"] += 1
+                    await runner.run(rule, device, True, rs["aid"], at, {}, None)
+
+    @app.page("/rules/{tenant}/")
+    async def known_rules(web, request, tenant):
+        """Which rule versions this worker holds for a tenant (operations, and tests waiting for a rule)."""
+        return web.json({rid: r.version for rid, r in rules_view.rules_of(tenant).items()})
+
+    @app.page("/stats/")
+    async def stats(web, request):
+        return web.json({"rules": STATS, "actions": runner.stats})
+
+    @app.timer(30.0)
+    async def report():
+        log.info("rules agent: %s; actions: %s", STATS, runner.stats)
+
+    return runner
