@@ -60,7 +60,10 @@ class DynSecAdmin:
                 waiter[0].set()
 
     def call(self, *commands: dict, timeout: float = 10.0, batch: int = 300) -> list[dict]:
-        """Sends commands in messages of up to ``batch`` and returns one response per command, in order."""
+        """Sends commands in messages of up to ``batch`` and returns one response per command, in order.
+
+        The plugin answers a message only when all its commands are done, and it rewrites its whole JSON
+        file as it goes (slower as the client list grows): the wait grows with the batch."""
         results: list[dict] = []
         with self._serial:  # the plugin answers in order; one request in flight keeps errors attributable
             for i in range(0, len(commands), batch):
@@ -73,7 +76,7 @@ class DynSecAdmin:
                     self.client.publish(CONTROL, json.dumps(body), qos=1)
                     for cmd, c in zip(chunk, corrs, strict=True):
                         ev, box = waiters[c]
-                        if not ev.wait(timeout):
+                        if not ev.wait(timeout + 0.2 * len(chunk)):
                             raise BrokerAuthError(f"no answer from the broker for {cmd['command']}")
                         results.append(box[0])
                 finally:
@@ -90,9 +93,9 @@ class DynSecAdmin:
         for device_id in device_ids:
             user = device_username(tenant_id, device_id)
             role = f"device:{user}"
+            # two commands: the plugin rewrites its whole JSON file after each one (a new client is enabled)
             cmds += [{"command": "createRole", "rolename": role, "acls": device_acls(tenant_id, device_id)},
-                     {"command": "createClient", "username": user, "roles": [{"rolename": role}]},
-                     {"command": "enableClient", "username": user}]
+                     {"command": "createClient", "username": user, "roles": [{"rolename": role}]}]
         for resp in self.call(*cmds):
             err = resp.get("error")
             if err and "already" not in err.lower():
@@ -102,9 +105,9 @@ class DynSecAdmin:
         """Disables the client, which drops its live session, and takes its role away.
 
         Mosquitto 2.0 runs no authentication plugin for certificate identities (``use_identity_as_username``),
-        so a reconnect may complete CONNECT; without its role the default-deny ACLs refuse its publishes
-        (PUBACK 135). Known gap, adr/0033: a device that had published before its suspension was seen
-        publishing again after reconnecting."""
+        so a reconnect may complete CONNECT; the client entry stays (an identity dynsec does not know is
+        not checked at all) but without its role the default-deny ACLs refuse every publish (PUBACK 135)
+        and deliver nothing (adr/0033)."""
         user = device_username(tenant_id, device_id)
         for resp in self.call({"command": "disableClient", "username": user},
                               {"command": "removeClientRole", "username": user, "rolename": f"device:{user}"}):
