@@ -18,6 +18,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +46,8 @@ def measure_storage(points: int, workdir: Path) -> dict:
     start_ms = end_ms - DAYS * 86400 * 1000
     step = (end_ms - start_ms) / points
     batch, t_sink, t_write, offset = 5000, 0.0, 0.0, 0
+    # the machine is shared: process CPU time (all threads, chdb's included) is reported beside wall time
+    cpu0 = time.process_time()
     for b in range(0, points, batch):
         encoded = tel.encode_many({"tenant_id": "bench", "device_id": "dev-1", "event_time": int(start_ms + i * step),
                                    "receive_time": end_ms, "protocol": "mqtt", "values": {"v": float(i % 1000)}}
@@ -60,6 +63,7 @@ def measure_storage(points: int, workdir: Path) -> dict:
         sink.write(records)
         t_write += time.perf_counter() - t1
         t_sink += time.perf_counter() - t0
+    sink_cpu = time.process_time() - cpu0
     start = dt.datetime.fromtimestamp(start_ms / 1000, dt.UTC)
     end = dt.datetime.fromtimestamp(end_ms / 1000, dt.UTC)
     q = {"tenant_id": "bench", "metric": "v"}
@@ -72,23 +76,28 @@ def measure_storage(points: int, workdir: Path) -> dict:
         s, e = align(start, end, interval_s)
         return lambda: store.downsampled(device_ids=["dev-1"], start=s, end=e, interval_s=interval_s, agg="avg", **q)
 
-    def lat(fn):
+    cpu_ms: dict[str, float] = {}
+
+    def lat(fn, name):
         fn()
-        times = []
+        times, cpus = [], []
         for _ in range(5):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             out = fn()
             times.append((time.perf_counter() - t0) * 1000)
+            cpus.append((time.process_time() - c0) * 1000)
+        cpu_ms[name] = round(statistics.median(cpus), 1)
         return round(statistics.median(times), 1), out
 
-    raw_ms, page = lat(raw)
-    m1_ms, m1 = lat(agg(60))
-    h1_ms, h1 = lat(agg(3600))
-    latest_ms, _ = lat(lambda: store.latest(tenant_id="bench", device_ids=["dev-1"]))
+    raw_ms, page = lat(raw, "raw_page")
+    m1_ms, m1 = lat(agg(60), "agg_1m_30d")
+    h1_ms, h1 = lat(agg(3600), "agg_1h_30d")
+    latest_ms, _ = lat(lambda: store.latest(tenant_id="bench", device_ids=["dev-1"]), "latest")
     counts = store.count_points(tenant_id="bench", device_id="dev-1", metric="v")
     ch.close()
     return {"points": points, "sink_rows_per_s": round(points / t_sink),
             "insert_only_rows_per_s": round(points / t_write),
+            "sink_rows_per_cpu_s": round(points / sink_cpu), "query_cpu_ms": cpu_ms,
             "raw_page_1000_ms": raw_ms, "raw_page_len": len(page),
             "agg_1m_30d_ms": m1_ms, "agg_1m_buckets": len(m1["dev-1"].points), "agg_1m_source": m1["dev-1"].source,
             "agg_1h_30d_ms": h1_ms, "agg_1h_buckets": len(h1["dev-1"].points), "agg_1h_source": h1["dev-1"].source,
@@ -106,7 +115,7 @@ app = FastAPI()
 app.include_router(websocket.router, prefix="/v1")
 app.state.keys = KeyRing(Path(sys.argv[1]))
 app.state.live = LiveHub("127.0.0.1:1", queue_size=256)  # not started: idle connections only
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", ws=sys.argv[3])
 """
 
 
@@ -130,14 +139,20 @@ async def _open(url: str, n: int) -> list:
     return conns
 
 
-def measure_websockets(n: int, workdir: Path, port: int = 18799) -> dict:
+def measure_websockets(n: int, workdir: Path, ws_impl: str, port: int = 18799) -> dict:
     from gateway.auth.tokens import KeyRing
 
     keys_dir = workdir / "keys"
     token = KeyRing(keys_dir).issue(tenant_id="bench", client_id="bench", scopes=["telemetry:read"], ttl_s=3600)
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(keys_dir), str(port)], cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(keys_dir), str(port), ws_impl], cwd=ROOT)
     try:
-        time.sleep(3)
+        deadline = time.monotonic() + 120  # a loaded machine starts the server slowly
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
         url = f"ws://127.0.0.1:{port}/v1/stream?access_token={token}"
         loop = asyncio.new_event_loop()
         warm = loop.run_until_complete(_open(url, 20))  # imports, first-connection allocations
@@ -152,7 +167,7 @@ def measure_websockets(n: int, workdir: Path, port: int = 18799) -> dict:
     finally:
         proc.terminate()
         proc.wait(10)
-    return {"connections": n, "server_rss_before_kib": before, "server_rss_after_kib": after,
+    return {"connections": n, "uvicorn_ws": ws_impl, "server_rss_before_kib": before, "server_rss_after_kib": after,
             "kib_per_idle_connection": round((after - before) / n, 1)}
 
 
@@ -160,11 +175,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--points", type=int, default=1_000_000)
     ap.add_argument("--connections", type=int, default=2000)
+    ap.add_argument("--ws", default="auto", help="uvicorn WebSocket implementation: auto | websockets | websockets-sansio | wsproto")
+    ap.add_argument("--skip-storage", action="store_true")
     args = ap.parse_args()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="fs-measure-") as tmp:
-        out = {"storage": measure_storage(args.points, Path(tmp)),
-               "websocket": measure_websockets(args.connections, Path(tmp)),
+        storage = None if args.skip_storage else measure_storage(args.points, Path(tmp))
+        print(json.dumps({"storage": storage}), file=sys.stderr, flush=True)  # kept if the next part fails
+        out = {"storage": storage, "websocket": measure_websockets(args.connections, Path(tmp), args.ws),
                "machine": {"cpus": os.cpu_count(), "loadavg_after": os.getloadavg()}}
     out["machine"]["loadavg_before"] = load_before  # the machine is shared: read the numbers with this
     print(json.dumps(out, indent=2))

@@ -92,7 +92,6 @@ class LiveHub:
     def __init__(self, bootstrap: str, *, queue_size: int = 256):
         self.bootstrap, self.queue_size = bootstrap, queue_size
         self._subs: dict[str, set[Subscriber]] = collections.defaultdict(set)
-        self.position: dict[tuple[str, int], int] = {}  # last offset dispatched per partition
         self.stats = {"events": 0, "delivered": 0, "dropped": 0, "subscribers": 0}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -156,7 +155,6 @@ class LiveHub:
 
     def _dispatch(self, events: list[LiveEvent]) -> None:
         for ev in events:
-            self.position[(ev.topic, ev.partition)] = ev.offset
             self.stats["events"] += 1
             for sub in self._subs.get(ev.tenant_id, ()):
                 before = sub.dropped
