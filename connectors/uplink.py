@@ -84,9 +84,12 @@ class UplinkPublisher:
             if done is not None:
                 done(None if err is None else RuntimeError(str(err)))
 
+        headers = self._headers
+        if (trace_id := obs.current_trace_id()) is not None:  # e.g. HTTP ingest: W3C trace into Kafka (adr/0094)
+            headers = [*headers, ("traceparent", obs.new_traceparent(trace_id).encode())]
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=self._headers, on_delivery=on_delivery)
+                self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
                 return
             except BufferError:  # local queue full: wait for deliveries rather than drop
                 self._producer.poll(0.05)

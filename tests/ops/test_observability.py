@@ -139,3 +139,39 @@ def test_route_label_is_the_template_never_the_raw_path():
     assert obs._route_template("/v1/devices/dev-42/telemetry", {"device_id": "dev-42"}) == \
         "/v1/devices/{device_id}/telemetry"
     assert obs._route_template("/healthz", {}) == "/healthz"
+
+
+def test_a_trace_id_in_context_travels_into_kafka_headers(stack, settings):
+    """An SRE following one HTTP ingest request finds its trace id on the Kafka record the agents read."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from connectors.uplink import UplinkPublisher
+    from schemas import topics
+
+    trace = obs.new_traceparent().split("-")[1]
+    device = f"trace-{time.time_ns()}"
+    up = UplinkPublisher(settings.bootstrap_servers, "http")
+    try:
+        with obs.log_context(trace_id=trace):
+            up.telemetry("t-trace", device, int(time.time() * 1000), {"x": 1.0}, int(time.time() * 1000))
+        up.telemetry("t-trace", device + "-untraced", int(time.time() * 1000), {"x": 1.0}, int(time.time() * 1000))
+        assert up.flush(10) == 0
+    finally:
+        up.close()
+    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"trace-{time.time_ns()}",
+                  "enable.auto.commit": False})
+    found = {}
+    try:
+        topic = topics.TELEMETRY_RAW.name
+        md = c.list_topics(topic, timeout=10).topics[topic]
+        c.assign([TopicPartition(topic, p, -2) for p in md.partitions])
+        deadline = time.monotonic() + 30
+        while len(found) < 2 and time.monotonic() < deadline:
+            m = c.poll(0.2)
+            if m is not None and not m.error() and m.key() and m.key().decode().startswith(f"t-trace:{device}"):
+                found[m.key().decode()] = dict(m.headers() or [])
+    finally:
+        c.close()
+    traced, untraced = found[f"t-trace:{device}"], found[f"t-trace:{device}-untraced"]
+    assert obs.parse_traceparent(traced["traceparent"].decode()) == trace
+    assert "traceparent" not in untraced and untraced["fs-source"] == b"http"
