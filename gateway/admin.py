@@ -19,7 +19,7 @@ from fleetstream.stack.mosquitto import tls_context
 from fleetstream.stack.pki import PlatformPKI, write_private
 
 from .broker.dynsec import BrokerAuthError, DynSecAdmin
-from .crud import audit
+from .crud import audit, device_types
 from .crud import credentials as creds_crud
 from .crud import devices as devices_crud
 from .crud import tenants as tenants_crud
@@ -108,6 +108,8 @@ class Admin:
                       attributes: dict | None = None, actor: str = "cli") -> dict:
         """Registers the device, authorises it on the broker and (with cert_dir) issues its certificate."""
         with self.db.tenant_tx(tenant_id) as conn:
+            tags, attributes = device_types.apply_profile(conn, tenant_id=tenant_id, device_type=device_type,
+                                                          tags=tags, attributes=attributes)
             try:
                 row = devices_crud.create_device(conn, tenant_id=tenant_id, device_id=device_id,
                                                  device_type=device_type, tags=tags, attributes=attributes)

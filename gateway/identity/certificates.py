@@ -73,8 +73,17 @@ class TenantCAs:
         cert = x509.load_pem_x509_certificate((d / "ca.crt").read_bytes())
         return Issuer(cert, serialization.load_pem_private_key(sealed, None))  # type: ignore[arg-type]
 
-    def ca_certificate_pem(self, tenant_id: str) -> str:
-        return cert_pem(self.ensure(tenant_id).cert).decode()
+    def ca_certificate_pem(self, tenant_id: str) -> str | None:
+        """The tenant CA certificate, or None when the tenant has none; never creates one (callers may pass
+        ids from untrusted input)."""
+        with self._lock:
+            if tenant_id in self._cache:
+                return cert_pem(self._cache[tenant_id].cert).decode()
+        try:
+            path = self._dir(tenant_id) / "ca.crt"
+            return path.read_text() if "/" not in tenant_id and ".." not in tenant_id and path.exists() else None
+        except OSError:
+            return None
 
     def issue_for_device(self, tenant_id: str, device_id: str, *, csr_pem: bytes | None = None,
                          days: int = 365) -> IssuedCertificate:

@@ -76,3 +76,30 @@ class ImportReport(BaseModel):
     created: int
     failed: int
     rows: list[ImportRowResult]
+
+
+class DeviceTypeCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"name": "meter", "description": "smart water meter", "default_tags": ["metering"],
+         "default_attributes": {"sampling_s": 60}}]})
+    name: str = Field(pattern=DEVICE_ID_PATTERN)
+    description: str = Field("", max_length=500)
+    default_tags: list[str] = Field(default_factory=list, max_length=50)
+    default_attributes: dict = Field(default_factory=dict)
+
+
+class DeviceTypePublic(BaseModel):
+    name: str
+    description: str
+    default_tags: list[str]
+    default_attributes: dict
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, row: dict) -> DeviceTypePublic:
+        return cls(**{k: row[k] for k in cls.model_fields})
+
+
+class DeviceTypeList(BaseModel):
+    data: list[DeviceTypePublic]
+    count: int

@@ -133,3 +133,21 @@ def test_csv_import_reports_each_row_and_keeps_the_good_ones(stack, factory, gat
     assert ok1["tags"] == ["a", "b"] and ok1["attributes"] == {"fw": "2.0"}
     r = gateway.post("/v1/devices/import", content="name\nx\n", headers={**h, "content-type": "text/csv"})
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_csv"
+
+
+def test_device_type_profile_gives_new_devices_its_defaults(stack, factory, gateway):
+    t = factory.tenant("types")
+    h = bearer(t.token(gateway))
+    r = gateway.post("/v1/device-types", json={"name": "meter", "default_tags": ["metering"],
+                                               "default_attributes": {"sampling_s": 60, "unit": "m3"}}, headers=h)
+    assert r.status_code == 201, r.text
+    assert gateway.post("/v1/device-types", json={"name": "meter"}, headers=h).json()["error"]["code"] == \
+        "device_type_exists"
+    r = gateway.post("/v1/devices", json={"device_id": "wm-1", "device_type": "meter", "tags": ["site-a"],
+                                          "attributes": {"unit": "l"}}, headers=h)
+    body = r.json()
+    assert body["tags"] == ["metering", "site-a"] and body["attributes"] == {"sampling_s": 60, "unit": "l"}
+    assert [x["name"] for x in gateway.get("/v1/device-types", headers=h).json()["data"]] == ["meter"]
+    assert gateway.delete("/v1/device-types/meter", headers=h).status_code == 204
+    assert gateway.get("/v1/device-types/meter", headers=h).status_code == 404
+    assert gateway.get("/v1/devices/wm-1", headers=h).json()["device_type"] == "meter"  # devices keep theirs

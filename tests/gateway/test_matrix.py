@@ -4,7 +4,7 @@ token finds nothing (404 for ids, never data), no token is 401, a token without 
 
 Routes added later join by appending a ``Route`` to ``ROUTES`` (or to ``EXTRA_ROUTES`` from another
 module): ``{device_id}`` is a device of the victim tenant, ``{serial}``/``{key_id}``/``{client_id}``/
-``{claim_token_id}`` are the victim's own objects."""
+``{claim_token_id}``/``{device_type}`` are the victim's own objects."""
 
 from __future__ import annotations
 
@@ -62,6 +62,10 @@ ROUTES: list[Route] = [
     Route("POST", "/v1/claim-tokens", "devices:write", {"max_uses": 1}, by_id=False),
     Route("GET", "/v1/claim-tokens/{claim_token_id}", "devices:write"),
     Route("POST", "/v1/claim-tokens/{claim_token_id}/revoke", "devices:write"),
+    Route("GET", "/v1/device-types", "devices:read", by_id=False),
+    Route("POST", "/v1/device-types", "devices:write", {"name": "matrix-type"}, by_id=False),
+    Route("GET", "/v1/device-types/{device_type}", "devices:read"),
+    Route("DELETE", "/v1/device-types/{device_type}", "devices:write"),
     Route("GET", "/v1/devices/{device_id}/telemetry?metric=temperature", "telemetry:read"),
 ]
 EXTRA_ROUTES: list[Route] = []  # other areas append theirs
@@ -80,8 +84,10 @@ def world(stack, factory, gateway):
                           headers=h).json()["key_id"]
     client_id = gateway.post("/v1/clients", json={"name": "v", "scopes": ["devices:read"]}, headers=h).json()["client_id"]
     claim_id = gateway.post("/v1/claim-tokens", json={"max_uses": 1}, headers=h).json()["id"]
+    device_type = gateway.post("/v1/device-types", json={"name": "victim-type-" + victim.tenant_id[:8]},
+                               headers=h).json()["name"]
     ids = {"device_id": dev.device_id, "serial": serial, "key_id": key_id, "client_id": client_id,
-           "claim_token_id": claim_id}
+           "claim_token_id": claim_id, "device_type": device_type}
     return {"victim": victim, "attacker": attacker, "ids": ids, "victim_token": vtok}
 
 

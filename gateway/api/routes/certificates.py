@@ -84,7 +84,10 @@ def revoke_key(request: Request, device_id: str, key_id: str, principal: Devices
             response_class=Response, responses={200: {"content": {"application/x-pem-file": {}}}})
 def ca_certificate(request: Request, principal: DevicesRead) -> Response:
     admin = request.app.state.admin
-    pem = admin.cas.ca_certificate_pem(principal.tenant_id) + admin.pki.ca_cert.read_text()
+    tenant_ca = admin.cas.ca_certificate_pem(principal.tenant_id)
+    if tenant_ca is None:
+        raise not_found("tenant CA")
+    pem = tenant_ca + admin.pki.ca_cert.read_text()
     return Response(pem, media_type="application/x-pem-file")
 
 

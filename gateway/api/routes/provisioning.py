@@ -8,16 +8,19 @@ import uuid
 from fastapi import APIRouter, Request, status
 
 from connectors.mqtt.namespace import device_topics
-from gateway.api.deps import DevicesWrite
-from gateway.crud import audit
+from gateway.api.deps import DevicesRead, DevicesWrite
+from gateway.crud import audit, device_types
 from gateway.crud import claim_tokens as claims_crud
-from gateway.errors import ERROR_RESPONSES, ErrorResponse, not_found
+from gateway.errors import ERROR_RESPONSES, ApiError, ErrorResponse, not_found
 from gateway.identity.provisioning import provision_with_claim
 from gateway.models.provisioning import (
     ClaimTokenCreate,
     ClaimTokenCreated,
     ClaimTokenList,
     ClaimTokenPublic,
+    DeviceTypeCreate,
+    DeviceTypeList,
+    DeviceTypePublic,
     ProvisionRequest,
     ProvisionResponse,
 )
@@ -79,3 +82,47 @@ def provision(request: Request, body: ProvisionRequest) -> ProvisionResponse:
     return ProvisionResponse(tenant_id=out.tenant_id, device_id=out.device_id, certificate_pem=out.certificate_pem,
                              ca_pem=admin.pki.ca_cert.read_text(), serial=out.serial, mqtt_host=s.public_host,
                              mqtt_port=s.mqtt_tls_port, topics=device_topics(out.tenant_id, out.device_id))
+
+
+@router.post("/device-types", status_code=status.HTTP_201_CREATED, response_model=DeviceTypePublic,
+             summary="Create a device type (profile): defaults new devices of the type start with")
+def create_device_type(request: Request, body: DeviceTypeCreate, principal: DevicesWrite) -> DeviceTypePublic:
+    import psycopg
+
+    with request.app.state.db.tenant_tx(principal.tenant_id) as conn:
+        try:
+            with conn.transaction():
+                row = device_types.create(conn, tenant_id=principal.tenant_id, name=body.name,
+                                          description=body.description, default_tags=body.default_tags,
+                                          default_attributes=body.default_attributes)
+        except psycopg.errors.UniqueViolation as exc:
+            raise ApiError(409, "device_type_exists", f"device type {body.name!r} exists") from exc
+        audit.record(conn, tenant_id=principal.tenant_id, actor=principal.client_id, action="device_type.create",
+                     target=f"device_type:{body.name}")
+    return DeviceTypePublic.of(row)
+
+
+@router.get("/device-types", response_model=DeviceTypeList, summary="The tenant's device types")
+def list_device_types(request: Request, principal: DevicesRead) -> DeviceTypeList:
+    with request.app.state.db.tenant_tx(principal.tenant_id) as conn:
+        rows = device_types.list_types(conn, tenant_id=principal.tenant_id)
+    return DeviceTypeList(data=[DeviceTypePublic.of(r) for r in rows], count=len(rows))
+
+
+@router.get("/device-types/{name}", response_model=DeviceTypePublic, summary="One device type")
+def get_device_type(request: Request, name: str, principal: DevicesRead) -> DeviceTypePublic:
+    with request.app.state.db.tenant_tx(principal.tenant_id) as conn:
+        row = device_types.get(conn, tenant_id=principal.tenant_id, name=name)
+    if row is None:
+        raise not_found(f"device type {name!r}")
+    return DeviceTypePublic.of(row)
+
+
+@router.delete("/device-types/{name}", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Delete a device type (devices keep their type name and values)")
+def delete_device_type(request: Request, name: str, principal: DevicesWrite) -> None:
+    with request.app.state.db.tenant_tx(principal.tenant_id) as conn:
+        if not device_types.delete(conn, tenant_id=principal.tenant_id, name=name):
+            raise not_found(f"device type {name!r}")
+        audit.record(conn, tenant_id=principal.tenant_id, actor=principal.client_id, action="device_type.delete",
+                     target=f"device_type:{name}")
