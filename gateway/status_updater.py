@@ -62,13 +62,13 @@ class StatusUpdater(threading.Thread):
         self.batch, self.wait_s = batch, wait_s
         self.stats = {"events": 0, "writes": 0, "activated": 0, "errors": 0}
         self._codec = codec("device_event")
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id,
                                    "enable.auto.commit": False, "auto.offset.reset": "earliest",
                                    "client.id": "fleetstream-status-updater"})
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
         if self.is_alive():
             self.join(10)
 
@@ -77,7 +77,7 @@ class StatusUpdater(threading.Thread):
 
         self._consumer.subscribe([topics.DEVICE_EVENTS.name])
         try:
-            while not self._stop.is_set():
+            while not self._stopping.is_set():
                 msgs = self._consumer.consume(self.batch, self.wait_s)
                 events = []
                 for m in msgs:
@@ -90,7 +90,7 @@ class StatusUpdater(threading.Thread):
                 if not msgs:
                     continue
                 changes = latest_by_device(events)
-                while not self._stop.is_set():
+                while not self._stopping.is_set():
                     try:
                         self.stats["activated"] += record_connectivity(self.admin, changes)
                         break

@@ -35,7 +35,8 @@ def main() -> None:
         for start in range(0, args.devices, args.batch):
             rows = "\n".join(f"dev-{i:06d},meter,bench" for i in range(start, min(start + args.batch, args.devices)))
             r = c.post("/v1/devices/import", content=f"device_id,device_type,tags\n{rows}\n", headers=h)
-            r.raise_for_status()
+            if r.status_code != 200:
+                raise SystemExit(f"import failed after {created} devices: {r.status_code} {r.text}")
             created += r.json()["created"]
         took = time.monotonic() - t0
         single_t0, single = time.monotonic(), 200
