@@ -20,7 +20,7 @@ from .errors import ConfigError
 M = TypeVar("M", bound=BaseModel)
 
 # the key that names an item of a list, so errors say "pump-1/flow" rather than "devices.0.points.3"
-NAME_KEYS = ("device_id", "metric", "name", "node_id", "host", "id")
+NAME_KEYS = ("device_id", "metric", "name", "node_id", "host", "endpoint", "id")
 
 
 class RateLimit(BaseModel):

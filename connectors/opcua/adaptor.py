@@ -1,0 +1,70 @@
+"""OPC-UA values ↔ fleetstream: a data-change notification → one reading (source timestamp as event
+time); a command's JSON value → a Variant of the node's own data type."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+from asyncua import ua
+
+from ..canonical import MIN_TS_MS, Reading
+
+
+class ValueRefused(ValueError):
+    def __init__(self, code: str, reason: str):
+        super().__init__(reason)
+        self.code = code
+
+
+def to_value(value: Any) -> float | bool | str:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        f = float(value)
+        if not math.isfinite(f):
+            raise ValueRefused("wrong_type", "value is not a finite number")
+        return f
+    if isinstance(value, str):
+        return value
+    raise ValueRefused("wrong_type", f"values of type {type(value).__name__} are not supported")
+
+
+def event_time(source: dt.datetime | None, received_ms: int, max_skew_ms: int) -> int:
+    """The server's source timestamp when it has one and it is sane; receive time otherwise."""
+    if source is None:
+        return received_ms
+    if source.tzinfo is None:
+        source = source.replace(tzinfo=dt.UTC)
+    ms = int(source.timestamp() * 1000)
+    if ms < MIN_TS_MS:
+        return received_ms
+    if ms > received_ms + max_skew_ms:
+        raise ValueRefused("clock_skew", f"source timestamp is {ms - received_ms} ms ahead of the platform clock")
+    return ms
+
+
+def to_reading(metric: str, value: Any, source: dt.datetime | None, received_ms: int, max_skew_ms: int) -> Reading:
+    return Reading(event_time(source, received_ms, max_skew_ms), {metric: to_value(value)})
+
+
+def to_variant(value: Any, variant_type: ua.VariantType) -> ua.Variant:
+    """JSON value → the node's type; ValueError when it does not fit (never a silent conversion)."""
+    if variant_type == ua.VariantType.Boolean:
+        if not isinstance(value, bool):
+            raise ValueError("this node needs true/false")
+        return ua.Variant(value, variant_type)
+    if variant_type in (ua.VariantType.Float, ua.VariantType.Double):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError("this node needs a number")
+        return ua.Variant(float(value), variant_type)
+    if variant_type.name.startswith(("Int", "UInt", "SByte", "Byte")):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+            raise ValueError("this node needs an integer")
+        return ua.Variant(int(value), variant_type)
+    if variant_type == ua.VariantType.String:
+        if not isinstance(value, str):
+            raise ValueError("this node needs a string")
+        return ua.Variant(value, variant_type)
+    raise ValueError(f"writing {variant_type.name} nodes is not supported")

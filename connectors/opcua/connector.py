@@ -1,0 +1,122 @@
+"""Subscribes to data changes of a site's OPC-UA servers and publishes each change as a reading; writes
+and method calls deliver commands. Every device of the file belongs to the file's tenant (adr/0041)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from asyncua import ua
+
+from ..base import Admission, CommandResult, ConnectorHealth, ListeningConnector, UplinkContext
+from ..canonical import Rejected
+from ..uplink import UplinkPublisher, now_ms
+from .adaptor import ValueRefused, to_reading, to_variant
+from .config import OpcUaSiteConfig
+from .session import ServerSession
+
+log = logging.getLogger(__name__)
+
+
+class OpcUaConnector(ListeningConnector):
+    """:param site: the validated site file. :param max_skew_ms: source timestamps further ahead are refused."""
+
+    type_name = "opcua"
+
+    def __init__(self, uplink: UplinkPublisher, site: OpcUaSiteConfig, admission: Admission | None = None, *,
+                 max_skew_ms: int = 300_000):
+        super().__init__(uplink, admission)
+        self.site, self.max_skew_ms = site, max_skew_ms
+        self.sessions: list[ServerSession] = []
+        self._by_device: dict[str, ServerSession] = {}
+        self.stats.update(writes=0, calls=0, bad_quality=0)
+
+    async def start(self) -> None:
+        for server in self.site.servers:
+            s = ServerSession(server, self._on_change, self._on_event)
+            self.sessions.append(s)
+            for d in server.devices:
+                self._by_device[d.device_id] = s
+            s.start()
+
+    async def stop(self) -> None:
+        for s in self.sessions:
+            await s.stop()
+        await asyncio.to_thread(self.uplink.flush)
+
+    def health(self) -> ConnectorHealth:
+        down = [s.server.endpoint for s in self.sessions if not s.connected]
+        return ConnectorHealth(not down, f"not connected: {', '.join(down)}" if down else "all sessions up",
+                               dict(self.stats))
+
+    def _on_change(self, device_id: str, metric: str, value: Any, data_value: Any) -> None:
+        received = now_ms()
+        ctx = UplinkContext(self.site.tenant_id, device_id, f"opcua:{metric}", received)
+        raw = json.dumps({"metric": metric, "value": repr(value)[:1000]}).encode()
+        status = getattr(data_value, "StatusCode", None)
+        if status is not None and not status.is_good():
+            self.stats["bad_quality"] += 1
+            self.publish_uplink(ctx, raw, [], [Rejected("bad_quality", f"{metric}: server status {status.name}", raw)])
+            return
+        try:
+            reading = to_reading(metric, value, getattr(data_value, "SourceTimestamp", None), received,
+                                 self.max_skew_ms)
+        except ValueRefused as exc:
+            self.publish_uplink(ctx, raw, [], [Rejected(exc.code, f"{metric}: {exc}", raw)])
+            return
+        self.publish_uplink(ctx, raw, [reading])
+
+    def _on_event(self, device_id: str, event_type: str, reason: str, details: dict[str, str]) -> None:
+        self.report_event(self.site.tenant_id, device_id, event_type, reason=reason, details=details)
+
+    # -- commands --------------------------------------------------------------------------------------
+    def serves(self, tenant_id: str, device_id: str) -> bool:
+        return tenant_id == self.site.tenant_id and device_id in self._by_device
+
+    async def deliver_command(self, command: dict[str, Any]) -> CommandResult:
+        """``write``: ``{"metric": value, …}`` for ``writable`` nodes, each written with the node's own
+        data type. Any other name must be one of the device's ``methods``: ``{"args": [...]}``."""
+        session = self._by_device[command["device_id"]]
+        device = session.devices[command["device_id"]]
+        try:
+            params = json.loads(command.get("params_json") or "{}")
+        except ValueError:
+            return CommandResult(False, "params_json is not JSON")
+        if not isinstance(params, dict):
+            return CommandResult(False, "params must be a JSON object")
+        try:
+            if command["name"] == "write":
+                return await self._write(session, device, params)
+            method = next((m for m in device.methods if m.name == command["name"]), None)
+            if method is None:
+                return CommandResult(False, f"{device.device_id} has no method {command['name']!r}")
+            args = params.get("args", [])
+            if not isinstance(args, list):
+                return CommandResult(False, "args must be a list")
+            out = await session.node(method.object_id).call_method(ua.NodeId.from_string(method.method_id), *args)
+            self.stats["calls"] += 1
+            return CommandResult(True, result={"output": out if isinstance(out, (int, float, str, bool, list))
+                                               or out is None else repr(out)})
+        except (ConnectionError, TimeoutError) as exc:
+            return CommandResult(False, f"server unreachable: {exc}")
+        except Exception as exc:  # the server refused: status code in the message
+            return CommandResult(False, f"{type(exc).__name__}: {exc}")
+
+    async def _write(self, session: ServerSession, device, params: dict) -> CommandResult:
+        nodes = {n.metric: n for n in device.nodes}
+        plan = []
+        for metric, value in params.items():
+            n = nodes.get(metric)
+            if n is None or not n.writable:
+                return CommandResult(False, f"{metric!r} is not a writable node of {device.device_id}")
+            node = session.node(n.node_id)
+            try:
+                plan.append((node, to_variant(value, await node.read_data_type_as_variant_type())))
+            except ValueError as exc:
+                return CommandResult(False, f"{metric}: {exc}")
+        for node, variant in plan:  # all converted first: a bad value writes nothing
+            await node.write_value(variant)
+            self.stats["writes"] += 1
+        return CommandResult(True, result={"written": sorted(params)})
