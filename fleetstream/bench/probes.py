@@ -111,6 +111,8 @@ class LagSampler(Sampler):
         self.series: list[dict] = []
         self.t0 = time.monotonic()
         self.lock = threading.Lock()  # the drain asks for lag from another thread
+        self.progress: dict[str, int] = {}
+        self.work: list[tuple[float, dict[str, int]]] = []
 
     def lag(self) -> dict[str, int | None]:
         with self.lock:
@@ -120,6 +122,8 @@ class LagSampler(Sampler):
         high = {t: {p: self.wm.get_watermark_offsets(TopicPartition(t, p), timeout=5, cached=False)[1]
                     for p in ps} for t, ps in self.parts.items()}
         out: dict[str, int | None] = {}
+        # how much each stage has done so far: records written to each topic, records each group committed
+        self.progress = {f"high:{t}": sum(v.values()) for t, v in high.items()}
         for group, topic in self.groups.items():
             req = [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in self.parts[topic]])]
             try:
@@ -127,15 +131,19 @@ class LagSampler(Sampler):
             except Exception:
                 out[group] = None
                 continue
-            total = 0
+            total = done = 0
             for tp in res.topic_partitions:
                 committed = tp.offset if tp.offset >= 0 else 0
                 total += max(0, high[topic][tp.partition] - committed)
+                done += committed
             out[group] = total
+            self.progress[f"committed:{group}"] = done
         return out
 
     def sample(self) -> None:
-        self.series.append({"t": round(time.monotonic() - self.t0, 1), **self.lag()})
+        lag = self.lag()
+        self.series.append({"t": round(time.monotonic() - self.t0, 1), **lag})
+        self.work.append((time.monotonic(), dict(self.progress)))
 
     def finish(self) -> None:
         self.wm.close()

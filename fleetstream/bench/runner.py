@@ -163,7 +163,7 @@ class Run:
         cfg, gen = self.cfg, self.gen
         gen.set_rate(rate)
         raw.produced, raw.observed, query.latency, ws.latency = Reservoir(), Reservoir(), Reservoir(), Reservoir()
-        lag_i, res_i = len(lag.series), len(res.machine)
+        lag_i, res_i, work_i = len(lag.series), len(res.machine), len(lag.work)
         cpu0 = dict(res.cpu_total_s)
         st0, t0 = gen.poll(0).acked, time.monotonic()
         sent0 = gen.stats.sent
@@ -173,6 +173,7 @@ class Run:
         _run_for(gen, cfg.step_duration(), progress=True)
         dt = time.monotonic() - t0
         acked = gen.stats.acked - st0
+        handled = _handled(lag.work[work_i:], getattr(self.s, "sink_group_prefix", "fleetstream-sink-clickhouse"))
         series = lag.series[lag_i:]
         step = {
             "target_rate": rate, "seconds": round(dt, 1), "sent": gen.stats.sent - sent0, "acked": acked,
@@ -185,9 +186,11 @@ class Run:
             "resources": res.summary(since=max(0, res_i - 1)),
             # CPU per accepted message: the measure that survives a busy shared machine; capacity on
             # N free cores ≈ N / Σ(cpu per message)
-            # marginal: minus what the component burns with every session connected and no load
+            # marginal: minus what the component burns with every session connected and no load, divided
+            # by the records that component itself handled in the step (a lagging stage handles fewer)
             "cpu_us_per_msg": {k: round(1e6 * max(0.0, v - cpu0.get(k, 0.0) - self.idle_cpu.get(k, 0.0) * dt)
-                                        / max(1, acked), 1) for k, v in res.cpu_total_s.items()},
+                                        / max(1, handled.get(k, acked)), 1) for k, v in res.cpu_total_s.items()},
+            "handled": handled,
             "machine_cpu_pct": round(sum(res.machine[res_i:]) / max(1, len(res.machine[res_i:])), 1),
             "load_avg": os.getloadavg(),
         }
@@ -248,6 +251,20 @@ def _run_for(gen: Generator, seconds: float, progress: bool = False) -> None:
             last = (now, acked)
     if progress and sys.stderr.isatty():
         print(file=sys.stderr)
+
+
+def _handled(work: list[tuple[float, dict[str, int]]], sink_group: str) -> dict[str, int]:
+    """Records each platform stage processed during the step, from topic watermarks and group commits."""
+    if len(work) < 2:
+        return {}
+    first, last = work[0][1], work[-1][1]
+
+    def delta(key: str) -> int:
+        return max(0, last.get(key, 0) - first.get(key, 0))
+
+    sink = delta(f"committed:{sink_group}")
+    return {"connector-mqtt": delta(f"high:{topics.TELEMETRY_RAW.name}"), "streams": delta("committed:fleetstream-streams"),
+            "gateway": sink, "sink": sink}
 
 
 def _lag_stats(series: list[dict]) -> dict:
