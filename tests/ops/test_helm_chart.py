@@ -81,7 +81,7 @@ def test_every_workload_is_limited_probed_nonroot_and_secret_free(docs):
 
 def test_the_policy_check_catches_a_broken_chart():
     """The check above can fail: no limits, a probe-less role and an inlined secret are reported."""
-    broken = render("--set", "gateway.resources.limits=null", "--set", "sink.resources=null")
+    broken = render("--skip-schema-validation", "--set", "gateway.resources.limits=null", "--set", "sink.resources=null")
     dep = by_kind(broken, "Deployment")["fs-streams"]
     c = dep["spec"]["template"]["spec"]["containers"][0]
     del c["readinessProbe"]
@@ -91,6 +91,22 @@ def test_the_policy_check_catches_a_broken_chart():
     assert "fs-sink/sink: no requests.memory" in found
     assert "fs-streams/streams: no readinessProbe" in found
     assert "FLEETSTREAM_POSTGRES_APP_PASSWORD inlined" in found
+
+
+def test_values_schema_refuses_unsafe_values_before_anything_renders():
+    """helm itself rejects values without limits, an inlined-looking secret reference, or a latest tag."""
+    for bad in (["--set", "gateway.resources.limits=null"], ["--set", "postgres.existingSecret="],
+                ["--set", "image.tag=latest"], ["--set", "image.digest=sha256:short"],
+                ["--set", "sink.pdb.minAvailable=1"]):  # two PDB fields at once
+        r = run([tool("helm"), "template", "fs", str(CHART), "--kube-version", KUBE_VERSION, *bad])
+        assert r.returncode != 0 and "schema" in r.stderr.lower(), (bad, r.stderr[-500:])
+    import json
+
+    import jsonschema
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    jsonschema.validate(values, schema)  # the defaults themselves
 
 
 def test_gateway_probes_use_the_health_routes(docs):
