@@ -12,7 +12,7 @@ from .config import BenchConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help="everyday mode: 100 devices, 1,000 msg/s, 30 s (< 2 min)")
+    p.add_argument("--quick", action="store_true", help="everyday mode: 100 devices, 1,000 msg/s, 20 s (< 2 min on a quiet machine)")
     p.add_argument("--rate", type=float, default=2000, help="messages/s offered by the whole fleet")
     p.add_argument("--duration", type=float, default=60, help="seconds of measured load")
     p.add_argument("--devices", type=int, default=200, help="simulated devices, one MQTT session each")

@@ -45,4 +45,4 @@ class BenchConfig:
 
 
 def quick() -> BenchConfig:
-    return BenchConfig(rate=1000, duration_s=30, devices=100, baseline_records=50_000, label="quick")
+    return BenchConfig(rate=1000, duration_s=20, devices=100, baseline_records=30_000, idle_s=5, label="quick")
