@@ -61,6 +61,7 @@ class CommandResult:
     ok: bool
     reason: str | None = None
     result: dict[str, Any] | None = None
+    status: str | None = None  # CommandAck status; default SUCCEEDED/FAILED. SENT: the device answers later
 
 
 class Registry(Protocol):

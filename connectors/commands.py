@@ -88,5 +88,5 @@ class CommandRouter:
                 result = CommandResult(False, f"{type(exc).__name__}: {exc}")
         self.delivered += 1
         up.command_ack(cmd["tenant_id"], cmd["device_id"], cmd["command_id"],
-                       "SUCCEEDED" if result.ok else "FAILED", reason=result.reason,
+                       result.status or ("SUCCEEDED" if result.ok else "FAILED"), reason=result.reason,
                        result_json=json.dumps(result.result) if result.result is not None else None)

@@ -41,6 +41,15 @@ class QuotaExceededError(ConnectorError):
         self.retry_after = retry_after
 
 
+def payload_error(code: str, reason: str) -> PayloadInvalidError:
+    """A refusal of the whole payload carrying the dead letter's own ``reason_code`` (oversize → 413)."""
+    err = PayloadInvalidError(reason)
+    err.code = code
+    if code == "oversize":
+        err.status = 413
+    return err
+
+
 class ConfigError(ConnectorError):
     """A site configuration file is invalid; the message names ``site/device/point: key problem``."""
 
@@ -53,4 +62,4 @@ BY_CODE: dict[str, type[ConnectorError]] = {
 }
 
 __all__ = ["ConnectorError", "PayloadInvalidError", "UnauthenticatedError", "DeviceDisabledError",
-           "DeviceNotRegisteredError", "QuotaExceededError", "ConfigError", "BY_CODE"]
+           "DeviceNotRegisteredError", "QuotaExceededError", "ConfigError", "BY_CODE", "payload_error"]

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
+from typing import Any
 
 from fleetstream.settings import Settings
 
@@ -24,16 +25,16 @@ log = logging.getLogger(__name__)
 Build = Callable[[UplinkPublisher, Admission], BaseConnector]
 
 
-def admission_for(site: SiteConfigBase, registry: DeviceRegistry, *, require_registered: bool = True) -> Admission:
+def admission_for(site: SiteConfigBase | Any, registry: DeviceRegistry, *, require_registered: bool = True) -> Admission:
     return Admission(registry, TokenBuckets(site.rate_limit.per_second, site.rate_limit.burst),
                      require_registered=require_registered)
 
 
-def run_site(s: Settings, site: SiteConfigBase, source: str, build: Build, *, commands: bool = True) -> int:
+def run_site(s: Settings, site: SiteConfigBase | Any, source: str, build: Build, *, commands: bool = True) -> int:
     return asyncio.run(_run(s, site, source, build, commands))
 
 
-async def _run(s: Settings, site: SiteConfigBase, source: str, build: Build, commands: bool) -> int:
+async def _run(s: Settings, site: SiteConfigBase | Any, source: str, build: Build, commands: bool) -> int:
     uplink = UplinkPublisher(s.bootstrap_servers, source)
     registry = DeviceRegistry(s.bootstrap_servers, f"{source}-{site.site_id}").start()
     if not await asyncio.to_thread(registry.wait_ready, 60):
@@ -46,7 +47,7 @@ async def _run(s: Settings, site: SiteConfigBase, source: str, build: Build, com
     await conn.start()
     router = CommandRouter(s.bootstrap_servers, conn, loop, f"fleetstream-{source}-{site.site_id}").start() \
         if commands else None
-    log.info("%s connector for site %s (tenant %s) running", source, site.site_id, site.tenant_id)
+    log.info("%s connector %s (tenant %s) running", source, site.site_id, getattr(site, "tenant_id", "any"))
     try:
         await stop.wait()
     finally:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from .. import canonical
 from ..base import Admission, ConnectorHealth, ListeningConnector, UplinkContext
-from ..errors import ConnectorError, PayloadInvalidError
+from ..errors import ConnectorError, payload_error
 from ..uplink import UplinkPublisher, now_ms
 
 
@@ -59,10 +59,5 @@ class HttpIngestConnector(ListeningConnector):
         if err is not None:
             raise KafkaWriteError(f"the readings could not be stored, retry: {err}")
         if not readings:
-            first = rejected[0]
-            bad = PayloadInvalidError(first.reason)
-            bad.code = first.code  # the same stable code as the dead letter's reason_code
-            if first.code == "oversize":
-                bad.status = 413
-            raise bad
+            raise payload_error(rejected[0].code, rejected[0].reason)
         return IngestResult(len(readings), [{"code": r.code, "reason": r.reason} for r in rejected])
