@@ -20,6 +20,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--devices", type=int, default=10_000)
     p.add_argument("--batch", type=int, default=1000)
+    p.add_argument("--drop-samples", type=int, default=20, help="devices to time suspend -> session dropped")
     args = p.parse_args()
     s = Settings()
     admin = Admin(s)
@@ -44,8 +45,52 @@ def main() -> None:
             c.post("/v1/devices", json={"device_id": f"one-{i:04d}"}, headers={"Authorization": f"Bearer {tok}"}
                    ).raise_for_status()
         single_took = time.monotonic() - single_t0
-    print(f"bulk import: {created} devices in {took:.1f}s = {created / took:.0f} devices/s")
+        drops = _session_drop_latency(s, c, tok, t["tenant_id"], args.drop_samples)
+    if created:
+        print(f"bulk import: {created} devices in {took:.1f}s = {created / took:.0f} devices/s")
     print(f"one by one (POST /v1/devices): {single} devices in {single_took:.1f}s = {single / single_took:.0f} devices/s")
+    if drops:
+        drops.sort()
+        print(f"suspend -> live session dropped: {len(drops)} samples, median {drops[len(drops) // 2] * 1000:.0f} ms, "
+              f"max {drops[-1] * 1000:.0f} ms (from the API call's start)")
+
+
+def _session_drop_latency(s: Settings, c: httpx.Client, tok: str, tenant_id: str, n: int) -> list[float]:
+    """Connects n certificate devices, suspends each through the API, times until paho sees the drop."""
+    import ssl
+    import tempfile
+    import threading
+    from pathlib import Path
+
+    import paho.mqtt.client as mqtt
+
+    h = {"Authorization": f"Bearer {tok}"}
+    out = []
+    for i in range(n):
+        dev = f"drop-{i:03d}"
+        c.post("/v1/devices", json={"device_id": dev}, headers=h).raise_for_status()
+        issued = c.post(f"/v1/devices/{dev}/certificates", json={}, headers=h).json()
+        d = Path(tempfile.mkdtemp())
+        (d / "c.pem").write_text(issued["certificate_pem"])
+        (d / "k.pem").write_text(issued["private_key_pem"])
+        (d / "ca.pem").write_text(issued["ca_pem"])
+        ctx = ssl.create_default_context(cafile=str(d / "ca.pem"))
+        ctx.load_cert_chain(str(d / "c.pem"), str(d / "k.pem"))
+        up, down = threading.Event(), threading.Event()
+        m = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{tenant_id}.{dev}", protocol=mqtt.MQTTv5)
+        m.tls_set_context(ctx)
+        m.on_connect = lambda *_a, ev=up: ev.set()
+        m.on_disconnect = lambda *_a, ev=down: ev.set()
+        m.connect(s.mqtt_broker_host, s.mqtt_tls_port, keepalive=30)
+        m.loop_start()
+        if not up.wait(30):
+            continue
+        t0 = time.monotonic()
+        c.post(f"/v1/devices/{dev}/suspend", headers=h).raise_for_status()
+        if down.wait(30):
+            out.append(time.monotonic() - t0)
+        m.loop_stop()
+    return out
 
 
 if __name__ == "__main__":

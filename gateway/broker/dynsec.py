@@ -59,7 +59,7 @@ class DynSecAdmin:
                 waiter[1].append(resp)
                 waiter[0].set()
 
-    def call(self, *commands: dict, timeout: float = 10.0, batch: int = 300) -> list[dict]:
+    def call(self, *commands: dict, timeout: float = 30.0, batch: int = 200) -> list[dict]:
         """Sends commands in messages of up to ``batch`` and returns one response per command, in order.
 
         The plugin answers a message only when all its commands are done, and it rewrites its whole JSON
@@ -76,7 +76,7 @@ class DynSecAdmin:
                     self.client.publish(CONTROL, json.dumps(body), qos=1)
                     for cmd, c in zip(chunk, corrs, strict=True):
                         ev, box = waiters[c]
-                        if not ev.wait(timeout + 0.2 * len(chunk)):
+                        if not ev.wait(timeout + 0.5 * len(chunk)):
                             raise BrokerAuthError(f"no answer from the broker for {cmd['command']}")
                         results.append(box[0])
                 finally:
