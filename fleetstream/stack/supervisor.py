@@ -76,6 +76,8 @@ class Stack:
 
     def start_platform(self, roles=PLATFORM_ROLES) -> None:
         t0 = time.monotonic()
+        if not self.s.clickhouse_embedded and "gateway" in roles:  # a server: the sink is its own role (adr/0061)
+            roles = (*roles, "sink")
         started = {role: self._spawn(self.platform_child(role)) for role in roles}
         if "gateway" in started:
             started["gateway"].wait_until(lambda: _http_ok(f"http://{self.s.host}:{self.s.gateway_port}/readyz"),
@@ -108,7 +110,7 @@ class Stack:
         backoff: dict[str, float] = {}
         while not stop.wait(0.5):
             for i, child in enumerate(self.children):
-                restartable = child.name in PLATFORM_ROLES or child.name.startswith("simulator")
+                restartable = child.name in (*PLATFORM_ROLES, "sink") or child.name.startswith("simulator")
                 if child.alive() or not restartable:
                     continue
                 wait = backoff.get(child.name, 1.0)
