@@ -125,3 +125,39 @@ def test_subscription_delivers_live_telemetry_only_to_its_tenant(fleet, factory,
         with pytest.raises(ConnectionClosed) as info:
             bad.recv(10)
         assert info.value.rcvd.code == 4403
+
+
+def test_an_alert_is_stored_delivered_live_and_acknowledged(fleet, factory, gateway, settings):
+    """A rule's alert (produced here as the rules agent would) shows in the device's alert history, reaches a
+    WebSocket subscribed to alerts, and is acknowledged through GraphQL; another tenant cannot acknowledge it."""
+    import uuid
+
+    from confluent_kafka import Producer
+
+    from schemas import codec, device_key, topics
+
+    dev, alert_id = fleet["dev"], f"al-{uuid.uuid4().hex[:8]}"
+    with connect(f"ws://{settings.host}:{settings.gateway_port}/v1/stream?access_token={fleet['token']}",
+                 open_timeout=10) as ws:
+        assert json.loads(ws.recv(10))["type"] == "ready"
+        ws.send(json.dumps({"type": "subscribe", "id": "a", "kinds": ["alert"]}))
+        assert json.loads(ws.recv(10))["type"] == "subscribed"
+        p = Producer({"bootstrap.servers": settings.bootstrap_servers})
+        p.produce(topics.ALERTS.name, key=device_key(dev.tenant_id, dev.device_id), value=codec("alert").encode({
+            "tenant_id": dev.tenant_id, "alert_id": alert_id, "rule_id": "too-hot", "device_id": dev.device_id,
+            "severity": "MAJOR", "state": "ACTIVE", "time": int(time.time() * 1000), "message": "too hot"}))
+        assert p.flush(30) == 0
+        live = json.loads(ws.recv(60))
+        assert (live["type"], live["alert_id"], live["state"]) == ("alert", alert_id, "ACTIVE")
+
+    history = 'query($id: String!) { device(id: $id) { alerts { alertId state severity } } }'
+    stored = wait_for(lambda: _gql(gateway, fleet["token"], history, {"id": dev.device_id})["data"]["device"]["alerts"],
+                      timeout=60, what="the alert in ClickHouse")
+    assert stored == [{"alertId": alert_id, "state": "ACTIVE", "severity": "MAJOR"}]
+
+    ack = 'mutation($a: String!) { acknowledgeAlert(alertId: $a) }'
+    other = _gql(gateway, factory.tenant("gql-ack").token(gateway), ack, {"a": alert_id})
+    assert other["errors"][0]["extensions"]["code"] == "not_found"
+    done = wait_for(lambda: _gql(gateway, fleet["token"], ack, {"a": alert_id}).get("data"), timeout=30,
+                    what="the gateway's alert view to hold the alert")
+    assert done["acknowledgeAlert"]["state"] == "ACKNOWLEDGED"

@@ -1,5 +1,5 @@
 """GraphQL at ``/graphql`` (strawberry): devices with their latest values, telemetry series, shadow,
-commands and alerts; mutations for desired state and commands; live telemetry subscriptions over the
+commands and alerts; mutations for desired state, commands and alert acknowledgement; live telemetry subscriptions over the
 graphql-transport-ws protocol (adr/0064).
 
 Same tokens and scopes as REST: ``Authorization: Bearer`` on HTTP; on WebSocket the token goes in the
@@ -231,6 +231,18 @@ class Mutation:
         except ApiError as exc:
             raise GraphQLApiError(exc) from exc
         return json.loads(out.body) if hasattr(out, "body") else out.model_dump(mode="json")
+
+
+    @strawberry.mutation(description="Acknowledge an active alert; same as POST /v1/alerts/{id}/acknowledge")
+    async def acknowledge_alert(self, info: Info, alert_id: str) -> JSON:
+        from . import alerts
+
+        p = _principal(info, "rules:write")
+        try:
+            out = await alerts.acknowledge_alert(info.context["request"], alert_id, p)
+        except ApiError as exc:
+            raise GraphQLApiError(exc) from exc
+        return out.model_dump(mode="json")
 
 
 @strawberry.type
