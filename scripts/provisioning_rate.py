@@ -39,6 +39,7 @@ def main() -> None:
             if r.status_code != 200:
                 raise SystemExit(f"import failed after {created} devices: {r.status_code} {r.text}")
             created += r.json()["created"]
+            print(f"  {created} devices after {time.monotonic() - t0:.1f}s", flush=True)
         took = time.monotonic() - t0
         single_t0, single = time.monotonic(), 200
         for i in range(single):
@@ -93,5 +94,35 @@ def _session_drop_latency(s: Settings, c: httpx.Client, tok: str, tenant_id: str
     return out
 
 
+def without_broker(n: int) -> None:
+    """The same import in-process with the broker step replaced by a no-op: what Postgres and the
+    registry topic cost alone (the local Mosquitto dynsec plugin dominates the HTTP number)."""
+    from gateway.identity.provisioning import import_devices
+
+    class NoBroker:
+        def authorise_devices(self, *_a) -> None:
+            pass
+
+    s = Settings()
+    admin = Admin(s)
+    admin._dynsec = NoBroker()  # type: ignore[assignment]
+    try:
+        t = admin.create_tenant(f"rate-nb-{uuid.uuid4().hex[:6]}")
+        t0 = time.monotonic()
+        rows = [{"line": i + 2, "device_id": f"nb-{i:06d}", "device_type": "meter", "tags": "bench"} for i in range(n)]
+        for start in range(0, n, 1000):
+            import_devices(admin, t["tenant_id"], rows[start:start + 1000], actor="bench")
+        took = time.monotonic() - t0
+        print(f"without the broker (Postgres + registry topic): {n} devices in {took:.1f}s = {n / took:.0f} devices/s")
+    finally:
+        admin._dynsec = None
+        admin.close()
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if "--without-broker" in sys.argv:
+        without_broker(int(sys.argv[sys.argv.index("--without-broker") + 1]))
+    else:
+        main()
