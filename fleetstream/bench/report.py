@@ -116,7 +116,7 @@ def markdown(r: dict) -> str:
         lines += ["", "Idle CPU (% of one core; sessions connected, no load): "
                   + ", ".join(f"{k} {v}" for k, v in sorted(r["idle_cpu_pct"].items(), key=lambda kv: -kv[1]))]
         cpu = last.get("cpu_us_per_msg") or {}
-        lines.append("Marginal CPU per accepted message (µs, idle subtracted): "
+        lines.append("Marginal CPU per message (µs; idle subtracted, divided by the records that component handled): "
                      + ", ".join(f"{k} {v:.0f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])))
     if last.get("profile"):
         lines += ["", "Where the time goes (py-spy, last step; % of samples, own time):", ""]
@@ -149,4 +149,5 @@ def _projection_line(r: dict) -> str:
     p = steps[-1]["projected_msg_s"]
     return (f"**CPU-cost projection** (last step; machine cores ÷ Σ CPU-seconds per accepted message, which a busy "
             f"shared machine distorts far less than throughput): platform alone {p['platform_only']} msg/s, "
-            f"platform + generator {p['with_generator']} msg/s.")
+            f"platform + generator {p['with_generator']} msg/s; one-core ceiling of each Python role "
+            f"{p.get('python_role_ceiling')} msg/s.")

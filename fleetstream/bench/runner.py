@@ -199,6 +199,10 @@ class Run:
             "platform_only": round(1e6 * (os.cpu_count() or 1) / platform) if platform else None,
             "with_generator": round(1e6 * (os.cpu_count() or 1) / (platform + step["cpu_us_per_msg"].get(
                 "load-generator", 0))) if platform else None}
+        # a Python role runs on one core at most (one event loop or the GIL): its own ceiling
+        step["projected_msg_s"]["python_role_ceiling"] = {
+            k: round(1e6 / v) for k, v in step["cpu_us_per_msg"].items()
+            if v > 0 and k in ("streams", "connector-mqtt", "gateway", "sink")}
         if self.profiler is not None:
             step["profile"] = self.profiler.finish()
         step["stable"], step["verdict"] = _judge(step, rate)
