@@ -100,6 +100,7 @@ def markdown(r: dict) -> str:
         f"**Bare Kafka** ({kb.get('record_bytes')} B records, connector producer settings): produce "
         f"{kb.get('produce_msg_s')} msg/s, produce→consume {kb.get('produce_consume_msg_s')} msg/s; best stable "
         f"pipeline rate {best} msg/s = {_ratio(best, kb.get('produce_consume_msg_s'))} of it.",
+        _stage_line(r),
         _ws_line(r),
         _projection_line(r),
     ]
@@ -151,3 +152,15 @@ def _projection_line(r: dict) -> str:
             f"shared machine distorts far less than throughput): platform alone {p['platform_only']} msg/s, "
             f"platform + generator {p['with_generator']} msg/s; one-core ceiling of each Python role "
             f"{p.get('python_role_ceiling')} msg/s.")
+
+
+def _stage_line(r: dict) -> str:
+    parts = []
+    for s in r.get("steps", []):
+        lat = s["latency_ms"]
+        raw, val = lat.get("publish_to_kafka_produce") or {}, lat.get("publish_to_validated_produce") or {}
+        if raw.get("count") and val.get("count"):
+            parts.append(f"{s['target_rate']:g} msg/s: raw topic p50/p99 {raw['p50']:.0f}/{raw['p99']:.0f} ms, "
+                         f"validated topic p50/p99 {val['p50']:.0f}/{val['p99']:.0f} ms")
+    return ("**Per stage** (record timestamps, i.e. when the connector and the validate agent produced): "
+            + "; ".join(parts) + ".") if parts else ""

@@ -111,6 +111,7 @@ class Run:
         sink_group = getattr(self.s, "sink_group_prefix", "fleetstream-sink-clickhouse")
         groups = {"fleetstream-streams": topics.TELEMETRY_RAW.name, sink_group: topics.TELEMETRY.name}
         raw = TopicLatencyProbe(self.s.bootstrap_servers, topics.TELEMETRY_RAW.name)
+        validated = TopicLatencyProbe(self.s.bootstrap_servers, topics.TELEMETRY.name)  # isolates the streams stage
         lag = LagSampler(self.s.bootstrap_servers, groups)
         query = QueryProbe(f"http://{self.s.host}:{self.s.gateway_port}", self.token,
                            [d.device_id for d in fleet.devices[:cfg.probe_devices]], metric)
@@ -122,7 +123,7 @@ class Run:
         if not ws.ready.wait(15) or ws.error:
             say(f"WebSocket probe unavailable: {ws.error or 'no subscription confirmed'}")
         dlq_before = _high_watermarks(lag, topics.DEAD_LETTER.name)
-        probes = [raw, lag, query, res]
+        probes = [raw, validated, lag, query, res]
         for p in probes:
             p.start()
         try:
@@ -131,9 +132,9 @@ class Run:
             gen.set_rate(rates[0])
             say(f"warm-up {cfg.warmup_s:.0f}s at {rates[0]:g} msg/s")
             _run_for(gen, cfg.warmup_s)
-            raw.measuring = query.measuring = ws.measuring = True
+            raw.measuring = validated.measuring = query.measuring = ws.measuring = True
             for rate in rates:
-                step = self._step(rate, raw, lag, query, res, ws)
+                step = self._step(rate, raw, lag, query, res, ws, validated)
                 self.report["steps"].append(step)
                 if cfg.find_max and not step["stable"]:
                     break
@@ -159,10 +160,11 @@ class Run:
         self._audit(sent_per_device, drained=all(v == 0 for v in self.report["drain"]["lag_after"].values()))
 
     def _step(self, rate: float, raw: TopicLatencyProbe, lag: LagSampler, query: QueryProbe,
-              res: ResourceSampler, ws: WebSocketProbe) -> dict:
+              res: ResourceSampler, ws: WebSocketProbe, validated: TopicLatencyProbe) -> dict:
         cfg, gen = self.cfg, self.gen
         gen.set_rate(rate)
         raw.produced, raw.observed, query.latency, ws.latency = Reservoir(), Reservoir(), Reservoir(), Reservoir()
+        validated.produced, validated.observed = Reservoir(), Reservoir()
         lag_i, res_i, work_i = len(lag.series), len(res.machine), len(lag.work)
         cpu0 = dict(res.cpu_total_s)
         st0, t0 = gen.poll(0).acked, time.monotonic()
@@ -180,6 +182,8 @@ class Run:
             "accepted_msg_s": round(acked / dt), "points_s": round(acked * 3 / dt),
             "latency_ms": {"publish_to_kafka_produce": raw.produced.summary(),
                            "publish_to_kafka_observed": raw.observed.summary(),
+                           "publish_to_validated_produce": validated.produced.summary(),
+                           "publish_to_validated_observed": validated.observed.summary(),
                            "publish_to_queryable": query.latency.summary(),
                            "publish_to_websocket": ws.latency.summary() if not ws.error else None},
             "lag": _lag_stats(series),
