@@ -37,12 +37,14 @@ def create_app(s: Settings, *, app_id: str = "fleetstream-streams") -> faust.App
         broker_heartbeat_interval=3,
         producer_partitioner=crc32_partitioner,  # the same partition as confluent-kafka producers (adr/0050)
     )
-    from . import commands, rules, shadows, status, validate
+    from . import commands, device_activity, rules, shadows, status, validate
 
     registry = RegistryView(s.bootstrap_servers).start()
+    rules_view = RulesView(s.bootstrap_servers).start()
     validate.register(app, s, registry)
     commands.register(app, registry)
-    shadows.register(app)
-    status.register(app, s, registry)
-    rules.register(app, RulesView(s.bootstrap_servers).start())
+    device_activity.register(app, on_both=status.register(app, s, registry),
+                             on_telemetry=rules.register(app, rules_view),
+                             on_device_events=shadows.register(app),
+                             ready=lambda: rules_view.caught_up.wait(30))
     return app

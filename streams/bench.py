@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 import urllib.request
@@ -90,7 +91,8 @@ def bench_agents(n: int, devices: int, port_offset: int) -> dict:
                     p.poll(0.01)
         p.flush(60)
         produced = time.perf_counter() - t0
-        _wait(lambda: _count_since(s.bootstrap_servers, topics.TELEMETRY.name, end_offsets) >= n, timeout=600)
+        _wait(lambda: _count_since(s.bootstrap_servers, topics.TELEMETRY.name, end_offsets) >= n,
+          timeout=float(os.environ.get("FLEETSTREAM_BENCH_TIMEOUT", "600")))
         validated = time.perf_counter() - t0
         _wait(lambda: _get(stats_url)["rules"]["evaluations"] - base >= n * len(RULES), timeout=600)
         evaluated = time.perf_counter() - t0
@@ -98,6 +100,8 @@ def bench_agents(n: int, devices: int, port_offset: int) -> dict:
                 "validate_records_per_s": round(n / validated), "rules_records_per_s": round(n / evaluated),
                 "rule_evaluations_per_s": round(n * len(RULES) / evaluated)}
     finally:
+        if os.environ.get("FLEETSTREAM_BENCH_KEEP"):
+            time.sleep(float(os.environ["FLEETSTREAM_BENCH_KEEP"]))  # inspect a stuck run (py-spy dump)
         stack.stop()
 
 

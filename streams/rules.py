@@ -14,7 +14,6 @@ inactivity bookkeeping at most every quarter window), never per reading.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -58,67 +57,64 @@ def step(rule: Rule, rs: dict, values: dict, ts: int) -> tuple[str | None, bool]
     return None, persist
 
 
-def register(app: faust.App, rules_view: RulesView) -> ActionRunner:
-    source = app.topic(topics.TELEMETRY.name, key_type=bytes, value_type=bytes)
+def register(app: faust.App, rules_view: RulesView):
     table = app.Table("rule-state", default=None, key_type=bytes, value_type=None, partitions=app.conf.topic_partitions)
     runner = ActionRunner(app)
     tcodec = codec("telemetry")
     watermarks: dict[int, int] = {}
     last_wall: dict[int, int] = {}
 
-    @app.agent(source, name="rules")
-    async def rules(stream):
-        await asyncio.to_thread(rules_view.caught_up.wait, 30)
-        async for events in stream.take_events(2000, within=0.05):
-            wall = time.time_ns() // 1_000_000
-            for ev in events:
-                key, part = ev.message.key, ev.message.partition
-                STATS["records"] += 1
-                if not key:
+    async def handle(events) -> None:
+        """A batch of telemetry events (the device-activity agent's, adr/0050)."""
+        wall = time.time_ns() // 1_000_000
+        for ev in events:
+            key, part = ev.message.key, ev.message.partition
+            STATS["records"] += 1
+            if not key:
+                continue
+            tenant = key[:key.find(b":")].decode()
+            mine = rules_view.rules_of(tenant)  # only this tenant's rules ever see this reading
+            if not mine:
+                continue
+            try:
+                rec = tcodec.decode(ev.message.value)
+            except ValueDeserializationError:
+                continue
+            ts, values, device = rec["event_time"], rec["values"], rec["device_id"]
+            if ts > watermarks.get(part, 0):
+                watermarks[part] = ts
+            last_wall[part] = wall
+            st = table.data.get(key)
+            dirty = st is None
+            st = st or {"_p": part}
+            todo = []
+            for rule in mine.values():
+                if not in_scope(rule.scope, device, rec["device_type"], rec["tags"]):
                     continue
-                tenant = key[:key.find(b":")].decode()
-                mine = rules_view.rules_of(tenant)  # only this tenant's rules ever see this reading
-                if not mine:
-                    continue
-                try:
-                    rec = tcodec.decode(ev.message.value)
-                except ValueDeserializationError:
-                    continue
-                ts, values, device = rec["event_time"], rec["values"], rec["device_id"]
-                if ts > watermarks.get(part, 0):
-                    watermarks[part] = ts
-                last_wall[part] = wall
-                st = table.data.get(key)
-                dirty = st is None
-                st = st or {"_p": part}
-                todo = []
-                for rule in mine.values():
-                    if not in_scope(rule.scope, device, rec["device_type"], rec["tags"]):
-                        continue
-                    rs = st.get(rule.rule_id)
-                    if rs is None or rs["v"] != rule.version:
-                        fresh = new_rule_state(rule)
-                        if rs is not None:  # a new version keeps its activation, so it can still clear
-                            fresh["active"], fresh["aid"] = rs["active"], rs["aid"]
-                        st[rule.rule_id] = rs = fresh
-                        dirty = True
-                    STATS["evaluations"] += 1
-                    what, persist = step(rule, rs, values, ts)
-                    dirty = dirty or persist
-                    if what:
-                        todo.append((rule, rs, what))
-                if not dirty:
-                    continue
-                for rule, rs, what in todo:
-                    if what == "fire":
-                        rs["aid"] = activation_id(rule, device, ts)
-                for rs in st.values():
-                    if isinstance(rs, dict):
-                        rs["saved"] = rs.get("last", 0)
-                put(table, part, key, st)  # the state first: a replay after a crash sees the alert raised
-                for rule, rs, what in todo:
-                    STATS["fired" if what == "fire" else "cleared"] += 1
-                    await runner.run(rule, device, what == "fire", rs["aid"], ts, values, ev.message.value)
+                rs = st.get(rule.rule_id)
+                if rs is None or rs["v"] != rule.version:
+                    fresh = new_rule_state(rule)
+                    if rs is not None:  # a new version keeps its activation, so it can still clear
+                        fresh["active"], fresh["aid"] = rs["active"], rs["aid"]
+                    st[rule.rule_id] = rs = fresh
+                    dirty = True
+                STATS["evaluations"] += 1
+                what, persist = step(rule, rs, values, ts)
+                dirty = dirty or persist
+                if what:
+                    todo.append((rule, rs, what))
+            if not dirty:
+                continue
+            for rule, rs, what in todo:
+                if what == "fire":
+                    rs["aid"] = activation_id(rule, device, ts)
+            for rs in st.values():
+                if isinstance(rs, dict):
+                    rs["saved"] = rs.get("last", 0)
+            put(table, part, key, st)  # the state first: a replay after a crash sees the alert raised
+            for rule, rs, what in todo:
+                STATS["fired" if what == "fire" else "cleared"] += 1
+                await runner.run(rule, device, what == "fire", rs["aid"], ts, values, ev.message.value)
 
     @app.timer(TICK_S)
     async def inactivity():
@@ -165,4 +161,4 @@ def register(app: faust.App, rules_view: RulesView) -> ActionRunner:
     async def report():
         log.info("rules agent: %s; actions: %s", STATS, runner.stats)
 
-    return runner
+    return handle

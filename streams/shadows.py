@@ -7,7 +7,8 @@ change (the gateway's view, readable while the device is offline), flagged ``pub
 delta must reach the device, and answering the update's ``request_id`` with an outcome.
 
 State: a Faust table keyed ``tenant:device`` with a changelog; a restarted worker continues from the
-last version. Merging is per top-level key; a ``null`` value deletes the key.
+last version. Each document remembers the offset of the last update it applied (a device's updates
+share one partition), so updates replayed after a crash are not applied twice. Merging is per top-level key; a ``null`` value deletes the key.
 """
 
 from __future__ import annotations
@@ -80,13 +81,33 @@ def to_record(tenant_id: str, device_id: str, doc: dict, now: int, *, publish_de
             "publish_delta": publish_delta, "request_id": request_id, "outcome": outcome}
 
 
-def register(app: faust.App) -> None:
-    source = app.topic(topics.SHADOW_UPDATES.name, topics.DEVICE_EVENTS.name, key_type=bytes, value_type=bytes)
+def register(app: faust.App):
+    source = app.topic(topics.SHADOW_UPDATES.name, key_type=bytes, value_type=bytes)
     out = app.topic(topics.SHADOWS.name, key_type=bytes, value_type=bytes)
     table = app.Table("shadows", default=None, key_type=bytes, value_type=None,
                       partitions=app.conf.topic_partitions)
     ucodec, ecodec, scodec = codec("shadow_update"), codec("device_event"), codec("shadow_document")
     resent: dict[tuple[str, str], tuple[int, int]] = {}  # (version, when) of the last delta re-sent on reconnect
+
+    async def on_device_events(events) -> None:
+        """A device came (back) online: send its pending delta again (called by the device-activity agent)."""
+        now = time.time_ns() // 1_000_000
+        for ev in events:
+            try:
+                e = ecodec.decode(ev.message.value)
+            except ValueDeserializationError:
+                continue
+            if e["event_type"] not in ONLINE_EVENTS:
+                continue
+            doc = table.data.get(device_key(e["tenant_id"], e["device_id"]))
+            if doc is None or not delta_of(doc):
+                continue
+            k = (e["tenant_id"], e["device_id"])
+            if resent.get(k, (None, 0))[0] == doc["version"] and now - resent[k][1] < RESEND_QUIET_MS:
+                continue  # the connector's and the status agent's ONLINE for one reconnect
+            resent[k] = (doc["version"], now)
+            rec = to_record(e["tenant_id"], e["device_id"], doc, now, publish_delta=True)
+            await out.send(key=device_key(e["tenant_id"], e["device_id"]), value=scodec.encode(rec))
 
     @app.agent(source, name="shadows")
     async def shadows(stream):
@@ -95,26 +116,15 @@ def register(app: faust.App) -> None:
             for ev in events:
                 raw, part = ev.message.value, ev.message.partition
                 try:
-                    if ev.message.topic == topics.DEVICE_EVENTS.name:
-                        e = ecodec.decode(raw)
-                        if e["event_type"] not in ONLINE_EVENTS:
-                            continue
-                        doc = table.data.get(device_key(e["tenant_id"], e["device_id"]))
-                        if doc is None or not delta_of(doc):
-                            continue
-                        k = (e["tenant_id"], e["device_id"])
-                        if resent.get(k, (None, 0))[0] == doc["version"] and now - resent[k][1] < RESEND_QUIET_MS:
-                            continue  # the connector's and the status agent's ONLINE for one reconnect
-                        resent[k] = (doc["version"], now)
-                        rec = to_record(e["tenant_id"], e["device_id"], doc, now, publish_delta=True)
-                        await out.send(key=device_key(e["tenant_id"], e["device_id"]), value=scodec.encode(rec))
-                        continue
                     u = ucodec.decode(raw)
                 except ValueDeserializationError as exc:
                     log.warning("shadows: skipping undecodable record on %s: %s", ev.message.topic, exc)
                     continue
                 key = device_key(u["tenant_id"], u["device_id"])
                 doc = table.data.get(key) or empty(part)
+                offset = ev.message.offset
+                if offset <= doc.get("o", -1):
+                    continue  # replayed after a crash (offset not yet committed): already applied
                 try:
                     state = json.loads(u["state_json"])
                     if not isinstance(state, dict):
@@ -126,7 +136,7 @@ def register(app: faust.App) -> None:
                     before = delta_of(doc)
                     outcome = apply_update(doc, side, state, u["time"] or now, u["expected_version"])
                 if outcome == "applied":
-                    doc["p"] = part
+                    doc["p"], doc["o"] = part, offset
                     put(table, part, key, doc)
                     # the device learns of desired changes; its own reports only shrink the delta
                     publish_delta = side == "desired" and bool(delta_of(doc)) and delta_of(doc) != before
@@ -139,3 +149,5 @@ def register(app: faust.App) -> None:
                 rec = to_record(u["tenant_id"], u["device_id"], doc, now, publish_delta=publish_delta,
                                 request_id=u["request_id"], outcome=outcome)
                 await out.send(key=key, value=scodec.encode(rec))
+
+    return on_device_events

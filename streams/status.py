@@ -91,8 +91,7 @@ def expired(st: dict, watermark: int, timeout_ms: int) -> bool:
     return st["online"] is True and watermark - st["last"] > timeout_ms
 
 
-def register(app: faust.App, s: Settings, registry: RegistryView) -> None:
-    source = app.topic(topics.DEVICE_EVENTS.name, topics.TELEMETRY.name, key_type=bytes, value_type=bytes)
+def register(app: faust.App, s: Settings, registry: RegistryView):
     events_out = app.topic(topics.DEVICE_EVENTS.name, key_type=bytes, value_type=bytes)
     table = app.Table("device-status", default=None, key_type=bytes, value_type=None,
                       partitions=app.conf.topic_partitions)
@@ -116,43 +115,42 @@ def register(app: faust.App, s: Settings, registry: RegistryView) -> None:
                "time": t, "source": SOURCE, "reason": reason, "details": {}}
         await events_out.send(key=key, value=ecodec.encode(rec))
 
-    @app.agent(source, name="device-status")
-    async def status(stream):
-        async for events in stream.take_events(2000, within=0.05):
-            wall = time.time_ns() // 1_000_000
-            for ev in events:
-                msg = ev.message
-                key, part = msg.key, msg.partition
-                if key is None:
-                    continue
-                st = table.data.get(key)
-                fresh = st is None
-                if fresh:
-                    st = new_state(part)
-                try:
-                    if msg.topic == topics.TELEMETRY.name:
-                        t = telemetry_event_time(msg.value)
-                        if t > watermarks.get(part, 0):
-                            watermarks[part] = t
-                        last_seen_wall[part] = wall
-                        changed = on_activity(st, t)
-                        reason = "telemetry received"
-                    else:
-                        e = ecodec.decode(msg.value)
-                        if e["source"] == SOURCE or (e["event_type"] not in UP and e["event_type"] not in DOWN):
-                            continue
-                        t = e["time"]
-                        changed = on_connection(st, e["event_type"] in UP, t)
-                        reason = f"{e['event_type'].lower()} reported by {e['source']}"
-                except (ValueDeserializationError, IndexError) as exc:
-                    log.warning("device-status: skipping undecodable record on %s: %s", msg.topic, exc)
-                    continue
-                throttle = timeout_ms(key) // 4
-                if changed or fresh or st["last"] - st["saved_last"] > throttle:
-                    st["saved_last"], st["p"] = st["last"], part
-                    put(table, part, key, st)
-                if changed:
-                    await emit(key, st["online"], t, reason)
+    async def handle(events) -> None:
+        """A batch of device events and telemetry (the device-activity agent's, adr/0050)."""
+        wall = time.time_ns() // 1_000_000
+        for ev in events:
+            msg = ev.message
+            key, part = msg.key, msg.partition
+            if key is None:
+                continue
+            st = table.data.get(key)
+            fresh = st is None
+            if fresh:
+                st = new_state(part)
+            try:
+                if msg.topic == topics.TELEMETRY.name:
+                    t = telemetry_event_time(msg.value)
+                    if t > watermarks.get(part, 0):
+                        watermarks[part] = t
+                    last_seen_wall[part] = wall
+                    changed = on_activity(st, t)
+                    reason = "telemetry received"
+                else:
+                    e = ecodec.decode(msg.value)
+                    if e["source"] == SOURCE or (e["event_type"] not in UP and e["event_type"] not in DOWN):
+                        continue
+                    t = e["time"]
+                    changed = on_connection(st, e["event_type"] in UP, t)
+                    reason = f"{e['event_type'].lower()} reported by {e['source']}"
+            except (ValueDeserializationError, IndexError) as exc:
+                log.warning("device-status: skipping undecodable record on %s: %s", msg.topic, exc)
+                continue
+            throttle = timeout_ms(key) // 4
+            if changed or fresh or st["last"] - st["saved_last"] > throttle:
+                st["saved_last"], st["p"] = st["last"], part
+                put(table, part, key, st)
+            if changed:
+                await emit(key, st["online"], t, reason)
 
     @app.timer(TICK_S)
     async def inactivity():
@@ -173,3 +171,5 @@ def register(app: faust.App, s: Settings, registry: RegistryView) -> None:
                 st["conn"] = max(st["conn"], st["last"] + limit)
                 put(table, p, key, st)
                 await emit(key, False, st["last"] + limit, f"no activity for {limit // 1000} s (event time)")
+
+    return handle

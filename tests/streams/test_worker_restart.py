@@ -51,7 +51,8 @@ def test_kill_9_loses_no_shadow_version_no_command_and_duplicates_no_alert(stack
 
     # shadow: version 3 survived, so a write conditional on it succeeds and makes version 4
     r = wait_for(lambda: (x := gateway.patch(f"/v1/devices/{dev}/shadow/desired", headers={**h, "If-Match": "3"},
-                                              json={"step": 3})).status_code != 504 and x, timeout=90,
+                                              json={"step": 3}, timeout=30)).status_code != 504 and x,
+                 timeout=120,
                  what="the restarted shadow agent to answer")
     assert r.status_code == 200, r.text
     assert r.json()["version"] == 4 and r.json()["desired"] == {"step": 3}
