@@ -86,3 +86,32 @@ def _iso(ms: int) -> str:
     import datetime as dt
 
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def test_a_certificate_unknown_to_the_broker_can_use_no_topic(stack, factory, settings):
+    """An SRE's guarantee: a valid platform certificate whose device the broker was never told about
+    (or whose client entry is gone) publishes nowhere, even into its own namespace."""
+    import threading
+
+    from tests.utils.factories import TestDevice
+
+    t = factory.tenant("ghost")
+    ghost_id = "ghost-1"
+    cert_dir = settings.root / "test-devices" / t.tenant_id / ghost_id
+    issued = factory.admin.cas.issue_for_device(t.tenant_id, ghost_id)  # a certificate, but no broker client
+    cert_dir.mkdir(parents=True, exist_ok=True)
+    (cert_dir / "device.crt").write_text(issued.certificate_pem)
+    (cert_dir / "device.key").write_text(issued.private_key_pem)
+    (cert_dir / "ca.crt").write_bytes(factory.admin.pki.ca_cert.read_bytes())
+    ghost = TestDevice(t.tenant_id, ghost_id, cert_dir)
+    codes: list[int] = []
+    acked = threading.Event()
+    try:
+        client = factory.mqtt_client(ghost)
+    except AssertionError:
+        return  # refused at CONNECT: also a refusal
+    client.on_publish = lambda _c, _u, _mid, rc, _p: (codes.append(rc.value), acked.set())
+    client.publish(device_topics(t.tenant_id, ghost_id)["telemetry"], '{"values": {"t": 1}}', qos=1)
+    assert acked.wait(10), "no PUBACK for the ghost's publish"
+    assert codes == [135]  # MQTT 5: Not authorized
+    client.disconnect()
