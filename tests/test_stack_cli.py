@@ -11,7 +11,6 @@ import sys
 import pytest
 
 from fleetstream.stack.supervisor import pid_alive
-
 from tests.conftest import PORT_OFFSET
 
 PORTS = {k: str(v + PORT_OFFSET) for k, v in {

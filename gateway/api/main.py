@@ -6,12 +6,23 @@ from gateway.live import sse as live_sse
 from gateway.live import websocket as live_ws
 
 from .routes import admin as control_admin
-from .routes import alerts, rules  # rule engine (issue 5)
-from .routes import certificates, clients, commands, devices, health, oauth, provisioning, shadow, telemetry
+from .routes import (
+    alerts,
+    certificates,
+    clients,
+    commands,
+    devices,
+    health,
+    ingest,  # devices' HTTP ingest (issue 4)
+    oauth,
+    provisioning,
+    rules,
+    shadow,
+    telemetry,
+)
 from .routes import firmware as ota_firmware  # OTA (issue 8)
 from .routes import graphql as graphql_api  # issue 6
 from .routes import ota as ota_campaigns
-from .routes import ingest  # devices' HTTP ingest (issue 4)
 
 api_router = APIRouter(prefix="/v1")
 api_router.include_router(oauth.router)
