@@ -102,6 +102,9 @@ class Admin:
     def publish(self, conn: psycopg.Connection, device: dict) -> None:
         keys = devices_crud.active_jwt_keys(conn, tenant_id=str(device["tenant_id"]), device_id=device["device_id"])
         self.registry.publish(registry_entry(device, keys))
+        # Wait for Kafka before answering: a device that sends the moment it is provisioned must find its
+        # entry ahead of its first reading, or the validate agent refuses it as unknown.
+        self.registry.flush()
 
     def create_device(self, tenant_id: str, device_id: str, *, cert_dir: Path | None = None,
                       device_type: str | None = None, tags: list[str] | None = None,

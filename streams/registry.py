@@ -42,6 +42,10 @@ class RegistryView:
         self.caught_up = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="registry-view", daemon=True)
+        self._positions: dict[int, int] = {}
+        self._advanced = threading.Condition()
+        self._probe: Consumer | None = None
+        self._probe_lock = threading.Lock()
 
     def start(self) -> RegistryView:
         self._thread.start()
@@ -56,6 +60,30 @@ class RegistryView:
 
     def tenant_published(self, tenant_id: str) -> bool:
         return self.tenants.get(tenant_id, 0) > 0
+
+    def sync(self, timeout: float = 2.0) -> bool:
+        """Read-your-writes barrier: waits until the view has read everything on the registry topic now.
+
+        The raw telemetry consumer and this view's consumer are independent, so a device's first reading can
+        overtake its (already written) registry entry; callers use this before refusing a device as unknown.
+        """
+        try:
+            ends = self._registry_ends(timeout)
+        except KafkaException as exc:
+            log.warning("registry sync: cannot read the registry's end offsets: %s", exc)
+            return False
+        with self._advanced:
+            return self._advanced.wait_for(
+                lambda: all(self._positions.get(p, 0) >= hi for p, hi in ends.items() if hi > 0), timeout)
+
+    def _registry_ends(self, timeout: float) -> dict[int, int]:
+        with self._probe_lock:
+            if self._probe is None:
+                self._probe = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "fleetstream-registry-probe",
+                                        "enable.auto.commit": False})
+            md = self._probe.list_topics(self.topic, timeout=timeout).topics[self.topic]
+            return {p: self._probe.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout)[1]
+                    for p in md.partitions}
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:
@@ -100,15 +128,20 @@ class RegistryView:
             if not pending:
                 self.caught_up.set()
             while not self._stop.is_set():
-                for m in c.consume(1000, 0.2):
+                got = c.consume(1000, 0.2)
+                for m in got:
                     if m.error():
                         continue
                     self.apply(m.key(), m.value())
+                    self._positions[m.partition()] = m.offset() + 1
                     if pending and m.offset() + 1 >= ends.get(m.partition(), 0):
                         pending.discard(m.partition())
                         if not pending:
                             self.caught_up.set()
                             log.info("registry view caught up: %d devices", len(self.devices))
+                if got:
+                    with self._advanced:
+                        self._advanced.notify_all()
         except Exception:
             log.exception("registry view stopped")
         finally:

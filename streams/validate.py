@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 BATCH = 2000
 WITHIN_S = 0.02
 REGISTRY_WAIT_S = 30
+REGISTRY_SYNC_S = 2.0
 
 
 def check(rec: dict, now_ms: int, max_skew_ms: int) -> tuple[str, str] | None:
@@ -69,8 +70,18 @@ def register(app: faust.App, s: Settings, registry: RegistryView) -> None:
     async def validate(stream):
         if not await asyncio.to_thread(registry.caught_up.wait, REGISTRY_WAIT_S):
             log.warning("registry view not caught up after %ss; unknown devices pass until it is", REGISTRY_WAIT_S)
+        async def route(raw: bytes, rec: dict, key: bytes | None, problem: tuple[str, str] | None, now: int):
+            if problem:
+                await dlq_topic.send(key=key, value=dcodec.encode(_dead(rec, *problem, raw, now)))
+            elif rec["device_type"] is None and not rec["tags"]:
+                await out_topic.send(key=key, value=raw)
+            else:
+                await out_topic.send(key=key, value=tcodec.encode(rec))
+
         async for batch in stream.take(BATCH, within=WITHIN_S):
             now = time.time_ns() // 1_000_000
+            deferred: list[tuple[bytes, dict, bytes | None]] = []
+            held: set[bytes | None] = set()  # a device with a deferred record keeps its order behind it
             for raw in batch:
                 try:
                     rec = tcodec.decode(raw)
@@ -79,14 +90,23 @@ def register(app: faust.App, s: Settings, registry: RegistryView) -> None:
                     continue
                 problem = check(rec, now, max_skew_ms)
                 key = device_key(rec["tenant_id"], rec["device_id"]) if rec["tenant_id"] and rec["device_id"] else None
+                if problem is None and key in held:
+                    deferred.append((raw, rec, key))
+                    continue
                 if problem is None:
                     problem = enforce(rec, registry)
-                if problem:
-                    await dlq_topic.send(key=key, value=dcodec.encode(_dead(rec, *problem, raw, now)))
-                elif rec["device_type"] is None and not rec["tags"]:
-                    await out_topic.send(key=key, value=raw)
-                else:
-                    await out_topic.send(key=key, value=tcodec.encode(rec))
+                    if problem and problem[0] == "unknown_device":
+                        deferred.append((raw, rec, key))
+                        held.add(key)
+                        continue
+                await route(raw, rec, key, problem, now)
+            if deferred:
+                # A brand-new device's first reading can overtake its registry entry (two independent
+                # consumers): catch the view up to the registry topic as it is now, once per batch, before
+                # refusing anyone as unknown.
+                await asyncio.to_thread(registry.sync, REGISTRY_SYNC_S)
+                for raw, rec, key in deferred:
+                    await route(raw, rec, key, enforce(rec, registry), now)
 
 
 def _dead(rec: dict | None, code: str, reason: str, raw: bytes, now: int) -> dict:
