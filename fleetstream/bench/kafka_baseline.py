@@ -38,8 +38,8 @@ def measure(bootstrap: str, n: int = 100_000, partitions: int = 6, timeout: floa
             raise
     records = sample_records(n)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"fleetstream-bench-baseline-{time.time_ns()}",
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 10})
-    highs = _high_watermarks(consumer)
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 10, "auto.offset.reset": "earliest"})
+    highs = _high_watermarks(consumer, partitions)
     consumer.assign([TopicPartition(TOPIC, p, o) for p, o in highs.items()])
     consumed, last_consumed = [0], [0.0]
 
@@ -75,12 +75,15 @@ def measure(bootstrap: str, n: int = 100_000, partitions: int = 6, timeout: floa
             "consumed": consumed[0]}
 
 
-def _high_watermarks(consumer: Consumer, wait_s: float = 20) -> dict[int, int]:
-    """A topic created a moment ago may not have partition leaders yet: ask again until it does."""
+def _high_watermarks(consumer: Consumer, partitions: int, wait_s: float = 20) -> dict[int, int]:
+    """A topic created a moment ago may not have partition leaders yet (its metadata can even list no
+    partitions at all, which would leave the reader assigned to nothing): ask again until it has them all."""
     deadline = time.monotonic() + wait_s
     while True:
         try:
             md = consumer.list_topics(TOPIC, timeout=10).topics[TOPIC]
+            if md.error is not None or len(md.partitions) < partitions:
+                raise KafkaException(md.error or "partitions not all known yet")
             return {p: consumer.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=10)[1] for p in md.partitions}
         except KafkaException:
             if time.monotonic() > deadline:
