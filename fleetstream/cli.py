@@ -49,7 +49,8 @@ def cmd_up(args) -> int:
         if args.with_fleet:
             demo = _demo_fleet(s, args.devices)
             sim = stack.platform_child("simulator")
-            sim.argv = [sys.executable, "-m", "fleetstream.cli", "simulate", "--fleet", demo["fleet_file"]]
+            sim.argv = [sys.executable, "-m", "fleetstream.cli", "simulate", "--fleet", demo["fleet_file"],
+                        "--payload", "plc"]  # carries the `temperature` the printed curl reads
             stack._spawn(sim)
             stack.write_state()
         took = time.monotonic() - t0

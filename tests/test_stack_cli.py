@@ -8,10 +8,12 @@ import os
 import subprocess
 import sys
 
+import httpx
 import pytest
 
 from fleetstream.stack.supervisor import pid_alive
 from tests.conftest import PORT_OFFSET
+from tests.utils.factories import wait_for
 
 PORTS = {k: str(v + PORT_OFFSET) for k, v in {
     "FLEETSTREAM_KAFKA_PORT": 39092, "FLEETSTREAM_KAFKA_CONTROLLER_PORT": 39093,
@@ -30,7 +32,8 @@ def stack_env(tmp_path):
 
 
 def test_up_detach_status_down_leaves_no_orphans(stack_env, tmp_path):
-    up = fleetstream("up", "--detach", env=stack_env)
+    """Also the README's promise: with the demo fleet, the printed curl (metric=temperature) returns points."""
+    up = fleetstream("up", "--detach", "--with-fleet", "--devices", "2", env=stack_env)
     assert up.returncode == 0, up.stdout + up.stderr
     try:
         st = fleetstream("status", "--json", env=stack_env)
@@ -48,6 +51,15 @@ def test_up_detach_status_down_leaves_no_orphans(stack_env, tmp_path):
         tenant = json.loads(created.stdout)
         assert tenant["name"] == "cli-tenant" and tenant["client_id"].startswith("fsc_") and tenant["client_secret"]
         state = json.loads((tmp_path / "data" / "stack.json").read_text())
+
+        demo = json.loads((tmp_path / "data" / "demo" / "fleet.json").read_text())
+        with httpx.Client(base_url=comps["gateway"]["url"].replace("localhost", "127.0.0.1"), timeout=10) as gw:
+            tok = gw.post("/v1/oauth/token", data={"grant_type": "client_credentials", "client_id": demo["client_id"],
+                                                   "client_secret": demo["client_secret"]}).json()["access_token"]
+            dev = demo["devices"][0]["device_id"]
+            wait_for(lambda: gw.get(f"/v1/devices/{dev}/telemetry", params={"metric": "temperature"},
+                                    headers={"Authorization": f"Bearer {tok}"}).json().get("points"),
+                     timeout=60, what="the demo fleet's temperature readings")
     finally:
         down = fleetstream("down", env=stack_env, timeout=90)
     assert down.returncode == 0
