@@ -28,6 +28,7 @@ import faust
 
 from fleetstream.settings import Settings
 from schemas import ValueDeserializationError, codec, split_key, topics
+from schemas.codec import telemetry_event_time
 
 from .registry import RegistryView
 from .tables import owned_partitions, put
@@ -38,27 +39,6 @@ SOURCE = "streams"
 UP, DOWN = frozenset({"CONNECTED", "ONLINE"}), frozenset({"DISCONNECTED", "OFFLINE"})
 IDLE_GRACE_MS = 10_000
 TICK_S = 1.0
-
-
-def read_long(buf: bytes, pos: int) -> tuple[int, int]:
-    """One Avro zig-zag varint at ``pos``: (value, next position)."""
-    shift = result = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return (result >> 1) ^ -(result & 1), pos
-        shift += 7
-
-
-def telemetry_event_time(raw: bytes) -> int:
-    """The event time of a Telemetry record without decoding it (fields 1-3: tenant, device, event_time)."""
-    pos = 10
-    for _ in range(2):
-        n, pos = read_long(raw, pos)
-        pos += n
-    return read_long(raw, pos)[0]
 
 
 def new_state(partition: int) -> dict:

@@ -12,32 +12,13 @@ import psutil
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from schemas.codec import telemetry_event_time as event_time_of
+
 from .stats import Reservoir
 
 
 def now_ms() -> float:
     return time.time_ns() / 1e6
-
-
-def _varint(buf: bytes, i: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        b = buf[i]
-        i += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return (result >> 1) ^ -(result & 1), i
-        shift += 7
-
-
-def event_time_of(value: bytes) -> int:
-    """The telemetry record's ``event_time`` read straight from the Avro body: tenant_id and device_id
-    (length-prefixed strings) come first, after the 10-byte single-object header (adr/0002). Decoding
-    the whole record per message would cost the generator's cores more than the probe is worth."""
-    n, i = _varint(value, 10)
-    n, i = _varint(value, i + n)
-    ts, _ = _varint(value, i + n)
-    return ts
 
 
 class Sampler(threading.Thread):
