@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-
 from schemas import topics
+
+from .compacted_view import CompactedTopicView
 
 log = logging.getLogger(__name__)
 
@@ -34,21 +33,12 @@ class Rule:
         return self.condition["type"] == "inactivity"
 
 
-class RulesView:
+class RulesView(CompactedTopicView):
+    batch = 500
+
     def __init__(self, bootstrap: str, topic: str = topics.RULES.name):
-        self.bootstrap, self.topic = bootstrap, topic
+        super().__init__(bootstrap, topic, "rules-view")
         self.by_tenant: dict[str, dict[str, Rule]] = {}
-        self.caught_up = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rules-view", daemon=True)
-
-    def start(self) -> RulesView:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
     def rules_of(self, tenant_id: str) -> dict[str, Rule]:
         return self.by_tenant.get(tenant_id) or {}
@@ -76,35 +66,3 @@ class RulesView:
             mine[rule_id] = rule
         else:
             mine.pop(rule_id, None)
-
-    def _run(self) -> None:
-        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "fleetstream-rules-view",
-                      "enable.auto.commit": False})
-        try:
-            while True:
-                try:
-                    md = c.list_topics(self.topic, timeout=30).topics[self.topic]
-                    tps = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in md.partitions]
-                    ends = {tp.partition: c.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
-                    break
-                except KafkaException as exc:
-                    log.warning("rules view: waiting for the topic: %s", exc)
-                    if self._stop.wait(1):
-                        return
-            c.assign(tps)
-            pending = {p for p, hi in ends.items() if hi > 0}
-            if not pending:
-                self.caught_up.set()
-            while not self._stop.is_set():
-                for m in c.consume(500, 0.2):
-                    if m.error():
-                        continue
-                    self.apply(m.key(), m.value())
-                    if pending and m.offset() + 1 >= ends.get(m.partition(), 0):
-                        pending.discard(m.partition())
-                        if not pending:
-                            self.caught_up.set()
-        except Exception:
-            log.exception("rules view stopped")
-        finally:
-            c.close()
