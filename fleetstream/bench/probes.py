@@ -12,6 +12,7 @@ import psutil
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from fleetstream.kafka_tuning import HOT_CONSUMER
 from schemas.codec import telemetry_event_time as event_time_of
 
 from .stats import Reservoir
@@ -54,7 +55,10 @@ class TopicLatencyProbe(Sampler):
         super().__init__(f"probe-{topic}", 0)
         self.topic = topic
         self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"fleetstream-bench-{time.time_ns()}",
-                           "enable.auto.commit": False, "fetch.wait.max.ms": 10, "auto.offset.reset": "latest"})
+                           "enable.auto.commit": False, "auto.offset.reset": "latest",
+                           # the probe is a consumer like the live hub: it waits as they do, so it neither
+                           # flatters its own latency nor costs the broker more than a platform consumer
+                           **HOT_CONSUMER})
         md = self.c.list_topics(topic, timeout=10).topics[topic]
         self.c.assign([TopicPartition(topic, p, -1) for p in md.partitions])  # only what comes from now on
         self.produced, self.observed = Reservoir(), Reservoir()
