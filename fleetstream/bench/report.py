@@ -68,7 +68,7 @@ def markdown(r: dict) -> str:
         f"session each, generator on the same machine ({r.get('sessions', {}).get('generator_processes')} processes).",
         "",
         "| target rate msg/s | accepted msg/s | points/s | p50/p95/p99/max publish→Kafka ms | "
-        "p50/p95/p99/max publish→WebSocket ms | p50/p95/p99/max publish→queryable ms | lag end (streams / sink) "
+        "p50/p95/p99/max publish→WebSocket ms | p50/p95/p99/max publish→queryable ms | lag end (validate / sink / activity bundles) "
         "| CPU µs/msg (platform / generator) | verdict |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

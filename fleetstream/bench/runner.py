@@ -27,6 +27,10 @@ from .stats import Reservoir
 
 log = logging.getLogger("fleetstream.bench")
 
+# the streams worker's consumer groups and internal topic (streams/validate.py, streams/bundles.py)
+VALIDATE_GROUP = "fleetstream-streams-validate"
+ACTIVITY_GROUP, ACTIVITY_TOPIC = "fleetstream-streams", "fleetstream-streams-telemetry-bundles"
+
 
 def bench_settings(cfg: BenchConfig, data_dir: Path) -> Settings:
     """Ports from FLEETSTREAM_* variables (Settings reads them), each shifted by ``--port-offset``."""
@@ -109,7 +113,10 @@ class Run:
         cfg, gen = self.cfg, self.gen
         metric = _first_metric(cfg.payload)
         sink_group = getattr(self.s, "sink_group_prefix", "fleetstream-sink-clickhouse")
-        groups = {"fleetstream-streams": topics.TELEMETRY_RAW.name, sink_group: topics.TELEMETRY.name}
+        # validate reads raw telemetry in its own group (adr/0057); device-activity's lag on the bundle
+        # topic counts bundles (one per validate batch and partition), not readings
+        groups = {VALIDATE_GROUP: topics.TELEMETRY_RAW.name, sink_group: topics.TELEMETRY.name,
+                  ACTIVITY_GROUP: ACTIVITY_TOPIC}
         raw = TopicLatencyProbe(self.s.bootstrap_servers, topics.TELEMETRY_RAW.name)
         validated = TopicLatencyProbe(self.s.bootstrap_servers, topics.TELEMETRY.name)  # isolates the streams stage
         lag = LagSampler(self.s.bootstrap_servers, groups)
@@ -271,7 +278,7 @@ def _handled(work: list[tuple[float, dict[str, int]]], sink_group: str) -> dict[
         return max(0, last.get(key, 0) - first.get(key, 0))
 
     sink = delta(f"committed:{sink_group}")
-    return {"connector-mqtt": delta(f"high:{topics.TELEMETRY_RAW.name}"), "streams": delta("committed:fleetstream-streams"),
+    return {"connector-mqtt": delta(f"high:{topics.TELEMETRY_RAW.name}"), "streams": delta(f"committed:{VALIDATE_GROUP}"),
             "gateway": sink, "sink": sink}
 
 
