@@ -159,7 +159,10 @@ class BaseConnector(abc.ABC):
             uplink.telemetry(ctx.tenant_id, ctx.device_id, r.event_time, r.values, ctx.received_ms, pending,
                              count=False)
         if readings:
-            obs.record_ingest(uplink.source, ctx.tenant_id, len(readings))
+            if pending is done and done is not None:
+                done.count(ctx.tenant_id, len(readings))
+            else:
+                obs.record_ingest(uplink.source, ctx.tenant_id, len(readings))
         for bad in rejected:
             self.uplink.dead_letter(code=bad.code, reason=bad.reason, raw=bad.raw, tenant_id=ctx.tenant_id,
                                     device_id=ctx.device_id, origin=ctx.origin, done=pending)

@@ -47,6 +47,8 @@ class TelemetryEncoder:
         self._protocol_bytes = _string(protocol)
         self._prefixes: dict[tuple[str, str], bytes] = {}
         self._keys: dict[str, bytes] = {}
+        # timestamps repeat: one receive time per burst, device clocks shared within a millisecond
+        self._longs: dict[int, bytes] = {}
         # device_type null (union branch 0), tags: an empty array (block count 0)
         self._tail = b"\x00\x00"
 
@@ -57,6 +59,12 @@ class TelemetryEncoder:
         self._prefixes[(tenant_id, device_id)] = p
         return p
 
+    def _long(self, n: int) -> bytes:
+        if len(self._longs) >= 4096:
+            self._longs.clear()
+        b = self._longs[n] = zigzag(n)
+        return b
+
     def _key(self, name: str) -> bytes:
         k = _string(name)
         if len(self._keys) < 10_000:  # metric names are few; a device inventing names must not grow this
@@ -66,7 +74,10 @@ class TelemetryEncoder:
     def encode(self, tenant_id: str, device_id: str, event_time: int, receive_time: int,
                values: dict) -> bytes:
         prefix = self._prefixes.get((tenant_id, device_id)) or self._prefix(tenant_id, device_id)
-        parts = [prefix, zigzag(event_time), zigzag(receive_time), self._protocol_bytes]
+        longs = self._longs
+        et = longs.get(event_time) or self._long(event_time)
+        rt = longs.get(receive_time) or self._long(receive_time)
+        parts = [prefix, et, rt, self._protocol_bytes]
         if values:
             parts.append(zigzag(len(values)))
             keys = self._keys

@@ -48,11 +48,15 @@ class Batch:
     handed to the producer as the delivery callback itself, so a burst of messages costs one object and
     one answer to the peer instead of a closure, an ``AllDone`` and an acknowledgement per message."""
 
-    __slots__ = ("pending", "error", "done", "lock", "sealed", "source")
+    __slots__ = ("pending", "error", "done", "lock", "sealed", "source", "ingested")
 
     def __init__(self, done: Done, source: str = ""):
         self.pending, self.error, self.done, self.sealed = 0, None, done, False
         self.lock, self.source = threading.Lock(), source
+        self.ingested: dict[str, int] = {}  # readings per tenant, counted into the metric once at seal()
+
+    def count(self, tenant_id: str, n: int) -> None:
+        self.ingested[tenant_id] = self.ingested.get(tenant_id, 0) + n
 
     def add(self) -> None:
         with self.lock:
@@ -71,6 +75,8 @@ class Batch:
 
     def seal(self) -> None:
         """No more records: fires now if every one written so far is already confirmed."""
+        for tenant_id, n in self.ingested.items():
+            obs.record_ingest(self.source, tenant_id, n)
         with self.lock:
             self.sealed = True
             fire = self.pending == 0

@@ -33,6 +33,21 @@ def _cpu(pids: list[int]) -> float:
     return total
 
 
+def _threads(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name of one process (/proc/<pid>/task/<tid>/comm): which loop costs what."""
+    out: dict[str, float] = {}
+    try:
+        for t in psutil.Process(pid).threads():
+            try:
+                name = Path(f"/proc/{pid}/task/{t.id}/comm").read_text().strip()
+            except OSError:
+                name = str(t.id)
+            out[name] = out.get(name, 0.0) + t.user_time + t.system_time
+    except psutil.Error:
+        pass
+    return out
+
+
 def _raw_offsets(consumer, topic: str) -> int:
     from confluent_kafka import TopicPartition
 
@@ -90,6 +105,7 @@ def main() -> int:
             end = time.monotonic() + args.warmup
             while time.monotonic() < end:
                 gen.poll(0.2)
+            th0 = _threads(conn.pid)
             c0, n0, t0, g0 = ({k: _cpu(f()) for k, f in roles.items()}, _raw_offsets(cons, topics.TELEMETRY_RAW.name),
                               time.monotonic(), gen.stats.sent)
             spy = None
@@ -104,6 +120,7 @@ def main() -> int:
                 gen.poll(0.2)
             took_s = time.monotonic() - t0
             c1, n1 = {k: _cpu(f()) for k, f in roles.items()}, _raw_offsets(cons, topics.TELEMETRY_RAW.name)
+            th1 = _threads(conn.pid)
             if spy:
                 spy.wait(30)
             msgs = max(1, n1 - n0)
@@ -113,6 +130,8 @@ def main() -> int:
                    "cpu_us_per_msg_minus_idle": {k: round((c1[k] - c0[k] - idle[k] * took_s) * 1e6 / msgs, 1)
                                                  for k in roles},
                    "cpu_pct": {k: round((c1[k] - c0[k]) * 100 / took_s) for k in roles},
+                   "connector_threads_pct": {k: round((v - th0.get(k, 0.0)) * 100 / took_s, 1)
+                                             for k, v in th1.items() if v - th0.get(k, 0.0) > 0.01 * took_s},
                    "load_avg": [round(x, 1) for x in psutil.getloadavg()]}
             results.append(row)
             print(json.dumps(row), flush=True)

@@ -91,6 +91,9 @@ class MqttSubscriber:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
         self._stopping = False
+        self._acks: list[tuple[int, list[int]]] = []
+        self._acks_lock = threading.Lock()
+        self._acks_scheduled = False
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -98,15 +101,27 @@ class MqttSubscriber:
 
     # -- acknowledgements ---------------------------------------------------------------------------
     def ack(self, generation: int, packet_ids: list[int]) -> None:
-        """Thread-safe: PUBACKs for ``packet_ids`` received on connection ``generation``."""
-        if packet_ids:
-            self._loop.call_soon_threadsafe(self._ack, generation, packet_ids)
+        """Thread-safe: PUBACKs for ``packet_ids`` received on connection ``generation``. Batches confirmed
+        while the loop is busy go out together: one wake-up of the loop and one TLS write."""
+        if not packet_ids:
+            return
+        with self._acks_lock:
+            self._acks.append((generation, packet_ids))
+            if self._acks_scheduled:
+                return
+            self._acks_scheduled = True
+        self._loop.call_soon_threadsafe(self._send_acks)
 
-    def _ack(self, generation: int, packet_ids: list[int]) -> None:
+    def _send_acks(self) -> None:
+        with self._acks_lock:
+            pending, self._acks, self._acks_scheduled = self._acks, [], False
         conn = self._conn
-        if conn is None or conn.generation != generation or conn.transport is None or conn.transport.is_closing():
+        if conn is None or conn.transport is None or conn.transport.is_closing():
             return  # that connection is gone; the resumed session redelivers these messages
-        conn.transport.write(p.pubacks(packet_ids))
+        gen = conn.generation
+        ids = [pid for g, pids in pending if g == gen for pid in pids]
+        if ids:
+            conn.transport.write(p.pubacks(ids))
 
     def pause(self) -> None:
         """Stop reading (shutdown: no new messages while the last ones are confirmed and acknowledged)."""
