@@ -162,7 +162,8 @@ class MqttSubscriber:
         self.generation += 1
         gen = self.generation
         _, conn = await asyncio.wait_for(loop.create_connection(
-            lambda: _Conn(self, gen), self.host, self.port, ssl=self.ssl, server_hostname=self.host), 15)
+            lambda: _Conn(self, gen), self.host, self.port, ssl=self.ssl,
+            server_hostname=self.host if self.ssl is not None else None), 15)
         self._conn = conn
         try:
             conn.transport.write(p.connect(self.client_id, keepalive=self.keepalive, clean_start=False,
