@@ -72,7 +72,9 @@ def _reading(item: Any, received_ms: int, max_skew_ms: int) -> Reading:
     for name, v in values.items():
         if not name or len(name) > MAX_NAME_LEN:
             raise ValueError(f"bad_metric_name: metric name {name[:40]!r} must be 1–{MAX_NAME_LEN} chars")
-        if isinstance(v, bool):
+        if type(v) is float and v - v == 0.0:  # the common case first; v - v is nan for ±inf and nan
+            clean[name] = v
+        elif isinstance(v, bool):
             clean[name] = v
         elif isinstance(v, (int, float)):
             f = float(v)
