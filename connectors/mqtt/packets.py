@@ -108,7 +108,7 @@ def parse_publish(flags: int, body: bytes) -> tuple[str, int, int, bytes]:
     qos = (flags >> 1) & 0x03
     tlen = (body[0] << 8) | body[1]
     pos = 2 + tlen
-    topic = body[2:pos].decode()
+    topic = body[2:pos].decode("utf-8", "replace")  # brokers refuse non-UTF-8 topics; never raise on one
     pid = 0
     if qos:
         pid = (body[pos] << 8) | body[pos + 1]

@@ -66,7 +66,10 @@ class _Conn(asyncio.Protocol):
             elif kind == p.DISCONNECT:
                 log.warning("broker disconnected the connector: reason 0x%02x", p.reason_of(body, 0))
         if batch:
-            self.owner.on_batch(self.generation, batch)
+            try:
+                self.owner.on_batch(self.generation, batch)
+            except Exception:  # a bug must not drop the connection: that would redeliver the same burst forever
+                log.exception("handling %d messages failed; they stay unacknowledged until a reconnect", len(batch))
 
     def connection_lost(self, exc) -> None:
         if not self.closed.done():
@@ -110,7 +113,10 @@ class MqttSubscriber:
             if self._acks_scheduled:
                 return
             self._acks_scheduled = True
-        self._loop.call_soon_threadsafe(self._send_acks)
+        try:
+            self._loop.call_soon_threadsafe(self._send_acks)
+        except RuntimeError:  # the loop has closed (process exit): the session redelivers these messages
+            pass
 
     def _send_acks(self) -> None:
         with self._acks_lock:
