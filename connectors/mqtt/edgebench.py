@@ -65,6 +65,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=None, help="generator processes (default: automatic)")
     ap.add_argument("--profile", type=Path, default=None, help="py-spy the connector at each rate into DIR")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--receive-maximum", type=int, default=None, help="the connector's MQTT in-flight window")
     args = ap.parse_args()
 
     from confluent_kafka import Consumer
@@ -86,7 +87,8 @@ def main() -> int:
     try:
         stack.start_infra()
         cfg = data / "connector.yaml"
-        cfg.write_text("client_id: edgebench-0\nrate_limit: {per_second: 1000000000, burst: 1000000000}\n")
+        cfg.write_text("client_id: edgebench-0\nrate_limit: {per_second: 1000000000, burst: 1000000000}\n"
+                       + (f"receive_maximum: {args.receive_maximum}\n" if args.receive_maximum else ""))
         conn = stack._spawn(stack.platform_child("connector-mqtt", ["--config", str(cfg)]))
         mosq = next(c for c in stack.children if c.name == "mosquitto")
         fleet, took = provision(s, args.devices, out_dir=data / "fleet", prefix="edge")
