@@ -159,7 +159,7 @@ class BaseConnector(abc.ABC):
             uplink.telemetry(ctx.tenant_id, ctx.device_id, r.event_time, r.values, ctx.received_ms, pending,
                              count=False)
         if readings:
-            if pending is done and done is not None:
+            if type(done) is Batch:  # counted once per tenant per burst
                 done.count(ctx.tenant_id, len(readings))
             else:
                 obs.record_ingest(uplink.source, ctx.tenant_id, len(readings))
