@@ -22,6 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+from fleetstream import observability as obs
+
 from .canonical import Reading, Rejected
 from .errors import (
     ConnectorError,
@@ -31,7 +33,7 @@ from .errors import (
 )
 from .ratelimit import TokenBuckets
 from .registry import ALLOWED_STATUSES
-from .uplink import AllDone, Done, UplinkPublisher
+from .uplink import AllDone, Batch, Done, UplinkPublisher
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +135,7 @@ class BaseConnector(abc.ABC):
 
     # -- what protocols call ---------------------------------------------------------------------------
     def publish_uplink(self, ctx: UplinkContext, raw: bytes, readings: Sequence[Reading],
-                       rejected: Iterable[Rejected] = (), done: Done | None = None) -> ConnectorError | None:
+                       rejected: Iterable[Rejected] = (), done: Done | Batch | None = None) -> ConnectorError | None:
         """Admit, then write readings as telemetry and rejects as dead letters.
 
         ``done`` is called once, after Kafka confirmed every record written for this message (or with the
@@ -148,11 +150,19 @@ class BaseConnector(abc.ABC):
             self.uplink.dead_letter(code=refusal.code, reason=str(refusal), raw=raw, tenant_id=ctx.tenant_id,
                                     device_id=ctx.device_id, origin=ctx.origin, done=done)
             return refusal
-        pending = AllDone(len(readings) + len(rejected), done) if done is not None else None
+        # a Batch (MQTT: one per burst of messages) collects every record itself; else one AllDone per message
+        pending = done if done is None or type(done) is Batch else AllDone(len(readings) + len(rejected), done)
         self.stats["readings"] += len(readings)
         self.stats["rejected"] += len(rejected)
+        uplink = self.uplink
         for r in readings:
-            self.uplink.telemetry(ctx.tenant_id, ctx.device_id, r.event_time, r.values, ctx.received_ms, pending)
+            uplink.telemetry(ctx.tenant_id, ctx.device_id, r.event_time, r.values, ctx.received_ms, pending,
+                             count=False)
+        if readings:
+            if type(done) is Batch:  # counted once per tenant per burst
+                done.count(ctx.tenant_id, len(readings))
+            else:
+                obs.record_ingest(uplink.source, ctx.tenant_id, len(readings))
         for bad in rejected:
             self.uplink.dead_letter(code=bad.code, reason=bad.reason, raw=bad.raw, tenant_id=ctx.tenant_id,
                                     device_id=ctx.device_id, origin=ctx.origin, done=pending)

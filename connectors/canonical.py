@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_VALUES = 256
 MAX_NAME_LEN = 128
@@ -36,9 +38,14 @@ def parse(raw: bytes, received_ms: int, max_skew_ms: int) -> tuple[list[Reading]
     if len(raw) > MAX_PAYLOAD_BYTES:
         return [], [Rejected("oversize", f"payload is {len(raw)} bytes; the limit is {MAX_PAYLOAD_BYTES}", raw)]
     try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        return [], [Rejected("invalid_json", f"payload is not valid UTF-8 JSON: {exc}", raw)]
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # orjson is stricter than json (NaN, integers past 64 bits, lone surrogates, UTF-16): json decides,
+        # so every payload is judged, and every reject worded, exactly as before; this path is the rare one
+        try:
+            doc = json.loads(raw)
+        except (UnicodeDecodeError, ValueError) as exc:
+            return [], [Rejected("invalid_json", f"payload is not valid UTF-8 JSON: {exc}", raw)]
     items = doc if isinstance(doc, list) else [doc]
     if not items:
         return [], [Rejected("wrong_type", "an empty list holds no readings", raw)]
@@ -65,7 +72,9 @@ def _reading(item: Any, received_ms: int, max_skew_ms: int) -> Reading:
     for name, v in values.items():
         if not name or len(name) > MAX_NAME_LEN:
             raise ValueError(f"bad_metric_name: metric name {name[:40]!r} must be 1–{MAX_NAME_LEN} chars")
-        if isinstance(v, bool):
+        if type(v) is float and v - v == 0.0:  # the common case first; v - v is nan for ±inf and nan
+            clean[name] = v
+        elif isinstance(v, bool):
             clean[name] = v
         elif isinstance(v, (int, float)):
             f = float(v)

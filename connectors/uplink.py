@@ -16,6 +16,8 @@ from confluent_kafka import KafkaError, Producer
 from fleetstream import observability as obs
 from schemas import codec, device_key, topics
 
+from .telemetry_encoder import TelemetryEncoder
+
 Done = Callable[[Exception | None], None]
 
 
@@ -40,6 +42,48 @@ class AllDone:
             self.done(self.error)
 
 
+class Batch:
+    """One ``done`` for however many records are written until ``seal()``: with None once Kafka confirmed
+    them all, else with the first error. Passed as ``done`` to the ``UplinkPublisher`` methods, it is
+    handed to the producer as the delivery callback itself, so a burst of messages costs one object and
+    one answer to the peer instead of a closure, an ``AllDone`` and an acknowledgement per message."""
+
+    __slots__ = ("pending", "error", "done", "lock", "sealed", "source", "ingested")
+
+    def __init__(self, done: Done, source: str = ""):
+        self.pending, self.error, self.done, self.sealed = 0, None, done, False
+        self.lock, self.source = threading.Lock(), source
+        self.ingested: dict[str, int] = {}  # readings per tenant, counted into the metric once at seal()
+
+    def count(self, tenant_id: str, n: int) -> None:
+        self.ingested[tenant_id] = self.ingested.get(tenant_id, 0) + n
+
+    def add(self) -> None:
+        with self.lock:
+            self.pending += 1
+
+    def delivered(self, err: KafkaError | None, _msg) -> None:
+        if err is not None:
+            obs.record_delivery(self.source, err)
+        with self.lock:
+            if err is not None and self.error is None:
+                self.error = RuntimeError(str(err))
+            self.pending -= 1
+            fire = self.sealed and self.pending == 0
+        if fire:
+            self.done(self.error)
+
+    def seal(self) -> None:
+        """No more records: fires now if every one written so far is already confirmed."""
+        for tenant_id, n in self.ingested.items():
+            obs.record_ingest(self.source, tenant_id, n)
+        with self.lock:
+            self.sealed = True
+            fire = self.pending == 0
+        if fire:
+            self.done(self.error)
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -53,7 +97,7 @@ class UplinkPublisher:
     def __init__(self, bootstrap: str, source: str, *, instance: str | None = None,
                  extra_config: dict[str, Any] | None = None):
         self.source = source
-        self._telemetry = codec("telemetry")
+        self._telemetry = TelemetryEncoder(source)  # byte-identical to codec("telemetry"), ~5x cheaper
         self._dead = codec("dead_letter")
         self._event = codec("device_event")
         self._ack = codec("command_ack")
@@ -78,11 +122,15 @@ class UplinkPublisher:
         while not self._stop.is_set():
             self._producer.poll(0.05)
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes, done: Done | None) -> None:
-        def on_delivery(err: KafkaError | None, _msg) -> None:
-            obs.record_delivery(self.source, err)
-            if done is not None:
-                done(None if err is None else RuntimeError(str(err)))
+    def _produce(self, topic: str, key: bytes | None, value: bytes, done: Done | Batch | None) -> None:
+        if type(done) is Batch:
+            done.add()
+            on_delivery = done.delivered
+        else:
+            def on_delivery(err: KafkaError | None, _msg) -> None:
+                obs.record_delivery(self.source, err)
+                if done is not None:
+                    done(None if err is None else RuntimeError(str(err)))
 
         headers = self._headers
         if (trace_id := obs.current_trace_id()) is not None:  # e.g. HTTP ingest: W3C trace into Kafka (adr/0094)
@@ -91,16 +139,16 @@ class UplinkPublisher:
             try:
                 self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
                 return
-            except BufferError:  # local queue full: wait for deliveries rather than drop
-                self._producer.poll(0.05)
+            except BufferError:  # local queue full: wait for the poller to serve deliveries rather than drop
+                time.sleep(0.01)
 
     def telemetry(self, tenant_id: str, device_id: str, event_time: int, values: dict,
-                  received_ms: int, done: Done | None = None) -> None:
-        rec = {"tenant_id": tenant_id, "device_id": device_id, "event_time": event_time,
-               "receive_time": received_ms, "protocol": self.source, "values": values,
-               "device_type": None, "tags": []}
-        self._produce(topics.TELEMETRY_RAW.name, device_key(tenant_id, device_id), self._telemetry.encode(rec), done)
-        obs.record_ingest(self.source, tenant_id)
+                  received_ms: int, done: Done | Batch | None = None, *, count: bool = True) -> None:
+        """:param count: add to the ingest metric here; batch callers count once per burst instead."""
+        value = self._telemetry.encode(tenant_id, device_id, event_time, received_ms, values)
+        self._produce(topics.TELEMETRY_RAW.name, device_key(tenant_id, device_id), value, done)
+        if count:
+            obs.record_ingest(self.source, tenant_id)
 
     def dead_letter(self, *, code: str, reason: str, raw: bytes, tenant_id: str | None = None,
                     device_id: str | None = None, origin: str | None = None, done: Done | None = None) -> None:

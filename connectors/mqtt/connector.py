@@ -1,10 +1,11 @@
 """Bridge from the MQTT broker into Kafka, for MQTT 5 and 3.1.1 devices alike (the broker translates).
 
-Several instances split the load through one MQTT 5 shared subscription. A QoS1 message is
-acknowledged to the broker only after Kafka confirmed every record made from it (paho manual ack), so a
-connector that dies before that leaves the message in its broker session, and the broker delivers it
-again when an instance with the same client id reconnects (adr/0042: Mosquitto does not hand a dead
-member's in-flight messages to the other members of the share group).
+Several instances split the load through one MQTT 5 shared subscription. Messages arrive in bursts (every
+PUBLISH of one TLS read, ``subscriber.py``) and are handled as one batch: parsed, admitted, encoded and
+produced, then acknowledged together once Kafka confirmed every record of the batch (adr/0045). A
+connector that dies before that leaves them in its broker session, and the broker delivers them again
+when an instance with the same client id reconnects (adr/0042: Mosquitto does not hand a dead member's
+in-flight messages to the other members of the share group).
 
 Channels: ``telemetry`` (the canonical JSON payload) and ``status`` (``online``/``offline``, plain or
 ``{"state": …}``; a device sets its Last Will to ``offline`` on this topic), which becomes an ONLINE or
@@ -18,24 +19,21 @@ import asyncio
 import json
 import logging
 import ssl
-import threading
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from connectors import canonical
 from connectors.base import Admission, ConnectorHealth, ListeningConnector, UplinkContext
-from connectors.uplink import UplinkPublisher, now_ms
+from connectors.uplink import Batch, UplinkPublisher, now_ms
 
-from .namespace import PREFIX, parse_topic
+from .namespace import PREFIX, DeviceTopic, parse_topic
 from .settings import MqttSettings
+from .subscriber import MqttSubscriber
 
 log = logging.getLogger(__name__)
 
 __all__ = ["MqttConnector", "MqttSettings"]
 
 STATUS_EVENTS = {"online": "ONLINE", "offline": "OFFLINE", "connected": "ONLINE", "disconnected": "OFFLINE"}
+_MAX_TOPICS = 100_000  # parsed-topic cache; cleared when full (a topic is a few hundred bytes)
 
 
 def parse_status(payload: bytes) -> tuple[str, dict[str, str]] | None:
@@ -65,73 +63,67 @@ class MqttConnector(ListeningConnector):
     def __init__(self, uplink: UplinkPublisher, settings: MqttSettings, admission: Admission | None = None):
         super().__init__(uplink, admission)
         self.settings = settings
-        self.connected = threading.Event()
-        self.stats.update(status_events=0)
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id,
-                        protocol=mqtt.MQTTv5, manual_ack=True)
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.ca_file)
-        ctx.load_cert_chain(settings.cert_file, settings.key_file)
-        c.tls_set_context(ctx)
-        c.max_inflight_messages_set(settings.receive_maximum)
-        c.on_connect = self._on_connect
-        c.on_disconnect = self._on_disconnect
-        c.on_message = self._on_message
-        self.client = c
+        self.stats.update(status_events=0, batches=0)
+        filters = [f"$share/{settings.share_group}/{PREFIX}/+/+/{ch}" for ch in settings.subscriptions]
+        self.subscriber = MqttSubscriber(settings.host, settings.port, settings.client_id, None, filters,
+                                         self._on_batch, session_expiry_s=settings.session_expiry_s,
+                                         receive_maximum=settings.receive_maximum)
+        self.connected = self.subscriber.connected
+        self._topics: dict[str, DeviceTopic | None] = {}
 
     async def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.settings.session_expiry_s
-        props.ReceiveMaximum = self.settings.receive_maximum
-        # clean_start False: unacknowledged messages of this client id survive a crash in its session
-        self.client.connect_async(self.settings.host, self.settings.port, keepalive=30,
-                                  clean_start=False, properties=props)
-        self.client.loop_start()
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.settings.ca_file)
+        ctx.load_cert_chain(self.settings.cert_file, self.settings.key_file)
+        self.subscriber.ssl = ctx
+        self.subscriber.start()
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
         return self.connected.wait(timeout)
 
     async def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        # stop taking messages, let Kafka confirm what was taken, acknowledge it, then disconnect: a
+        # message confirmed after the DISCONNECT would be delivered again (a duplicate, not a loss)
+        self.subscriber.pause()
         await asyncio.to_thread(self.uplink.flush)
+        await self.subscriber.stop()
 
     def health(self) -> ConnectorHealth:
         ok = self.connected.is_set()
         return ConnectorHealth(ok, "connected" if ok else "not connected to broker", dict(self.stats))
 
-    def _on_connect(self, client, _userdata, _flags, reason_code, _props) -> None:
-        if reason_code.is_failure:
-            log.error("broker refused connector: %s", reason_code)
-            return
-        subs = [(f"$share/{self.settings.share_group}/{PREFIX}/+/+/{ch}", 1) for ch in self.settings.subscriptions]
-        client.subscribe(subs)
-        self.connected.set()
-        log.info("connected to %s:%s as %s, subscribed %s", self.settings.host, self.settings.port,
-                 self.settings.client_id, subs)
+    def _topic(self, topic: str) -> DeviceTopic | None:
+        if len(self._topics) >= _MAX_TOPICS:
+            self._topics.clear()
+        where = self._topics[topic] = parse_topic(topic)
+        return where
 
-    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _props) -> None:
-        self.connected.clear()
-        log.warning("disconnected from broker: %s", reason_code)
-
-    def _on_message(self, client, _userdata, msg: mqtt.MQTTMessage) -> None:
+    def _on_batch(self, generation: int, msgs: list[tuple[str, int, int, bytes]]) -> None:
+        """Every PUBLISH of one read: records for all of them, then one acknowledgement write once Kafka
+        confirmed the lot. A Kafka error leaves the whole batch unacknowledged for redelivery."""
         received = now_ms()
-        mid, qos = msg.mid, msg.qos
+        acks = [pid for _, qos, pid, _ in msgs if qos]
 
-        def ack(err: Exception | None) -> None:
-            if err is not None:  # no ack: the broker keeps the message in our session and delivers it again
-                log.error("kafka write failed; %s left unacknowledged for redelivery: %s", msg.topic, err)
-            elif qos > 0:
-                client.ack(mid, qos)
+        def confirmed(err: Exception | None) -> None:
+            if err is not None:  # no ack: the broker keeps the messages in our session and delivers them again
+                log.error("kafka write failed; %d messages left unacknowledged for redelivery: %s", len(acks), err)
+            else:
+                self.subscriber.ack(generation, acks)
 
-        where = parse_topic(msg.topic)
-        if where is None:  # the broker's ACLs make this a platform misconfiguration, not device input
-            self.uplink.dead_letter(code="bad_topic", reason=f"topic {msg.topic!r} is outside fs/<tenant>/<device>/",
-                                    raw=msg.payload, origin=msg.topic, done=ack)
-            return
-        if where.channel == "status":
-            self.handle_status(where.tenant_id, where.device_id, msg.payload, msg.topic, ack)
-        else:
-            self.handle_telemetry(where.tenant_id, where.device_id, msg.payload, received, msg.topic, ack)
+        batch = Batch(confirmed, self.type_name)
+        self.stats["batches"] += 1
+        topics, skew = self._topics, self.settings.max_skew_ms
+        for topic, _qos, _pid, payload in msgs:
+            where = topics.get(topic) or self._topic(topic)
+            if where is None:  # the broker's ACLs make this a platform misconfiguration, not device input
+                self.uplink.dead_letter(code="bad_topic", reason=f"topic {topic!r} is outside fs/<tenant>/<device>/",
+                                        raw=payload, origin=topic, done=batch)
+            elif where.channel == "status":
+                self.handle_status(where.tenant_id, where.device_id, payload, topic, batch)
+            else:
+                readings, rejected = canonical.parse(payload, received, skew)
+                self.publish_uplink(UplinkContext(where.tenant_id, where.device_id, topic, received), payload,
+                                    readings, rejected, batch)
+        batch.seal()
 
     def handle_telemetry(self, tenant_id: str, device_id: str, payload: bytes, received: int, origin: str,
                          done) -> None:

@@ -14,7 +14,7 @@ from .fleet import Fleet
 from .mqtt_worker import WorkerSpec, run_worker
 
 DEVICES_PER_WORKER = 5000
-RATE_PER_WORKER = 5000
+RATE_PER_WORKER = 10000  # ~25 µs per publish since adr/0045: one process carries 10k msg/s in a quarter of a core
 
 
 def auto_workers(devices: int, rate: float) -> int:

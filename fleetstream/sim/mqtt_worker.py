@@ -1,9 +1,13 @@
 """One load-generator process: many device connections driven by a single thread.
 
-paho's ``loop_start`` costs a thread per client, which does not scale to thousands of devices per
-process. Here one selector watches every client's socket; paho writes a publish straight to the socket
-when no loop thread is attached, and ``loop_read``/``loop_write``/``loop_misc`` are called by hand.
-Publishes are spread evenly in time: every tick sends the messages that are due since the start.
+Each device is a real MQTT 5 session over its own mTLS connection (its own certificate), publishing QoS1
+and counting the broker's PUBACKs. The MQTT part is the handful of packets in ``connectors.mqtt.packets``
+written straight to a non-blocking ``SSLSocket``: a publish is its topic bytes (built once per device), a
+packet id and the payload, one ``send``. paho cost ~70–90 µs per publish here (message objects, locks,
+callbacks, its own buffering) on top of the TLS write this cannot avoid (adr/0071, adr/0045).
+
+One selector watches every socket; publishes are spread evenly in time: every 5 ms tick sends the messages
+that are due since the rate was set, round-robin over the devices, then reads whatever PUBACKs arrived.
 """
 
 from __future__ import annotations
@@ -11,18 +15,21 @@ from __future__ import annotations
 import os
 import queue
 import selectors
+import socket
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import paho.mqtt.client as mqtt
+from connectors.mqtt import packets as p
 
 from .payloads import payload
 
 TICK_S = 0.005
 STATS_EVERY_S = 1.0
 MISC_EVERY_S = 2.0
+_READ = selectors.EVENT_READ
+_RW = selectors.EVENT_READ | selectors.EVENT_WRITE
 
 
 @dataclass
@@ -39,18 +46,25 @@ class WorkerSpec:
     inflight: int = 100
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Device:
     device_id: str
-    client: mqtt.Client
-    topic: str
+    first: bytes  # PUBLISH fixed-header first byte
+    topic: bytes  # length-prefixed topic
+    sock: ssl.SSLSocket | None = None
+    inflight_max: int = 100
+    inflight: int = 0
+    owed: int = 0  # due while the in-flight window was full: sent as PUBACKs free it
+    next_pid: int = 0
     last_ts: int = 0
     sent: int = 0
     acked: int = 0
     refused: int = 0
     first_ts: int = 0
     connected: bool = False
-    watch_write: bool = False
+    last_tx: float = 0.0
+    out: list[bytes] = field(default_factory=list)  # writes the socket did not take yet, in order
+    rx: bytearray = field(default_factory=bytearray)
 
 
 @dataclass
@@ -59,38 +73,67 @@ class _Counters:
     acked: int = 0
     refused: int = 0
     skipped: int = 0
+    owed: int = 0  # due but held back by full in-flight windows; sent as PUBACKs arrive
     disconnects: int = 0
     connect_failures: list[str] = field(default_factory=list)
 
 
-def _client(spec: WorkerSpec, device_id: str, cert_dir: str, counters: _Counters) -> _Device:
+def _connect(spec: WorkerSpec, dev: _Device, cert_dir: str) -> None:
+    """Blocking TLS handshake, CONNECT and CONNACK; then the socket goes non-blocking for the selector."""
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=f"{cert_dir}/ca.crt")
     ctx.load_cert_chain(f"{cert_dir}/device.crt", f"{cert_dir}/device.key")
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{spec.tenant_id}.{device_id}",
-                    protocol=mqtt.MQTTv5)
-    c.tls_set_context(ctx)
-    c.max_inflight_messages_set(spec.inflight)
-    dev = _Device(device_id, c, f"fs/{spec.tenant_id}/{device_id}/telemetry")
-    c.user_data_set(dev)
+    raw = socket.create_connection((spec.host, spec.port), timeout=30)
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock = ctx.wrap_socket(raw, server_hostname=spec.host)
+    sock.sendall(p.connect(f"{spec.tenant_id}.{dev.device_id}", keepalive=spec.keepalive, clean_start=True))
+    buf = bytearray()
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("broker closed the connection before CONNACK")
+        buf += chunk
+        packets, used = p.split(buf)
+        if packets:
+            break
+    kind, _flags, body = packets[0]
+    if kind != p.CONNACK or p.reason_of(body, 1) >= 0x80:
+        sock.close()
+        raise ConnectionError(f"CONNACK refused: reason 0x{p.reason_of(body, 1):02x}")
+    dev.inflight_max = min(dev.inflight_max, _receive_maximum(body) or 65535)
+    del buf[:used]
+    dev.rx = buf
+    sock.setblocking(False)
+    dev.sock, dev.connected, dev.last_tx = sock, True, time.monotonic()
 
-    def on_publish(_c, d: _Device, _mid, reason, _props):
-        if reason.is_failure:
-            d.refused += 1
-            counters.refused += 1
-        else:
-            d.acked += 1
-            counters.acked += 1
 
-    def on_connect(_c, d: _Device, _flags, reason, _props):
-        d.connected = not reason.is_failure
-
-    def on_disconnect(_c, d: _Device, _flags, _reason, _props):
-        if d.connected:
-            counters.disconnects += 1
-        d.connected = False
-
-    c.on_publish, c.on_connect, c.on_disconnect = on_publish, on_connect, on_disconnect
-    return dev
+def _receive_maximum(connack: bytes) -> int | None:
+    """The broker's Receive Maximum property (0x21) from a CONNACK body, if it sent one."""
+    pos, plen, shift = 2, 0, 0
+    while pos < len(connack):
+        b = connack[pos]
+        pos += 1
+        plen |= (b & 0x7F) << shift
+        if not b & 0x80:
+            break
+        shift += 7
+    end = pos + plen
+    while pos < end:
+        pid = connack[pos]
+        pos += 1
+        if pid == 0x21:
+            return (connack[pos] << 8) | connack[pos + 1]
+        if pid in (0x24, 0x25, 0x28, 0x29, 0x2A, 0x01, 0x17, 0x19):  # byte properties
+            pos += 1
+        elif pid in (0x13, 0x22):  # two-byte integers
+            pos += 2
+        elif pid in (0x11, 0x27):  # four-byte integers
+            pos += 4
+        elif pid == 0x26:  # user property: two strings
+            for _ in range(2):
+                pos += 2 + ((connack[pos] << 8) | connack[pos + 1])
+        else:  # strings and binary data (assigned client id, reason string, auth, server reference ...)
+            pos += 2 + ((connack[pos] << 8) | connack[pos + 1])
+    return None
 
 
 def run_worker(spec: WorkerSpec, ctrl, out) -> None:
@@ -98,28 +141,133 @@ def run_worker(spec: WorkerSpec, ctrl, out) -> None:
     ("connected", id, n, failures), periodic ("stats", id, {...}) and a final ("final", id, {...})."""
     counters = _Counters()
     render = payload(spec.payload)
-    devices = [_client(spec, d, cd, counters) for d, cd in spec.devices]
+    qos = spec.qos
+    devices = []
+    for device_id, _ in spec.devices:
+        first, topic = p.publish_prefix(f"fs/{spec.tenant_id}/{device_id}/telemetry", qos)
+        devices.append(_Device(device_id, first, topic, inflight_max=spec.inflight))
     sel = selectors.DefaultSelector()
 
-    def connect(dev: _Device) -> None:
+    def connect(item: tuple[_Device, str]) -> None:
+        dev, cert_dir = item
         try:
-            dev.client.connect(spec.host, spec.port, keepalive=spec.keepalive)
-        except (OSError, ssl.SSLError) as exc:
+            _connect(spec, dev, cert_dir)
+        except (OSError, ssl.SSLError, ConnectionError) as exc:
             counters.connect_failures.append(f"{dev.device_id}: {exc}")
 
     with ThreadPoolExecutor(spec.connect_threads) as pool:  # TLS handshakes overlap their round trips
-        list(pool.map(connect, devices))
-    live = [d for d in devices if d.client.socket() is not None]
+        list(pool.map(connect, zip(devices, [cd for _, cd in spec.devices], strict=True)))
+    live = [d for d in devices if d.connected]
     for d in live:
-        sel.register(d.client.socket(), selectors.EVENT_READ, d)
-    # CONNACKs arrive through the selector
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not all(d.connected for d in live):
-        _pump(sel, 0.05)
-    out.put(("connected", spec.worker_id, sum(d.connected for d in live), counters.connect_failures[:5]))
+        sel.register(d.sock, _READ, d)
+    out.put(("connected", spec.worker_id, len(live), counters.connect_failures[:5]))
+
+    def send(d: _Device, data: bytes) -> None:
+        if d.out:  # keep order behind what the socket did not take yet
+            d.out.append(data)
+            return
+        try:
+            d.sock.send(data)  # small packets: SSL writes them whole or raises want-write
+        except (ssl.SSLWantWriteError, BlockingIOError):
+            d.out.append(data)
+            sel.modify(d.sock, _RW, d)
+        except OSError:
+            lost(d)
+            return
+        d.last_tx = time.monotonic()
+
+    def flush(d: _Device) -> None:
+        while d.out:
+            try:
+                d.sock.send(d.out[0])  # a retried SSL write must repeat the same bytes
+            except (ssl.SSLWantWriteError, BlockingIOError):
+                return
+            except OSError:
+                lost(d)
+                return
+            d.out.pop(0)
+        sel.modify(d.sock, _READ, d)
+
+    def lost(d: _Device) -> None:
+        if d.connected:
+            counters.disconnects += 1
+        d.connected = False
+        if d.sock is not None:
+            try:
+                sel.unregister(d.sock)
+            except (KeyError, ValueError):
+                pass
+            d.sock.close()
+            d.sock = None
+
+    def publish(d: _Device, ts_ms: int) -> None:
+        ts = ts_ms if ts_ms > d.last_ts else d.last_ts + 1  # one row per (device, metric, ts)
+        d.last_ts = ts
+        if not d.first_ts:
+            d.first_ts = ts
+        body = render(ts, d.sent)
+        if qos:
+            pid = d.next_pid = d.next_pid % 65535 + 1
+            d.inflight += 1
+            data = p.publish(d.first, d.topic, pid, body)
+        else:
+            data = b"".join((d.first, p.varint(len(d.topic) + 1 + len(body)), d.topic, b"\x00", body))
+        d.sent += 1
+        counters.sent += 1
+        if not qos:
+            d.acked += 1
+            counters.acked += 1
+        send(d, data)
+
+    def readable(d: _Device) -> None:
+        sock, buf = d.sock, d.rx
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except (ssl.SSLWantReadError, BlockingIOError):
+                break
+            except OSError:
+                lost(d)
+                return
+            if not chunk:
+                lost(d)
+                return
+            buf += chunk
+            # a short read drained the socket (the selector is level-triggered and reports the rest):
+            # asking again only to be told "want read" cost a syscall and an exception per PUBACK
+            if len(chunk) < 65536 and not sock.pending():
+                break
+        packets, used = p.split(buf)
+        del buf[:used]
+        for kind, _flags, body in packets:
+            if kind == p.PUBACK:
+                d.inflight -= 1
+                if p.reason_of(body, 2) >= 0x80:
+                    d.refused += 1
+                    counters.refused += 1
+                else:
+                    d.acked += 1
+                    counters.acked += 1
+            elif kind == p.DISCONNECT:
+                lost(d)
+                return
+        if d.owed and d.connected:
+            ts = time.time_ns() // 1_000_000
+            while d.owed and d.inflight < d.inflight_max:
+                d.owed -= 1
+                counters.owed -= 1
+                publish(d, ts)
+
+    def pump(timeout: float) -> None:
+        for key, events in sel.select(timeout):
+            d = key.data
+            if events & selectors.EVENT_READ and d.sock is not None:
+                readable(d)
+            if events & selectors.EVENT_WRITE and d.sock is not None:
+                flush(d)
 
     rate, t0, due_base, sent_base = 0.0, time.monotonic(), 0, 0
-    next_stats = next_misc = time.monotonic()
+    next_stats = next_misc = next_tick = time.monotonic()
     rr = 0
     stopping = False
     while not stopping:
@@ -134,79 +282,53 @@ def run_worker(spec: WorkerSpec, ctrl, out) -> None:
             pass
         now = time.monotonic()
         if rate > 0 and live:
-            due = int((now - t0) * rate) - (counters.sent - sent_base) - due_base
+            due = int((now - t0) * rate) - (counters.sent - sent_base) - due_base - counters.owed
             ts_now = time.time_ns() // 1_000_000
-            for _ in range(min(due, len(live) * 4 + 1000)):
+            n_live = len(live)
+            for _ in range(min(due, n_live * 4 + 1000)):
                 d = live[rr]
-                rr = rr + 1 if rr + 1 < len(live) else 0
+                rr = rr + 1 if rr + 1 < n_live else 0
                 if not d.connected:
                     counters.skipped += 1
                     due_base += 1
-                    continue
-                ts = ts_now if ts_now > d.last_ts else d.last_ts + 1  # one row per (device, metric, ts)
-                d.last_ts = ts
-                if not d.first_ts:
-                    d.first_ts = ts
-                d.client.publish(d.topic, render(ts, d.sent), qos=spec.qos)
-                d.sent += 1
-                counters.sent += 1
-                if spec.qos == 0:
-                    d.acked += 1
-                    counters.acked += 1
-                sock = d.client.socket()
-                if sock is not None and not d.watch_write and d.client.want_write():
-                    d.watch_write = True
-                    sel.modify(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, d)
-        _pump(sel, TICK_S)
+                elif qos and d.inflight >= d.inflight_max:
+                    d.owed += 1
+                    counters.owed += 1
+                else:
+                    publish(d, ts_now)
+        # sleep to the next tick, then serve every socket that became ready meanwhile in one pass: waking
+        # for each PUBACK as it arrives cost more than the publish itself at low rates
+        pause = next_tick - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        next_tick = max(next_tick + TICK_S, time.monotonic())
+        pump(0)
         now = time.monotonic()
         if now >= next_misc:
             next_misc = now + MISC_EVERY_S
+            idle = now - spec.keepalive / 2
             for d in live:
-                if d.client.socket() is not None:
-                    d.client.loop_misc()
+                if d.connected and d.last_tx < idle:
+                    send(d, p.PINGREQ_PACKET)
         if now >= next_stats:
             next_stats = now + STATS_EVERY_S
             out.put(("stats", spec.worker_id, _snapshot(counters, live)))
     # let outstanding PUBACKs arrive before reporting
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and counters.acked + counters.refused < counters.sent:
-        _pump(sel, 0.05)
+        pump(0.05)
     final = _snapshot(counters, live)
     final["devices"] = {d.device_id: [d.sent, d.acked, d.first_ts, d.last_ts] for d in devices}
     out.put(("final", spec.worker_id, final))
     for d in live:
-        if d.client.socket() is not None:
-            d.client.disconnect()
-            d.client.loop_write()
-
-
-def _pump(sel: selectors.BaseSelector, timeout: float) -> None:
-    for key, events in sel.select(timeout):
-        d: _Device = key.data
-        c = d.client
-        sock = c.socket()
-        if sock is None:
-            _forget(sel, key.fileobj)
-            continue
-        if events & selectors.EVENT_READ:
-            c.loop_read()
-            # TLS may hold whole records in its own buffer, invisible to the selector
-            while c.socket() is not None and c.socket().pending():
-                c.loop_read()
-        if events & selectors.EVENT_WRITE and c.socket() is not None:
-            c.loop_write()
-        if c.socket() is None:
-            _forget(sel, key.fileobj)
-        elif d.watch_write and not c.want_write():
-            d.watch_write = False
-            sel.modify(sock, selectors.EVENT_READ, d)
-
-
-def _forget(sel: selectors.BaseSelector, fileobj) -> None:
-    try:
-        sel.unregister(fileobj)
-    except (KeyError, ValueError):
-        pass
+        if d.connected and d.sock is not None:
+            try:
+                d.sock.setblocking(True)
+                d.sock.settimeout(2)
+                d.sock.sendall(p.DISCONNECT_PACKET)
+                d.sock.close()
+            except OSError:
+                pass
 
 
 def _snapshot(c: _Counters, live: list[_Device]) -> dict:

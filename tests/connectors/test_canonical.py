@@ -52,3 +52,33 @@ def test_bad_input_is_rejected_with_a_stable_code(payload, code):
     ok, bad = parse(payload)
     assert ok == [] and [b.code for b in bad] == [code]
     assert bad[0].reason
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"values": {"big": 123456789012345678901234567890}}',  # past 64 bits: orjson refuses, json does not
+    b'\xef\xbb\xbf{"values": {"t": 1}}',  # UTF-8 byte order mark
+    '{"values": {"t": 1}}'.encode("utf-16"),  # json.loads detects UTF-16/32 in bytes
+    b'{"values": {"s": "\\ud800"}}',  # a lone surrogate escape
+    b'{"values": {"t": Infinity}}',
+    b'{"values": {"t": 1}, "values": {"u": 2}}',  # duplicate keys: the last wins
+])
+def test_the_fast_parser_judges_every_payload_as_the_json_module_does(raw):
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        doc = None
+    ok, bad = canonical.parse(raw, NOW, SKEW)
+    if doc is None:
+        assert not ok and bad[0].code == "invalid_json"
+    else:
+        items = doc if isinstance(doc, list) else [doc]
+        expected = [(canonical._reading(i, NOW, SKEW)) for i in items if _valid(i)]
+        assert ok == expected
+
+
+def _valid(item) -> bool:
+    try:
+        canonical._reading(item, NOW, SKEW)
+        return True
+    except ValueError:
+        return False
