@@ -28,7 +28,6 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from fleetstream import observability as obs
 from schemas import ValueDeserializationError, codec, codec_by_fingerprint
-from schemas.codec import HEADER_LEN, _read_long
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +43,10 @@ class BaseSink(abc.ABC):
     def write_raw(self, items: list[tuple[bytes, int, int]]) -> int:
         """Persist undecoded records; return how many were skipped as unreadable; raise to retry."""
         raise NotImplementedError
+
+    def receive_time(self, value: bytes) -> int | None:
+        """A raw record's receive time (epoch ms) for the end-to-end latency metric, if the sink can tell."""
+        return None
 
     def written_up_to(self, committed: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
         """Called on assignment with each partition's committed offset; returns the highest offset the
@@ -61,6 +64,8 @@ class BatchingSink(threading.Thread):
                  group_id: str, batch_size: int = 5000, batch_ms: int = 250, topics: list[str] | None = None,
                  commit_delay_ms: int = 0):
         self.topics = topics or [topic]
+        if sink.raw and len(self.topics) > 1:
+            raise ValueError("a raw sink reads one topic: its records carry no topic name")
         super().__init__(name=f"sink-{'+'.join(self.topics)}", daemon=True)
         self.sink, self.topic = sink, self.topics[0]
         self.codec = codec(record) if record else None
@@ -181,7 +186,7 @@ class BatchingSink(threading.Thread):
             try:
                 skipped = self.sink.write_raw(batch) if raw else self.sink.write(batch)
                 self.stats["last_write_ms"] = (time.perf_counter() - t0) * 1000
-                _observe(type(self.sink).__name__, self.stats["last_write_ms"] / 1000, batch, raw)
+                _observe(self.sink, self.stats["last_write_ms"] / 1000, batch, raw)
                 return skipped or 0
             except Exception:
                 log.exception("sink write of %d records failed; retrying in %.1fs", len(batch), delay)
@@ -203,27 +208,14 @@ class BatchingSink(threading.Thread):
         self.join(timeout)
 
 
-def _observe(sink: str, seconds: float, batch: list, raw: bool) -> None:
+def _observe(sink: BaseSink, seconds: float, batch: list, raw: bool) -> None:
+    name = type(sink).__name__
     if not raw:
-        obs.observe_sink_batch(sink, seconds, batch)
+        obs.observe_sink_batch(name, seconds, batch)
         return
     # the same metrics without decoding: the batch's first record stands for its oldest
-    obs.SINK_BATCH_SECONDS.labels(sink=sink).observe(seconds)
-    obs.SINK_RECORDS.labels(sink=sink).inc(len(batch))
-    first = receive_time(batch[0][0])
+    obs.SINK_BATCH_SECONDS.labels(sink=name).observe(seconds)
+    obs.SINK_RECORDS.labels(sink=name).inc(len(batch))
+    first = sink.receive_time(batch[0][0])
     if first is not None:
-        obs.E2E_LATENCY_SECONDS.labels(sink=sink).observe(max(0.0, time.time() - first / 1000))
-
-
-def receive_time(value: bytes) -> int | None:
-    """A telemetry record's ``receive_time``, read off the wire (the field after tenant, device and event
-    time); None when the value is not that shape."""
-    try:
-        pos = HEADER_LEN
-        for _ in range(2):
-            n, pos = _read_long(value, pos)
-            pos += n
-        _, pos = _read_long(value, pos)
-        return _read_long(value, pos)[0]
-    except IndexError:
-        return None
+        obs.E2E_LATENCY_SECONDS.labels(sink=name).observe(max(0.0, time.time() - first / 1000))

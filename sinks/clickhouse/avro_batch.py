@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 
 from schemas import codec
-from schemas.codec import HEADER_LEN, load_schema
+from schemas.codec import HEADER_LEN, _read_long, load_schema
 
 TELEMETRY_HEADER = codec("telemetry").header  # C3 01 + the telemetry schema's fingerprint
 
@@ -103,3 +103,17 @@ def insert_sql(db: str, path: str) -> str:
 def spool_dir() -> str | None:
     """Where batch files go: memory-backed /dev/shm when there is one (the file lives for one insert)."""
     return "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+
+
+def receive_time(value: bytes) -> int | None:
+    """A telemetry record's ``receive_time`` read off the wire (the field after tenant, device and event
+    time); None when the value is not that shape."""
+    try:
+        pos = HEADER_LEN
+        for _ in range(2):
+            n, pos = _read_long(value, pos)
+            pos += n
+        _, pos = _read_long(value, pos)
+        return _read_long(value, pos)[0]
+    except IndexError:
+        return None

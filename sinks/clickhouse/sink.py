@@ -69,6 +69,9 @@ class ClickHouseTelemetrySink(BaseSink):
             bad += self._write_decoded_here(good)
         return bad
 
+    def receive_time(self, value: bytes) -> int | None:
+        return avro_batch.receive_time(value)
+
     def _insert_decoded_by_clickhouse(self, items: list[tuple[bytes, int, int]]) -> None:
         data, _n = avro_batch.container(items)
         retention = self._retention_map()

@@ -10,7 +10,6 @@ import time
 import pytest
 
 from schemas import codec
-from sinks.base import receive_time
 from sinks.clickhouse import avro_batch
 from sinks.clickhouse.client import ClickHouse
 from sinks.clickhouse.rows import COLUMNS
@@ -138,7 +137,7 @@ def test_container_and_wire_readers():
     data, n = avro_batch.container(_items(_records()[:2]))
     assert n == 2 and data.startswith(b"Obj\x01") and data.endswith(b"fleetstream-sync")
     rec = _records()[0]
-    assert receive_time(TEL.encode(rec)) == rec["receive_time"]
-    assert receive_time(b"\xc3\x01" + b"\x00" * 8) is None
+    assert avro_batch.receive_time(TEL.encode(rec)) == rec["receive_time"]
+    assert avro_batch.receive_time(b"\xc3\x01" + b"\x00" * 8) is None
     with pytest.raises(ValueError):
         avro_batch.insert_sql("fleetstream", "/tmp/x'; DROP TABLE t")
