@@ -58,14 +58,18 @@ class Subscriber:
     :param maxsize: events held before the overflow policy applies.
     :param close_on_overflow: True: mark the subscriber overflowed and stop buffering (the connection
         closes; SSE clients resume with Last-Event-ID). False: drop new events and count them (WebSocket
-        clients are told how many were dropped once they catch up)."""
+        clients are told how many were dropped once they catch up).
+    :param devices: the only devices ``matches`` can accept (None: any); lets the hub skip decoding the
+        others. Changed later with ``LiveHub.set_devices``."""
 
-    __slots__ = ("tenant_id", "matches", "maxsize", "close_on_overflow", "buf", "dropped", "overflowed", "_wake")
+    __slots__ = ("tenant_id", "matches", "maxsize", "close_on_overflow", "devices", "buf", "dropped", "overflowed",
+                 "_wake")
 
     def __init__(self, tenant_id: str, matches: Callable[[LiveEvent], bool], *, maxsize: int,
-                 close_on_overflow: bool = False):
+                 close_on_overflow: bool = False, devices: frozenset[str] | None = None):
         self.tenant_id, self.matches, self.maxsize = tenant_id, matches, maxsize
         self.close_on_overflow = close_on_overflow
+        self.devices = devices
         self.buf: collections.deque[LiveEvent] = collections.deque()
         self.dropped = 0
         self.overflowed = False
@@ -123,6 +127,9 @@ class LiveHub:
     def __init__(self, bootstrap: str, *, queue_size: int = 256):
         self.bootstrap, self.queue_size = bootstrap, queue_size
         self._subs: dict[str, set[Subscriber]] = collections.defaultdict(set)
+        # per watched tenant: the devices any of its subscribers can match (None: any). Replaced, never
+        # mutated, so the consumer thread always reads a consistent value.
+        self._interest: dict[str, frozenset[str] | None] = {}
         self.stats = {"events": 0, "delivered": 0, "dropped": 0, "subscribers": 0}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -142,6 +149,7 @@ class LiveHub:
     def subscribe(self, sub: Subscriber) -> Subscriber:
         self._subs[sub.tenant_id].add(sub)
         self.stats["subscribers"] += 1
+        self._refresh_interest(sub.tenant_id)
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
@@ -152,6 +160,25 @@ class LiveHub:
             self.stats["dropped"] += sub.dropped
             if not subs:
                 del self._subs[sub.tenant_id]
+            self._refresh_interest(sub.tenant_id)
+
+    def set_devices(self, sub: Subscriber, devices: frozenset[str] | None) -> None:
+        """A subscriber's device interest changed (a WebSocket subscribe or unsubscribe message)."""
+        sub.devices = devices
+        self._refresh_interest(sub.tenant_id)
+
+    def _refresh_interest(self, tenant_id: str) -> None:
+        subs = self._subs.get(tenant_id)
+        if not subs:
+            self._interest.pop(tenant_id, None)
+            return
+        union: set[str] = set()
+        for sub in subs:
+            if sub.devices is None:
+                self._interest[tenant_id] = None
+                return
+            union |= sub.devices
+        self._interest[tenant_id] = frozenset(union)
 
     # -- the consumer thread ----------------------------------------------------------------------------
     def _consume(self) -> None:
@@ -175,7 +202,7 @@ class LiveHub:
             self.ready.set()
             while not self._stop.is_set():
                 msgs = c.consume(1000, timeout=POLL_S)
-                if not msgs or not self._subs:
+                if not msgs or not self._interest:
                     continue
                 by_tenant = self._decode_watched(msgs)
                 if by_tenant and self._loop is not None and not self._loop.is_closed():
@@ -184,16 +211,20 @@ class LiveHub:
             c.close()
 
     def _decode_watched(self, msgs: list) -> dict[str, list[LiveEvent]]:
-        """The records of tenants with a subscriber, decoded, by tenant (read from the consumer thread:
-        ``_subs`` may change meanwhile; a record polled before its subscriber existed was never due to it)."""
-        watched = self._subs
+        """The records some subscriber may want, decoded, by tenant. Runs in the consumer thread while the
+        interest may change: a record polled before its subscriber existed was never due to it (and SSE
+        replays up to a high watermark read after subscribing)."""
+        interest = self._interest
         out: dict[str, list[LiveEvent]] = {}
         for m in msgs:
             if m.error():
                 continue
             value = m.value()
             tenant = wire_tenant(value)
-            if tenant is None or tenant not in watched:
+            if tenant is None or tenant not in interest:
+                continue
+            devices = interest.get(tenant)
+            if devices is not None and wire_device(m.topic(), value) not in devices:
                 continue
             ev = decode(m.topic(), m.partition(), m.offset(), value)
             if ev is not None:
@@ -216,6 +247,26 @@ def wire_tenant(value: bytes | None) -> str | None:
             return None
         return value[pos:pos + n].decode()
     except (IndexError, TypeError, UnicodeDecodeError):
+        return None
+
+
+# which string field holds device_id: second in telemetry and device events, fourth in alerts
+_DEVICE_FIELD = {topics.TELEMETRY.name: 1, topics.DEVICE_EVENTS.name: 1, topics.ALERTS.name: 3}
+
+
+def wire_device(topic: str, value: bytes) -> str | None:
+    """The device of a live record without decoding it (the leading fields are all strings); None if the
+    value is not that shape (such a record would not decode either)."""
+    try:
+        pos = HEADER_LEN
+        for _ in range(_DEVICE_FIELD[topic]):
+            n, pos = _read_long(value, pos)
+            pos += n
+        n, pos = _read_long(value, pos)
+        if n < 0 or pos + n > len(value):
+            return None
+        return value[pos:pos + n].decode()
+    except (IndexError, KeyError, TypeError, UnicodeDecodeError):
         return None
 
 
