@@ -107,8 +107,10 @@ class StreamsClient:
 
     # -- the view -------------------------------------------------------------------------------------
     def _poll(self) -> None:
+        # poll() returns as soon as a delivery report is served, so a long timeout adds no latency; it
+        # only bounds how long close() waits for this thread
         while not self._stop.is_set():
-            self._producer.poll(0.05)
+            self._producer.poll(0.5)
 
     def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         if value is None:

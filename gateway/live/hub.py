@@ -2,9 +2,13 @@
 
 The consumer thread reads telemetry, alerts and device events from the end of each partition (no group
 commits: live delivery is "from now", resumption is the SSE replay's job) and hands each poll's records to
-the event loop in one call. ``_dispatch`` never awaits: it offers each record to the tenant's subscribers,
-whose bounded buffers apply their own overflow policy, so a slow connection never slows the others or the
-consumer.
+the event loop in one call, grouped by tenant. ``_dispatch`` never awaits: it offers each tenant's records
+to that tenant's subscribers, whose bounded buffers apply their own overflow policy, so a slow connection
+never slows the others or the consumer.
+
+Every gateway reads the whole stream, but most records belong to tenants nobody is watching: the tenant is
+read off the wire (the first field of all three records) and only watched tenants' records are decoded
+(adr/0065).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
-from schemas import ValueDeserializationError, codec_by_fingerprint, topics
+from schemas import ValueDeserializationError, codec, codec_by_fingerprint, topics
+from schemas.codec import HEADER_LEN, _read_long
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +32,12 @@ log = logging.getLogger(__name__)
 KINDS = {topics.TELEMETRY.name: ("telemetry", "t"), topics.ALERTS.name: ("alert", "a"),
          topics.DEVICE_EVENTS.name: ("device_event", "e")}
 CODES = {code: topic for topic, (_kind, code) in KINDS.items()}
+# the record each topic carries (others are still decoded by fingerprint)
+_RECORDS = {topics.TELEMETRY.name: "telemetry", topics.ALERTS.name: "alert", topics.DEVICE_EVENTS.name: "device_event"}
+
+# how long a poll waits to fill its batch before handing over what it has: consume() returns only when the
+# batch is full or this has passed, so it bounds the latency the hub adds (publish → WebSocket ≤ 100 ms)
+POLL_S = 0.025
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,14 +58,18 @@ class Subscriber:
     :param maxsize: events held before the overflow policy applies.
     :param close_on_overflow: True: mark the subscriber overflowed and stop buffering (the connection
         closes; SSE clients resume with Last-Event-ID). False: drop new events and count them (WebSocket
-        clients are told how many were dropped once they catch up)."""
+        clients are told how many were dropped once they catch up).
+    :param devices: the only devices ``matches`` can accept (None: any); lets the hub skip decoding the
+        others. Changed later with ``LiveHub.set_devices``."""
 
-    __slots__ = ("tenant_id", "matches", "maxsize", "close_on_overflow", "buf", "dropped", "overflowed", "_wake")
+    __slots__ = ("tenant_id", "matches", "maxsize", "close_on_overflow", "devices", "buf", "dropped", "overflowed",
+                 "_wake")
 
     def __init__(self, tenant_id: str, matches: Callable[[LiveEvent], bool], *, maxsize: int,
-                 close_on_overflow: bool = False):
+                 close_on_overflow: bool = False, devices: frozenset[str] | None = None):
         self.tenant_id, self.matches, self.maxsize = tenant_id, matches, maxsize
         self.close_on_overflow = close_on_overflow
+        self.devices = devices
         self.buf: collections.deque[LiveEvent] = collections.deque()
         self.dropped = 0
         self.overflowed = False
@@ -71,6 +86,26 @@ class Subscriber:
             return
         self.buf.append(ev)
         self._wake.set()
+
+    def offer_many(self, events: list[LiveEvent]) -> int:
+        """``offer`` for a batch of the tenant's events; returns how many were buffered."""
+        if self.overflowed:
+            return 0
+        matches, buf, taken = self.matches, self.buf, 0
+        for ev in events:
+            if not matches(ev):
+                continue
+            if len(buf) >= self.maxsize:
+                self.dropped += 1
+                if self.close_on_overflow:
+                    self.overflowed = True
+                    break
+                continue
+            buf.append(ev)
+            taken += 1
+        if taken or self.overflowed:
+            self._wake.set()
+        return taken
 
     async def next_batch(self, timeout: float | None = None) -> list[LiveEvent]:
         """Everything buffered (possibly nothing after ``timeout`` or an overflow)."""
@@ -92,6 +127,9 @@ class LiveHub:
     def __init__(self, bootstrap: str, *, queue_size: int = 256):
         self.bootstrap, self.queue_size = bootstrap, queue_size
         self._subs: dict[str, set[Subscriber]] = collections.defaultdict(set)
+        # per watched tenant: the devices any of its subscribers can match (None: any). Replaced, never
+        # mutated, so the consumer thread always reads a consistent value.
+        self._interest: dict[str, frozenset[str] | None] = {}
         self.stats = {"events": 0, "delivered": 0, "dropped": 0, "subscribers": 0}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -111,6 +149,7 @@ class LiveHub:
     def subscribe(self, sub: Subscriber) -> Subscriber:
         self._subs[sub.tenant_id].add(sub)
         self.stats["subscribers"] += 1
+        self._refresh_interest(sub.tenant_id)
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
@@ -121,11 +160,33 @@ class LiveHub:
             self.stats["dropped"] += sub.dropped
             if not subs:
                 del self._subs[sub.tenant_id]
+            self._refresh_interest(sub.tenant_id)
+
+    def set_devices(self, sub: Subscriber, devices: frozenset[str] | None) -> None:
+        """A subscriber's device interest changed (a WebSocket subscribe or unsubscribe message)."""
+        sub.devices = devices
+        self._refresh_interest(sub.tenant_id)
+
+    def _refresh_interest(self, tenant_id: str) -> None:
+        subs = self._subs.get(tenant_id)
+        if not subs:
+            self._interest.pop(tenant_id, None)
+            return
+        union: set[str] = set()
+        for sub in subs:
+            if sub.devices is None:
+                self._interest[tenant_id] = None
+                return
+            union |= sub.devices
+        self._interest[tenant_id] = frozenset(union)
 
     # -- the consumer thread ----------------------------------------------------------------------------
     def _consume(self) -> None:
         c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"fleetstream-live-{uuid.uuid4().hex}",
-                      "enable.auto.commit": False, "fetch.wait.max.ms": 20, "enable.partition.eof": False})
+                      "enable.auto.commit": False, "enable.partition.eof": False,
+                      # an idle fetch waits at the broker, which answers as soon as a record arrives: no
+                      # added latency, and 2 idle round trips a second instead of 50
+                      "fetch.wait.max.ms": 500})
         try:
             while not self._stop.is_set():
                 try:
@@ -140,33 +201,81 @@ class LiveHub:
             c.assign(assignment)
             self.ready.set()
             while not self._stop.is_set():
-                msgs = c.consume(1000, timeout=0.2)
-                events = []
-                for m in msgs:
-                    if m.error():
-                        continue
-                    ev = decode(m.topic(), m.partition(), m.offset(), m.value())
-                    if ev is not None:
-                        events.append(ev)
-                if events and self._loop is not None and not self._loop.is_closed():
-                    self._loop.call_soon_threadsafe(self._dispatch, events)
+                msgs = c.consume(1000, timeout=POLL_S)
+                if not msgs or not self._interest:
+                    continue
+                by_tenant = self._decode_watched(msgs)
+                if by_tenant and self._loop is not None and not self._loop.is_closed():
+                    self._loop.call_soon_threadsafe(self._dispatch, by_tenant)
         finally:
             c.close()
 
-    def _dispatch(self, events: list[LiveEvent]) -> None:
-        for ev in events:
-            self.stats["events"] += 1
-            for sub in self._subs.get(ev.tenant_id, ()):
-                before = sub.dropped
-                sub.offer(ev)
-                if sub.dropped == before:
-                    self.stats["delivered"] += 1
+    def _decode_watched(self, msgs: list) -> dict[str, list[LiveEvent]]:
+        """The records some subscriber may want, decoded, by tenant. Runs in the consumer thread while the
+        interest may change: a record polled before its subscriber existed was never due to it (and SSE
+        replays up to a high watermark read after subscribing)."""
+        interest = self._interest
+        out: dict[str, list[LiveEvent]] = {}
+        for m in msgs:
+            if m.error():
+                continue
+            value = m.value()
+            tenant = wire_tenant(value)
+            if tenant is None or tenant not in interest:
+                continue
+            devices = interest.get(tenant)
+            if devices is not None and wire_device(m.topic(), value) not in devices:
+                continue
+            ev = decode(m.topic(), m.partition(), m.offset(), value)
+            if ev is not None:
+                out.setdefault(ev.tenant_id, []).append(ev)
+        return out
+
+    def _dispatch(self, by_tenant: dict[str, list[LiveEvent]]) -> None:
+        for tenant, events in by_tenant.items():
+            self.stats["events"] += len(events)
+            for sub in tuple(self._subs.get(tenant, ())):
+                self.stats["delivered"] += sub.offer_many(events)
+
+
+def wire_tenant(value: bytes | None) -> str | None:
+    """The tenant of a telemetry, alert or device-event value without decoding it (``tenant_id`` is each
+    record's first field: a length-prefixed string after the 10-byte header); None if it is not there."""
+    try:
+        n, pos = _read_long(value, HEADER_LEN)
+        if n < 0 or pos + n > len(value):
+            return None
+        return value[pos:pos + n].decode()
+    except (IndexError, TypeError, UnicodeDecodeError):
+        return None
+
+
+# which string field holds device_id: second in telemetry and device events, fourth in alerts
+_DEVICE_FIELD = {topics.TELEMETRY.name: 1, topics.DEVICE_EVENTS.name: 1, topics.ALERTS.name: 3}
+
+
+def wire_device(topic: str, value: bytes) -> str | None:
+    """The device of a live record without decoding it (the leading fields are all strings); None if the
+    value is not that shape (such a record would not decode either)."""
+    try:
+        pos = HEADER_LEN
+        for _ in range(_DEVICE_FIELD[topic]):
+            n, pos = _read_long(value, pos)
+            pos += n
+        n, pos = _read_long(value, pos)
+        if n < 0 or pos + n > len(value):
+            return None
+        return value[pos:pos + n].decode()
+    except (IndexError, KeyError, TypeError, UnicodeDecodeError):
+        return None
 
 
 def decode(topic: str, partition: int, offset: int, value: bytes) -> LiveEvent | None:
     try:
-        rec = codec_by_fingerprint(value).decode(value)
-    except ValueDeserializationError:
+        name = _RECORDS.get(topic)
+        c = codec(name) if name and value[2:HEADER_LEN] == codec(name).header[2:] else codec_by_fingerprint(value)
+        rec = c.decode(value)
+    except (ValueDeserializationError, TypeError):
         return None
     kind = KINDS[topic][0]
     return LiveEvent(kind, topic, partition, offset, rec["tenant_id"], rec["device_id"], rec)

@@ -73,7 +73,7 @@ async def device_events(
     # subscribe before replaying: events dispatched from here on are buffered; the replay reads up to the
     # high watermark, and what both deliver is sent once (offsets at or below the last sent are skipped)
     sub = hub.subscribe(Subscriber(tenant, lambda ev: ev.device_id == device_id, maxsize=hub.queue_size,
-                                   close_on_overflow=True))
+                                   close_on_overflow=True, devices=frozenset((device_id,))))
 
     async def body():
         try:

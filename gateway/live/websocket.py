@@ -53,6 +53,15 @@ class Connection:
     def matches(self, ev: LiveEvent) -> bool:
         return any(s.wants(ev) for s in self.subs.values())
 
+    def devices(self) -> frozenset[str] | None:
+        """Every device some subscription names (None: a subscription wants all of the tenant's)."""
+        out: set[str] = set()
+        for s in self.subs.values():
+            if s.devices is None:
+                return None
+            out |= s.devices
+        return frozenset(out)
+
     def render(self, ev: LiveEvent) -> dict | None:
         ids = [i for i, s in self.subs.items() if s.wants(ev)]
         if not ids:
@@ -83,12 +92,14 @@ async def stream(ws: WebSocket):
 
     hub = ws.app.state.live
     conn = Connection()
-    sub = hub.subscribe(Subscriber(principal.tenant_id, conn.matches, maxsize=hub.queue_size))
+    # no subscription yet: interested in no device, so the hub decodes nothing for this connection
+    sub = hub.subscribe(Subscriber(principal.tenant_id, conn.matches, maxsize=hub.queue_size, devices=frozenset()))
     await ws.send_json({"type": "ready", "tenant_id": principal.tenant_id})
     writer = asyncio.create_task(_write(ws, sub, conn))
     try:
         while True:
             reply = _handle(conn, await ws.receive_text())
+            hub.set_devices(sub, conn.devices())  # before the reply: events from here on are decoded
             await ws.send_json(reply)
     except WebSocketDisconnect:
         pass

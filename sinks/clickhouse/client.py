@@ -36,6 +36,11 @@ class ClickHouse:
         with self._lock:
             self._client.insert(table, rows, column_names=columns, database=self.database)
 
+    def insert_columns(self, table: str, data: list[list], columns: list[str]) -> None:
+        """``data`` holds one list per column (no row-to-column transposition in clickhouse-connect)."""
+        with self._lock:
+            self._client.insert(table, data, column_names=columns, database=self.database, column_oriented=True)
+
     def close(self) -> None:
         with self._lock:
             self._client.close()

@@ -204,3 +204,103 @@ def _flood(settings, t, dev):
               value=tel.encode({"tenant_id": t.tenant_id, "device_id": dev.device_id, "event_time": now + 5000,
                                 "receive_time": now, "protocol": "http", "values": {"marker": 1.0}}))
     assert p.flush(30) == 0
+
+
+# -- the hub's per-batch path, without a stack (adr/0065) ----------------------------------------------
+class _Msg:
+    def __init__(self, topic, partition, offset, value):
+        self._t, self._p, self._o, self._v = topic, partition, offset, value
+
+    def topic(self):
+        return self._t
+
+    def partition(self):
+        return self._p
+
+    def offset(self):
+        return self._o
+
+    def value(self):
+        return self._v
+
+    def error(self):
+        return None
+
+
+def _tel(tenant, device, i):
+    return codec("telemetry").encode({"tenant_id": tenant, "device_id": device, "event_time": i, "receive_time": i,
+                                      "protocol": "mqtt", "values": {"v": float(i)}})
+
+
+def test_hub_decodes_only_watched_tenants_and_routes_each_batch_by_tenant():
+    import asyncio
+
+    from gateway.live.hub import LiveHub, Subscriber, wire_tenant
+
+    async def run():
+        hub = LiveHub("unused:1", queue_size=10)
+        a = hub.subscribe(Subscriber("tenant-a", lambda ev: True, maxsize=10))
+        b = hub.subscribe(Subscriber("tenant-b", lambda ev: ev.device_id == "b2", maxsize=10,
+                                     devices=frozenset({"b2"})))
+        t = topics.TELEMETRY.name
+        msgs = [_Msg(t, 0, 1, _tel("tenant-a", "a1", 1)), _Msg(t, 1, 1, _tel("tenant-b", "b1", 2)),
+                _Msg(t, 1, 2, _tel("tenant-b", "b2", 3)), _Msg(t, 2, 1, _tel("tenant-c", "c1", 4)),
+                _Msg(t, 0, 2, b"\xc3\x01garbage"), _Msg(t, 0, 3, _tel("tenant-a", "a1", 5))]
+        assert wire_tenant(msgs[3].value()) == "tenant-c"
+        by_tenant = hub._decode_watched(msgs)
+        assert set(by_tenant) == {"tenant-a", "tenant-b"}  # nobody watches tenant-c: never decoded
+        assert [ev.offset for ev in by_tenant["tenant-a"]] == [1, 3]  # Kafka order kept
+        assert [ev.device_id for ev in by_tenant["tenant-b"]] == ["b2"]  # b1 is nobody's device: not decoded
+        hub._dispatch(by_tenant)
+        assert [ev.device_id for ev in await a.next_batch(1)] == ["a1", "a1"]
+        assert [ev.device_id for ev in await b.next_batch(1)] == ["b2"]
+        assert hub.stats["delivered"] == 3
+
+    asyncio.run(run())
+
+
+def test_offer_many_applies_each_overflow_policy_like_offer():
+    import asyncio
+
+    from gateway.live.hub import LiveEvent, Subscriber
+
+    async def run():
+        evs = [LiveEvent("telemetry", "t", 0, i, "x", "d", {"values": {}}) for i in range(5)]
+        drop = Subscriber("x", lambda ev: True, maxsize=3)
+        assert drop.offer_many(evs) == 3 and drop.dropped == 2 and not drop.overflowed
+        close = Subscriber("x", lambda ev: True, maxsize=3, close_on_overflow=True)
+        assert close.offer_many(evs) == 3 and close.overflowed
+        assert close.offer_many(evs) == 0  # an overflowed SSE subscriber takes nothing more
+        assert [ev.offset for ev in await drop.next_batch(1)] == [0, 1, 2]
+
+    asyncio.run(run())
+
+
+def test_hub_device_interest_follows_subscribers_and_reads_every_record_kind():
+    from gateway.live.hub import LiveHub, Subscriber, wire_device
+    from gateway.live.websocket import Connection, _handle
+
+    hub = LiveHub("unused:1")
+    conn = Connection()
+    ws = hub.subscribe(Subscriber("t", conn.matches, maxsize=10, devices=frozenset()))
+    assert hub._interest == {"t": frozenset()}  # connected, nothing subscribed: nothing to decode
+    _handle(conn, json.dumps({"type": "subscribe", "id": "s1", "devices": ["d1"]}))
+    hub.set_devices(ws, conn.devices())
+    sse = hub.subscribe(Subscriber("t", lambda ev: True, maxsize=10, devices=frozenset({"d2"})))
+    assert hub._interest == {"t": frozenset({"d1", "d2"})}
+    _handle(conn, json.dumps({"type": "subscribe", "id": "s2", "kinds": ["alert"]}))  # every device
+    hub.set_devices(ws, conn.devices())
+    assert hub._interest == {"t": None}
+    hub.unsubscribe(ws)
+    assert hub._interest == {"t": frozenset({"d2"})}
+    hub.unsubscribe(sse)
+    assert hub._interest == {}
+
+    alert = codec("alert").encode({"tenant_id": "t", "alert_id": "a1", "rule_id": "r1", "device_id": "dev-a",
+                                   "severity": "MAJOR", "state": "ACTIVE", "time": 1})
+    event = codec("device_event").encode({"tenant_id": "t", "device_id": "dev-e", "event_type": "ONLINE",
+                                          "time": 1, "source": "mqtt"})
+    assert wire_device(topics.ALERTS.name, alert) == "dev-a"
+    assert wire_device(topics.DEVICE_EVENTS.name, event) == "dev-e"
+    assert wire_device(topics.TELEMETRY.name, _tel("t", "dev-t", 1)) == "dev-t"
+    assert wire_device(topics.TELEMETRY.name, _tel("t", "dev-t", 1)[:14]) is None

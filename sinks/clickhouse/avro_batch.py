@@ -1,0 +1,119 @@
+"""Telemetry batches decoded by ClickHouse instead of Python (adr/0065).
+
+A Kafka value is ``C3 01 | fingerprint | Avro body``. The body of every record of the telemetry schema is
+already a valid Avro datum, so a batch becomes an Avro object container file by concatenation: one header
+naming the schema, one block holding the bodies, one sync marker. ClickHouse's Avro reader (C++) then does
+what fastavro did per record in Python, and an ``INSERT … SELECT … ARRAY JOIN`` turns each record's
+``values`` map into one row per metric, the same rows ``rows.telemetry_rows`` builds.
+
+The Kafka coordinates ride inside each datum: Avro records are the plain concatenation of their fields, so
+appending two zig-zag longs to a body makes it a datum of the telemetry schema extended by
+``kafka_partition`` and ``kafka_offset`` (the schema in the file header says so).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+
+from schemas import codec
+from schemas.codec import HEADER_LEN, _read_long, load_schema
+
+TELEMETRY_HEADER = codec("telemetry").header  # C3 01 + the telemetry schema's fingerprint
+
+
+def zigzag(n: int) -> bytes:
+    """An Avro ``long``: zig-zag, then base-128 varint."""
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _schema() -> dict:
+    s = load_schema("telemetry")
+    for f in s["fields"]:  # ClickHouse would read timestamp-millis as DateTime64; we convert explicitly
+        if isinstance(f["type"], dict):
+            f["type"] = {k: v for k, v in f["type"].items() if k != "logicalType"}
+    s["fields"] = [*s["fields"], {"name": "kafka_partition", "type": "long"}, {"name": "kafka_offset", "type": "long"}]
+    return s
+
+
+# Any 16 bytes serve as the sync marker; a fixed one keeps files reproducible.
+_SYNC = b"fleetstream-sync"
+
+
+def _file_header() -> bytes:
+    meta = {"avro.schema": json.dumps(_schema(), separators=(",", ":")).encode(), "avro.codec": b"null"}
+    out = bytearray(b"Obj\x01")
+    out += zigzag(len(meta))
+    for k, v in meta.items():
+        out += zigzag(len(k)) + k.encode() + zigzag(len(v)) + v
+    out += zigzag(0) + _SYNC
+    return bytes(out)
+
+
+FILE_HEADER = _file_header()
+
+
+def container(items: Iterable[tuple[bytes, int, int]]) -> tuple[bytes, int]:
+    """(value, partition, offset) of telemetry records (header already checked) → (Avro file, record count)."""
+    parts: list[bytes] = []
+    n = 0
+    part_cache: dict[int, bytes] = {}
+    for value, partition, offset in items:
+        p = part_cache.get(partition)
+        if p is None:
+            p = part_cache[partition] = zigzag(partition)
+        parts.append(value[HEADER_LEN:])
+        parts.append(p)
+        parts.append(zigzag(offset))
+        n += 1
+    body = b"".join(parts)
+    return b"".join((FILE_HEADER, zigzag(n), zigzag(len(body)), body, _SYNC)), n
+
+
+# One row per metric value, the columns of rows.COLUMNS. The union [double, boolean, string] arrives as
+# Variant(Bool, Float64, String); retention comes from two parallel arrays (tenants, days).
+INSERT_SQL = """
+INSERT INTO {db}.telemetry (tenant_id, device_id, metric, ts, received_at, value_num, value_bool, value_str,
+                            protocol, retention_days, kafka_partition, kafka_offset)
+SELECT tenant_id, device_id, kv.1,
+       fromUnixTimestamp64Milli(event_time, 'UTC'), fromUnixTimestamp64Milli(receive_time, 'UTC'),
+       variantElement(kv.2, 'Float64'), toUInt8(variantElement(kv.2, 'Bool')), variantElement(kv.2, 'String'),
+       protocol, transform(tenant_id, {{rt:Array(String)}}, {{rd:Array(UInt16)}}, toUInt16({{default_days:UInt16}})),
+       toUInt16(kafka_partition), toUInt64(kafka_offset)
+FROM file('{path}', 'Avro')
+ARRAY JOIN CAST(`values`, 'Array(Tuple(String, Variant(Bool, Float64, String)))') AS kv
+"""
+
+
+def insert_sql(db: str, path: str) -> str:
+    # the path is ours (mkstemp), but it is formatted into SQL: refuse anything but plain path characters
+    if not re.fullmatch(r"[A-Za-z0-9/_.-]+", path):
+        raise ValueError(f"unexpected spool path {path!r}")
+    return INSERT_SQL.format(db=db, path=path)
+
+
+def spool_dir() -> str | None:
+    """Where batch files go: memory-backed /dev/shm when there is one (the file lives for one insert)."""
+    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+
+
+def receive_time(value: bytes) -> int | None:
+    """A telemetry record's ``receive_time`` read off the wire (the field after tenant, device and event
+    time); None when the value is not that shape."""
+    try:
+        pos = HEADER_LEN
+        for _ in range(2):
+            n, pos = _read_long(value, pos)
+            pos += n
+        _, pos = _read_long(value, pos)
+        return _read_long(value, pos)[0]
+    except IndexError:
+        return None
