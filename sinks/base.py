@@ -62,7 +62,7 @@ class BatchingSink(threading.Thread):
 
     def __init__(self, sink: BaseSink, *, bootstrap: str, topic: str | None = None, record: str | None = None,
                  group_id: str, batch_size: int = 5000, batch_ms: int = 250, topics: list[str] | None = None,
-                 commit_delay_ms: int = 0):
+                 commit_delay_ms: int = 0, consumer_config: dict | None = None):
         self.topics = topics or [topic]
         if sink.raw and len(self.topics) > 1:
             raise ValueError("a raw sink reads one topic: its records carry no topic name")
@@ -81,6 +81,7 @@ class BatchingSink(threading.Thread):
             # a crashed sink's partitions move to a live member after 10 s, not the 45 s default
             "session.timeout.ms": 10000,
             **obs.consumer_stats_config(group_id),  # fleetstream_kafka_consumer_lag
+            **(consumer_config or {}),  # a hot topic's sink batches its fetches too (adr/0072)
         })
         self._stopping = threading.Event()
         self.stats = {"batches": 0, "records": 0, "undecodable": 0, "skipped_written": 0, "last_write_ms": 0.0}

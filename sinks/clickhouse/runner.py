@@ -6,6 +6,7 @@ adr/0060). Each sink is its own consumer-group member, so a slow table never hol
 
 from __future__ import annotations
 
+from fleetstream.kafka_tuning import SINK_CONSUMER
 from schemas import topics
 from sinks.base import BatchingSink
 
@@ -18,7 +19,7 @@ def build_sinks(ch: ClickHouse, *, bootstrap: str, group_prefix: str = "fleetstr
     common = {"bootstrap": bootstrap, "batch_size": batch_size, "batch_ms": batch_ms}
     return [
         BatchingSink(ClickHouseTelemetrySink(ch), topic=topics.TELEMETRY.name, record="telemetry",
-                     group_id=group_prefix, commit_delay_ms=commit_delay_ms, **common),
+                     group_id=group_prefix, commit_delay_ms=commit_delay_ms, consumer_config=SINK_CONSUMER, **common),
         BatchingSink(ClickHouseRecordSink(ch, "device_events"), topic=topics.DEVICE_EVENTS.name,
                      record="device_event", group_id=f"{group_prefix}-events", **common),
         BatchingSink(ClickHouseRecordSink(ch, "alerts"), topic=topics.ALERTS.name, record="alert",
