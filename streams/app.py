@@ -1,7 +1,8 @@
 """The Faust application shared by every stream agent (adr/0005).
 
 Agents take batches (``stream.take``) so the per-record cost stays within the hot path's budget, and
-they exchange fleetstream's Avro bytes untouched by Faust's serializers (``raw``).
+they exchange fleetstream's Avro bytes untouched by Faust's serializers (``raw``). Validate, the hottest
+stage, is not a Faust agent: it is a librdkafka batch loop hosted by the same worker (adr/0057).
 """
 
 from __future__ import annotations
