@@ -20,6 +20,9 @@ import faust
 
 from schemas import topics
 
+BATCH = 5000
+WITHIN_S = 0.05
+
 Handler = Callable[[Sequence[faust.EventT]], Awaitable[None]]
 
 
@@ -31,7 +34,7 @@ def register(app: faust.App, *, on_both: Handler, on_telemetry: Handler, on_devi
     async def device_activity(stream):
         if ready is not None:
             await asyncio.to_thread(ready)
-        async for events in stream.take_events(2000, within=0.05):
+        async for events in stream.take_events(BATCH, within=WITHIN_S):
             await on_both(events)
             telemetry = [e for e in events if e.message.topic == topics.TELEMETRY.name]
             if telemetry:
