@@ -91,7 +91,7 @@ def step(s: Settings, stack: Stack, tenant: str, devices: int, rate: float, dura
     if profile is not None and py_spy:
         profile.mkdir(parents=True, exist_ok=True)
         spy = subprocess.Popen([py_spy, "record", "--pid", str(pid), "--duration", str(int(duration)),
-                                "--rate", "100", "--format", "speedscope", "--threads",
+                                "--rate", "100", "--format", "speedscope", "--threads", "--gil",
                                 "-o", str(profile / f"streams-{int(rate)}.json")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     c0, t0 = _cpu(proc), time.monotonic()

@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 
 log = logging.getLogger(__name__)
 
-Output = tuple[str, bytes | None, bytes]  # topic, key, value
+Output = tuple  # (topic, key, value) or (topic, key, value, partition)
 Process = Callable[[Sequence[Message]], list[Output]]
 
 
@@ -108,10 +108,13 @@ class BatchPipe:
             return
         out = self.process(good)
         produce = producer.produce
-        for topic, key, value in out:
+        for o in out:
             while True:
                 try:
-                    produce(topic, value, key)
+                    if len(o) == 3:
+                        produce(o[0], o[2], o[1])
+                    else:
+                        produce(o[0], o[2], o[1], partition=o[3])
                     break
                 except BufferError:
                     producer.poll(0.05)

@@ -30,6 +30,7 @@ from fleetstream.settings import Settings
 from schemas import ValueDeserializationError, codec, split_key, topics
 from schemas.codec import telemetry_event_time
 
+from . import bundles
 from .registry import RegistryView
 from .tables import owned_partitions, put
 
@@ -96,8 +97,8 @@ def register(app: faust.App, s: Settings, registry: RegistryView):
                "time": t, "source": SOURCE, "reason": reason, "details": {}}
         await events_out.send(key=key, value=ecodec.encode(rec))
 
-    async def handle(events) -> None:
-        """A batch of device events and telemetry (the device-activity agent's, adr/0050).
+    async def handle(msgs) -> None:
+        """A batch of device events and telemetry readings (the device-activity agent's, adr/0050).
 
         Readings are summarised per device for the batch (latest event time, and the first event time
         that would bring the device online), so the table and the output see one activity step per device
@@ -105,14 +106,13 @@ def register(app: faust.App, s: Settings, registry: RegistryView):
         first, so the order of the two kinds within a device is kept (adr/0057)."""
         wall = time.time_ns() // 1_000_000
         activity: dict[bytes, list] = {}  # key -> [partition, latest t, first t after the last connection event]
-        for ev in events:
-            msg = ev.message
+        for msg in msgs:
             key = msg.key
             if key is None:
                 continue
             if msg.topic == TELEMETRY:
                 try:
-                    t = telemetry_event_time(msg.value)
+                    t = msg.rec["event_time"] if msg.rec is not None else telemetry_event_time(msg.value)
                 except (ValueDeserializationError, IndexError) as exc:
                     log.warning("device-status: skipping undecodable record on %s: %s", msg.topic, exc)
                     continue
@@ -173,7 +173,7 @@ def register(app: faust.App, s: Settings, registry: RegistryView):
         if not app.tables.recovery.completed.is_set():
             return
         wall = time.time_ns() // 1_000_000
-        mine = owned_partitions(app, topics.TELEMETRY.name)
+        mine = owned_partitions(app, bundles.topic_name(app.conf.id))
         for key, st in list(table.data.items()):
             if not st or st["online"] is not True or st["p"] not in mine:
                 continue
