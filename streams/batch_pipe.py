@@ -39,10 +39,10 @@ class BatchPipe:
     :param before_start: runs on the loop's thread before it joins the group (e.g. wait for a view)."""
 
     def __init__(self, bootstrap: str, source: str, group: str, process: Process, *, batch: int = 5000,
-                 legacy_group: str | None = None, before_start: Callable[[], None] | None = None,
+                 linger_s: float = 0.0, legacy_group: str | None = None, before_start: Callable[[], None] | None = None,
                  name: str = "batch-pipe"):
         self.bootstrap, self.source, self.group, self.process = bootstrap, source, group, process
-        self.batch, self.legacy_group, self.before_start = batch, legacy_group, before_start
+        self.batch, self.linger_s, self.legacy_group, self.before_start = batch, linger_s, legacy_group, before_start
         self.stats = {"batches": 0, "records": 0, "produced": 0, "restarts": 0, "cpu_s": 0.0}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -87,8 +87,10 @@ class BatchPipe:
                 first = consumer.poll(0.2)
                 if first is None:
                     continue
-                # whatever else is queued already: batches grow with the load, latency stays one round trip
-                msgs = [first, *consumer.consume(self.batch - 1, 0)]
+                # what else arrives within ``linger_s``: batches grow with the load, and at low rates the
+                # per-batch costs (a delivery round trip, a commit, one bundle event per partition for
+                # device-activity) are shared by more records for a few ms of latency
+                msgs = [first, *consumer.consume(self.batch - 1, self.linger_s)]
                 self._handle(consumer, producer, msgs, failures)
         finally:
             producer.flush(10)

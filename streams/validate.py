@@ -29,6 +29,7 @@ from .registry import ACCEPTING, RegistryView
 log = logging.getLogger(__name__)
 
 BATCH = 5000
+LINGER_S = 0.01  # a few ms of latency for fewer, larger batches at low rates (adr/0057)
 OUT, DLQ = topics.TELEMETRY.name, topics.DEAD_LETTER.name
 REGISTRY_WAIT_S = 30
 REGISTRY_SYNC_S = 2.0
@@ -162,7 +163,7 @@ def register(app: faust.App, s: Settings, registry: RegistryView) -> BatchPipe:
     validator = Validator(s, registry, bundle_topic, bundles.ensure_topic(
         s.bootstrap_servers, bundle_topic, topics.TELEMETRY.name, app.conf.topic_replication_factor))
     pipe = BatchPipe(s.bootstrap_servers, topics.TELEMETRY_RAW.name, f"{app.conf.id}-validate", validator.process,
-                     batch=BATCH, legacy_group=app.conf.id, before_start=validator.wait_for_registry,
+                     batch=BATCH, linger_s=LINGER_S, legacy_group=app.conf.id, before_start=validator.wait_for_registry,
                      name="validate")
 
     @app.service
