@@ -16,9 +16,12 @@ from streams.validate import Validator
 
 
 def test_pack_unpack_round_trip():
-    items = [(b"t:d1", b"\x00" * 3, {"event_time": 5, "values": {"a": 1.5, "b": True, "c": "x"}, "tags": []}),
-             (b"t:" + b"x" * 300, bytes(range(256)) * 40, {"device_type": None, "tags": ["a", "b"]})]
-    assert bundles.unpack(bundles.pack(items)) == items
+    items = [(b"t:d1", b"\x00" * 3, {"event_time": 5, "device_id": "d1", "device_type": "boiler", "tags": [],
+                                      "values": {"a": 1.5, "b": True, "c": "x"}}),
+             (b"t:" + b"x" * 300, bytes(range(256)) * 40, {"event_time": -1, "device_id": "x" * 300,
+                                                           "device_type": None, "tags": ["a", "ü"], "values": {}})]
+    assert bundles.unpack(bundles.pack([(k, v, {**r, "tenant_id": "t", "protocol": "mqtt"}) for k, v, r in items])) \
+        == items
     assert bundles.unpack(bundles.pack([])) == []
 
 
@@ -62,7 +65,7 @@ def test_validator_bundles_follow_the_validated_readings_per_partition():
     for p, items in per_partition.items():
         assert all(partition_for(k, 6) == p for k, _, _ in items)
         assert [(k, v) for k, v, _ in items] == [(k, v) for k, v in validated if partition_for(k, 6) == p]
-        assert all(tc.decode(v) == rec for _, v, rec in items)
+        assert all({f: tc.decode(v)[f] for f in bundles.FIELDS} == rec for _, v, rec in items)
     assert sum(map(len, per_partition.values())) == 2500
     assert max(len(bundles.unpack(o[2])) for o in out if o[0] == "bundles") <= bundles.MAX_READINGS
 
