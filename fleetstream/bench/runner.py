@@ -109,7 +109,7 @@ class Run:
         cfg, gen = self.cfg, self.gen
         metric = _first_metric(cfg.payload)
         sink_group = getattr(self.s, "sink_group_prefix", "fleetstream-sink-clickhouse")
-        groups = {"fleetstream-streams": topics.TELEMETRY_RAW.name, sink_group: topics.TELEMETRY.name}
+        groups = {"fleetstream-streams-validate": topics.TELEMETRY_RAW.name, sink_group: topics.TELEMETRY.name}
         raw = TopicLatencyProbe(self.s.bootstrap_servers, topics.TELEMETRY_RAW.name)
         validated = TopicLatencyProbe(self.s.bootstrap_servers, topics.TELEMETRY.name)  # isolates the streams stage
         lag = LagSampler(self.s.bootstrap_servers, groups)
@@ -271,7 +271,7 @@ def _handled(work: list[tuple[float, dict[str, int]]], sink_group: str) -> dict[
         return max(0, last.get(key, 0) - first.get(key, 0))
 
     sink = delta(f"committed:{sink_group}")
-    return {"connector-mqtt": delta(f"high:{topics.TELEMETRY_RAW.name}"), "streams": delta("committed:fleetstream-streams"),
+    return {"connector-mqtt": delta(f"high:{topics.TELEMETRY_RAW.name}"), "streams": delta("committed:fleetstream-streams-validate"),
             "gateway": sink, "sink": sink}
 
 
