@@ -82,7 +82,7 @@ def step(s: Settings, stack: Stack, tenant: str, devices: int, rate: float, dura
     arrivals.ready.wait(15)
     time.sleep(1)
     base = _get(stats_url)["rules"]["records"]
-    vcpu0 = _get(validate_url)["cpu_s"]
+    vcpu0 = _get(validate_url)["cpu_s"]  # also resets the stage's own lag percentiles
     tc = codec("telemetry")
     p = Producer({"bootstrap.servers": s.bootstrap_servers, "linger.ms": 1})
     n = int(rate * duration)
@@ -120,7 +120,8 @@ def step(s: Settings, stack: Stack, tenant: str, devices: int, rate: float, dura
             activity_at = time.monotonic() - t0
         time.sleep(0.05)
     cpu = _cpu(proc) - c0 - idle_per_s * (time.monotonic() - t0)
-    vcpu = _get(validate_url)["cpu_s"] - vcpu0
+    vstats = _get(validate_url)
+    vcpu = vstats["cpu_s"] - vcpu0
     arrivals.done.set()
     arrivals.thread.join()
     if spy is not None:
@@ -128,7 +129,10 @@ def step(s: Settings, stack: Stack, tenant: str, devices: int, rate: float, dura
     lat = sorted(arrivals.lat)
     out = {"rate": rate, "sent": n, "offered_per_s": round(n / sent_s), "delivered": len(lat),
            "cpu_us_per_record": round(cpu / n * 1e6),
-           "validate_thread_cpu_us_per_record": round(vcpu / n * 1e6), "idle_cpu_pct": round(idle_per_s * 100, 1),
+           "validate_thread_cpu_us_per_record": round(vcpu / n * 1e6),
+           "validate_batches": vstats.get("batches_since_last"),
+           "validate_own_lag_p50_p99_ms": [vstats.get("batch_lag_p50_ms"), vstats.get("batch_lag_p99_ms")],
+           "validate_slowest_batch": vstats.get("slowest_batch"), "idle_cpu_pct": round(idle_per_s * 100, 1),
            "validated_after_s": validated_at and round(validated_at - sent_s, 2),
            "activity_done_after_s": activity_at and round(activity_at - sent_s, 2),
            "load": [round(x, 1) for x in os.getloadavg()]}

@@ -17,9 +17,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, Producer, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,9 @@ class BatchPipe:
         self.bootstrap, self.source, self.group, self.process = bootstrap, source, group, process
         self.batch, self.linger_s, self.legacy_group, self.before_start = batch, linger_s, legacy_group, before_start
         self.stats = {"batches": 0, "records": 0, "produced": 0, "restarts": 0, "cpu_s": 0.0}
+        # per batch: ms from its oldest record's Kafka timestamp to its commit (what the stage itself adds)
+        self.lags_ms: deque[int] = deque(maxlen=100_000)
+        self.slowest: dict = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -108,6 +112,7 @@ class BatchPipe:
             ends[m.partition()] = m.offset() + 1
         if not good:
             return
+        t0 = time.perf_counter()
         out = self.process(good)
         produce = producer.produce
         for o in out:
@@ -120,9 +125,18 @@ class BatchPipe:
                     break
                 except BufferError:
                     producer.poll(0.05)
+        t1 = time.perf_counter()
         if producer.flush(30) or failures:
             raise DeliveryFailed(f"{len(failures)} records not confirmed: {failures[:3]}")
+        t2 = time.perf_counter()
+        # the slowest batch's phases since the last read: where a latency tail comes from
+        if t2 - t0 > self.slowest.get("total_ms", 0) / 1000:
+            self.slowest = {"total_ms": round((t2 - t0) * 1000), "process_and_produce_ms": round((t1 - t0) * 1000),
+                            "delivery_wait_ms": round((t2 - t1) * 1000), "records": len(good)}
         self._commit(consumer, ends)
+        ts_type, ts = good[0].timestamp()
+        if ts_type != TIMESTAMP_NOT_AVAILABLE:
+            self.lags_ms.append(time.time_ns() // 1_000_000 - ts)
         self.stats["batches"] += 1
         self.stats["records"] += len(good)
         self.stats["produced"] += len(out)

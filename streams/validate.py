@@ -176,7 +176,12 @@ def register(app: faust.App, s: Settings, registry: RegistryView) -> BatchPipe:
 
     @app.page("/validate/stats/")
     async def stats(web, request):
-        return web.json(pipe.stats)
+        """Counters, and the stage's own delay (oldest record of a batch → its commit) since the last call."""
+        lags, slowest = sorted(pipe.lags_ms), pipe.slowest
+        pipe.lags_ms.clear()
+        pipe.slowest = {}
+        pct = {f"batch_lag_p{q}_ms": lags[min(len(lags) - 1, len(lags) * q // 100)] for q in (50, 99)} if lags else {}
+        return web.json({**pipe.stats, **pct, "batches_since_last": len(lags), "slowest_batch": slowest})
 
     return pipe
 
