@@ -1,7 +1,8 @@
 """The Faust application shared by every stream agent (adr/0005).
 
 Agents take batches (``stream.take``) so the per-record cost stays within the hot path's budget, and
-they exchange fleetstream's Avro bytes untouched by Faust's serializers (``raw``).
+they exchange fleetstream's Avro bytes untouched by Faust's serializers (``raw``). Validate, the hottest
+stage, is not a Faust agent: it is a librdkafka batch loop hosted by the same worker (adr/0057).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import faust
 
 from fleetstream.settings import Settings
 
+from . import device_activity
 from .partitioning import crc32_partitioner
 from .registry import RegistryView
 from .rules_view import RulesView
@@ -33,11 +35,15 @@ def create_app(s: Settings, *, app_id: str = "fleetstream-streams") -> faust.App
         broker_commit_every=1000,
         broker_commit_interval=1.0,
         stream_wait_empty=False,
+        # device-activity takes batches of up to ACTIVITY_BATCH; a buffer of several batches keeps the fetcher
+        # from pausing and resuming partitions at every batch (adr/0057)
+        stream_buffer_maxsize=4 * device_activity.BATCH,
+        broker_max_poll_records=device_activity.BATCH,
         broker_session_timeout=15,  # a worker killed hard hands its partitions over within ~15 s
         broker_heartbeat_interval=3,
         producer_partitioner=crc32_partitioner,  # the same partition as confluent-kafka producers (adr/0050)
     )
-    from . import commands, device_activity, rules, shadows, status, validate
+    from . import commands, rules, shadows, status, validate
 
     registry = RegistryView(s.bootstrap_servers).start()
     rules_view = RulesView(s.bootstrap_servers).start()

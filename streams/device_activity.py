@@ -1,5 +1,6 @@
-"""Device-activity agent: the one consumer of ``fleetstream.telemetry`` and ``fleetstream.device-events``
-in the streams worker; it hands each batch to the handlers that need it (adr/0050).
+"""Device-activity agent: the one consumer of validated readings (as bundles, adr/0057) and of
+``fleetstream.device-events`` in the streams worker; it hands each batch to the handlers that need it
+(adr/0050).
 
 Why one agent: with two Faust agents on one topic, a burst that fills one agent's stream buffer (Faust's
 flow control pauses the shared partitions) stalled both agents in this Faust version under load (seen
@@ -14,27 +15,58 @@ the handlers still live in the modules named after what they handle:
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 import faust
 
 from schemas import topics
 
-Handler = Callable[[Sequence[faust.EventT]], Awaitable[None]]
+from .bundles import Reading, topic_name, unpack
+
+log = logging.getLogger(__name__)
+
+BATCH = 5000  # Faust events per take: bundles and device events
+WITHIN_S = 0.05
+TELEMETRY = topics.TELEMETRY.name
+
+Handler = Callable[[Sequence[Reading]], Awaitable[None]]
 
 
 def register(app: faust.App, *, on_both: Handler, on_telemetry: Handler, on_device_events: Handler,
              ready: Callable[[], bool] | None = None) -> None:
-    source = app.topic(topics.TELEMETRY.name, topics.DEVICE_EVENTS.name, key_type=bytes, value_type=bytes)
+    """Validated readings arrive in bundles (``bundles.py``, adr/0057), device events one by one; the
+    handlers get both as ``Reading`` (topic, partition, key, value), readings with topic
+    ``fleetstream.telemetry`` and in the order they were validated."""
+    source = app.topic(topic_name(app.conf.id), topics.DEVICE_EVENTS.name, key_type=bytes, value_type=bytes)
+    bundle_topic = source.topics[0]
 
     @app.agent(source, name="device-activity")
     async def device_activity(stream):
         if ready is not None:
             await asyncio.to_thread(ready)
-        async for events in stream.take_events(2000, within=0.05):
-            await on_both(events)
-            telemetry = [e for e in events if e.message.topic == topics.TELEMETRY.name]
+        async for events in stream.take_events(BATCH, within=WITHIN_S):
+            both: list[Reading] = []
+            telemetry: list[Reading] = []
+            others: list[Reading] = []
+            for ev in events:
+                m = ev.message
+                if m.topic == bundle_topic:
+                    p = m.partition
+                    try:
+                        mine = [Reading(TELEMETRY, p, k, v, rec) for k, v, rec in unpack(m.value)]
+                    except (ValueError, EOFError, TypeError) as exc:
+                        log.error("device-activity: skipping unreadable bundle %s[%d]@%d: %s", m.topic, p,
+                                  m.offset, exc)
+                        continue
+                    both += mine
+                    telemetry += mine
+                else:
+                    r = Reading(m.topic, m.partition, m.key, m.value)
+                    both.append(r)
+                    others.append(r)
+            await on_both(both)
             if telemetry:
                 await on_telemetry(telemetry)
-            if len(telemetry) < len(events):
-                await on_device_events([e for e in events if e.message.topic != topics.TELEMETRY.name])
+            if others:
+                await on_device_events(others)

@@ -19,9 +19,10 @@ import time
 
 import faust
 
-from schemas import ValueDeserializationError, codec, topics
+from schemas import ValueDeserializationError, codec
 from schemas.rules import evaluate, in_scope
 
+from . import bundles
 from .actions import ActionRunner, activation_id
 from .rules_view import Rule, RulesView
 from .tables import owned_partitions, put
@@ -64,11 +65,11 @@ def register(app: faust.App, rules_view: RulesView):
     watermarks: dict[int, int] = {}
     last_wall: dict[int, int] = {}
 
-    async def handle(events) -> None:
-        """A batch of telemetry events (the device-activity agent's, adr/0050)."""
+    async def handle(msgs) -> None:
+        """A batch of validated readings (the device-activity agent's, adr/0050)."""
         wall = time.time_ns() // 1_000_000
-        for ev in events:
-            key, part = ev.message.key, ev.message.partition
+        for msg in msgs:
+            key, part = msg.key, msg.partition
             STATS["records"] += 1
             if not key:
                 continue
@@ -76,10 +77,12 @@ def register(app: faust.App, rules_view: RulesView):
             mine = rules_view.rules_of(tenant)  # only this tenant's rules ever see this reading
             if not mine:
                 continue
-            try:
-                rec = tcodec.decode(ev.message.value)
-            except ValueDeserializationError:
-                continue
+            rec = msg.rec  # decoded by validate (bundles.py)
+            if rec is None:
+                try:
+                    rec = tcodec.decode(msg.value)
+                except ValueDeserializationError:
+                    continue
             ts, values, device = rec["event_time"], rec["values"], rec["device_id"]
             if ts > watermarks.get(part, 0):
                 watermarks[part] = ts
@@ -114,14 +117,14 @@ def register(app: faust.App, rules_view: RulesView):
             put(table, part, key, st)  # the state first: a replay after a crash sees the alert raised
             for rule, rs, what in todo:
                 STATS["fired" if what == "fire" else "cleared"] += 1
-                await runner.run(rule, device, what == "fire", rs["aid"], ts, values, ev.message.value)
+                await runner.run(rule, device, what == "fire", rs["aid"], ts, values, msg.value)
 
     @app.timer(TICK_S)
     async def inactivity():
         if not app.tables.recovery.completed.is_set():
             return
         wall = time.time_ns() // 1_000_000
-        mine = owned_partitions(app, topics.TELEMETRY.name)
+        mine = owned_partitions(app, bundles.topic_name(app.conf.id))
         for key, st in list(table.data.items()):
             if not st or st.get("_p") not in mine:
                 continue

@@ -89,12 +89,12 @@ def register(app: faust.App):
     ucodec, ecodec, scodec = codec("shadow_update"), codec("device_event"), codec("shadow_document")
     resent: dict[tuple[str, str], tuple[int, int]] = {}  # (version, when) of the last delta re-sent on reconnect
 
-    async def on_device_events(events) -> None:
+    async def on_device_events(msgs) -> None:
         """A device came (back) online: send its pending delta again (called by the device-activity agent)."""
         now = time.time_ns() // 1_000_000
-        for ev in events:
+        for msg in msgs:
             try:
-                e = ecodec.decode(ev.message.value)
+                e = ecodec.decode(msg.value)
             except ValueDeserializationError:
                 continue
             if e["event_type"] not in ONLINE_EVENTS:

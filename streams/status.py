@@ -30,6 +30,7 @@ from fleetstream.settings import Settings
 from schemas import ValueDeserializationError, codec, split_key, topics
 from schemas.codec import telemetry_event_time
 
+from . import bundles
 from .registry import RegistryView
 from .tables import owned_partitions, put
 
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = "streams"
 UP, DOWN = frozenset({"CONNECTED", "ONLINE"}), frozenset({"DISCONNECTED", "OFFLINE"})
+TELEMETRY = topics.TELEMETRY.name
 IDLE_GRACE_MS = 10_000
 TICK_S = 1.0
 
@@ -95,49 +97,83 @@ def register(app: faust.App, s: Settings, registry: RegistryView):
                "time": t, "source": SOURCE, "reason": reason, "details": {}}
         await events_out.send(key=key, value=ecodec.encode(rec))
 
-    async def handle(events) -> None:
-        """A batch of device events and telemetry (the device-activity agent's, adr/0050)."""
+    async def handle(msgs) -> None:
+        """A batch of device events and telemetry readings (the device-activity agent's, adr/0050).
+
+        Readings are summarised per device for the batch (latest event time, and the first event time
+        that would bring the device online), so the table and the output see one activity step per device
+        per batch rather than one per reading; a connection event applies the device's readings before it
+        first, so the order of the two kinds within a device is kept (adr/0057)."""
         wall = time.time_ns() // 1_000_000
-        for ev in events:
-            msg = ev.message
-            key, part = msg.key, msg.partition
+        activity: dict[bytes, list] = {}  # key -> [partition, latest t, first t after the last connection event]
+        for msg in msgs:
+            key = msg.key
             if key is None:
                 continue
-            st = table.data.get(key)
+            if msg.topic == TELEMETRY:
+                try:
+                    t = msg.rec["event_time"] if msg.rec is not None else telemetry_event_time(msg.value)
+                except (ValueDeserializationError, IndexError) as exc:
+                    log.warning("device-status: skipping undecodable record on %s: %s", msg.topic, exc)
+                    continue
+                a = activity.get(key)
+                if a is None:
+                    st = table.data.get(key)
+                    activity[key] = [msg.partition, t, t if t > (st["conn"] if st else 0) else None,
+                                     st["conn"] if st else 0]
+                else:
+                    if t > a[1]:
+                        a[1] = t
+                    if a[2] is None and t > a[3]:
+                        a[2] = t
+                continue
+            if key in activity:
+                await apply_activity(key, *activity.pop(key), wall)
+            try:
+                e = ecodec.decode(msg.value)
+            except ValueDeserializationError as exc:
+                log.warning("device-status: skipping undecodable record on %s: %s", msg.topic, exc)
+                continue
+            if e["source"] == SOURCE or (e["event_type"] not in UP and e["event_type"] not in DOWN):
+                continue
+            part, st = msg.partition, table.data.get(key)
             fresh = st is None
             if fresh:
                 st = new_state(part)
-            try:
-                if msg.topic == topics.TELEMETRY.name:
-                    t = telemetry_event_time(msg.value)
-                    if t > watermarks.get(part, 0):
-                        watermarks[part] = t
-                    last_seen_wall[part] = wall
-                    changed = on_activity(st, t)
-                    reason = "telemetry received"
-                else:
-                    e = ecodec.decode(msg.value)
-                    if e["source"] == SOURCE or (e["event_type"] not in UP and e["event_type"] not in DOWN):
-                        continue
-                    t = e["time"]
-                    changed = on_connection(st, e["event_type"] in UP, t)
-                    reason = f"{e['event_type'].lower()} reported by {e['source']}"
-            except (ValueDeserializationError, IndexError) as exc:
-                log.warning("device-status: skipping undecodable record on %s: %s", msg.topic, exc)
-                continue
-            throttle = timeout_ms(key) // 4
-            if changed or fresh or st["last"] - st["saved_last"] > throttle:
-                st["saved_last"], st["p"] = st["last"], part
-                put(table, part, key, st)
-            if changed:
-                await emit(key, st["online"], t, reason)
+            t = e["time"]
+            changed = on_connection(st, e["event_type"] in UP, t)
+            await save(key, part, st, changed or fresh, t, f"{e['event_type'].lower()} reported by {e['source']}"
+                       if changed else None)
+        for key, a in activity.items():
+            await apply_activity(key, *a, wall)
+
+    async def apply_activity(key: bytes, part: int, latest: int, first_new: int | None, _conn: int,
+                             wall: int) -> None:
+        if latest > watermarks.get(part, 0):
+            watermarks[part] = latest
+        last_seen_wall[part] = wall
+        st = table.data.get(key)
+        fresh = st is None
+        if fresh:
+            st = new_state(part)
+        changed = on_activity(st, latest)
+        await save(key, part, st, changed or fresh, first_new if first_new is not None else latest,
+                   "telemetry received" if changed else None)
+
+    async def save(key: bytes, part: int, st: dict, must: bool, t: int, reason: str | None) -> None:
+        """Writes the state when it changed (or at most every quarter timeout for activity); emits a change."""
+        if must or st["last"] - st["saved_last"] > timeout_ms(key) // 4:
+            st["saved_last"], st["p"] = st["last"], part
+            put(table, part, key, st)
+        if reason is not None:
+            await emit(key, st["online"], t, reason)
 
     @app.timer(TICK_S)
     async def inactivity():
         if not app.tables.recovery.completed.is_set():
             return
         wall = time.time_ns() // 1_000_000
-        mine = owned_partitions(app, topics.TELEMETRY.name)
+        mine = owned_partitions(app, bundles.topic_name(app.conf.id))
         for key, st in list(table.data.items()):
             if not st or st["online"] is not True or st["p"] not in mine:
                 continue

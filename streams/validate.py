@@ -12,18 +12,25 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Sequence
 
 import faust
+import mode
+from confluent_kafka import Message
 
 from fleetstream.settings import Settings
 from schemas import ValueDeserializationError, codec, device_key, topics
 
+from . import bundles
+from .batch_pipe import BatchPipe, Output
+from .partitioning import partition_for
 from .registry import ACCEPTING, RegistryView
 
 log = logging.getLogger(__name__)
 
-BATCH = 2000
-WITHIN_S = 0.02
+BATCH = 5000
+LINGER_S = 0.01  # a few ms of latency for fewer, larger batches at low rates (adr/0057)
+OUT, DLQ = topics.TELEMETRY.name, topics.DEAD_LETTER.name
 REGISTRY_WAIT_S = 30
 REGISTRY_SYNC_S = 2.0
 
@@ -59,54 +66,124 @@ def enforce(rec: dict, registry: RegistryView) -> tuple[str, str] | None:
     return None
 
 
-def register(app: faust.App, s: Settings, registry: RegistryView) -> None:
-    raw_topic = app.topic(topics.TELEMETRY_RAW.name, key_type=bytes, value_type=bytes)
-    out_topic = app.topic(topics.TELEMETRY.name, key_type=bytes, value_type=bytes)
-    dlq_topic = app.topic(topics.DEAD_LETTER.name, key_type=bytes, value_type=bytes)
-    tcodec, dcodec = codec("telemetry"), codec("dead_letter")
-    max_skew_ms = s.max_clock_skew_s * 1000
+class Validator:
+    """Turns one batch of raw records into what to produce: each record to ``fleetstream.telemetry`` (as it
+    came, or enriched) or to the dead-letter topic, in input order per device; and, when ``bundle_topic`` is
+    set, the validated readings once more as one bundle per partition for device-activity (bundles.py)."""
 
-    @app.agent(raw_topic, name="validate")
-    async def validate(stream):
-        if not await asyncio.to_thread(registry.caught_up.wait, REGISTRY_WAIT_S):
+    def __init__(self, s: Settings, registry: RegistryView, bundle_topic: str | None = None, partitions: int = 0):
+        self.registry, self.max_skew_ms = registry, s.max_clock_skew_s * 1000
+        self.tcodec, self.dcodec = codec("telemetry"), codec("dead_letter")
+        self.bundle_topic, self.partitions = bundle_topic, partitions
+        self._tails: dict[tuple[str | None, tuple[str, ...]], bytes] = {}
+
+    def wait_for_registry(self) -> None:
+        if not self.registry.caught_up.wait(REGISTRY_WAIT_S):
             log.warning("registry view not caught up after %ss; unknown devices pass until it is", REGISTRY_WAIT_S)
-        async def route(raw: bytes, rec: dict, key: bytes | None, problem: tuple[str, str] | None, now: int):
-            if problem:
-                await dlq_topic.send(key=key, value=dcodec.encode(_dead(rec, *problem, raw, now)))
-            elif rec["device_type"] is None and not rec["tags"]:
-                await out_topic.send(key=key, value=raw)
-            else:
-                await out_topic.send(key=key, value=tcodec.encode(rec))
 
-        async for batch in stream.take(BATCH, within=WITHIN_S):
-            now = time.time_ns() // 1_000_000
-            deferred: list[tuple[bytes, dict, bytes | None]] = []
-            held: set[bytes | None] = set()  # a device with a deferred record keeps its order behind it
-            for raw in batch:
-                try:
-                    rec = tcodec.decode(raw)
-                except ValueDeserializationError as exc:
-                    await dlq_topic.send(value=dcodec.encode(_dead(None, "undecodable", str(exc), raw, now)))
+    def process(self, msgs: Sequence[Message]) -> list[Output]:
+        now = time.time_ns() // 1_000_000
+        out: list[Output] = []
+        validated: list[tuple[bytes, bytes, dict]] = []
+        deferred: list[tuple[bytes, dict, bytes | None, bool]] = []
+        held: set[bytes | None] = set()  # a device with a deferred record keeps its order behind it
+        decode, registry, max_skew_ms, route = self.tcodec.decode, self.registry, self.max_skew_ms, self._route
+        for m in msgs:
+            raw = m.value()
+            try:
+                rec = decode(raw)
+            except ValueDeserializationError as exc:
+                out.append((DLQ, None, self.dcodec.encode(_dead(None, "undecodable", str(exc), raw, now))))
+                continue
+            plain = rec["device_type"] is None and not rec["tags"]  # as connectors write it: not enriched yet
+            problem = check(rec, now, max_skew_ms)
+            key = device_key(rec["tenant_id"], rec["device_id"]) if rec["tenant_id"] and rec["device_id"] else None
+            if problem is None and key in held:
+                deferred.append((raw, rec, key, plain))
+                continue
+            if problem is None:
+                problem = enforce(rec, registry)
+                if problem and problem[0] == "unknown_device":
+                    deferred.append((raw, rec, key, plain))
+                    held.add(key)
                     continue
-                problem = check(rec, now, max_skew_ms)
-                key = device_key(rec["tenant_id"], rec["device_id"]) if rec["tenant_id"] and rec["device_id"] else None
-                if problem is None and key in held:
-                    deferred.append((raw, rec, key))
-                    continue
-                if problem is None:
-                    problem = enforce(rec, registry)
-                    if problem and problem[0] == "unknown_device":
-                        deferred.append((raw, rec, key))
-                        held.add(key)
-                        continue
-                await route(raw, rec, key, problem, now)
-            if deferred:
-                # A brand-new device's first reading can overtake its registry entry (two independent
-                # consumers): catch the view up to the registry topic as it is now, once per batch, before
-                # refusing anyone as unknown.
-                await asyncio.to_thread(registry.sync, REGISTRY_SYNC_S)
-                for raw, rec, key in deferred:
-                    await route(raw, rec, key, enforce(rec, registry), now)
+            route(out, validated, raw, rec, key, problem, now, plain)
+        if deferred:
+            # A brand-new device's first reading can overtake its registry entry (two independent
+            # consumers): catch the view up to the registry topic as it is now, once per batch, before
+            # refusing anyone as unknown.
+            registry.sync(REGISTRY_SYNC_S)
+            for raw, rec, key, plain in deferred:
+                route(out, validated, raw, rec, key, enforce(rec, registry), now, plain)
+        if self.bundle_topic and validated:
+            out.extend(self._bundles(validated))
+        return out
+
+    def _route(self, out: list[Output], validated: list, raw: bytes, rec: dict, key: bytes | None,
+               problem: tuple[str, str] | None, now: int, plain: bool) -> None:
+        if problem:
+            out.append((DLQ, key, self.dcodec.encode(_dead(rec, *problem, raw, now))))
+            return
+        if rec["device_type"] is None and not rec["tags"]:
+            value = raw
+        elif plain:
+            value = raw[:-2] + self._tail(rec["device_type"], rec["tags"])
+        else:
+            value = self.tcodec.encode(rec)
+        out.append((OUT, key, value))
+        validated.append((key, value, rec))
+
+    def _tail(self, device_type: str | None, tags: list[str]) -> bytes:
+        """The encoded ``device_type`` and ``tags``, the schema's last two fields. A record as connectors
+        write it ends in their empty encodings (``00 00``); enriching it is swapping that tail, per device
+        type and tag set once, instead of encoding the whole record again (~15 µs per reading)."""
+        k = (device_type, tuple(tags))
+        tail = self._tails.get(k)
+        if tail is None:
+            probe = {"tenant_id": "", "device_id": "", "event_time": 0, "receive_time": 0, "protocol": "",
+                     "values": {}, "device_type": None, "tags": []}
+            base = self.tcodec.encode(probe)
+            tail = self.tcodec.encode({**probe, "device_type": device_type, "tags": list(tags)})[len(base) - 2:]
+            if len(self._tails) < 10_000:
+                self._tails[k] = tail
+        return tail
+
+    def _bundles(self, validated: list[tuple[bytes, bytes, dict]]) -> list[Output]:
+        n, by_partition = self.partitions, {}
+        for item in validated:
+            by_partition.setdefault(partition_for(item[0], n), []).append(item)
+        return [(self.bundle_topic, None, bundles.pack(items[i:i + bundles.MAX_READINGS]), p)
+                for p, items in by_partition.items() for i in range(0, len(items), bundles.MAX_READINGS)]
+
+
+def register(app: faust.App, s: Settings, registry: RegistryView) -> BatchPipe:
+    """Hosts validate in the streams worker as a librdkafka batch loop on its own thread (adr/0057), started
+    and stopped with the Faust app. It follows on from where the Faust agent of the same name stopped."""
+    bundle_topic = bundles.topic_name(app.conf.id)
+    validator = Validator(s, registry, bundle_topic, bundles.ensure_topic(
+        s.bootstrap_servers, bundle_topic, topics.TELEMETRY.name, app.conf.topic_replication_factor))
+    pipe = BatchPipe(s.bootstrap_servers, topics.TELEMETRY_RAW.name, f"{app.conf.id}-validate", validator.process,
+                     batch=BATCH, linger_s=LINGER_S, legacy_group=app.conf.id, before_start=validator.wait_for_registry,
+                     name="validate")
+
+    @app.service
+    class ValidateService(mode.Service):
+        async def on_start(self) -> None:
+            pipe.start()
+
+        async def on_stop(self) -> None:
+            await asyncio.to_thread(pipe.stop)
+
+    @app.page("/validate/stats/")
+    async def stats(web, request):
+        """Counters, and the stage's own delay (oldest record of a batch → its commit) since the last call."""
+        lags, slowest = sorted(pipe.lags_ms), pipe.slowest
+        pipe.lags_ms.clear()
+        pipe.slowest = {}
+        pct = {f"batch_lag_p{q}_ms": lags[min(len(lags) - 1, len(lags) * q // 100)] for q in (50, 99)} if lags else {}
+        return web.json({**pipe.stats, **pct, "batches_since_last": len(lags), "slowest_batch": slowest})
+
+    return pipe
 
 
 def _dead(rec: dict | None, code: str, reason: str, raw: bytes, now: int) -> dict:
