@@ -11,13 +11,14 @@ import faust
 
 from fleetstream.settings import Settings
 
-from . import device_activity
+from . import device_activity, faust_fetch
 from .partitioning import crc32_partitioner
 from .registry import RegistryView
 from .rules_view import RulesView
 
 
 def create_app(s: Settings, *, app_id: str = "fleetstream-streams") -> faust.App:
+    faust_fetch.install()
     app = faust.App(
         app_id,
         broker=f"kafka://{s.bootstrap_servers}",

@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, Producer, TopicPartition
 
+from fleetstream.kafka_tuning import HOT_CONSUMER
+
 log = logging.getLogger(__name__)
 
 Output = tuple  # (topic, key, value) or (topic, key, value, partition)
@@ -76,6 +78,7 @@ class BatchPipe:
         consumer = Consumer({
             "bootstrap.servers": self.bootstrap, "group.id": self.group, "enable.auto.commit": False,
             "auto.offset.reset": "earliest", "session.timeout.ms": 15000, "heartbeat.interval.ms": 3000,
+            **HOT_CONSUMER,  # one fetch per batch of records under load, not one per record (adr/0072)
         })
         failures: list[KafkaError] = []
         producer = Producer({
