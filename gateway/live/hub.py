@@ -36,8 +36,8 @@ CODES = {code: topic for topic, (_kind, code) in KINDS.items()}
 # the record each topic carries (others are still decoded by fingerprint)
 _RECORDS = {topics.TELEMETRY.name: "telemetry", topics.ALERTS.name: "alert", topics.DEVICE_EVENTS.name: "device_event"}
 
-# how long a poll waits to fill its batch before handing over what it has: consume() returns only when the
-# batch is full or this has passed, so it bounds the latency the hub adds (publish → WebSocket ≤ 100 ms)
+# how long the consumer thread blocks for a first record before it looks at its stop flag again; what
+# arrived with that record is taken without waiting, so the hub adds no delay of its own
 POLL_S = 0.025
 
 
@@ -202,7 +202,12 @@ class LiveHub:
             c.assign(assignment)
             self.ready.set()
             while not self._stop.is_set():
-                msgs = c.consume(1000, timeout=POLL_S)
+                # block for the first record only, then take what the last fetch brought: consume(n, t)
+                # alone would hold every record until n arrived or t passed
+                first = c.poll(POLL_S)
+                if first is None:
+                    continue
+                msgs = [first, *c.consume(999, timeout=0)]
                 if not msgs or not self._interest:
                     continue
                 by_tenant = self._decode_watched(msgs)
