@@ -10,7 +10,7 @@ from collections.abc import Callable
 import httpx
 import psutil
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from fleetstream.kafka_tuning import HOT_CONSUMER
 from schemas.codec import telemetry_event_time as event_time_of
@@ -104,8 +104,14 @@ class LagSampler(Sampler):
             return self._lag()
 
     def _lag(self) -> dict[str, int | None]:
-        high = {t: {p: self.wm.get_watermark_offsets(TopicPartition(t, p), timeout=5, cached=False)[1]
-                    for p in ps} for t, ps in self.parts.items()}
+        # one ListOffsets request for every partition, not one per partition: the probe's own requests
+        # show up as broker CPU in the report
+        spec = OffsetSpec.latest()
+        res = self.admin.list_offsets({TopicPartition(t, p): spec for t, ps in self.parts.items() for p in ps},
+                                      request_timeout=5)
+        high: dict[str, dict[int, int]] = {t: {} for t in self.parts}
+        for tp, fut in res.items():
+            high[tp.topic][tp.partition] = fut.result().offset
         out: dict[str, int | None] = {}
         # how much each stage has done so far: records written to each topic, records each group committed
         self.progress = {f"high:{t}": sum(v.values()) for t, v in high.items()}
