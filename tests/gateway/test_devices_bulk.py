@@ -76,6 +76,27 @@ def test_bulk_reports_each_refused_device_and_keeps_the_others(stack, factory, g
     assert too_many.status_code == 422
 
 
+def test_admin_create_devices_writes_each_devices_credentials(stack, factory, tmp_path):
+    """What the simulator and the CLI use for a fleet: one call, a certificate folder per device."""
+    from tests.utils.factories import TestDevice, publish_json
+
+    t = factory.tenant("fleet")
+    out = factory.admin.create_devices(t.tenant_id, ["f-1", "f-2"], cert_root=tmp_path, device_type="meter",
+                                       tags=["sim"], actor="test")
+    assert [(r["device_id"], r["status"]) for r in out] == [("f-1", "created"), ("f-2", "created")]
+    again = factory.admin.create_devices(t.tenant_id, ["f-2"], cert_root=tmp_path, actor="test")
+    assert again[0]["code"] == "device_exists"
+    for d in ("f-1", "f-2"):
+        c = factory.mqtt_client(TestDevice(t.tenant_id, d, tmp_path / d))
+        acks = {}
+        c.on_publish = lambda _c, _u, mid, rc, _p, acks=acks: acks.__setitem__(mid, rc)
+        info = publish_json(c, device_topics(t.tenant_id, d)["telemetry"], {"values": {"temperature": 1}})
+        rc = wait_for(lambda info=info, acks=acks: acks.get(info.mid), timeout=30, what="PUBACK")
+        assert not rc.is_failure, (d, rc)
+        c.disconnect()
+        c.loop_stop()
+
+
 def test_control_messages_shrink_as_the_broker_knows_more_devices():
     """Mosquitto 2.0.11 rewrites its whole file per command: a message may carry fewer commands the more
     devices the broker holds, but always at least one device's pair."""
