@@ -11,6 +11,9 @@ control topic (``create_devices``, what ``POST /v1/devices/bulk`` runs); ``seed`
 the same entries into its file in one go and starts it again. Sessions are minimal asyncio MQTT 5
 clients (CONNECT, QoS1 PUBLISH, PINGREQ, DISCONNECT by hand): one connection and one certificate per
 device, little CPU per session, so the number says what the broker holds. Not a test: it prints numbers.
+
+N sessions hold N local ephemeral ports (32768-60999 here): a stack started meanwhile on fixed ports in that
+range (the stack CLI test uses 35432+offset, ...) can fail with "address already in use".
 """
 
 from __future__ import annotations
