@@ -76,6 +76,17 @@ def test_bulk_reports_each_refused_device_and_keeps_the_others(stack, factory, g
     assert too_many.status_code == 422
 
 
+def test_bulk_needs_a_token_with_devices_write(stack, factory, gateway):
+    """The same guard as every device route (the cross-tenant matrix in test_matrix.py lists the others):
+    the tenant comes from the token, so another tenant cannot register into this one at all."""
+    t = factory.tenant("bulkauth")
+    body = {"devices": [{"device_id": "x-1"}]}
+    assert gateway.post("/v1/devices/bulk", json=body).status_code == 401
+    read_only = bearer(t.token(gateway, scope="devices:read"))
+    assert gateway.post("/v1/devices/bulk", json=body, headers=read_only).status_code == 403
+    assert gateway.get("/v1/devices/x-1", headers=read_only).status_code == 404
+
+
 def test_admin_create_devices_writes_each_devices_credentials(stack, factory, tmp_path):
     """What the simulator and the CLI use for a fleet: one call, a certificate folder per device."""
     from tests.utils.factories import TestDevice, publish_json
