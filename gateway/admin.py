@@ -141,6 +141,30 @@ class Admin:
                        ca=str(cert_dir / "ca.crt"), serial=issued.serial)
         return out
 
+    def create_devices(self, tenant_id: str, device_ids: list[str], *, cert_root: Path | None = None,
+                       device_type: str | None = None, tags: list[str] | None = None, actor: str = "cli") -> list[dict]:
+        """``create_device`` for a fleet: one bulk call (rows, one broker call, registry) and, with cert_root,
+        ``cert_root/<device>/{device.crt,device.key,ca.crt}`` per device (adr/0035). Existing ids are skipped
+        and reported with ``status`` "error"."""
+        from .identity.provisioning import create_devices, issue_certificates
+
+        items = [({"device_id": d}, {"device_id": d, "device_type": device_type, "tags": tags or [], "attributes": {}})
+                 for d in device_ids]
+        results = create_devices(self, tenant_id, items, actor=actor)
+        by_id = {r["device_id"]: r for r in results if r.get("status") == "created"}
+        new = list(by_id)
+        if cert_root is not None and new:
+            ca = self.pki.ca_cert.read_bytes()
+            for device_id, issued in issue_certificates(self, tenant_id, new, actor=actor).items():
+                d = cert_root / device_id
+                d.mkdir(parents=True, exist_ok=True)
+                (d / "device.crt").write_text(issued.certificate_pem)
+                write_private(d / "device.key", issued.private_key_pem.encode())
+                (d / "ca.crt").write_bytes(ca)
+                by_id[device_id].update(
+                    cert=str(d / "device.crt"), key=str(d / "device.key"), ca=str(d / "ca.crt"), serial=issued.serial)
+        return results
+
     def update_device(self, tenant_id: str, device_id: str, *, actor: str, **changes) -> dict:
         with self.db.tenant_tx(tenant_id) as conn:
             row = devices_crud.update_device(conn, tenant_id=tenant_id, device_id=device_id, **changes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import resource
 import shutil
 import ssl
 from pathlib import Path
@@ -48,6 +49,41 @@ def _dynsec_initial() -> dict:
     }
 
 
+def dynsec_file(s: Settings) -> Path:
+    return s.root / "mosquitto" / "dynamic-security.json"
+
+
+def seed_dynsec(s: Settings, roles: list[dict], clients: list[dict]) -> int:
+    """Adds roles and clients straight to the plugin's file; returns how many clients were new.
+
+    Only while the broker is stopped: the plugin reads the file once at start (a SIGHUP does not reload
+    it, measured on 2.0.11) and overwrites it on its next command. One write for any number of devices,
+    where the control topic rewrites the whole file per command (adr/0035)."""
+    path = dynsec_file(s)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = json.loads(path.read_text()) if path.exists() else _dynsec_initial()
+    have_roles = {r["rolename"] for r in doc.get("roles", [])}
+    have_clients = {c["username"] for c in doc.get("clients", [])}
+    doc.setdefault("roles", []).extend(r for r in roles if r["rolename"] not in have_roles)
+    new = [c for c in clients if c["username"] not in have_clients]
+    doc.setdefault("clients", []).extend(new)
+    tmp = path.with_suffix(".seed")
+    tmp.write_text(json.dumps(doc))
+    tmp.replace(path)
+    return len(new)
+
+
+def raise_fd_limit() -> int:
+    """Soft open-files limit up to the hard one; returns it. Mosquitto holds one descriptor per session
+    and never raises its own limit: a shell's default 1024 would cap the broker near 1,000 devices."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = 1_048_576 if hard == resource.RLIM_INFINITY else hard
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
+
+
 def mosquitto_child(s: Settings, pki: PlatformPKI) -> Child:
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(exe).exists():
@@ -57,7 +93,7 @@ def mosquitto_child(s: Settings, pki: PlatformPKI) -> Child:
         raise StartupError("mosquitto dynamic-security plugin not found")
     home = s.root / "mosquitto"
     home.mkdir(parents=True, exist_ok=True)
-    dynsec = home / "dynamic-security.json"
+    dynsec = dynsec_file(s)
     if not dynsec.exists():
         dynsec.write_text(json.dumps(_dynsec_initial(), indent=2))
     # The plugin defers on identities it has no client for, and Mosquitto then allows everything unless an
@@ -88,7 +124,10 @@ certfile {pki.dir / 'broker.crt'}
 keyfile {pki.dir / 'broker.key'}
 require_certificate true
 use_identity_as_username true
+# no cap on sessions (issue 7: 10,000 on one node); the open-files limit is the real one (raise_fd_limit)
+max_connections -1
 """)
+    raise_fd_limit()  # inherited by the broker process started from here
     return Child("mosquitto", [exe, "-c", str(conf)], s.logs_dir / "mosquitto.log")
 
 

@@ -82,39 +82,72 @@ def parse_csv(text: str) -> list[dict]:
     return rows
 
 
-def import_devices(admin, tenant_id: str, rows: list[dict], *, actor: str) -> list[dict]:
-    """Creates each valid, new device; one bad row never costs the good ones. Returns one result per row."""
+def import_devices(admin, tenant_id: str, rows: list[dict], *, actor: str, authorise=None) -> list[dict]:
+    """Creates each valid, new CSV row's device; one bad row never costs the good ones. One result per row."""
+    items = []
+    for r in rows:
+        try:
+            items.append(({"line": r["line"], "device_id": r.get("device_id", "")}, _row_fields(r)))
+        except ValueError as exc:
+            items.append(({"line": r["line"], "device_id": r.get("device_id", ""), "status": "error",
+                           "code": "invalid_row", "message": str(exc)}, None))
+    return create_devices(admin, tenant_id, items, actor=actor, authorise=authorise)
+
+
+def create_devices(admin, tenant_id: str, items: list[tuple[dict, dict | None]], *, actor: str,
+                   authorise=None) -> list[dict]:
+    """The bulk path (CSV import and ``POST /v1/devices/bulk``): rows in one transaction with a savepoint
+    each, then every new device authorised on the broker in one call (as few control messages as the
+    broker takes, gateway/broker/dynsec.py), then their registry entries with one flush.
+
+    :param items: ``(result, fields)`` per device; ``fields`` None means the result already says why not.
+    :param authorise: the broker step, ``(tenant_id, device_ids)``; default the live broker. A fleet
+        bootstrap passes one that collects entries for ``seed_dynsec`` (adr/0035)."""
     results: list[dict] = []
     created: list[dict] = []
     with admin.db.tenant_tx(tenant_id) as conn:
-        for r in rows:
-            res = {"line": r["line"], "device_id": r.get("device_id", "")}
+        for res, fields in items:
+            results.append(res)
+            if fields is None:
+                continue
             try:
-                fields = _row_fields(r)
                 with conn.transaction():  # a savepoint per row
                     row = devices_crud.create_device(conn, tenant_id=tenant_id, **fields)
                 created.append(row)
                 res["status"] = "created"
-            except ValueError as exc:
-                res.update(status="error", code="invalid_row", message=str(exc))
             except psycopg.errors.UniqueViolation:
                 res.update(status="error", code="device_exists", message="device already exists")
-            results.append(res)
         if created:
             audit.record(conn, tenant_id=tenant_id, actor=actor, action="device.import", target="devices",
-                         details={"created": len(created), "rows": len(rows)})
+                         details={"created": len(created), "rows": len(items)})
     if created:
+        ids = [d["device_id"] for d in created]
         try:
-            admin._broker(admin.dynsec.authorise_devices, tenant_id, [d["device_id"] for d in created])
+            admin._broker(authorise or admin.dynsec.authorise_devices, tenant_id, ids)
         except ApiError:
             with admin.db.tenant_tx(tenant_id) as conn:
-                conn.execute("delete from devices where tenant_id = %s and device_id = any(%s)",
-                             (tenant_id, [d["device_id"] for d in created]))
+                conn.execute("delete from devices where tenant_id = %s and device_id = any(%s)", (tenant_id, ids))
             raise
         for d in created:  # a new device has no JWT keys yet
             admin.registry.publish(_entry(d))
         admin.registry.flush()
     return results
+
+
+def issue_certificates(admin, tenant_id: str, device_ids: list[str], *, actor: str, days: int = 365) -> dict:
+    """A generated key pair and certificate for each device, recorded in one transaction with one audit
+    entry (the one-by-one path costs a transaction and an audit row per device). ``{device_id: issued}``."""
+    out = {}
+    with admin.db.tenant_tx(tenant_id) as conn:
+        for device_id in device_ids:
+            issued = admin.cas.issue_for_device(tenant_id, device_id, days=days)
+            creds_crud.add_certificate(conn, tenant_id=tenant_id, device_id=device_id, serial=issued.serial,
+                                       fingerprint=issued.fingerprint_sha256, not_after=issued.not_after)
+            out[device_id] = issued
+        if out:
+            audit.record(conn, tenant_id=tenant_id, actor=actor, action="certificate.issue", target="devices",
+                         details={"devices": len(out), "generated_key": True})
+    return out
 
 
 def _row_fields(r: dict) -> dict:
@@ -152,4 +185,5 @@ def record_connectivity(admin, changes_by_tenant: dict[str, list[tuple[str, bool
     return activated
 
 
-__all__ = ["provision_with_claim", "parse_csv", "import_devices", "record_connectivity", "CLAIM_REFUSALS"]
+__all__ = ["provision_with_claim", "parse_csv", "import_devices", "create_devices", "issue_certificates",
+           "record_connectivity", "CLAIM_REFUSALS"]
