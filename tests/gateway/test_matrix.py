@@ -36,6 +36,7 @@ class Route:
 ROUTES: list[Route] = [
     Route("GET", "/v1/devices", "devices:read", by_id=False),
     Route("POST", "/v1/devices", "devices:write", {"device_id": "matrix-new"}, by_id=False),
+    Route("POST", "/v1/devices/bulk", "devices:write", {"devices": [{"device_id": "matrix-bulk"}]}, by_id=False),
     Route("GET", "/v1/devices/{device_id}", "devices:read"),
     Route("PATCH", "/v1/devices/{device_id}", "devices:write", {"tags": ["x"]}),
     Route("POST", "/v1/devices/{device_id}/suspend", "devices:write"),
