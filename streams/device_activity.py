@@ -46,6 +46,11 @@ def register(app: faust.App, *, on_both: Handler, on_telemetry: Handler, on_devi
         if ready is not None:
             await asyncio.to_thread(ready)
         async for events in stream.take_events(BATCH, within=WITHIN_S):
+            # Faust hands over a fetch's records one topic-partition after the other, and bundles and
+            # device events arrive in the same fetch (adr/0072): a device's CONNECTED event could follow
+            # the bundle validate wrote after it. In the order they were written (stable: a partition's
+            # own order stays), each handler sees connection events and readings as they happened.
+            events = sorted(events, key=_written_at)
             both: list[Reading] = []
             telemetry: list[Reading] = []
             others: list[Reading] = []
@@ -70,3 +75,7 @@ def register(app: faust.App, *, on_both: Handler, on_telemetry: Handler, on_devi
                 await on_telemetry(telemetry)
             if others:
                 await on_device_events(others)
+
+
+def _written_at(ev: faust.EventT) -> float:
+    return ev.message.timestamp or 0.0
