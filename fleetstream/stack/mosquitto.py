@@ -111,7 +111,8 @@ log_type error
 log_type warning
 log_type notice
 connection_messages true
-max_inflight_messages 1000
+# the connector's window (its Receive Maximum, 10,000) is what limits it; devices announce their own
+max_inflight_messages 10000
 # A QoS1 message the broker acknowledged to a device waits in the connector's session until the connector
 # takes it; past these limits Mosquitto drops it (logged "Outgoing messages are being dropped"), a loss the
 # device cannot see. Count unlimited, bytes capped at 2 GiB: ~10 million readings, ~17 minutes of a 10k msg/s
