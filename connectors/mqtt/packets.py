@@ -30,6 +30,18 @@ def varint(n: int) -> bytes:
             return bytes(out)
 
 
+def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """A variable byte integer at ``pos`` of a whole packet body: (value, position after it)."""
+    value, shift = 0, 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+
+
 def _str(s: str | bytes) -> bytes:
     b = s.encode() if isinstance(s, str) else s
     return _u16.pack(len(b)) + b
@@ -113,15 +125,7 @@ def parse_publish(flags: int, body: bytes) -> tuple[str, int, int, bytes]:
     if qos:
         pid = (body[pos] << 8) | body[pos + 1]
         pos += 2
-    # property length: a variable byte integer
-    plen, shift = 0, 0
-    while True:
-        b = body[pos]
-        pos += 1
-        plen |= (b & 0x7F) << shift
-        if not b & 0x80:
-            break
-        shift += 7
+    plen, pos = read_varint(body, pos)  # property length
     return topic, qos, pid, body[pos + plen:]
 
 

@@ -108,14 +108,9 @@ def _connect(spec: WorkerSpec, dev: _Device, cert_dir: str) -> None:
 
 def _receive_maximum(connack: bytes) -> int | None:
     """The broker's Receive Maximum property (0x21) from a CONNACK body, if it sent one."""
-    pos, plen, shift = 2, 0, 0
-    while pos < len(connack):
-        b = connack[pos]
-        pos += 1
-        plen |= (b & 0x7F) << shift
-        if not b & 0x80:
-            break
-        shift += 7
+    if len(connack) <= 2:
+        return None
+    plen, pos = p.read_varint(connack, 2)
     end = pos + plen
     while pos < end:
         pid = connack[pos]
