@@ -6,10 +6,12 @@ import faust
 
 from fleetstream.settings import Settings
 
+from . import changelogs
 from .app import create_app
 
 
 def run(s: Settings, loglevel: str = "info") -> None:
     app = create_app(s)
+    changelogs.declare(app, s.bootstrap_servers)
     worker = faust.Worker(app, loglevel=loglevel, logfile=None)
     worker.execute_from_commandline()
