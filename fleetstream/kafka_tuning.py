@@ -12,13 +12,14 @@ from __future__ import annotations
 # A consumer of a topic every reading passes through (raw, validated telemetry). 20 ms per hop keeps
 # publish → WebSocket (two consumer hops after the connector) well inside its 100 ms p99 budget.
 HOT_FETCH_WAIT_MS = 20
-HOT_CONSUMER: dict[str, int] = {"fetch.min.bytes": 65536, "fetch.wait.max.ms": HOT_FETCH_WAIT_MS}
+FETCH_MIN_BYTES = 65536  # ≈500 telemetry records
+HOT_CONSUMER: dict[str, int] = {"fetch.min.bytes": FETCH_MIN_BYTES, "fetch.wait.max.ms": HOT_FETCH_WAIT_MS}
 
 # The telemetry sink: its batches last a second anyway, so a longer wait costs nothing and idles cheaper.
-SINK_CONSUMER: dict[str, int] = {"fetch.min.bytes": 65536, "fetch.wait.max.ms": 100}
+SINK_CONSUMER: dict[str, int] = {"fetch.min.bytes": FETCH_MIN_BYTES, "fetch.wait.max.ms": 100}
 
 # aiokafka's names for the same two settings (the Faust worker's consumer)
-HOT_CONSUMER_AIOKAFKA: dict[str, int] = {"fetch_min_bytes": 65536, "fetch_max_wait_ms": HOT_FETCH_WAIT_MS}
+HOT_CONSUMER_AIOKAFKA: dict[str, int] = {"fetch_min_bytes": FETCH_MIN_BYTES, "fetch_max_wait_ms": HOT_FETCH_WAIT_MS}
 
 # A producer of the hot topics: one request per partition leader every few ms, not one per record.
 HOT_PRODUCER: dict[str, int | str] = {"linger.ms": 5, "batch.num.messages": 10000}

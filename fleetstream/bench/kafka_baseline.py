@@ -10,6 +10,7 @@ import uuid
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from fleetstream.kafka_tuning import HOT_PRODUCER
 from schemas import codec, device_key
 
 TOPIC = "fleetstream.bench.baseline"
@@ -53,7 +54,7 @@ def measure(bootstrap: str, n: int = 100_000, partitions: int = 6, timeout: floa
 
     # the connectors' settings (connectors/uplink.py): idempotent, acks=all, lz4, linger 5 ms
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                         "linger.ms": 5, "batch.num.messages": 10000, "compression.type": "lz4"})
+                         **HOT_PRODUCER, "compression.type": "lz4"})
     reader = threading.Thread(target=consume, daemon=True)
     reader.start()
     t0 = time.monotonic()
