@@ -15,7 +15,8 @@ from fleetstream.settings import Settings
 from fleetstream.stack.supervisor import Stack
 from tests.utils.factories import Factory
 
-# FLEETSTREAM_TEST_PORT_OFFSET lets several test sessions run side by side on one machine.
+# FLEETSTREAM_TEST_PORT_OFFSET lets several test sessions run side by side on one machine; keep every port
+# below 32768 (offset <= ~3000): above it Linux hands ports out as ephemeral source ports.
 PORT_OFFSET = int(os.environ.get("FLEETSTREAM_TEST_PORT_OFFSET", "0"))
 TEST_PORTS = {k: v + PORT_OFFSET for k, v in dict(
     kafka_port=29092, kafka_controller_port=29093, mqtt_tls_port=28883, postgres_port=25432,

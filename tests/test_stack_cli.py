@@ -15,10 +15,12 @@ from fleetstream.stack.supervisor import pid_alive
 from tests.conftest import PORT_OFFSET
 from tests.utils.factories import wait_for
 
+# Below 32768: Linux hands out 32768-60999 as ephemeral source ports, so a listener there can find its port
+# taken by any outgoing connection on a busy machine (seen: streams web port 38090 "address already in use").
 PORTS = {k: str(v + PORT_OFFSET) for k, v in {
-    "FLEETSTREAM_KAFKA_PORT": 39092, "FLEETSTREAM_KAFKA_CONTROLLER_PORT": 39093,
-    "FLEETSTREAM_MQTT_TLS_PORT": 38883, "FLEETSTREAM_POSTGRES_PORT": 35432,
-    "FLEETSTREAM_GATEWAY_PORT": 38080, "FLEETSTREAM_STREAMS_WEB_PORT": 38090}.items()}
+    "FLEETSTREAM_KAFKA_PORT": 27092, "FLEETSTREAM_KAFKA_CONTROLLER_PORT": 27093,
+    "FLEETSTREAM_MQTT_TLS_PORT": 26883, "FLEETSTREAM_POSTGRES_PORT": 27432,
+    "FLEETSTREAM_GATEWAY_PORT": 26080, "FLEETSTREAM_STREAMS_WEB_PORT": 26090}.items()}
 
 
 def fleetstream(*args, env, timeout=200):
