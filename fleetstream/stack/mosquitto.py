@@ -34,6 +34,9 @@ ADMIN_IDENTITY = "fleetstream-admin"
 PACKET_OVERHEAD_BYTES = 8 * 1024
 MAX_PACKET_BYTES = MAX_PAYLOAD_BYTES + PACKET_OVERHEAD_BYTES
 
+MAX_QUEUED_BYTES = 2 * 1024**3
+MAX_QUEUED_MESSAGES = 100_000_000  # the byte cap binds first for any message over ~21 bytes
+
 SERVICE_ROLES = {
     # The control plane's broker admin: only the dynamic-security control topic.
     "platform-admin": [
@@ -154,10 +157,13 @@ connection_messages true
 max_inflight_messages 10000
 # A QoS1 message the broker acknowledged to a device waits in the connector's session until the connector
 # takes it; past these limits Mosquitto drops it (logged "Outgoing messages are being dropped"), a loss the
-# device cannot see. Count unlimited, bytes capped at 2 GiB: ~10 million readings, ~17 minutes of a 10k msg/s
-# fleet with the connector away, before anything is dropped (seen at 100,000 messages in an overload run).
-max_queued_messages 0
-max_queued_bytes 2147483648
+# device cannot see. Bytes capped at 2 GiB: ~10 million readings, ~17 minutes of a 10k msg/s fleet with the
+# connector away, before anything is dropped (seen at 100,000 messages in an overload run). The count is set
+# far above what 2 GiB holds, NOT to 0 ("unlimited"): Debian's 2.0.11 carries upstream's CVE-2023-28366 fix,
+# which closes the connection after any refused publish when a client's outgoing packets >= this count, so
+# with 0 every refused publish (any QoS, 3.1.1 or 5) cut the device off (issue 19, adr/0100).
+max_queued_messages {MAX_QUEUED_MESSAGES}
+max_queued_bytes {MAX_QUEUED_BYTES}
 max_packet_size {MAX_PACKET_BYTES}
 # The access plugin comes first: it derives every session's identity from its certificate (CN as username),
 # refuses a device whose client id is not "<tenant>.<device>", refuses denied certificates, devices and
