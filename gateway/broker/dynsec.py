@@ -180,12 +180,9 @@ class DynSecAdmin:
                 raise BrokerAuthError(f"{resp['command']}: {err}")
 
     def revoke_device(self, tenant_id: str, device_id: str) -> None:
-        """Disables the client, which drops its live session, and takes its role away.
-
-        Mosquitto 2.0 runs no authentication plugin for certificate identities (``use_identity_as_username``),
-        so a reconnect may complete CONNECT; the client entry stays (an identity dynsec does not know is
-        not checked at all) but without its role the default-deny ACLs refuse every publish (PUBACK 135)
-        and deliver nothing (adr/0033)."""
+        """Disables the client, which drops its live session, and takes its role away, so the device may use
+        no topic. Refusing the device at CONNECT is the access plugin's job (``access.py``, adr/0100):
+        Mosquitto 2.0 never consults dynamic security's ``disabled`` flag for certificate identities."""
         user = device_username(tenant_id, device_id)
         for resp in self.call({"command": "disableClient", "username": user},
                               {"command": "removeClientRole", "username": user, "rolename": device_role(tenant_id, device_id)}):

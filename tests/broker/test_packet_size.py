@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
@@ -89,3 +90,14 @@ def _read_packet(sock: ssl.SSLSocket) -> tuple[int, bytes]:
         if not b & 0x80:
             break
     return first, read(length)
+
+
+def test_the_production_broker_has_the_same_limit():
+    """EMQX (helm/fleetstream/files/emqx-values.yaml) refuses what the local broker refuses."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = yaml.safe_load((root / "helm/fleetstream/files/emqx-values.yaml").read_text())["emqxConfig"]
+    assert int(cfg["EMQX_MQTT__MAX_PACKET_SIZE"]) == MAX_PACKET_BYTES
+    assert cfg["EMQX_ZONES__DEVICES__MQTT__PEER_CERT_AS_CLIENTID"] == "cn"  # client id = certificate (adr/0102)
+    assert cfg["EMQX_LISTENERS__SSL__DEFAULT__ZONE"] == "devices"
