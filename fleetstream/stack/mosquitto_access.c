@@ -21,6 +21,9 @@
  * answered on $CONTROL/fleetstream-access/v1/response with "<correlation> ok <sessions closed>" or
  * "<correlation> error <why>". Only plugin_opt_admin (the control plane's certificate CN) may use the topic.
  * The list is kept in plugin_opt_state_file (one "<kind> <value>" per line) and read at start.
+ *
+ * Not exercised: a SIGHUP reload. Mosquitto then re-runs authentication for every session it knows, offline
+ * persistent ones included, which present no certificate and would be refused; the stack never sends one.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -461,7 +464,7 @@ static int control_callback(int event, void *event_data, void *userdata)
 	(void)userdata;
 	if(!username || !admin_identity || strcmp(username, admin_identity)) return MOSQ_ERR_ACL_DENIED;
 	body = malloc(ed->payloadlen + 1);
-	out_cap = 64 * ((size_t)ed->payloadlen / 8 + 2);
+	out_cap = 128 * ((size_t)ed->payloadlen / 8 + 2); /* answers to malformed lines beyond this are dropped */
 	out = malloc(out_cap);
 	if(!body || !out){
 		free(body);

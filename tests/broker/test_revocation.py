@@ -82,3 +82,31 @@ def test_only_the_control_plane_may_change_who_is_denied(broker, sessions):
     assert connector.publish("$CONTROL/fleetstream-access/v1", f"x deny device {dev.cn}") == REFUSED
     assert s.connected, s.disconnects
     assert sessions(dev, dev.cn).connect() == 0
+
+
+def test_the_deny_list_survives_a_broker_restart(tmp_path):
+    """The plugin keeps what it denies in its file and reads it at start: a restarted broker still refuses."""
+    from fleetstream.settings import Settings
+    from tests.broker.conftest import Broker, Session
+    from tests.conftest import PORT_OFFSET
+
+    b = Broker(Settings(data_dir=tmp_path, mqtt_tls_port=28934 + PORT_OFFSET))
+    b.start()
+    try:
+        dev, revoked, tenant_dev = b.device(), b.device(), b.device()
+        b.access.suspend_device(*dev.cn.split(".", 1))
+        b.access.revoke_certificates([revoked.serial])
+        b.access.suspend_tenant(tenant_dev.cn.split(".", 1)[0])
+        b.stop()
+        b.child = type(b.child)(b.child.name, b.child.argv, b.child.log)  # the same broker, started again
+        b.start()
+        for who in (dev, revoked, tenant_dev):
+            s = Session(b, who, who.cn)
+            assert s.connect() == REFUSED, who.cn
+            s.close()
+        other = b.device()
+        s = Session(b, other, other.cn)
+        assert s.connect() == 0  # the rest of the fleet is not affected
+        s.close()
+    finally:
+        b.stop()
