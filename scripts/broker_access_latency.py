@@ -101,12 +101,12 @@ def main() -> None:
             live = Session(broker, extra, dev.cn)
             assert live.connect() == 0
             samples["revoke certificate"].append(timed(
-                lambda: http.post(f"/v1/devices/{device_id}/certificates/{extra.serial}/revoke", headers=h),
+                lambda d=device_id, x=extra.serial: http.post(f"/v1/devices/{d}/certificates/{x}/revoke", headers=h),
                 [live], extra))
             # suspend and resume the device
             live = Session(broker, dev, dev.cn)
             assert live.connect() == 0
-            sample = timed(lambda: http.post(f"/v1/devices/{device_id}/suspend", headers=h), [live], dev)
+            sample = timed(lambda d=device_id: http.post(f"/v1/devices/{d}/suspend", headers=h), [live], dev)
             t0 = time.monotonic()
             assert http.post(f"/v1/devices/{device_id}/resume", headers=h).status_code == 200
             back = Session(broker, dev, dev.cn)

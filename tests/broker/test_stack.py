@@ -53,7 +53,8 @@ def test_a_foreign_device_cannot_take_the_connectors_or_a_devices_session_and_no
     broker = _StackBroker(settings)
     connector_log, broker_log = settings.logs_dir / "connector-mqtt.log", settings.logs_dir / "mosquitto-broker.log"
     connector_sessions = _log_lines(connector_log, "as fleetstream-connector-0, subscribed")
-    a = Session(broker, _identity(dev_a), f"{dev_a.tenant_id}.{dev_a.device_id}")
+    a_id = f"{dev_a.tenant_id}.{dev_a.device_id}"
+    a = Session(broker, _identity(dev_a), a_id)
     assert a.connect() == 0
     topic = device_topics(dev_a.tenant_id, dev_a.device_id)["telemetry"]
     base = int(time.time() * 1000)
@@ -64,7 +65,7 @@ def test_a_foreign_device_cannot_take_the_connectors_or_a_devices_session_and_no
             if code == 0:
                 acked.append(base + i)
             if i % 10 == 5:  # B's device tries every id it should not have, between A's readings
-                for stolen in (*CONNECTOR_IDS, a.client._client_id.decode()):
+                for stolen in (*CONNECTOR_IDS, a_id):
                     intruder = Session(broker, _identity(dev_b), stolen)
                     refused.append(intruder.connect())
                     intruder.close()
