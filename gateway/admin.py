@@ -18,6 +18,7 @@ from fleetstream.settings import Settings
 from fleetstream.stack.mosquitto import tls_context
 from fleetstream.stack.pki import PlatformPKI, write_private
 
+from .broker.access import BrokerAccess
 from .broker.dynsec import BrokerAuthError, DynSecAdmin
 from .crud import audit, device_types
 from .crud import credentials as creds_crud
@@ -67,6 +68,11 @@ class Admin:
                 self._dynsec = DynSecAdmin(self.s.mqtt_broker_host, self.s.mqtt_tls_port, tls)
             return self._dynsec
 
+    @property
+    def access(self) -> BrokerAccess:
+        """Who may connect at all (revoked serials, suspended devices and tenants), adr/0100."""
+        return BrokerAccess(self.dynsec)
+
     def close(self) -> None:
         if self._dynsec is not None:
             self._dynsec.close()
@@ -97,6 +103,14 @@ class Admin:
                 raise ApiError(409, "tenant_exists", f"a tenant named {name!r} exists") from exc
         self.cas.ensure(out["tenant_id"])
         return out
+
+    def follow_tenant_status(self, tenant_id: str, status: str) -> None:
+        """The broker follows a tenant's status (call inside the transaction that changes it): suspended or
+        deleted → every device of the tenant refused at CONNECT and cut off; active → allowed again."""
+        if status in ("suspended", "deleted"):
+            self._broker(self.access.suspend_tenant, tenant_id)
+        elif status == "active":
+            self._broker(self.access.resume_tenant, tenant_id)
 
     # -- devices ------------------------------------------------------------------------------------------
     def publish(self, conn: psycopg.Connection, device: dict) -> None:
@@ -201,9 +215,11 @@ class Admin:
                          target=f"device:{device_id}", details=details)
             # The broker change happens inside the transaction: if the broker refuses, the status stays.
             if target in ("suspended", "decommissioned"):
+                self._broker(self.access.suspend_device, tenant_id, device_id)  # refused at CONNECT, cut off
                 self._broker(self.dynsec.revoke_device, tenant_id, device_id)
             else:
                 self._broker(self.dynsec.enable_device, tenant_id, device_id)
+                self._broker(self.access.resume_device, tenant_id, device_id)
             self.publish(conn, row)
         return row
 
@@ -238,9 +254,10 @@ class Admin:
                 raise not_found(f"certificate {serial!r}")
             audit.record(conn, tenant_id=tenant_id, actor=actor, action="certificate.revoke",
                          target=f"device:{device_id}", details={"serial": serial})
+            # this certificate only: refused at CONNECT and its sessions closed, the device's others keep working
+            self._broker(self.access.revoke_certificates, [row["serial"]])
             still_valid = [c for c in creds_crud.list_certificates(conn, tenant_id=tenant_id, device_id=device_id)
                            if c["status"] == "active"]
-            # Mosquitto knows a device by its CN, not a serial: with no valid certificate left, cut it off.
             if not still_valid:
                 self._broker(self.dynsec.revoke_device, tenant_id, device_id)
         return row

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs whatever is missing for fleetstream on a fresh Debian machine, and nothing twice:
-#   - Debian packages: mosquitto (MQTT broker with dynamic security), Java 17 + Maven (Kafka), PostgreSQL
+#   - Debian packages: mosquitto (MQTT broker with dynamic security) + headers and a C compiler for its access
+#     plugin, Java 17 + Maven (Kafka), PostgreSQL
 #   - a Python venv (.venv) with fleetstream and its extras
 #   - the Apache Kafka jars from Maven Central, cached in ~/.cache/fleetstream
 set -euo pipefail
@@ -13,6 +14,10 @@ PY=${PYTHON:-python3}
 
 need_apt=()
 command -v mosquitto >/dev/null || need_apt+=(mosquitto mosquitto-clients)
+# the broker's access plugin (fleetstream/stack/mosquitto_access.c, adr/0100) is compiled at first start
+[ -f /usr/include/mosquitto_broker.h ] || need_apt+=(mosquitto-dev libmosquitto-dev)
+[ -f /usr/include/openssl/x509.h ] || need_apt+=(libssl-dev)
+command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)

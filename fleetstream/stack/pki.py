@@ -18,6 +18,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+ROOT_CA_CN = "fleetstream platform root CA"
+
+
+def tenant_ca_cn(tenant_id: str) -> str:
+    """A tenant CA's CN names its tenant: the broker's access plugin accepts a device certificate only when its
+    CN ``<tenant>.<device>`` starts with the tenant its issuer names (adr/0100)."""
+    return f"fleetstream tenant {tenant_id} CA"
+
+
+def common_name(name: x509.Name) -> str:
+    attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else ""
+
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -115,7 +128,7 @@ class PlatformPKI:
 
     def ensure(self, broker_sans: list[str]) -> None:
         if not self.ca_cert.exists():
-            root = self_signed_ca("fleetstream platform root CA")
+            root = self_signed_ca(ROOT_CA_CN)
             write_private(self.dir / "ca.key", key_pem(root.key))
             self.ca_cert.write_bytes(cert_pem(root.cert))
         if not (self.dir / "broker.crt").exists():
@@ -123,6 +136,10 @@ class PlatformPKI:
         for service in ("fleetstream-connector", "fleetstream-admin"):
             if not (self.dir / "services" / f"{service}.crt").exists():
                 self.issue(service, into=self.dir / "services")
+
+    def root_cn(self) -> str:
+        """The root's CN as issued (data dirs keep their root): platform identities are the ones it signs."""
+        return common_name(x509.load_pem_x509_certificate(self.ca_cert.read_bytes()).subject)
 
     def root(self) -> Issuer:
         return load_issuer(self.ca_cert, self.dir / "ca.key")

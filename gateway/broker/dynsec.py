@@ -24,6 +24,9 @@ import paho.mqtt.client as mqtt
 from connectors.mqtt.namespace import device_root
 
 CONTROL = "$CONTROL/dynamic-security/v1"
+# The platform's own access plugin (fleetstream/stack/mosquitto_access.c, adr/0100) answers on the same
+# connection; gateway/broker/access.py speaks its line protocol.
+ACCESS_CONTROL = "$CONTROL/fleetstream-access/v1"
 
 
 class BrokerAuthError(RuntimeError):
@@ -70,25 +73,60 @@ class DynSecAdmin:
         self._pending: dict[str, tuple[threading.Event, list]] = {}
         self._lock = threading.Lock()
         self._ready = threading.Event()
+        self._serial = threading.Lock()
+        self.access_available = False
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{client_id}-{uuid.uuid4().hex[:6]}",
                         protocol=mqtt.MQTTv5)
         c.tls_set_context(tls)
-        c.on_connect = lambda cl, *_: cl.subscribe(f"{CONTROL}/response", qos=1)
-        c.on_subscribe = lambda *_: self._ready.set()
+        c.on_connect = lambda cl, *_: cl.subscribe([(f"{CONTROL}/response", 1), (f"{ACCESS_CONTROL}/response", 1)])
+        c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
         c.connect(host, port, keepalive=30)
         c.loop_start()
         self.client = c
         if not self._ready.wait(10):
             raise BrokerAuthError("could not reach the broker's dynamic-security control topic")
-        self._serial = threading.Lock()
+
+    def _on_subscribe(self, _c, _u, _mid, reason_codes, _p) -> None:
+        # a broker without the access plugin refuses that topic; dynamic security alone still works
+        self.access_available = len(reason_codes) > 1 and not reason_codes[1].is_failure
+        self._ready.set()
 
     def _on_message(self, _c, _u, msg) -> None:
+        if msg.topic == f"{ACCESS_CONTROL}/response":  # "<correlation> ok|error …" per line
+            for line in msg.payload.decode(errors="replace").splitlines():
+                corr, _, rest = line.partition(" ")
+                waiter = self._pending.get(corr)
+                if waiter:
+                    waiter[1].append(rest)
+                    waiter[0].set()
+            return
         for resp in json.loads(msg.payload).get("responses", []):
             waiter = self._pending.get(resp.get("correlationData", ""))
             if waiter:
                 waiter[1].append(resp)
                 waiter[0].set()
+
+    def call_access(self, lines: list[str], timeout: float = 30.0) -> list[str]:
+        """Sends ``<verb> <kind> <value>`` lines to the access plugin in one message; one answer per line
+        (``ok <sessions closed>`` or ``error <why>``), in order."""
+        corrs = [uuid.uuid4().hex for _ in lines]
+        waiters = {c: (threading.Event(), []) for c in corrs}
+        with self._serial:
+            self._pending.update(waiters)
+            try:
+                self.client.publish(ACCESS_CONTROL, "\n".join(f"{c} {line}" for c, line in zip(corrs, lines, strict=True)),
+                                    qos=1)
+                out = []
+                for c, line in zip(corrs, lines, strict=True):
+                    ev, box = waiters[c]
+                    if not ev.wait(timeout):
+                        raise BrokerAuthError(f"no answer from the broker's access plugin for {line!r}")
+                    out.append(box[0])
+                return out
+            finally:
+                for c in corrs:
+                    self._pending.pop(c, None)
 
     def call(self, *commands: dict, timeout: float = 30.0, batch: int = 200) -> list[dict]:
         """Sends commands in messages of up to ``batch`` and returns one response per command, in order."""
@@ -142,12 +180,9 @@ class DynSecAdmin:
                 raise BrokerAuthError(f"{resp['command']}: {err}")
 
     def revoke_device(self, tenant_id: str, device_id: str) -> None:
-        """Disables the client, which drops its live session, and takes its role away.
-
-        Mosquitto 2.0 runs no authentication plugin for certificate identities (``use_identity_as_username``),
-        so a reconnect may complete CONNECT; the client entry stays (an identity dynsec does not know is
-        not checked at all) but without its role the default-deny ACLs refuse every publish (PUBACK 135)
-        and deliver nothing (adr/0033)."""
+        """Disables the client, which drops its live session, and takes its role away, so the device may use
+        no topic. Refusing the device at CONNECT is the access plugin's job (``access.py``, adr/0100):
+        Mosquitto 2.0 never consults dynamic security's ``disabled`` flag for certificate identities."""
         user = device_username(tenant_id, device_id)
         for resp in self.call({"command": "disableClient", "username": user},
                               {"command": "removeClientRole", "username": user, "rolename": device_role(tenant_id, device_id)}):

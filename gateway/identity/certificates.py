@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fleetstream.stack.pki import Issuer, PlatformPKI, cert_pem, key_pem, new_key
+from fleetstream.stack.pki import Issuer, PlatformPKI, cert_pem, key_pem, new_key, tenant_ca_cn
 from gateway.broker.dynsec import device_username
 
 from .secrets import KeyStore
@@ -65,7 +65,7 @@ class TenantCAs:
             legacy.unlink()
         if sealed is None or not (d / "ca.crt").exists():
             key = new_key()
-            cert = self.pki.root().sign(f"fleetstream tenant {tenant_id} CA", key.public_key(), days=3650, ca=True)
+            cert = self.pki.root().sign(tenant_ca_cn(tenant_id), key.public_key(), days=3650, ca=True)
             self.keystore.put(name, key_pem(key))
             d.mkdir(parents=True, exist_ok=True)
             (d / "ca.crt").write_bytes(cert_pem(cert))

@@ -51,6 +51,8 @@ def get_tenant(request: Request, tenant_id: uuid.UUID) -> TenantPublic:
 def update_tenant(request: Request, tenant_id: uuid.UUID, body: TenantUpdate) -> TenantPublic:
     with request.app.state.admin.platform_tx() as conn:
         row = tenants_crud.update_tenant(conn, tenant_id=str(tenant_id), name=body.name, status=body.status)
+        if row is not None and body.status is not None:  # the broker follows, or the change rolls back
+            request.app.state.admin.follow_tenant_status(str(tenant_id), body.status)
     if row is None:
         raise not_found(f"tenant {tenant_id}")
     return TenantPublic.of(row)
@@ -61,6 +63,8 @@ def update_tenant(request: Request, tenant_id: uuid.UUID, body: TenantUpdate) ->
 def delete_tenant(request: Request, tenant_id: uuid.UUID) -> TenantPublic:
     with request.app.state.admin.platform_tx() as conn:
         row = tenants_crud.update_tenant(conn, tenant_id=str(tenant_id), status="deleted")
+        if row is not None:
+            request.app.state.admin.follow_tenant_status(str(tenant_id), "deleted")
     if row is None:
         raise not_found(f"tenant {tenant_id}")
     return TenantPublic.of(row)
