@@ -44,6 +44,7 @@ class FakeUplink:
 class Acks:
     def __init__(self):
         self.calls: list[tuple[int, list[int]]] = []
+        self.redelivered: list[int] = []
 
     def __call__(self, generation, packet_ids):
         self.calls.append((generation, list(packet_ids)))
@@ -54,11 +55,12 @@ def _connector(admission=None) -> tuple[MqttConnector, FakeUplink, Acks]:
     conn = MqttConnector(up, MqttSettings(), admission)
     acks = Acks()
     conn.subscriber.ack = acks
+    conn.subscriber.redeliver = acks.redelivered.append
     return conn, up, acks
 
 
-def _msg(i: int, payload: bytes, device="d1", qos=1, channel="telemetry"):
-    return (f"fs/t1/{device}/{channel}", qos, i, payload)
+def _msg(i: int, payload: bytes, device="d1", qos=1, channel="telemetry", dup=False):
+    return (f"fs/t1/{device}/{channel}", qos, i, payload, dup)
 
 
 def test_a_burst_is_acknowledged_once_and_only_after_kafka_confirmed_all_of_it():
@@ -81,7 +83,7 @@ def test_invalid_payloads_in_a_batch_are_dead_lettered_and_the_valid_ones_land()
     conn, up, acks = _connector()
     msgs = [_msg(1, b'{"values":{"a":1}}'), _msg(2, b"not json"), _msg(3, b'{"values":{"a":"x","b":[1]}}'),
             _msg(4, b'{"values":{"b":2}}'), _msg(5, b"online", channel="status"),
-            _msg(6, b"sideways", channel="status"), ("elsewhere/x", 1, 7, b"{}")]
+            _msg(6, b"sideways", channel="status"), ("elsewhere/x", 1, 7, b"{}", False)]
     conn._on_batch(1, msgs)
     kinds = [(k, r.get("code")) for k, r, _ in up.written]
     assert kinds == [("telemetry", None), ("dlq", "invalid_json"), ("dlq", "wrong_type"), ("telemetry", None),
@@ -96,7 +98,8 @@ def test_a_kafka_error_leaves_the_whole_batch_unacknowledged():
     conn, up, acks = _connector()
     conn._on_batch(1, [_msg(i, b'{"values":{"a":1}}') for i in range(1, 4)])
     up.confirm(error="broker down")
-    assert acks.calls == []  # the broker keeps them in the session and redelivers them
+    assert acks.calls == []  # the broker keeps them in the session and redelivers them ...
+    assert acks.redelivered == [1]  # ... once the connector reconnects, which it asks for
 
 
 def test_refused_devices_are_dead_lettered_whole_within_the_batch():
