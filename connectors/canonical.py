@@ -32,8 +32,9 @@ MAX_REASON_LEN = 500
 MIN_TS_MS = 946684800000  # 2000-01-01: older device clocks are unset, not historical
 
 # Every code a parser here can give a reject (the dead letter's reason_code).
-REASON_CODES = frozenset({"oversize", "invalid_json", "too_deep", "wrong_type", "out_of_range",
-                          "invalid_text", "bad_metric_name", "bad_timestamp", "clock_skew", "invalid_payload"})
+REASON_CODES = frozenset({
+    "oversize", "invalid_json", "too_deep", "wrong_type", "out_of_range", "invalid_text", "bad_metric_name",
+    "bad_timestamp", "clock_skew", "invalid_payload"})
 
 
 @dataclass(frozen=True, slots=True)

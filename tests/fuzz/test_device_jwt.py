@@ -48,7 +48,8 @@ def _verify(token: str):
 
 json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(),
-              st.integers(min_value=-(10 ** 400), max_value=10 ** 400), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12)),
+              st.integers(min_value=-(10 ** 400), max_value=10 ** 400),
+              st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12)),
     lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5), kids, max_size=3),
     max_leaves=8)
 claim_values = {

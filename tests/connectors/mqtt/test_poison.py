@@ -131,7 +131,8 @@ def test_poison_messages_are_dead_lettered_and_never_cost_another_tenants_readin
 
         stored = stored_seqs(records(
             settings.bootstrap_servers, topics.TELEMETRY_RAW.name,
-            lambda r: r["tenant_id"] == good_t.tenant_id, headers=True, timeout=120, until=lambda got: stored_seqs(got) >= acked))
+            lambda r: r["tenant_id"] == good_t.tenant_id, headers=True, timeout=120,
+            until=lambda got: stored_seqs(got) >= acked))
         print(f"\npoison run: {len(acked)} good readings acknowledged by the broker, {len(stored & acked)} "
               f"stored; {len(poison_kind)} poison messages")
         assert len(acked) == GOOD
