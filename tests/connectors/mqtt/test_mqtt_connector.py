@@ -15,7 +15,7 @@ import paho.mqtt.client as mqtt
 
 from connectors.mqtt.namespace import device_topics
 from schemas import topics
-from tests.connectors.mqtt.procs import start_connector, stop_all, subscriptions
+from tests.connectors.mqtt.support import start_connector, stop_all, subscriptions
 from tests.connectors.support import records
 from tests.utils.factories import publish_json, wait_for
 

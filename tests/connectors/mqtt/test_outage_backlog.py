@@ -25,7 +25,7 @@ from fleetstream.stack import kafka
 from fleetstream.stack.process import Child, port_open
 from schemas import topics
 from tests.conftest import TEST_PORTS
-from tests.connectors.mqtt.procs import start_connector, stop_all, subscriptions
+from tests.connectors.mqtt.support import Publisher, start_connector, stop_all, subscriptions
 from tests.connectors.support import records
 from tests.utils.factories import wait_for
 
@@ -65,23 +65,18 @@ class PrivateKafka:
             self.child.stop()
 
 
-class Device:
+class Device(Publisher):
+    """A device publishing ``{"values": {"seq": n}}`` readings stamped with its clock."""
+
     def __init__(self, factory, tenant, name: str):
-        self.dev = factory.device(tenant, name)
-        self.client = factory.mqtt_client(self.dev, protocol=mqtt.MQTTv5)
-        self.client.max_inflight_messages_set(1000)
-        self.topic = f"fs/{self.dev.tenant_id}/{self.dev.device_id}/telemetry"
-        self.infos: list[tuple[int, mqtt.MQTTMessageInfo]] = []
+        super().__init__(factory, factory.device(tenant, name), mqtt.MQTTv5, inflight=1000)
         self.seq = 0
 
     def send(self, n: int) -> None:
         for _ in range(n):
-            payload = json.dumps({"ts": int(time.time() * 1000), "values": {"seq": self.seq}})
-            self.infos.append((self.seq, self.client.publish(self.topic, payload, qos=1)))
+            reading = {"ts": int(time.time() * 1000), "values": {"seq": self.seq}}
+            self.publish(self.seq, json.dumps(reading).encode())
             self.seq += 1
-
-    def acked(self) -> set[int]:
-        return {seq for seq, info in self.infos if info.is_published()}
 
 
 def _seq(rec: dict) -> int | None:
@@ -128,9 +123,9 @@ def test_a_kafka_outage_backlog_is_not_rate_limited_and_nothing_is_lost(stack, f
         stop.set()
         loader.join(10)
 
-        wait_for(lambda: all(len(d.acked()) == d.seq for d in devices), timeout=60,
+        wait_for(lambda: all(len(d.acked_seqs()) == d.seq for d in devices), timeout=60,
                  what="the broker acknowledged every steady publish")
-        acked = {d.dev.device_id: d.acked() for d in devices}
+        acked = {d.device.device_id: d.acked_seqs() for d in devices}
         steady = set(acked)
 
         def account(raw, dead) -> dict[str, set[int]]:
@@ -162,14 +157,13 @@ def test_a_kafka_outage_backlog_is_not_rate_limited_and_nothing_is_lost(stack, f
         assert lost == 0, f"{lost} acknowledged readings not stored"
 
         flood_dead = records(private.bootstrap, topics.DEAD_LETTER.name,
-                             lambda r: r["device_id"] == flooder.dev.device_id, count=10 ** 9, timeout=10)
+                             lambda r: r["device_id"] == flooder.device.device_id, count=10 ** 9, timeout=10)
         flood_limited = sum(r["reason_code"] == "rate_limited" for r in flood_dead)
         print(f"flooder: {flooder.seq} sent, {flood_limited} rate_limited")
         assert flood_limited > flooder.seq // 2, "a device sending ten times its limit must still be limited"
     finally:
         stop.set()
         for d in [*devices, flooder]:
-            d.client.disconnect()
-            d.client.loop_stop()
+            d.close()
         stop_all(procs)
         private.stop()

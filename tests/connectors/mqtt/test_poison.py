@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import threading
 import time
 import uuid
 
@@ -26,7 +25,7 @@ from connectors.mqtt.settings import MqttSettings
 from connectors.mqtt.subscriber import _Conn
 from connectors.uplink import DLQ_MAX_RAW_BYTES, RAW_SIZE_HEADER, UplinkPublisher
 from schemas import topics
-from tests.connectors.mqtt.procs import start_connector, stop_all, subscriptions
+from tests.connectors.mqtt.support import Publisher, start_connector, stop_all, subscriptions
 from tests.connectors.support import records
 from tests.utils.factories import wait_for
 
@@ -53,42 +52,6 @@ POISON = {
                                   + b"}" * 10_001, "too_deep"),
 }
 SEQ = re.compile(rb'"seq":(\d+)')
-
-
-class Publisher:
-    """A device's paho client that counts the QoS1 publishes the broker acknowledged with success."""
-
-    def __init__(self, factory, device, protocol):
-        self.acked: set[int] = set()
-        self.mids: dict[int, int] = {}  # paho message id → our sequence number
-        self.lock = threading.Lock()
-        self.client = factory.mqtt_client(device, protocol=protocol, connect=False)
-        self.client.max_inflight_messages_set(100)
-        self.client.on_publish = self._on_publish
-        connected = threading.Event()
-        self.client.on_connect = lambda *_: connected.set()
-        self.client.connect(factory.s.mqtt_broker_host, factory.s.mqtt_tls_port, keepalive=30)
-        self.client.loop_start()
-        assert connected.wait(10), "device could not connect"
-        self.topic = device_topics(device.tenant_id, device.device_id)["telemetry"]
-
-    def _on_publish(self, _c, _u, mid, reason_code, _props) -> None:
-        with self.lock:
-            if not getattr(reason_code, "is_failure", False):
-                self.acked.add(mid)
-
-    def publish(self, seq: int, payload: bytes) -> None:
-        info = self.client.publish(self.topic, payload, qos=1)
-        with self.lock:
-            self.mids[info.mid] = seq
-
-    def acked_seqs(self) -> set[int]:
-        with self.lock:
-            return {self.mids[m] for m in self.acked if m in self.mids}
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def test_poison_messages_are_dead_lettered_and_never_cost_another_tenants_readings(stack, factory, settings,
