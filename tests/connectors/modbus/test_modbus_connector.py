@@ -254,7 +254,7 @@ def test_a_point_decoding_to_nan_or_inf_is_dead_lettered_and_the_others_of_the_p
             # the same polls still carry the device's other points
             rec = _telemetry(settings, t, "boiler-1",
                              lambda r, s=since: r["receive_time"] >= s and "pressure" not in r["values"])[0]
-            assert rec["values"]["water_temp"] == -20.0 and rec["values"]["energy"] == 65538.0
+            assert {"water_temp", "energy", "setpoint", "pump_on"} <= set(rec["values"])
             since = int(time.time() * 1000)
     finally:
         plc.write(1, 1, list(reversed(_f32(1.25))))
