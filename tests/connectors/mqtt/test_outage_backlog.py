@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -63,6 +64,7 @@ class PrivateKafka:
     def stop(self) -> None:
         if self.child is not None:
             self.child.stop()
+        shutil.rmtree(self.s.data_dir, ignore_errors=True)
 
 
 class Device(Publisher):
