@@ -39,7 +39,7 @@ from .uplink import AllDone, Batch, Done, UplinkPublisher
 log = logging.getLogger(__name__)
 
 __all__ = ["ConnectorHealth", "UplinkContext", "CommandResult", "Admission", "BaseConnector",
-           "ListeningConnector", "PollingConnector", "PollGroup", "failed"]
+           "ListeningConnector", "PollingConnector", "PollGroup"]
 
 
 @dataclass
@@ -103,7 +103,7 @@ class Admission:
         return None
 
 
-def failed(done: Done | Batch | None, err: Exception) -> None:
+def _failed(done: Done | Batch | None, err: Exception) -> None:
     """Reports a write that never reached the producer to whoever waits for it."""
     if type(done) is Batch:
         done.fail(err)
@@ -198,7 +198,7 @@ class BaseConnector(abc.ABC):
         except Exception as exc:  # the producer refused even the dead letter: the message is not answered
             log.error("%s: dead letter for %s/%s not written: %r", self.type_name, ctx.tenant_id,
                       ctx.device_id, exc)
-            failed(done, exc)
+            _failed(done, exc)
 
     def report_event(self, tenant_id: str, device_id: str, event_type: str, *, reason: str | None = None,
                      details: dict[str, str] | None = None) -> None:
