@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -83,19 +84,31 @@ class Admission:
                  require_registered: bool = True):
         self.registry, self.limiter, self.require_registered = registry, limiter, require_registered
 
-    def check(self, tenant_id: str, device_id: str, readings: int = 1) -> ConnectorError | None:
+    def check(self, tenant_id: str, device_id: str, readings: int = 1, *,
+              redelivered: bool = False) -> ConnectorError | None:
+        """:param redelivered: the platform hands this message over again (MQTT DUP: the broker resends what
+            a connector received and did not acknowledge); it was charged to the device's bucket when it first
+            arrived, so the rate limit does not apply again (adr/0104)."""
         entry = self.registry.get(tenant_id, device_id) if self.registry is not None else None
         if entry is None:
             if self.require_registered:
                 return DeviceNotRegisteredError(f"device {device_id!r} is not registered for this tenant")
         elif entry.get("status") not in ALLOWED_STATUSES:
             return DeviceDisabledError(f"device {device_id!r} is {entry.get('status')}")
-        if self.limiter is not None and readings:
+        if self.limiter is not None and readings and not redelivered:
             wait = self.limiter.take(f"{tenant_id}:{device_id}", readings)
             if wait:
                 return QuotaExceededError(f"device {device_id!r} is over its rate limit of "
                                           f"{self.limiter.rate:g} readings/s", retry_after=wait)
         return None
+
+
+def _failed(done: Done | Batch | None, err: Exception) -> None:
+    """Reports a write that never reached the producer to whoever waits for it."""
+    if type(done) is Batch:
+        done.fail(err)
+    elif done is not None:
+        done(err)
 
 
 class BaseConnector(abc.ABC):
@@ -135,20 +148,24 @@ class BaseConnector(abc.ABC):
 
     # -- what protocols call ---------------------------------------------------------------------------
     def publish_uplink(self, ctx: UplinkContext, raw: bytes, readings: Sequence[Reading],
-                       rejected: Iterable[Rejected] = (), done: Done | Batch | None = None) -> ConnectorError | None:
+                       rejected: Iterable[Rejected] = (), done: Done | Batch | None = None, *,
+                       redelivered: bool = False) -> ConnectorError | None:
         """Admit, then write readings as telemetry and rejects as dead letters.
 
         ``done`` is called once, after Kafka confirmed every record written for this message (or with the
         first error). A refused message is dead-lettered whole and the refusal returned, so the protocol
-        can also answer its peer (HTTP 404/403/429, CoAP 4.04/4.03/4.29)."""
+        can also answer its peer (HTTP 404/403/429, CoAP 4.04/4.03/4.29).
+
+        Total (adr/0103): a reading the encoder cannot write is dead-lettered instead; a record the producer
+        refuses outright ends ``done`` with that error (the peer is not answered "stored"). Nothing raises, so
+        one message cannot take the others of its batch down with it."""
         self.stats["messages"] += 1
         rejected = list(rejected)
-        refusal = self.admission.check(ctx.tenant_id, ctx.device_id, len(readings)) \
+        refusal = self.admission.check(ctx.tenant_id, ctx.device_id, len(readings), redelivered=redelivered) \
             if self.admission is not None else None
         if refusal is not None:
             self.stats["rejected"] += 1
-            self.uplink.dead_letter(code=refusal.code, reason=str(refusal), raw=raw, tenant_id=ctx.tenant_id,
-                                    device_id=ctx.device_id, origin=ctx.origin, done=done)
+            self._dead_letter(ctx, refusal.code, str(refusal), raw, done)
             return refusal
         # a Batch (MQTT: one per burst of messages) collects every record itself; else one AllDone per message
         pending = done if done is None or type(done) is Batch else AllDone(len(readings) + len(rejected), done)
@@ -156,21 +173,43 @@ class BaseConnector(abc.ABC):
         self.stats["rejected"] += len(rejected)
         uplink = self.uplink
         for r in readings:
-            uplink.telemetry(ctx.tenant_id, ctx.device_id, r.event_time, r.values, ctx.received_ms, pending,
-                             count=False)
+            try:
+                uplink.telemetry(ctx.tenant_id, ctx.device_id, r.event_time, r.values, ctx.received_ms,
+                                 pending, count=False)
+            except Exception as exc:  # e.g. a value the Avro schema cannot take from a protocol adaptor
+                log.warning("%s: a reading of %s/%s could not be written: %r", self.type_name, ctx.tenant_id,
+                            ctx.device_id, exc)
+                self._dead_letter(ctx, "invalid_payload", f"the reading could not be encoded: "
+                                  f"{type(exc).__name__}: {exc}", _reading_raw(r, raw), pending)
         if readings:
             if type(done) is Batch:  # counted once per tenant per burst
                 done.count(ctx.tenant_id, len(readings))
             else:
                 obs.record_ingest(uplink.source, ctx.tenant_id, len(readings))
         for bad in rejected:
-            self.uplink.dead_letter(code=bad.code, reason=bad.reason, raw=bad.raw, tenant_id=ctx.tenant_id,
-                                    device_id=ctx.device_id, origin=ctx.origin, done=pending)
+            self._dead_letter(ctx, bad.code, bad.reason, bad.raw, pending)
         return None
+
+    def _dead_letter(self, ctx: UplinkContext, code: str, reason: str, raw: bytes,
+                     done: Done | Batch | None) -> None:
+        try:
+            self.uplink.dead_letter(code=code, reason=reason, raw=raw, tenant_id=ctx.tenant_id,
+                                    device_id=ctx.device_id, origin=ctx.origin, done=done)
+        except Exception as exc:  # the producer refused even the dead letter: the message is not answered
+            log.error("%s: dead letter for %s/%s not written: %r", self.type_name, ctx.tenant_id,
+                      ctx.device_id, exc)
+            _failed(done, exc)
 
     def report_event(self, tenant_id: str, device_id: str, event_type: str, *, reason: str | None = None,
                      details: dict[str, str] | None = None) -> None:
         self.uplink.device_event(tenant_id, device_id, event_type, reason=reason, details=details)
+
+
+def _reading_raw(r: Reading, raw: bytes) -> bytes:
+    try:
+        return json.dumps({"ts": r.event_time, "values": r.values}, default=repr).encode()
+    except Exception:
+        return raw
 
 
 class ListeningConnector(BaseConnector, abc.ABC):

@@ -17,9 +17,28 @@ from fleetstream import observability as obs
 from fleetstream.kafka_tuning import HOT_PRODUCER
 from schemas import codec, device_key, topics
 
+from .canonical import MAX_PAYLOAD_BYTES
 from .telemetry_encoder import TelemetryEncoder
 
 Done = Callable[[Exception | None], None]
+
+# A dead letter keeps at most this much of the refused input, so it always fits a Kafka record (the producer's
+# message.max.bytes is 1,000,000): a payload within the platform's limit is kept whole; a bigger one keeps its
+# first bytes, and its size goes into the reason and the ``fs-raw-size`` header (adr/0103).
+DLQ_MAX_RAW_BYTES = MAX_PAYLOAD_BYTES
+DLQ_MAX_TEXT = 1000  # reason and origin, in characters
+RAW_SIZE_HEADER = "fs-raw-size"
+
+
+def clean_text(text: str, limit: int = DLQ_MAX_TEXT) -> str:
+    """``text`` as Avro can write it: lone surrogates escaped, at most ``limit`` characters."""
+    if len(text) > limit:
+        text = text[:limit - 1] + "…"
+    try:
+        text.encode()
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
 
 
 class AllDone:
@@ -74,6 +93,12 @@ class Batch:
         if fire:
             self.done(self.error)
 
+    def fail(self, err: Exception) -> None:
+        """A record that could not even be handed to the producer: the batch ends with this error."""
+        with self.lock:
+            if self.error is None:
+                self.error = err
+
     def seal(self) -> None:
         """No more records: fires now if every one written so far is already confirmed."""
         for tenant_id, n in self.ingested.items():
@@ -122,7 +147,8 @@ class UplinkPublisher:
         while not self._stop.is_set():
             self._producer.poll(0.05)
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes, done: Done | Batch | None) -> None:
+    def _produce(self, topic: str, key: bytes | None, value: bytes, done: Done | Batch | None,
+                 extra_headers: list[tuple[str, bytes]] | None = None) -> None:
         if type(done) is Batch:
             done.add()
             on_delivery = done.delivered
@@ -132,7 +158,7 @@ class UplinkPublisher:
                 if done is not None:
                     done(None if err is None else RuntimeError(str(err)))
 
-        headers = self._headers
+        headers = self._headers if extra_headers is None else [*self._headers, *extra_headers]
         if (trace_id := obs.current_trace_id()) is not None:  # e.g. HTTP ingest: W3C trace into Kafka (adr/0094)
             headers = [*headers, ("traceparent", obs.new_traceparent(trace_id).encode())]
         while True:
@@ -152,16 +178,28 @@ class UplinkPublisher:
 
     def dead_letter(self, *, code: str, reason: str, raw: bytes, tenant_id: str | None = None,
                     device_id: str | None = None, origin: str | None = None, done: Done | None = None) -> None:
-        rec = {"tenant_id": tenant_id, "device_id": device_id, "source": self.source, "reason_code": code,
-               "reason": reason, "origin": origin, "time": now_ms(), "raw": raw}
+        """Always a record Kafka takes: texts cleaned and bounded, ``raw`` cut to ``DLQ_MAX_RAW_BYTES``."""
+        extra = None
+        reason = reason or "refused without a reason (a platform bug: please report it)"
+        if len(raw) > DLQ_MAX_RAW_BYTES:
+            extra = [(RAW_SIZE_HEADER, str(len(raw)).encode())]
+            reason = f"{reason} [raw keeps the first {DLQ_MAX_RAW_BYTES} of {len(raw)} bytes]"
+            raw = raw[:DLQ_MAX_RAW_BYTES]
+        tenant_id = tenant_id and clean_text(tenant_id, 200)
+        device_id = device_id and clean_text(device_id, 200)
+        rec = {"tenant_id": tenant_id, "device_id": device_id, "source": self.source,
+               "reason_code": clean_text(code or "unknown", 64), "origin": origin and clean_text(origin),
+               "reason": clean_text(reason, DLQ_MAX_TEXT + 100), "time": now_ms(), "raw": bytes(raw)}
         key = device_key(tenant_id, device_id) if tenant_id and device_id else None
-        self._produce(topics.DEAD_LETTER.name, key, self._dead.encode(rec), done)
-        obs.record_rejected(self.source, code)
+        self._produce(topics.DEAD_LETTER.name, key, self._dead.encode(rec), done, extra)
+        obs.record_rejected(self.source, rec["reason_code"])
 
     def device_event(self, tenant_id: str, device_id: str, event_type: str, *, reason: str | None = None,
                      details: dict[str, str] | None = None, done: Done | None = None) -> None:
+        details = {clean_text(str(k), 100): clean_text(str(v), 500)
+                   for k, v in list((details or {}).items())[:50]}
         rec = {"tenant_id": tenant_id, "device_id": device_id, "event_type": event_type, "time": now_ms(),
-               "source": self.source, "reason": reason, "details": details or {}}
+               "source": self.source, "reason": reason and clean_text(reason), "details": details}
         self._produce(topics.DEVICE_EVENTS.name, device_key(tenant_id, device_id), self._event.encode(rec), done)
 
     def command_ack(self, tenant_id: str, device_id: str, command_id: str, status: str, *,

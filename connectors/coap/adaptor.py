@@ -21,14 +21,16 @@ def to_readings(payload: bytes, content_format: int | None, received_ms: int,
         import cbor2
 
         if len(payload) > canonical.MAX_PAYLOAD_BYTES:
-            return [], [Rejected("oversize", f"payload is {len(payload)} bytes", payload)]
+            return [], [Rejected("oversize", f"payload is {len(payload)} bytes; the limit is "
+                                 f"{canonical.MAX_PAYLOAD_BYTES}", payload)]
         try:
             doc = cbor2.loads(payload)
-            payload_json = json.dumps(doc).encode()
-        except Exception as exc:  # cbor2 raises several types; all mean "not CBOR we can read"
-            return [], [Rejected("invalid_cbor", f"payload is not CBOR of the canonical shape: {exc}", payload)]
-        readings, rejected = canonical.parse(payload_json, received_ms, max_skew_ms)
-        return readings, [Rejected(r.code, r.reason, payload) for r in rejected]
+        except Exception as exc:  # cbor2 raises several types (depth, EOF, bad UTF-8, tags): all "not CBOR"
+            reason = f"payload is not CBOR we can read: {canonical.short(str(exc), 200)}"
+            return [], [Rejected("invalid_cbor", reason, payload)]
+        # judged as a decoded document, so CBOR's extras (byte strings, tags, bignums, non-string keys)
+        # are refused by the same checks as JSON's, reading by reading
+        return canonical.parse_document(doc, payload, received_ms, max_skew_ms)
     if content_format not in (None, JSON):
         return [], [Rejected("unsupported_format", f"content-format {content_format} is not JSON (50) or CBOR (60)",
                              payload)]

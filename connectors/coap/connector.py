@@ -199,7 +199,7 @@ class _AckResource(resource.Resource):
                 raise ValueError
         except ConnectorError as exc:
             return _error(exc)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
             return _error(PayloadInvalidError(f'ack must be {{"command_id", "status": {"|".join(ACK_STATUSES)}}}'))
         key = f"{tenant_id}:{device_id}"
         if str(doc["command_id"]) not in c.pending.get(key, {}):  # only its own commands

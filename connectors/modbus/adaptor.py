@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 
-from ..canonical import Reading
+from ..canonical import Reading, Rejected
 from .config import PointConfig
 from .plan import ReadBlock
 from .registers import DATA_TYPE_SPECS, decode_registers, encode_value
@@ -19,15 +19,21 @@ def point_value(point: PointConfig, raw: list) -> float | bool:
     return float(v) * point.scale + point.offset
 
 
-def to_reading(blocks: list[tuple[ReadBlock, list]], received_ms: int) -> tuple[Reading | None, list[str]]:
-    """Values of every point read; non-finite floats (NaN from an unset register) are reported, not sent."""
+def to_reading(blocks: list[tuple[ReadBlock, list]],
+               received_ms: int) -> tuple[Reading | None, list[Rejected]]:
+    """Values of every point read; a point that decodes to a non-finite number (NaN from an unset register,
+    a scale that overflows) or not at all is refused on its own, never costing the other points."""
     values: dict[str, float | bool] = {}
-    bad: list[str] = []
+    bad: list[Rejected] = []
     for block, regs in blocks:
         for p in block.points:
-            v = point_value(p, block.slice_of(p, regs))
+            try:
+                v = point_value(p, block.slice_of(p, regs))
+            except ValueError as exc:
+                bad.append(Rejected("invalid_payload", f"{p.metric}: {exc}", b""))
+                continue
             if isinstance(v, float) and not math.isfinite(v):
-                bad.append(p.metric)
+                bad.append(Rejected("wrong_type", f"{p.metric} decoded to a non-finite number", b""))
                 continue
             values[p.metric] = v
     # Modbus carries no device time: the poll time is both event and receive time

@@ -89,14 +89,12 @@ class ModbusConnector(PollingConnector):
         if not got:
             return
         received = now_ms()
-        reading, non_finite = to_reading(got, received)
+        reading, bad = to_reading(got, received)
         ctx = UplinkContext(self.site.tenant_id, dev.device_id,
                             f"modbus://{scan.link.name}/{dev.unit_id}", received)
-        rejected = []
-        if non_finite:
-            rejected.append(Rejected("wrong_type", f"{', '.join(non_finite)} decoded to a non-finite number",
-                                     raw_bytes(dev.unit_id, got)))
-        self.publish_uplink(ctx, raw_bytes(dev.unit_id, got), [reading] if reading else [], rejected)
+        raw = raw_bytes(dev.unit_id, got)
+        rejected = [Rejected(b.code, b.reason, raw) for b in bad]
+        self.publish_uplink(ctx, raw, [reading] if reading else [], rejected)
 
     async def on_stop(self) -> None:
         for link in self.links.values():

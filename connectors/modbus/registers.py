@@ -83,12 +83,15 @@ def _to_bytes(words: Sequence[int], byte_order: ByteOrder, word_order: WordOrder
 
 def decode_registers(registers: Sequence[int], data_type: DataType, byte_order: ByteOrder = ByteOrder.BIG,
                      word_order: WordOrder = WordOrder.BIG) -> int | float | bool:
-    """The value held by ``registers`` (exactly the type's register count; bits for ``bool``)."""
+    """The value held by ``registers`` (exactly the type's register count; bits for ``bool``). Raises
+    ValueError, and only that, when they cannot hold one: a wrong count or a word outside 0..0xFFFF."""
     spec = DATA_TYPE_SPECS[data_type]
     if len(registers) != spec.registers:
         raise ValueError(f"{data_type} needs {spec.registers} registers, got {len(registers)}")
     if spec.struct_code is None:
         return bool(registers[0])
+    if not all(type(w) is int and 0 <= w <= 0xFFFF for w in registers):
+        raise ValueError(f"{data_type}: registers must be 16-bit words, got {list(registers)!r:.80}")
     return struct.unpack(">" + spec.struct_code, _to_bytes(registers, byte_order, word_order))[0]
 
 

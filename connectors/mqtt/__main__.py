@@ -37,7 +37,8 @@ async def _run(s: Settings, file: MqttFileConfig) -> int:
     overrides = {k: v for k, v in file.model_dump(include={"client_id", "share_group", "session_expiry_s",
                                                              "receive_maximum"}).items() if v is not None}
     ms = MqttSettings(host=s.mqtt_broker_host, port=s.mqtt_tls_port, ca_file=str(pki.ca_cert), cert_file=cert,
-                      key_file=key, max_skew_ms=s.max_clock_skew_s * 1000, **overrides)
+                      key_file=key, max_skew_ms=s.max_clock_skew_s * 1000,
+                      state_dir=str(s.root / "connectors"), **overrides)
     uplink = UplinkPublisher(s.bootstrap_servers, "mqtt", instance=ms.client_id)
     registry = DeviceRegistry(s.bootstrap_servers, f"mqtt-{ms.client_id}").start()
     conn = MqttConnector(uplink, ms, admission_for(file, registry, require_registered=False))

@@ -18,7 +18,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import ssl
+import time
+from pathlib import Path
 
 from connectors import canonical
 from connectors.base import Admission, ConnectorHealth, ListeningConnector, UplinkContext
@@ -34,6 +37,10 @@ __all__ = ["MqttConnector", "MqttSettings"]
 
 STATUS_EVENTS = {"online": "ONLINE", "offline": "OFFLINE", "connected": "ONLINE", "disconnected": "OFFLINE"}
 _MAX_TOPICS = 100_000  # parsed-topic cache; cleared when full (a topic is a few hundred bytes)
+# A batch Kafka took longer than this to confirm stalled the connector: the broker queued devices' messages
+# meanwhile, so the rate limiter credits the time (adr/0104). Well above a healthy confirmation (~5–200 ms).
+STALL_S = 1.0
+HEARTBEAT_S = 1.0  # how often a connected connector records that it is alive (state_dir/<client id>.alive)
 
 
 def parse_status(payload: bytes) -> tuple[str, dict[str, str]] | None:
@@ -43,7 +50,7 @@ def parse_status(payload: bytes) -> tuple[str, dict[str, str]] | None:
     if text.startswith("{"):
         try:
             doc = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         if not isinstance(doc, dict):
             return None
@@ -51,6 +58,13 @@ def parse_status(payload: bytes) -> tuple[str, dict[str, str]] | None:
         details = {k: str(v)[:200] for k, v in doc.items() if k != "state" and isinstance(v, (str, int, float))}
     event = STATUS_EVENTS.get(text.lower())
     return (event, details) if event else None
+
+
+def _read_alive(path: Path) -> float | None:
+    try:
+        return float(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 class MqttConnector(ListeningConnector):
@@ -67,14 +81,23 @@ class MqttConnector(ListeningConnector):
         filters = [f"$share/{settings.share_group}/{PREFIX}/+/+/{ch}" for ch in settings.subscriptions]
         self.subscriber = MqttSubscriber(settings.host, settings.port, settings.client_id, None, filters,
                                          self._on_batch, session_expiry_s=settings.session_expiry_s,
-                                         receive_maximum=settings.receive_maximum)
+                                         receive_maximum=settings.receive_maximum,
+                                         on_connected=self._on_connected)
         self.connected = self.subscriber.connected
         self._topics: dict[str, DeviceTopic | None] = {}
+        self._limiter = admission.limiter if admission is not None else None
+        self._alive_file = (Path(settings.state_dir) / f"{settings.client_id}.alive") if settings.state_dir \
+            else None
+        self._last_alive: float | None = None  # wall-clock time the previous process was last connected
+        self._heartbeat: asyncio.Task | None = None
 
     async def start(self) -> None:
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.settings.ca_file)
         ctx.load_cert_chain(self.settings.cert_file, self.settings.key_file)
         self.subscriber.ssl = ctx
+        if self._alive_file is not None:
+            self._last_alive = _read_alive(self._alive_file)
+            self._heartbeat = asyncio.get_running_loop().create_task(self._beat(), name="mqtt-heartbeat")
         self.subscriber.start()
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
@@ -86,10 +109,45 @@ class MqttConnector(ListeningConnector):
         self.subscriber.pause()
         await asyncio.to_thread(self.uplink.flush)
         await self.subscriber.stop()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
 
     def health(self) -> ConnectorHealth:
         ok = self.connected.is_set()
         return ConnectorHealth(ok, "connected" if ok else "not connected to broker", dict(self.stats))
+
+    # -- rate-limit credit for backlogs the platform caused (adr/0104) ----------------------------------
+    def _on_connected(self, session_present: bool, down_since: float | None) -> None:
+        """Credits the time the connector was away from the broker: the resumed session holds what devices
+        sent meanwhile. A process that just started learns how long its predecessor was gone from the
+        heartbeat file, else assumes ``away_credit_s``."""
+        limiter = self._limiter
+        if limiter is None:
+            return
+        now = limiter.clock()
+        if down_since is not None:
+            limiter.stalled(down_since, now)
+        elif session_present:
+            away = self.settings.away_credit_s
+            if self._last_alive is not None:
+                away = min(max(0.0, time.time() - self._last_alive), float(self.settings.session_expiry_s))
+            log.info("resumed session: the %.0f s the connector was away are credited to every device's "
+                     "rate limit", away)
+            limiter.stalled(now - away, now)
+
+    async def _beat(self) -> None:
+        path = self._alive_file
+        tmp = path.with_suffix(".tmp")
+        while True:
+            if self.connected.is_set():
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp.write_text(repr(time.time()))
+                    os.replace(tmp, path)
+                except OSError as exc:
+                    log.warning("cannot record the heartbeat in %s: %s", path, exc)
+            await asyncio.sleep(HEARTBEAT_S)
 
     def _topic(self, topic: str) -> DeviceTopic | None:
         if len(self._topics) >= _MAX_TOPICS:
@@ -97,33 +155,56 @@ class MqttConnector(ListeningConnector):
         where = self._topics[topic] = parse_topic(topic)
         return where
 
-    def _on_batch(self, generation: int, msgs: list[tuple[str, int, int, bytes]]) -> None:
+    def _on_batch(self, generation: int, msgs: list[tuple[str, int, int, bytes, bool]]) -> None:
         """Every PUBLISH of one read: records for all of them, then one acknowledgement write once Kafka
-        confirmed the lot. A Kafka error leaves the whole batch unacknowledged for redelivery."""
+        confirmed the lot. A Kafka error leaves the whole batch unacknowledged and asks for a reconnect, so
+        the broker redelivers it. Each message gets its verdict on its own: an exception on one is
+        dead-lettered as ``internal_error`` and never stops the others (adr/0103)."""
         received = now_ms()
-        acks = [pid for _, qos, pid, _ in msgs if qos]
+        acks = [pid for _, qos, pid, _, _ in msgs if qos]
+        limiter = self._limiter
+        started = limiter.clock() if limiter is not None else 0.0
 
         def confirmed(err: Exception | None) -> None:
+            if limiter is not None and (now := limiter.clock()) - started > STALL_S:
+                limiter.stalled(started, now)  # devices' messages queued at the broker meanwhile (adr/0104)
             if err is not None:  # no ack: the broker keeps the messages in our session and delivers them again
                 log.error("kafka write failed; %d messages left unacknowledged for redelivery: %s", len(acks), err)
+                self.subscriber.redeliver(generation)
             else:
                 self.subscriber.ack(generation, acks)
 
         batch = Batch(confirmed, self.type_name)
         self.stats["batches"] += 1
         topics, skew = self._topics, self.settings.max_skew_ms
-        for topic, _qos, _pid, payload in msgs:
-            where = topics.get(topic) or self._topic(topic)
-            if where is None:  # the broker's ACLs make this a platform misconfiguration, not device input
-                self.uplink.dead_letter(code="bad_topic", reason=f"topic {topic!r} is outside fs/<tenant>/<device>/",
-                                        raw=payload, origin=topic, done=batch)
-            elif where.channel == "status":
-                self.handle_status(where.tenant_id, where.device_id, payload, topic, batch)
-            else:
-                readings, rejected = canonical.parse(payload, received, skew)
-                self.publish_uplink(UplinkContext(where.tenant_id, where.device_id, topic, received), payload,
-                                    readings, rejected, batch)
+        for topic, _qos, _pid, payload, dup in msgs:
+            try:
+                where = topics.get(topic) or self._topic(topic)
+                if where is None:  # the broker's ACLs make this a platform misconfiguration, not device input
+                    self.uplink.dead_letter(code="bad_topic", reason=f"topic {topic!r} is outside "
+                                            "fs/<tenant>/<device>/", raw=payload, origin=topic, done=batch)
+                elif where.channel == "status":
+                    self.handle_status(where.tenant_id, where.device_id, payload, topic, batch)
+                else:
+                    readings, rejected = canonical.parse(payload, received, skew)
+                    ctx = UplinkContext(where.tenant_id, where.device_id, topic, received)
+                    self.publish_uplink(ctx, payload, readings, rejected, batch, redelivered=dup)
+            except Exception as exc:
+                self._internal_error(topic, payload, exc, batch)
         batch.seal()
+
+    def _internal_error(self, topic: str, payload: bytes, exc: Exception, batch: Batch) -> None:
+        """A message the connector failed on (a bug): dead-lettered with the error: answered and kept."""
+        log.exception("%s: handling a message on %s failed; dead-lettered as internal_error", self.type_name,
+                      topic)
+        where = parse_topic(topic)
+        try:
+            self.uplink.dead_letter(code="internal_error", reason=f"the connector failed on this message: "
+                                    f"{type(exc).__name__}: {exc}", raw=payload, origin=topic, done=batch,
+                                    tenant_id=where.tenant_id if where else None,
+                                    device_id=where.device_id if where else None)
+        except Exception as dlq_exc:  # not even a dead letter: the batch stays unacknowledged and comes again
+            batch.fail(dlq_exc)
 
     def handle_telemetry(self, tenant_id: str, device_id: str, payload: bytes, received: int, origin: str,
                          done) -> None:
@@ -132,7 +213,7 @@ class MqttConnector(ListeningConnector):
 
     def handle_status(self, tenant_id: str, device_id: str, payload: bytes, origin: str, done) -> None:
         parsed = parse_status(payload)
-        if parsed is None:
+        if parsed is None:  # (the dead letter's texts are bounded and cleaned by the uplink)
             self.uplink.dead_letter(code="invalid_status", reason="status must be online/offline, plain or "
                                     '{"state": "online"|"offline"}', raw=payload, tenant_id=tenant_id,
                                     device_id=device_id, origin=origin, done=done)

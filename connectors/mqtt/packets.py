@@ -31,9 +31,12 @@ def varint(n: int) -> bytes:
 
 
 def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """A variable byte integer at ``pos`` of a whole packet body: (value, position after it)."""
+    """A variable byte integer at ``pos`` of a whole packet body: (value, position after it). Raises
+    ``MqttProtocolError`` if it runs past the body or over four bytes (§1.5.5)."""
     value, shift = 0, 0
     while True:
+        if pos >= len(buf) or shift > 21:
+            raise MqttProtocolError("malformed variable byte integer")
         b = buf[pos]
         pos += 1
         value |= (b & 0x7F) << shift
@@ -114,19 +117,28 @@ def split(buf: bytearray) -> tuple[list[tuple[int, int, bytes]], int]:
     return out, pos
 
 
-def parse_publish(flags: int, body: bytes) -> tuple[str, int, int, bytes]:
-    """(topic, qos, packet id (0 for QoS 0), payload) of a PUBLISH body. Properties are skipped unread: the
-    connector uses none of them (topic aliases are off because we never announce a Topic Alias Maximum)."""
+def parse_publish(flags: int, body: bytes) -> tuple[str, int, int, bytes, bool]:
+    """(topic, qos, packet id (0 for QoS 0), payload, dup) of a PUBLISH body; ``MqttProtocolError`` if it is
+    malformed. ``dup``: the broker sends this message again (a resumed session redelivering what was not
+    acknowledged). Properties are skipped unread: the connector uses none of them (topic aliases are off
+    because we never announce a Topic Alias Maximum)."""
     qos = (flags >> 1) & 0x03
+    n = len(body)
+    if qos == 3 or n < 2:
+        raise MqttProtocolError("malformed PUBLISH")
     tlen = (body[0] << 8) | body[1]
     pos = 2 + tlen
+    if pos + (3 if qos else 1) > n:  # room for the packet id (QoS > 0) and the property length
+        raise MqttProtocolError("malformed PUBLISH: shorter than its topic")
     topic = body[2:pos].decode("utf-8", "replace")  # brokers refuse non-UTF-8 topics; never raise on one
     pid = 0
     if qos:
         pid = (body[pos] << 8) | body[pos + 1]
         pos += 2
     plen, pos = read_varint(body, pos)  # property length
-    return topic, qos, pid, body[pos + plen:]
+    if pos + plen > n:
+        raise MqttProtocolError("malformed PUBLISH: properties run past the packet")
+    return topic, qos, pid, body[pos + plen:], bool(flags & 0x08)
 
 
 def reason_of(body: bytes, at: int) -> int:

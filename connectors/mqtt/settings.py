@@ -27,6 +27,10 @@ class MqttSettings(BaseModel):
     # at ~150 ms on a busy 2-core machine); the messages stay in the broker session if the connector dies
     receive_maximum: int = Field(10000, ge=1, le=65535)
     subscriptions: list[str] = Field(default_factory=lambda: ["telemetry", "status"])
+    state_dir: str = Field("", description="where the connector records when it was last connected, so a "
+                           "restarted one knows how long it was away (adr/0104); empty: not recorded")
+    away_credit_s: float = Field(60.0, ge=0, description="rate-limit credit after a start that resumes a "
+                                 "session when the predecessor's last-connected time is unknown (adr/0104)")
 
 
 class MqttFileConfig(BaseModel):

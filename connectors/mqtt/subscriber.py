@@ -10,7 +10,9 @@ What it keeps from the paho set-up (adr/0042): a stable client id, ``clean_start
 expiry (unacknowledged messages wait in the session for the same client id), ``Receive Maximum`` as the
 in-flight window, the shared subscription, mTLS, keep-alive pings and reconnecting with backoff.
 Acknowledgements are tied to the connection they came in on: one confirmed after a reconnect is dropped,
-because the broker redelivers that message in the resumed session anyway (at-least-once).
+because the broker redelivers that message in the resumed session anyway (at-least-once). A broker resends
+unacknowledged messages only when the session resumes, never on the same connection, so a batch Kafka
+refused asks for a reconnect (``redeliver``) rather than waiting in the window for good (adr/0103).
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from . import packets as p
 
 log = logging.getLogger(__name__)
 
-# (topic, qos, packet id, payload) of every PUBLISH in one read, and the connection generation they came on
-OnBatch = Callable[[int, list[tuple[str, int, int, bytes]]], None]
+# (topic, qos, packet id, payload, dup) of every PUBLISH in one read, and the connection generation
+OnBatch = Callable[[int, list[tuple[str, int, int, bytes, bool]]], None]
+# (session present, monotonic time the previous connection ended or None on the first one)
+OnConnected = Callable[[bool, float | None], None]
 
 
 class _Conn(asyncio.Protocol):
@@ -57,7 +61,12 @@ class _Conn(asyncio.Protocol):
         batch = []
         for kind, flags, body in packets:
             if kind == p.PUBLISH:
-                batch.append(p.parse_publish(flags, body))
+                try:
+                    batch.append(p.parse_publish(flags, body))
+                except p.MqttProtocolError as exc:  # §4.13: close on a malformed packet; unacked ones return
+                    log.error("broker sent a malformed PUBLISH: %s", exc)
+                    self.transport.close()
+                    return
             elif kind == p.CONNACK and not self.connack.done():
                 self.connack.set_result((body[0] & 1, p.reason_of(body, 1)))
             elif kind == p.SUBACK and not self.suback.done():
@@ -84,7 +93,7 @@ class MqttSubscriber:
 
     def __init__(self, host: str, port: int, client_id: str, ssl_context: ssl.SSLContext | None, filters: list[str],
                  on_batch: OnBatch, *, session_expiry_s: int = 3600, receive_maximum: int = 1000,
-                 keepalive: int = 30, on_connected: Callable[[], None] | None = None):
+                 keepalive: int = 30, on_connected: OnConnected | None = None):
         self.host, self.port, self.client_id, self.ssl = host, port, client_id, ssl_context
         self.filters, self.on_batch, self.on_connected = filters, on_batch, on_connected
         self.session_expiry_s, self.receive_maximum, self.keepalive = session_expiry_s, receive_maximum, keepalive
@@ -97,6 +106,7 @@ class MqttSubscriber:
         self._acks: list[tuple[int, list[int]]] = []
         self._acks_lock = threading.Lock()
         self._acks_scheduled = False
+        self._down_since: float | None = None  # when the last connection ended (monotonic)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -128,6 +138,22 @@ class MqttSubscriber:
         ids = [pid for g, pids in pending if g == gen for pid in pids]
         if ids:
             conn.transport.write(p.pubacks(ids))
+
+    def redeliver(self, generation: int) -> None:
+        """Thread-safe: messages of connection ``generation`` will never be acknowledged (Kafka refused them).
+        Drops that connection if it is still the current one: the resumed session sends them again (DUP)."""
+        def drop() -> None:
+            conn = self._conn
+            if conn is not None and conn.generation == generation and conn.transport is not None \
+                    and not conn.transport.is_closing():
+                log.warning("reconnecting so the broker redelivers the messages Kafka did not take")
+                conn.transport.close()
+        if self._loop is None:
+            return
+        try:
+            self._loop.call_soon_threadsafe(drop)
+        except RuntimeError:  # the loop has closed: the next process resumes the session
+            pass
 
     def pause(self) -> None:
         """Stop reading (shutdown: no new messages while the last ones are confirmed and acknowledged)."""
@@ -186,9 +212,11 @@ class MqttSubscriber:
             log.info("connected to %s:%s as %s, subscribed %s (session present: %s)", self.host, self.port,
                      self.client_id, self.filters, bool(session_present))
             if self.on_connected:
-                self.on_connected()
+                self.on_connected(bool(session_present), self._down_since)
             await self._keepalive(conn)
         finally:
+            if self.connected.is_set():
+                self._down_since = time.monotonic()
             self.connected.clear()
             if conn.transport is not None and not conn.transport.is_closing():
                 conn.transport.close()

@@ -9,7 +9,7 @@ from typing import Any
 
 from asyncua import ua
 
-from ..canonical import MIN_TS_MS, Reading
+from ..canonical import MAX_STRING_LEN, MIN_TS_MS, Reading
 
 
 class ValueRefused(ValueError):
@@ -19,14 +19,24 @@ class ValueRefused(ValueError):
 
 
 def to_value(value: Any) -> float | bool | str:
+    """A reading's value under the canonical payload's rules; ``ValueRefused`` (and only that) otherwise."""
     if isinstance(value, bool):
         return value
     if isinstance(value, (int, float)):
-        f = float(value)
+        try:
+            f = float(value)
+        except OverflowError:
+            raise ValueRefused("out_of_range", "value is beyond the range of a double") from None
         if not math.isfinite(f):
             raise ValueRefused("wrong_type", "value is not a finite number")
         return f
     if isinstance(value, str):
+        if len(value) > MAX_STRING_LEN:
+            raise ValueRefused("oversize", f"string longer than {MAX_STRING_LEN}")
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueRefused("invalid_text", "string holds a lone UTF-16 surrogate") from None
         return value
     raise ValueRefused("wrong_type", f"values of type {type(value).__name__} are not supported")
 
@@ -34,6 +44,8 @@ def to_value(value: Any) -> float | bool | str:
 def event_time(source: dt.datetime | None, received_ms: int, max_skew_ms: int) -> int:
     """The server's source timestamp when it has one and it is sane; receive time otherwise."""
     if source is None:
+        return received_ms
+    if not isinstance(source, dt.datetime):
         return received_ms
     if source.tzinfo is None:
         source = source.replace(tzinfo=dt.UTC)

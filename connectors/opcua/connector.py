@@ -11,7 +11,7 @@ from typing import Any
 from asyncua import ua
 
 from ..base import Admission, CommandResult, ConnectorHealth, ListeningConnector, UplinkContext
-from ..canonical import Rejected
+from ..canonical import Rejected, short
 from ..uplink import UplinkPublisher, now_ms
 from .adaptor import ValueRefused, to_reading, to_variant
 from .config import OpcUaSiteConfig
@@ -54,7 +54,16 @@ class OpcUaConnector(ListeningConnector):
     def _on_change(self, device_id: str, metric: str, value: Any, data_value: Any) -> None:
         received = now_ms()
         ctx = UplinkContext(self.site.tenant_id, device_id, f"opcua:{metric}", received)
-        raw = json.dumps({"metric": metric, "value": repr(value)[:1000]}).encode()
+        raw = json.dumps({"metric": metric, "value": short(value, 1000)}).encode()
+        try:
+            self._judge(ctx, metric, value, data_value, raw)
+        except Exception as exc:  # a bug here must still give the change a verdict, not vanish in asyncua
+            log.exception("opcua: a data change of %s/%s could not be handled", device_id, metric)
+            reason = f"{metric}: the connector failed on this change: {type(exc).__name__}"
+            self.publish_uplink(ctx, raw, [], [Rejected("internal_error", reason, raw)])
+
+    def _judge(self, ctx: UplinkContext, metric: str, value: Any, data_value: Any, raw: bytes) -> None:
+        received = ctx.received_ms
         status = getattr(data_value, "StatusCode", None)
         if status is not None and not status.is_good():
             self.stats["bad_quality"] += 1

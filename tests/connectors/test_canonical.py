@@ -47,18 +47,30 @@ def test_list_keeps_good_readings_and_rejects_bad_ones():
     ({"values": {"": 1}}, "bad_metric_name"),
     (b'{"values": {"t": NaN}}', "wrong_type"),
     (b"x" * (canonical.MAX_PAYLOAD_BYTES + 1), "oversize"),
+    # the poison of issue 19: each raised inside the connector once
+    (b'{"ts": NaN, "values": {"t": 1}}', "bad_timestamp"),
+    (b'{"ts": Infinity, "values": {"t": 1}}', "bad_timestamp"),
+    (b'{"ts": -Infinity, "values": {"t": 1}}', "bad_timestamp"),
+    (b'{"values": {"n": ' + b"9" * 400 + b"}}", "out_of_range"),
+    (b'{"values": {"s": "\\ud800"}}', "invalid_text"),
+    (b'{"values": {"\\udc00": 1}}', "invalid_text"),
+    (b"[" * 10_000 + b"]" * 10_000, "too_deep"),
+    (b'{"values":' + b'{"a":' * 10_000 + b"1" + b"}" * 10_001, "too_deep"),
+    ({"values": {"t": 1}, "ts": 10 ** 400}, "clock_skew"),
+    ({"values": {"t": 1}, "ts": -(10 ** 400)}, "bad_timestamp"),
 ])
 def test_bad_input_is_rejected_with_a_stable_code(payload, code):
     ok, bad = parse(payload)
     assert ok == [] and [b.code for b in bad] == [code]
-    assert bad[0].reason
+    assert bad[0].reason and len(bad[0].reason) <= 200  # readable: a 400-digit ts is quoted short
+    bad[0].reason.encode()
 
 
 @pytest.mark.parametrize("raw", [
     b'{"values": {"big": 123456789012345678901234567890}}',  # past 64 bits: orjson refuses, json does not
     b'\xef\xbb\xbf{"values": {"t": 1}}',  # UTF-8 byte order mark
     '{"values": {"t": 1}}'.encode("utf-16"),  # json.loads detects UTF-16/32 in bytes
-    b'{"values": {"s": "\\ud800"}}',  # a lone surrogate escape
+    b'{"values": {"s": "\\ud800"}}',  # a lone surrogate escape (json takes it; the checks refuse it)
     b'{"values": {"t": Infinity}}',
     b'{"values": {"t": 1}, "values": {"u": 2}}',  # duplicate keys: the last wins
 ])

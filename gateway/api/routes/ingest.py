@@ -84,6 +84,18 @@ def _service(request: Request) -> _Ingest:
     return svc
 
 
+async def _body(request: Request) -> bytes:
+    """The body, refused with 413 as soon as it passes the limit: a chunked upload without a Content-Length
+    is never buffered whole (a client can send 100 MB that way)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_PAYLOAD_BYTES:
+            raise ApiError(413, "oversize", f"the body is over {MAX_PAYLOAD_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _api_error(err: ConnectorError) -> ApiError:
     return ApiError(err.status, err.code, str(err), http_headers(err) or None)
 
@@ -101,7 +113,7 @@ async def ingest(request: Request, authorization: Annotated[str | None, Header()
     peer = request.client.host if request.client else None
     try:
         tenant_id, device_id = await run_in_threadpool(svc.auth.authenticate, authorization, x_client_cert, peer)
-        body = await request.body()
+        body = await _body(request)
         result = await svc.connector.ingest(tenant_id, device_id, body)
     except ConnectorError as exc:
         raise _api_error(exc) from exc

@@ -215,3 +215,32 @@ def test_a_connector_restart_mid_stream_loses_nothing(coap, settings):
     failures, r = loop.run(send_until_stored(3), timeout=180)
     assert failures >= 3 and r.code == Code.CHANGED
     assert _raw(settings, dev.tenant, dev.device_id, lambda x: x["values"].get("restart") == marker)
+
+
+COAP_POISON = [  # (payload, content format, the code of the 4.00 and of the dead letter)
+    (b'{"ts": NaN, "values": {"t": 1}}', JSON, "bad_timestamp"),
+    (b'{"ts": Infinity, "values": {"t": 1}}', JSON, "bad_timestamp"),
+    (b'{"values": {"s": "\\ud800"}}', JSON, "invalid_text"),
+    (b'{"values": {"n": ' + b"9" * 400 + b"}}", JSON, "out_of_range"),
+    (b"[" * 5000 + b"]" * 5000, JSON, "too_deep"),  # 10 kB: sent blockwise
+    (cbor2.dumps({"ts": float("nan"), "values": {"t": 1}}), CBOR, "bad_timestamp"),
+    (cbor2.dumps({"values": {"n": 10 ** 400}}), CBOR, "out_of_range"),  # a bignum
+    (cbor2.dumps({"values": {"b": b"\x00\x01"}}), CBOR, "wrong_type"),  # a byte string
+    (cbor2.dumps({"values": {1: 2.5}}), CBOR, "bad_metric_name"),  # a key that is not text
+    (b"\x81" * 1000 + b"\x00", CBOR, "invalid_cbor"),  # nested past cbor2's limit
+]
+
+
+def test_poison_payloads_get_a_4_00_with_their_code_and_a_dead_letter(coap, settings):
+    dev = coap["devices"]["meter-2"]
+    for payload, fmt, code in COAP_POISON:
+        r = _send(coap, dev.message("telemetry", payload, fmt=fmt))
+        assert r.code == Code.BAD_REQUEST, (code, r.code, r.payload)
+        assert r.payload.startswith(code.encode() + b": "), (code, r.payload)
+    dead = records(settings.bootstrap_servers, topics.DEAD_LETTER.name,
+                   lambda x: x["device_id"] == "meter-2" and x["tenant_id"] == dev.tenant,
+                   count=len(COAP_POISON))
+    assert sorted(d["reason_code"] for d in dead) == sorted(code for _, _, code in COAP_POISON)
+    assert all(d["reason"] and d["source"] == "coap" for d in dead)
+    r = _send(coap, dev.message("telemetry", cbor2.dumps({"values": {"after": 1}}), fmt=CBOR))
+    assert r.code == Code.CHANGED  # and the device's next reading lands

@@ -30,15 +30,20 @@ def _keypair() -> tuple[str, str]:
     return priv, pub
 
 
-@pytest.fixture(scope="module")
-def http_device(stack, factory, gateway):
-    tenant = factory.tenant("http")
-    dev, other = factory.device(tenant), factory.device(tenant)
+def _with_key(gateway, tenant, dev) -> str:
+    """Registers a new ES256 key for ``dev``; returns its private key."""
     priv, pub = _keypair()
     r = gateway.post(f"/v1/devices/{dev.device_id}/keys", json={"public_key_pem": pub},
                      headers={"Authorization": f"Bearer {tenant.token(gateway)}"})
     assert r.status_code == 201, r.text
-    return {"tenant": tenant, "dev": dev, "other": other, "priv": priv}
+    return priv
+
+
+@pytest.fixture(scope="module")
+def http_device(stack, factory, gateway):
+    tenant = factory.tenant("http")
+    dev, other = factory.device(tenant), factory.device(tenant)
+    return {"tenant": tenant, "dev": dev, "other": other, "priv": _with_key(gateway, tenant, dev)}
 
 
 def _post(gateway, body, token=None, **headers):
@@ -78,6 +83,46 @@ def test_invalid_json_is_400_with_the_error_model_and_dead_lettered_with_its_raw
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
     dead = records(settings.bootstrap_servers, topics.DEAD_LETTER.name, lambda x: x["raw"] == raw)
     assert dead and dead[0]["reason_code"] == "invalid_json" and dead[0]["device_id"] == dev.device_id
+
+
+POISON = [  # (body, the reason code of its 400 and its dead letter): each raised inside the connector once
+    (b'{"ts": NaN, "values": {"t": 1}}', "bad_timestamp"),
+    (b'{"ts": Infinity, "values": {"t": 1}}', "bad_timestamp"),
+    (b'{"values": {"s": "\\ud800"}}', "invalid_text"),
+    (b'{"values": {"\\udfff": 1}}', "invalid_text"),
+    (b'{"values": {"n": ' + b"9" * 400 + b"}}", "out_of_range"),
+    (b"[" * 10_000 + b"]" * 10_000, "too_deep"),
+    (b'{"values":' + b'{"a":' * 10_000 + b"1" + b"}" * 10_001, "too_deep"),
+]
+
+
+def test_poison_bodies_get_a_400_with_a_reason_and_a_dead_letter_with_the_same(factory, gateway, settings):
+    tenant = factory.tenant("http-poison")
+    dev = factory.device(tenant)
+    priv = _with_key(gateway, tenant, dev)
+    for body, code in POISON:
+        r = _post(gateway, body, sign_device_jwt(priv, dev.device_id))
+        assert r.status_code == 400, (body[:40], r.status_code, r.text[:200])
+        assert r.json()["error"]["code"] == code and r.json()["error"]["message"], (body[:40], r.json())
+    dead = records(settings.bootstrap_servers, topics.DEAD_LETTER.name,
+                   lambda x: x["device_id"] == dev.device_id, count=len(POISON))
+    assert sorted(d["reason_code"] for d in dead) == sorted(code for _, code in POISON)
+    assert all(d["reason"] and d["source"] == "http" and d["tenant_id"] == tenant.tenant_id for d in dead)
+    assert {d["raw"] for d in dead} == {body for body, _ in POISON}
+    # the device's next reading is stored as usual
+    assert _post(gateway, {"values": {"t": 1}}, sign_device_jwt(priv, dev.device_id)).status_code == 202
+
+
+def test_a_body_over_the_limit_is_413_even_without_a_content_length(http_device, gateway):
+    from connectors.canonical import MAX_PAYLOAD_BYTES
+
+    def chunks():  # chunked transfer encoding: the server cannot know the size up front
+        for _ in range(4 * MAX_PAYLOAD_BYTES // 65536):
+            yield b"x" * 65536
+
+    token = sign_device_jwt(http_device["priv"], http_device["dev"].device_id)
+    r = gateway.post("/v1/ingest", content=chunks(), headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "oversize"
 
 
 def test_a_device_cannot_write_as_another_device_or_tenant(http_device, gateway, settings):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import struct
+import time
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
@@ -238,3 +239,22 @@ def test_the_scan_loop_survives_a_peer_that_is_not_there(infra, settings):
         loop.close()
 
 
+
+
+def test_a_point_decoding_to_nan_or_inf_is_dead_lettered_and_the_others_of_the_poll_land(plant, settings):
+    t, plc = plant["tenant"], plant["plc"]
+    since = int(time.time() * 1000)
+    try:
+        for bad in (float("nan"), float("inf")):
+            plc.write(1, 1, list(reversed(_f32(bad))))  # pressure: float32, word order little
+            dead = records(settings.bootstrap_servers, topics.DEAD_LETTER.name,
+                           lambda r, s=since: r["tenant_id"] == t and r["device_id"] == "boiler-1"
+                           and r["time"] >= s and r["reason_code"] == "wrong_type" and "pressure" in r["reason"])
+            assert dead and dead[0]["source"] == "modbus" and b'"values"' in dead[0]["raw"]
+            # the same polls still carry the device's other points
+            rec = _telemetry(settings, t, "boiler-1",
+                             lambda r, s=since: r["receive_time"] >= s and "pressure" not in r["values"])[0]
+            assert {"water_temp", "energy", "setpoint", "pump_on"} <= set(rec["values"])
+            since = int(time.time() * 1000)
+    finally:
+        plc.write(1, 1, list(reversed(_f32(1.25))))

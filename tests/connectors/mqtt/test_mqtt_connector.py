@@ -8,15 +8,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 
 import paho.mqtt.client as mqtt
 
 from connectors.mqtt.namespace import device_topics
-from fleetstream.stack.supervisor import settings_env
 from schemas import topics
+from tests.connectors.mqtt.support import start_connector, stop_all, subscriptions
 from tests.connectors.support import records
 from tests.utils.factories import publish_json, wait_for
 
@@ -56,23 +55,6 @@ def test_online_status_and_last_will_become_device_events(stack, factory, settin
     assert ev["tenant_id"] == t.tenant_id and ev["details"]["why"] == "lost" and ev["source"] == "mqtt"
 
 
-def _connector(settings, tmp_path, client_id: str, group: str, *, kafka: str | None = None) -> subprocess.Popen:
-    cfg = tmp_path / f"{client_id}.yaml"
-    cfg.write_text(f"client_id: {client_id}\nshare_group: {group}\nreceive_maximum: 1000\n"
-                   "rate_limit: {per_second: 10000, burst: 10000}\n")
-    env = {**os.environ, **settings_env(settings), "FLEETSTREAM_METRICS_PORT": "0"}  # several on one host
-    if kafka:
-        env["FLEETSTREAM_KAFKA_BOOTSTRAP"] = kafka
-    log = open(tmp_path / f"{client_id}.log", "ab")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-m", "fleetstream.cli", "connector", "run", "mqtt", "--config",
-                             str(cfg)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _subscribed(tmp_path, client_id: str) -> bool:
-    log = tmp_path / f"{client_id}.log"
-    return log.exists() and f"as {client_id}, subscribed" in log.read_text()
-
-
 def test_killing_a_connector_with_messages_in_flight_loses_none(stack, factory, settings, tmp_path):
     """Instance A cannot reach Kafka, so it acknowledges nothing; it is killed (-9) with every message in
     flight. A peer with another client id in the same share group starts, then A's replacement with A's
@@ -83,9 +65,9 @@ def test_killing_a_connector_with_messages_in_flight_loses_none(stack, factory, 
     dev = factory.device(t)
     procs: list[subprocess.Popen] = []
     try:
-        a = _connector(settings, tmp_path, a_id, group, kafka="127.0.0.1:1")  # Kafka unreachable for A
+        a = start_connector(settings, tmp_path, a_id, group, kafka="127.0.0.1:1")  # Kafka unreachable for A
         procs.append(a)
-        wait_for(lambda: _subscribed(tmp_path, a_id), timeout=60, what="instance A subscribed")
+        wait_for(lambda: subscriptions(tmp_path, a_id), timeout=60, what="instance A subscribed")
         client = factory.mqtt_client(dev)
         topic = device_topics(t.tenant_id, dev.device_id)["telemetry"]
         n = 300
@@ -97,10 +79,10 @@ def test_killing_a_connector_with_messages_in_flight_loses_none(stack, factory, 
         os.kill(a.pid, signal.SIGKILL)
         a.wait(10)
 
-        b = _connector(settings, tmp_path, b_id, group)
+        b = start_connector(settings, tmp_path, b_id, group)
         procs.append(b)
-        wait_for(lambda: _subscribed(tmp_path, b_id), timeout=60, what="instance B subscribed")
-        a2 = _connector(settings, tmp_path, a_id, group)  # A's replacement: same client id, Kafka reachable
+        wait_for(lambda: subscriptions(tmp_path, b_id), timeout=60, what="instance B subscribed")
+        a2 = start_connector(settings, tmp_path, a_id, group)  # A's replacement: same client id, with Kafka
         procs.append(a2)
 
         def mine(r):
@@ -124,10 +106,4 @@ def test_killing_a_connector_with_messages_in_flight_loses_none(stack, factory, 
         assert ours == set(range(n)), f"lost {sorted(set(range(n)) - ours)[:20]}"
         client.disconnect()
     finally:
-        for p in procs:
-            if p.poll() is None:
-                os.kill(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.kill(p.pid, signal.SIGKILL)
+        stop_all(procs)

@@ -24,7 +24,8 @@ def test_publish_matches_paho_layout_and_parses_back():
     pkt = p.publish(first, topic, 513, b'{"values":{"a":1}}')
     assert pkt == _paho_publish("fs/t/d/telemetry", 513, b'{"values":{"a":1}}')
     (kind, flags, body), = p.split(bytearray(pkt))[0]
-    assert kind == p.PUBLISH and p.parse_publish(flags, body) == ("fs/t/d/telemetry", 1, 513, b'{"values":{"a":1}}')
+    assert kind == p.PUBLISH
+    assert p.parse_publish(flags, body) == ("fs/t/d/telemetry", 1, 513, b'{"values":{"a":1}}', False)
 
 
 def test_properties_are_skipped_and_qos0_has_no_packet_id():
@@ -33,10 +34,11 @@ def test_properties_are_skipped_and_qos0_has_no_packet_id():
     props.UserProperty = [("k", "v" * 200)]  # property length needs two varint bytes
     pkt = _paho_publish("fs/t/d/status", 7, b"online", props)
     (kind, flags, body), = p.split(bytearray(pkt))[0]
-    assert p.parse_publish(flags, body) == ("fs/t/d/status", 1, 7, b"online")
+    assert p.parse_publish(flags, body) == ("fs/t/d/status", 1, 7, b"online", False)
+    assert p.parse_publish(flags | 0x08, body)[4] is True  # DUP: the broker redelivers it
     qos0 = bytes((0x30,)) + p.varint(2 + 3 + 1 + 2) + b"\x00\x03a/b\x00hi"
     (kind, flags, body), = p.split(bytearray(qos0))[0]
-    assert p.parse_publish(flags, body) == ("a/b", 0, 0, b"hi")
+    assert p.parse_publish(flags, body) == ("a/b", 0, 0, b"hi", False)
 
 
 def test_a_stream_split_anywhere_yields_the_same_packets():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
 
 import pytest
 from asyncua import Server, ua, uamethod
@@ -210,3 +211,21 @@ def test_security_without_certificates_is_a_config_error_naming_the_server():
             "devices": [{"device_id": "d", "nodes": [{"node_id": "ns=2;i=1", "metric": "m"}]}]}]}, OpcUaSiteConfig)
     assert str(info.value) == (f"site/s/{ENDPOINT}: security certificate/private_key: required with policy "
                                "Basic256Sha256")
+
+
+def test_non_finite_and_oversized_values_are_dead_lettered_and_the_next_change_lands(plant, settings):
+    t, peer = plant["tenant"], plant["peer"]
+    since = int(time.time() * 1000)
+    try:
+        for node, bad, code in (("temp", float("nan"), "wrong_type"), ("temp", float("-inf"), "wrong_type"),
+                                ("mode", "x" * 5000, "oversize")):
+            peer.write(node, bad)
+            dead = records(settings.bootstrap_servers, topics.DEAD_LETTER.name,
+                           lambda r, n=node, c=code: r["tenant_id"] == t and r["device_id"] == "boiler-1"
+                           and r["time"] >= since and r["reason_code"] == c and r["origin"] == f"opcua:{n}")
+            assert dead and dead[0]["reason"].startswith(f"{node}: "), (node, code)
+        peer.write("temp", 21.75)
+        assert _values(settings, t, "boiler-1", lambda r: r["values"].get("temp") == 21.75)
+    finally:
+        peer.write("temp", 20.5)
+        peer.write("mode", "eco")
