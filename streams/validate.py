@@ -56,7 +56,10 @@ def enforce(rec: dict, registry: RegistryView) -> tuple[str, str] | None:
 
     A device with no entry is refused only once the view has caught up and the control plane publishes
     entries for that tenant; until then it passes unenriched (a tenant whose devices predate registry
-    publishing keeps working, adr/0051)."""
+    publishing keeps working, adr/0051). Any reading of a suspended or deleted tenant is refused (adr/0107)."""
+    tenant_status = registry.tenant_refused(rec["tenant_id"])
+    if tenant_status is not None:
+        return f"tenant_{tenant_status}", f"tenant {rec['tenant_id']!r} is {tenant_status}; its data is refused"
     info = registry.lookup(rec["tenant_id"], rec["device_id"])
     if info is None:
         if registry.caught_up.is_set() and registry.tenant_published(rec["tenant_id"]):
@@ -82,6 +85,9 @@ class Validator:
     def wait_for_registry(self) -> None:
         if not self.registry.caught_up.wait(REGISTRY_WAIT_S):
             log.warning("registry view not caught up after %ss; unknown devices pass until it is", REGISTRY_WAIT_S)
+        tenants = getattr(self.registry, "tenant_view", None)
+        if tenants is not None and not tenants.caught_up.wait(REGISTRY_WAIT_S):
+            log.warning("tenant view not caught up after %ss; suspended tenants pass until it is", REGISTRY_WAIT_S)
 
     def process(self, msgs: Sequence[Message]) -> list[Output]:
         now = time.time_ns() // 1_000_000
