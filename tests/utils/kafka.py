@@ -19,7 +19,7 @@ def find_records(bootstrap: str, topic: str, match: Callable[[dict], bool], *, c
         found, deadline = [], time.monotonic() + timeout
         while len(found) < count and time.monotonic() < deadline:
             m = c.poll(0.2)
-            if m is None or m.error():
+            if m is None or m.error() or m.value() is None:  # a tombstone matches nothing
                 continue
             rec = codec_by_fingerprint(m.value()).decode(m.value())
             if match(rec):
