@@ -1,10 +1,12 @@
 """The outbox relay (adr/0108): publishes committed outbox rows to Kafka in id order and marks them.
 
-Every gateway process runs one, but only the holder of a Postgres advisory lock publishes: the lock is
-held by the relay's own session, so it frees itself when that process or connection dies and another
-replica's relay takes over within ``IDLE_WAIT_S``. One publisher reading rows in id order keeps the order
-of each key: writers of one key serialise on that key's row lock before they insert, so their ids are in
-commit order (adr/0108).
+Every gateway process runs one; a relay publishes only while it holds a Postgres advisory lock, taken for
+one round (read pending rows, produce them, wait for every delivery report, mark them) and released after
+it. So one relay publishes at a time, none has records in flight when another starts, and a relay that dies
+mid-round frees the lock with its session; the others, woken by the insert notification or every
+``IDLE_WAIT_S``, go on from the first unmarked row. Publishing rows in id order keeps the order of each key:
+writers of one key serialise on that key's row lock before they insert, so their ids are in commit order
+(adr/0108).
 
 Delivery is at least once: a crash after Kafka took a record but before the row was marked publishes it
 again. Every record is a whole state (registry, tenants, rules) or carries its own id (commands), so a
@@ -53,8 +55,7 @@ class OutboxRelay(threading.Thread):
                                    "linger.ms": 2, "partitioner": "consistent_random",
                                    "message.timeout.ms": 30_000, "client.id": "fleetstream-outbox",
                                    **(producer_config or {})})
-        self.leader = False
-        self.stats = {"published": 0, "failed": 0, "batches": 0}
+        self.stats = {"published": 0, "failed": 0, "batches": 0, "rounds": 0}
         self._stop = threading.Event()
         self._conn: psycopg.Connection | None = None
         self._purged_at = 0.0
@@ -69,13 +70,13 @@ class OutboxRelay(threading.Thread):
         while not self._stop.is_set():
             try:
                 conn = self._connection()
-                if not self.leader:
-                    self.leader = bool(conn.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0])
-                    if self.leader:
-                        log.info("outbox relay: this process publishes")
-                if self.leader:
-                    failed = self.drain(conn)
-                    self._purge(conn)
+                if conn.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]:
+                    try:
+                        self.stats["rounds"] += 1
+                        failed = self.drain(conn)
+                        self._purge(conn)
+                    finally:
+                        conn.execute("select pg_advisory_unlock(%s)", (LOCK_KEY,))
                     if failed:  # Kafka refused: do not spin on it
                         self._stop.wait(FAILURE_PAUSE_S)
                         continue
@@ -157,11 +158,9 @@ class OutboxRelay(threading.Thread):
             conn.execute("select outbox_purge(%s::interval)", (KEEP_PUBLISHED,))
 
     def _lost(self, exc: Exception) -> None:
-        if self.leader:
-            log.warning("outbox relay lost its database session (%s); leadership released", exc)
-            # records of a batch that will be published again by the next leader: do not send them late
-            self._producer.purge(in_queue=True, in_flight=False)
-        self.leader = False
+        log.warning("outbox relay lost its database session (%s); reconnecting", exc)
+        # a round cut short is published again by whichever relay goes next: do not send its records late
+        self._producer.purge(in_queue=True, in_flight=False)
         self._close()
 
     def _close(self) -> None:
