@@ -56,18 +56,18 @@ class OutboxRelay(threading.Thread):
                                    "message.timeout.ms": 30_000, "client.id": "fleetstream-outbox",
                                    **(producer_config or {})})
         self.stats = {"published": 0, "failed": 0, "batches": 0, "rounds": 0}
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self._conn: psycopg.Connection | None = None
         self._purged_at = 0.0
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
         if self.is_alive():
             self.join(10)
         self._producer.flush(5)
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
                 conn = self._connection()
                 if conn.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]:
@@ -78,21 +78,21 @@ class OutboxRelay(threading.Thread):
                     finally:
                         conn.execute("select pg_advisory_unlock(%s)", (LOCK_KEY,))
                     if failed:  # Kafka refused: do not spin on it
-                        self._stop.wait(FAILURE_PAUSE_S)
+                        self._stopping.wait(FAILURE_PAUSE_S)
                         continue
                 for _ in conn.notifies(timeout=IDLE_WAIT_S, stop_after=1):
                     pass
             except psycopg.Error as exc:
                 self._lost(exc)
-                self._stop.wait(FAILURE_PAUSE_S)
+                self._stopping.wait(FAILURE_PAUSE_S)
             except Exception:
                 log.exception("outbox relay error; retrying")
-                self._stop.wait(FAILURE_PAUSE_S)
+                self._stopping.wait(FAILURE_PAUSE_S)
         self._close()
 
     def drain(self, conn: psycopg.Connection) -> int:
         """Publishes pending rows batch by batch until none is left or one fails; returns how many failed."""
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             rows = conn.execute("select * from outbox_pending(%s)", (BATCH,)).fetchall()
             if not rows:
                 return 0
@@ -130,7 +130,7 @@ class OutboxRelay(threading.Thread):
                 except KafkaException as exc:  # e.g. an unknown topic: a report of its own
                     results[row_id] = str(exc)
                     break
-        while len(results) < len(rows) and not self._stop.is_set():
+        while len(results) < len(rows) and not self._stopping.is_set():
             self._producer.poll(0.1)  # message.timeout.ms bounds this: every record gets a report
         ok: list[int] = []
         failed: dict[str, list[int]] = {}

@@ -80,7 +80,7 @@ def test_key_squatting_fails_at_every_step_and_the_owners_readings_stay_its_own(
     registry = DeviceRegistry(settings.bootstrap_servers, "squat-test").start()
     uplink = UplinkPublisher(settings.bootstrap_servers, "coap")
     try:
-        coap = CoapConnector(uplink, CoapConfig(host="127.0.0.1", port=0), Admission(registry, None))
+        coap = CoapConnector(uplink, CoapConfig(host="127.0.0.1", port=5683), Admission(registry, None))  # not started
         wait_for(lambda: all(registry.jwt_key(t.tenant_id, "meter-1", kid) for t in (a, b)), 60,
                  what="both registry entries listing the key")
         ident = coap.verifier.verify(sign_device_jwt(a_priv, a.tenant_id, "meter-1"))
