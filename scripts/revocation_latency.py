@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -51,32 +52,58 @@ def _replica(s: Settings, port: int) -> Child:
     return child
 
 
-def _first_refusal(url: str, token: str, want: int, start: threading.Event, out: dict, key: str) -> None:
+def _poll(url: str, token: str, want: int, start: threading.Event, out: dict, key: str) -> None:
+    """Polls until the answer is ``want``; records (sent, received) of that first answer and the send time
+    of the last request answered otherwise."""
     with httpx.Client(base_url=url, timeout=10) as c:
         start.wait()
+        last_other = 0.0
         while True:
+            sent = time.perf_counter()
             r = c.get("/v1/devices", params={"limit": 1}, headers={"Authorization": f"Bearer {token}"})
             if r.status_code == want:
-                out[key] = time.perf_counter()
+                out[key] = (sent, time.perf_counter(), last_other)
                 return
+            last_other = sent
 
 
-def _sample(urls: list[str], token: str, want: int, act) -> tuple[list[float], float]:
-    """Times ``act()`` against the first ``want`` answer on every replica: (ms from sending, per replica),
-    and how long ``act`` itself took (ms)."""
+def _sample(urls: list[str], token: str, want: int, act, listener=None) -> dict:
+    """Times ``act()`` (ms from sending it) against each replica's first ``want`` answer: when it was received
+    (an upper bound, including one poll round trip) and when the last request answered otherwise was sent
+    (a lower bound); with ``listener``, when this process's own ``AuthState`` applied the notification."""
     start, hits, threads = threading.Event(), {}, []
     for i, url in enumerate(urls):
-        t = threading.Thread(target=_first_refusal, args=(url, token, want, start, hits, str(i)), daemon=True)
+        t = threading.Thread(target=_poll, args=(url, token, want, start, hits, str(i)), daemon=True)
         t.start()
         threads.append(t)
     start.set()
-    time.sleep(0.05)  # the pollers are polling (200s) before the change is sent
-    t0 = time.perf_counter()
+    time.sleep(0.05)  # the pollers are polling before the change is sent
+    wall0, t0 = time.time(), time.perf_counter()
     act()
     took = (time.perf_counter() - t0) * 1000
     for t in threads:
         t.join(30)
-    return [(hits[str(i)] - t0) * 1000 for i in range(len(urls))], took
+    return {"received": [(hits[str(i)][1] - t0) * 1000 for i in range(len(urls))],
+            "last_accepted_sent": [max(0.0, (hits[str(i)][2] - t0) * 1000) for i in range(len(urls))],
+            "call": took, "wall0": wall0}
+
+
+def _applied(log: Path, ident: str, status: str) -> list[float]:
+    """Wall times at which a gateway's listener applied ``ident``'s change to ``status`` (its log lines)."""
+    import datetime as dt
+
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        if f"auth state: tenant {ident} is now {status}" in line or f"auth state: client {ident} is now {status}" in line:
+            stamp = dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+            out.append(stamp.timestamp())
+    return out
+
+
+def _collect(res: dict, what: str, sample: dict) -> None:
+    res.setdefault(f"{what}: API call took", []).append(sample["call"])
+    res.setdefault(f"{what}: first refusal received, per replica", []).extend(sample["received"])
+    res.setdefault(f"{what}: last accepted request sent, per replica", []).extend(sample["last_accepted_sent"])
 
 
 def _stats(xs: list[float]) -> dict:
@@ -134,31 +161,43 @@ def main() -> None:
         platform = KeyRing(s.root / "keys" / "jwt").issue(tenant_id="", client_id="bench", scopes=[PLATFORM_SCOPE],
                                                           platform_admin=True, ttl_s=3600)
         ph = {"Authorization": f"Bearer {platform}"}
-        suspend, revoke, suspend_call, revoke_call = [], [], [], []
+        res: dict[str, list] = {}
+        logs = [s.logs_dir / "gateway.log", s.logs_dir / "gateway-replica.log"]
+        starts: dict[str, list] = {"suspend": [], "revoke": []}
         with httpx.Client(base_url=urls[0], timeout=30) as c:
             t = c.post("/v1/admin/tenants", json={"name": f"rev-{uuid.uuid4().hex[:6]}"}, headers=ph).json()
             creds = {"grant_type": "client_credentials", "client_id": t["client_id"], "client_secret": t["client_secret"]}
             token = c.post("/v1/oauth/token", data=creds).json()["access_token"]
             th = {"Authorization": f"Bearer {token}"}
             for _ in range(args.samples):
-                lat, took = _sample(urls, token, 403, lambda: c.patch(
-                    f"/v1/admin/tenants/{t['id']}", json={"status": "suspended"}, headers=ph).raise_for_status())
-                suspend += lat
-                suspend_call.append(took)
+                sample = _sample(urls, token, 403, lambda: c.patch(
+                    f"/v1/admin/tenants/{t['tenant_id']}", json={"status": "suspended"}, headers=ph).raise_for_status())
+                _collect(res, "suspend", sample)
+                starts["suspend"].append((t["tenant_id"], "suspended", sample["wall0"]))
                 _sample(urls, token, 200, lambda: c.patch(
-                    f"/v1/admin/tenants/{t['id']}", json={"status": "active"}, headers=ph).raise_for_status())
+                    f"/v1/admin/tenants/{t['tenant_id']}", json={"status": "active"}, headers=ph).raise_for_status())
             for _ in range(args.samples):
                 cl = c.post("/v1/clients", json={"name": "r", "scopes": ["devices:read"]}, headers=th).json()
                 tok = c.post("/v1/oauth/token", data={"grant_type": "client_credentials", "client_id": cl["client_id"],
                                                       "client_secret": cl["client_secret"]}).json()["access_token"]
-                lat, took = _sample(urls, tok, 401, lambda cid=cl["client_id"]: c.post(
+                sample = _sample(urls, tok, 401, lambda cid=cl["client_id"]: c.post(
                     f"/v1/clients/{cid}/revoke", headers=th).raise_for_status())
-                revoke += lat
-                revoke_call.append(took)
-        cost = check_cost(s, t["id"], t["client_id"])
-        out = {"suspend_to_refusal_per_replica": _stats(suspend), "suspend_api_call": _stats(suspend_call),
-               "revoke_to_refusal_per_replica": _stats(revoke), "revoke_api_call": _stats(revoke_call),
-               "per_request_check": cost, "replicas": 2, "samples": args.samples}
+                _collect(res, "revoke", sample)
+                starts["revoke"].append((cl["client_id"], "revoked", sample["wall0"]))
+        for what, calls in starts.items():
+            for log in logs:  # the n-th change of an id is the n-th line applying it
+                seen: dict[tuple, int] = {}
+                for ident, status, wall0 in calls:
+                    n = seen.get((ident, status), 0)
+                    seen[(ident, status)] = n + 1
+                    applied = _applied(log, ident, status)
+                    if n < len(applied):
+                        res.setdefault(f"{what}: change applied in each replica (its log)", []).append(
+                            (applied[n] - wall0) * 1000)
+        cost = check_cost(s, t["tenant_id"], t["client_id"])
+        out = {k: _stats(v) for k, v in sorted(res.items())}
+        out.update(per_request_check=cost, replicas=2, samples=args.samples, load_average=os.getloadavg(),
+                   cores=os.cpu_count())
         print(json.dumps(out, indent=2))
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)

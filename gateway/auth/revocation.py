@@ -156,6 +156,7 @@ class AuthState:
             log.warning("auth state: ignoring notification %r", payload)
             return
         self.stats["notifications"] += 1
+        log.info("auth state: %s %s is now %s", kind, ident, status)  # operators' trace; timed by the benchmark
         if kind == "tenant":
             if status == "active":
                 self.tenants.pop(ident, None)
