@@ -65,6 +65,7 @@ class OutboxRelay(threading.Thread):
         if self.is_alive():
             self.join(10)
         self._producer.flush(5)
+        del self._producer  # librdkafka keeps its connections until the handle is freed
 
     def run(self) -> None:
         while not self._stopping.is_set():

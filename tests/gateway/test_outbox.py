@@ -128,7 +128,10 @@ def test_kafka_unavailable_keeps_the_rows_pending_until_a_relay_reaches_it(stack
     ids = _outbox_ids(settings, t.tenant_id)  # the tenant's entry and the device's
     # a relay whose Kafka does not answer, working the pending rows under the held lock
     dead_kafka = OutboxRelay(settings.app_dsn, "127.0.0.1:1", producer_config={"message.timeout.ms": 1500})
-    assert dead_kafka.drain(relay_lock.conn) >= 1
+    try:
+        assert dead_kafka.drain(relay_lock.conn) >= 1
+    finally:
+        dead_kafka.stop()
     with psycopg.connect(settings.owner_dsn) as conn:
         attempts, error = conn.execute("select attempts, last_error from outbox where id = %s", (ids[-1],)).fetchone()
     assert attempts >= 1 and error and _pending(settings, ids) == set(ids)
