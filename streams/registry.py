@@ -81,6 +81,14 @@ class RegistryView(CompactedTopicView):
             self.tenant_view.stop()
         super().stop()
 
+    def sync(self, timeout: float = 2.0) -> bool:
+        """Catches up both the registry and the tenant view (a resumed tenant's entry can be behind its first
+        reading, as a new device's entry can)."""
+        ok = super().sync(timeout)
+        if self.tenant_view is not None:
+            ok = self.tenant_view.sync(timeout) and ok
+        return ok
+
     def tenant_refused(self, tenant_id: str) -> str | None:
         """The status of a tenant whose data is refused (``suspended``, ``deleted``), else None."""
         return self.tenant_view.refused.get(tenant_id) if self.tenant_view is not None else None

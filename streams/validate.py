@@ -35,6 +35,8 @@ LINGER_S = 0.0
 OUT, DLQ = topics.TELEMETRY.name, topics.DEAD_LETTER.name
 REGISTRY_WAIT_S = 30
 REGISTRY_SYNC_S = 2.0
+# refusals that may only mean the views are behind the control plane: checked again after a sync
+RECHECK = frozenset({"unknown_device", "tenant_suspended", "tenant_deleted"})
 
 
 def check(rec: dict, now_ms: int, max_skew_ms: int) -> tuple[str, str] | None:
@@ -111,15 +113,15 @@ class Validator:
                 continue
             if problem is None:
                 problem = enforce(rec, registry)
-                if problem and problem[0] == "unknown_device":
+                if problem and problem[0] in RECHECK:
                     deferred.append((raw, rec, key, plain))
                     held.add(key)
                     continue
             route(out, validated, raw, rec, key, problem, now, plain)
         if deferred:
-            # A brand-new device's first reading can overtake its registry entry (two independent
-            # consumers): catch the view up to the registry topic as it is now, once per batch, before
-            # refusing anyone as unknown.
+            # A brand-new device's first reading can overtake its registry entry, and a resumed tenant's
+            # first reading its tenant entry (independent consumers): catch the views up to the topics as
+            # they are now, once per batch, before refusing anyone as unknown or suspended.
             registry.sync(REGISTRY_SYNC_S)
             for raw, rec, key, plain in deferred:
                 route(out, validated, raw, rec, key, enforce(rec, registry), now, plain)

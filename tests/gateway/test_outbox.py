@@ -14,41 +14,21 @@
 
 from __future__ import annotations
 
-import uuid
-
 import psycopg
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from gateway.errors import ApiError
 from gateway.outbox.relay import LOCK_KEY, OutboxRelay
-from schemas import codec, device_key, topics
+from schemas import device_key, topics
 from tests.gateway.helpers import bearer
 from tests.gateway.replica import second_gateway
 from tests.utils.factories import wait_for
+from tests.utils.kafka import records_to_end
 
 
 def registry_entries(bootstrap: str, tenant_id: str, device_id: str) -> list[dict | None]:
     """Every record of one device on the registry topic so far, in order (None for a tombstone)."""
-    key = device_key(tenant_id, device_id)
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4().hex}", "enable.auto.commit": False})
-    try:
-        md = c.list_topics(topics.REGISTRY.name, timeout=10).topics[topics.REGISTRY.name]
-        parts = [TopicPartition(topics.REGISTRY.name, p) for p in md.partitions]
-        ends = {p.partition: c.get_watermark_offsets(p, timeout=10)[1] for p in parts}
-        c.assign([TopicPartition(topics.REGISTRY.name, p, 0) for p, hi in ends.items() if hi > 0])
-        out, done = [], {p for p, hi in ends.items() if hi == 0}
-        while len(done) < len(ends):
-            for m in c.consume(500, 1.0):
-                if m.error():
-                    continue
-                if m.key() == key:
-                    out.append(None if m.value() is None else codec("registry_entry").decode(m.value()))
-                if m.offset() + 1 >= ends[m.partition()]:
-                    done.add(m.partition())
-        return out
-    finally:
-        c.close()
+    return records_to_end(bootstrap, topics.REGISTRY.name, device_key(tenant_id, device_id))
 
 
 @pytest.fixture
