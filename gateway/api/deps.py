@@ -21,7 +21,8 @@ def get_principal(request: Request,
     try:
         return request.app.state.keys.verify(creds.credentials)
     except TokenRevoked as exc:  # a valid token whose tenant is suspended or client revoked (adr/0107)
-        raise ApiError(exc.status, exc.code, str(exc), {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None) from exc
+        challenge = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        raise ApiError(exc.status, exc.code, str(exc), challenge) from exc
     except TokenError as exc:
         raise ApiError(401, "invalid_token", f"token rejected: {exc}", {"WWW-Authenticate": "Bearer"}) from exc
 

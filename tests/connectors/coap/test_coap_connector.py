@@ -50,7 +50,8 @@ class Device:
     def message(self, path: str, payload: bytes = b"", *, code=Code.POST, fmt=JSON, token: str | None = None,
                 **kw) -> Message:
         m = Message(code=code, uri=f"{URI}/{path}", payload=payload, content_format=fmt, **kw)
-        m.opt.add_option(OpaqueOption(AUTH_OPTION, (token or sign_device_jwt(self.priv, self.tenant, self.device_id)).encode()))
+        token = token or sign_device_jwt(self.priv, self.tenant, self.device_id)
+        m.opt.add_option(OpaqueOption(AUTH_OPTION, token.encode()))
         return m
 
 

@@ -107,7 +107,8 @@ def test_missing_forged_and_replayed_tokens_are_refused_with_401(http_device, ga
     assert r.status_code == 401 and r.headers.get("www-authenticate")
     assert r.json()["error"]["code"] == "unauthenticated"
     other_priv, _ = _keypair()
-    r = _post(gateway, {"values": {"x": 1}}, sign_device_jwt(other_priv, http_device["tenant"].tenant_id, dev.device_id))  # unregistered
+    unregistered = sign_device_jwt(other_priv, http_device["tenant"].tenant_id, dev.device_id)
+    r = _post(gateway, {"values": {"x": 1}}, unregistered)
     assert r.status_code == 401 and "unknown_key" in r.json()["error"]["message"]
     token = _sign(http_device, dev.device_id)
     assert _post(gateway, {"values": {"x": 1}}, token).status_code == 202
