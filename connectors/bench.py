@@ -169,7 +169,7 @@ async def bench_coap(s: Settings, seconds: float, batch: int) -> float:
         nonlocal stored
         while time.monotonic() - t0 < seconds:
             m = Message(code=Code.POST, uri=f"coap://127.0.0.1:{port}/telemetry", payload=body, content_format=50)
-            m.opt.add_option(OpaqueOption(AUTH_OPTION, sign_device_jwt(priv, "meter").encode()))
+            m.opt.add_option(OpaqueOption(AUTH_OPTION, sign_device_jwt(priv, tenant, "meter").encode()))
             r = await client.request(m).response
             if r.code == Code.CHANGED:
                 stored += batch
@@ -186,7 +186,7 @@ async def bench_coap(s: Settings, seconds: float, batch: int) -> float:
 def bench_http(s: Settings, seconds: float, batch: int) -> float:
     import httpx
 
-    from connectors.auth.device_jwt import sign_device_jwt
+    from connectors.auth.device_jwt import sign_device_jwt, sign_key_proof
     from gateway.admin import Admin
 
     admin = Admin(s)
@@ -194,7 +194,7 @@ def bench_http(s: Settings, seconds: float, batch: int) -> float:
         tenant = admin.create_tenant(f"bench-{uuid.uuid4().hex[:6]}")["tenant_id"]
         admin.create_device(tenant, "web")
         priv, pub = _key()
-        admin.add_jwt_key(tenant, "web", pub, actor="bench")
+        admin.add_jwt_key(tenant, "web", pub, proof=sign_key_proof(priv, tenant, "web"), actor="bench")
     finally:
         admin.close()
     body = json.dumps([{"values": {"kwh": i}} for i in range(batch)]).encode()
@@ -205,7 +205,7 @@ def bench_http(s: Settings, seconds: float, batch: int) -> float:
         with httpx.Client(base_url=f"http://{s.host}:{s.gateway_port}", timeout=30) as c:
             while time.monotonic() - t0 < seconds:
                 r = c.post("/v1/ingest", content=body, headers={
-                    "Authorization": f"Bearer {sign_device_jwt(priv, 'web')}", "Content-Type": "application/json"})
+                    "Authorization": f"Bearer {sign_device_jwt(priv, tenant, 'web')}", "Content-Type": "application/json"})
                 if r.status_code == 202:
                     with lock:
                         stored += r.json()["accepted"]

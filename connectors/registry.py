@@ -25,7 +25,6 @@ class DeviceRegistry:
 
     def __init__(self, bootstrap: str, name: str = "connector"):
         self._entries: dict[str, dict] = {}
-        self._keys: dict[str, str] = {}  # JWT key id → tenant:device, for devices that sign their requests
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._stop = threading.Event()
@@ -55,10 +54,14 @@ class DeviceRegistry:
     def get(self, tenant_id: str, device_id: str) -> dict | None:
         return self._entries.get(f"{tenant_id}:{device_id}")
 
-    def by_key_id(self, kid: str) -> dict | None:
-        """The entry of the device that registered the JWT public key with this id (see adr/0032)."""
-        k = self._keys.get(kid)
-        return self._entries.get(k) if k else None
+    def jwt_key(self, tenant_id: str, device_id: str, kid: str) -> tuple[dict, str] | None:
+        """The device's entry and its registered JWT public key with this id. Keys are looked up only within
+        the device the token names, never across tenants (adr/0106)."""
+        entry = self.get(tenant_id, device_id)
+        if entry is None:
+            return None
+        pem = next((p for p in entry.get("jwt_public_keys", []) if _kid(p) == kid), None)
+        return (entry, pem) if pem else None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -110,13 +113,10 @@ class DeviceRegistry:
         try:
             k = ":".join(split_key(key))
             with self._lock:
-                old = self._entries.pop(k, None) if value is None else self._entries.get(k)
-                for pem in (old or {}).get("jwt_public_keys", []):
-                    self._keys.pop(_kid(pem), None)
-                if value is not None:
-                    entry = self._entries[k] = self._codec.decode(value)
-                    for pem in entry.get("jwt_public_keys", []):
-                        self._keys[_kid(pem)] = k
+                if value is None:
+                    self._entries.pop(k, None)
+                else:
+                    self._entries[k] = self._codec.decode(value)
         except Exception as exc:  # one bad entry must not stop the view
             log.warning("registry: skipping undecodable entry %r: %s", key, exc)
 

@@ -1,8 +1,9 @@
 """The control plane's operations, shared by the REST routes and the ``fleetstream admin`` CLI.
 
 Each device change touches Postgres (the truth), the broker (who may connect) and the registry topic
-(what agents and connectors know), always in that order: a failed broker call undoes nothing in Postgres
-that a retry would not repair, and the registry is only told what Postgres committed.
+(what agents and connectors know). The registry entry is written to the transactional outbox in the same
+transaction as the change (adr/0108), so Kafka is told exactly what Postgres committed, even if this process
+dies right after the commit; operations answer once the entry is on Kafka (``Outbox.wait``).
 """
 
 from __future__ import annotations
@@ -28,19 +29,21 @@ from .db.session import Database
 from .errors import ApiError, not_found
 from .identity.certificates import CertificateRequestError, IssuedCertificate, TenantCAs
 from .identity.secrets import keystore_from_settings
-from .registry_publisher import RegistryPublisher, registry_entry
+from .outbox import Outbox
+from .registry_publisher import enqueue_device, enqueue_new_device, enqueue_tenant
 
 
 class Admin:
     """:param s: settings. :param db: an open application-role pool (the CLI opens its own).
-    :param registry: the process's registry publisher (created on first use when not given)."""
+    :param outbox: the process's outbox (its relay publishes; created on first use when not given, so the
+        CLI publishes what it changed even when no gateway runs)."""
 
-    def __init__(self, s: Settings, db: Database | None = None, registry: RegistryPublisher | None = None):
+    def __init__(self, s: Settings, db: Database | None = None, outbox: Outbox | None = None):
         self.s = s
         self.pki = PlatformPKI(s.pki_dir)
         self.cas = TenantCAs(self.pki, keystore_from_settings(s))
         self._db, self._own_db = db, db is None
-        self._registry, self._own_registry = registry, registry is None
+        self._outbox, self._own_outbox = outbox, outbox is None
         self._dynsec: DynSecAdmin | None = None
         self._lazy = threading.Lock()
 
@@ -54,11 +57,12 @@ class Admin:
             return self._db
 
     @property
-    def registry(self) -> RegistryPublisher:
+    def outbox(self) -> Outbox:
+        db = self.db
         with self._lazy:
-            if self._registry is None:
-                self._registry = RegistryPublisher(self.s.bootstrap_servers)
-            return self._registry
+            if self._outbox is None:
+                self._outbox = Outbox(db, self.s.app_dsn, self.s.bootstrap_servers).start()
+            return self._outbox
 
     @property
     def dynsec(self) -> DynSecAdmin:
@@ -76,8 +80,8 @@ class Admin:
     def close(self) -> None:
         if self._dynsec is not None:
             self._dynsec.close()
-        if self._registry is not None and self._own_registry:
-            self._registry.close()
+        if self._outbox is not None and self._own_outbox:
+            self._outbox.close()
         if self._db is not None and self._own_db:
             self._db.close()
 
@@ -96,29 +100,47 @@ class Admin:
 
     # -- tenants ------------------------------------------------------------------------------------------
     def create_tenant(self, name: str) -> dict:
-        with self.db.pool.connection() as conn:
+        with self.db.pool.connection() as conn, conn.transaction():
             try:
                 out = tenants_crud.create_tenant(conn, name=name)
             except psycopg.errors.UniqueViolation as exc:
                 raise ApiError(409, "tenant_exists", f"a tenant named {name!r} exists") from exc
+            published = enqueue_tenant(conn, tenants_crud.get_tenant(conn, tenant_id=out["tenant_id"]))
         self.cas.ensure(out["tenant_id"])
+        self.outbox.wait([published])
         return out
 
-    def follow_tenant_status(self, tenant_id: str, status: str) -> None:
-        """The broker follows a tenant's status (call inside the transaction that changes it): suspended or
-        deleted → every device of the tenant refused at CONNECT and cut off; active → allowed again."""
+    def update_tenant(self, tenant_id: str, *, name: str | None = None, status: str | None = None,
+                      actor: str = "platform") -> dict | None:
+        """Rename, suspend (``suspended``), reactivate (``active``) or delete (``deleted``) a tenant. Every
+        gateway refuses a non-active tenant's tokens at once (adr/0107) and the stream agents its devices'
+        data, from the tenant entry on ``fleetstream.tenants``. None if there is no such tenant."""
+        with self.platform_tx() as conn:
+            before = tenants_crud.get_tenant(conn, tenant_id=tenant_id)
+            if before is None:
+                return None
+            row = tenants_crud.update_tenant(conn, tenant_id=tenant_id, name=name, status=status)
+            published = enqueue_tenant(conn, row)
+            if row["status"] != before["status"]:
+                audit.record(conn, tenant_id=tenant_id, actor=actor, action=f"tenant.{row['status']}",
+                             target=f"tenant:{tenant_id}", details={"from": before["status"], "to": row["status"]})
+                self._tenant_status_on_broker(tenant_id, row["status"])
+        self.outbox.wait([published])
+        return row
+
+    def _tenant_status_on_broker(self, tenant_id: str, status: str) -> None:
+        """The broker follows a tenant's status, inside the transaction that changes it (a broker refusal rolls
+        the change back): suspended or deleted -> every device of the tenant refused at CONNECT and cut off
+        (adr/0100); active -> allowed again."""
         if status in ("suspended", "deleted"):
             self._broker(self.access.suspend_tenant, tenant_id)
         elif status == "active":
             self._broker(self.access.resume_tenant, tenant_id)
 
     # -- devices ------------------------------------------------------------------------------------------
-    def publish(self, conn: psycopg.Connection, device: dict) -> None:
-        keys = devices_crud.active_jwt_keys(conn, tenant_id=str(device["tenant_id"]), device_id=device["device_id"])
-        self.registry.publish(registry_entry(device, keys))
-        # Wait for Kafka before answering: a device that sends the moment it is provisioned must find its
-        # entry ahead of its first reading, or the validate agent refuses it as unknown.
-        self.registry.flush()
+    def enqueue_entry(self, conn: psycopg.Connection, tenant_id: str, device_id: str) -> int | None:
+        """The device's registry entry into the outbox of this transaction (see ``registry_publisher``)."""
+        return enqueue_device(conn, str(tenant_id), device_id)
 
     def create_device(self, tenant_id: str, device_id: str, *, cert_dir: Path | None = None,
                       device_type: str | None = None, tags: list[str] | None = None,
@@ -136,14 +158,15 @@ class Admin:
                 raise ApiError(422, "invalid_device_id",
                                "device ids are 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit") from exc
             audit.record(conn, tenant_id=tenant_id, actor=actor, action="device.create", target=f"device:{device_id}")
+            published = [enqueue_new_device(conn, row)]
         try:
             self._broker(self.dynsec.authorise_device, tenant_id, device_id)
         except ApiError:
             with self.db.tenant_tx(tenant_id) as conn:  # not usable without the broker: undo, let the caller retry
                 conn.execute("delete from devices where tenant_id = %s and device_id = %s", (tenant_id, device_id))
+                self.enqueue_entry(conn, tenant_id, device_id)  # its tombstone follows the entry
             raise
-        with self.db.tenant_tx(tenant_id) as conn:
-            self.publish(conn, row)
+        self.outbox.wait(published)
         out = {"tenant_id": tenant_id, "device_id": row["device_id"], "status": row["status"]}
         if cert_dir is not None:
             issued = self.issue_certificate(tenant_id, device_id, actor=actor)
@@ -186,7 +209,8 @@ class Admin:
                 raise not_found(f"device {device_id!r}")
             audit.record(conn, tenant_id=tenant_id, actor=actor, action="device.update", target=f"device:{device_id}",
                          details={k: v for k, v in changes.items() if v is not None})
-            self.publish(conn, row)
+            published = self.enqueue_entry(conn, tenant_id, device_id)
+        self.outbox.wait([published])
         return row
 
     def change_status(self, tenant_id: str, device_id: str, action: str, *, actor: str) -> dict:
@@ -220,12 +244,14 @@ class Admin:
             else:
                 self._broker(self.dynsec.enable_device, tenant_id, device_id)
                 self._broker(self.access.resume_device, tenant_id, device_id)
-            self.publish(conn, row)
+            published = self.enqueue_entry(conn, tenant_id, device_id)
+        self.outbox.wait([published])
         return row
 
     # -- credentials --------------------------------------------------------------------------------------
-    def _usable_device(self, conn: psycopg.Connection, tenant_id: str, device_id: str) -> dict:
-        row = devices_crud.get_device(conn, tenant_id=tenant_id, device_id=device_id)
+    def _usable_device(self, conn: psycopg.Connection, tenant_id: str, device_id: str, *,
+                       for_update: bool = False) -> dict:
+        row = devices_crud.get_device(conn, tenant_id=tenant_id, device_id=device_id, for_update=for_update)
         if row is None:
             raise not_found(f"device {device_id!r}")
         if row["status"] == "decommissioned":
@@ -269,24 +295,31 @@ class Admin:
             revoked = creds_crud.revoked_serials(conn, tenant_id=tenant_id)
         return self.cas.crl(tenant_id, revoked).public_bytes(Encoding.DER)
 
-    def add_jwt_key(self, tenant_id: str, device_id: str, public_key_pem: str, *, actor: str) -> dict:
-        from connectors.auth.device_jwt import key_id
+    def add_jwt_key(self, tenant_id: str, device_id: str, public_key_pem: str, *, proof: str, actor: str) -> dict:
+        """Registers a device's ES256 key. ``proof``: a JWT the key's private half signed for this tenant and
+        device (``connectors.auth.sign_key_proof``), so no one registers a key they do not hold (adr/0106)."""
+        from connectors.auth.device_jwt import DeviceTokenError, key_id, verify_key_proof
 
-        try:
-            kid = key_id(public_key_pem)
-        except ValueError as exc:
-            raise ApiError(422, "invalid_public_key", str(exc)) from exc
         with self.db.tenant_tx(tenant_id) as conn:
-            device = self._usable_device(conn, tenant_id, device_id)
+            self._usable_device(conn, tenant_id, device_id, for_update=True)
+            try:
+                kid = key_id(public_key_pem)
+            except ValueError as exc:
+                raise ApiError(422, "invalid_public_key", str(exc)) from exc
+            try:
+                verify_key_proof(proof, public_key_pem, str(tenant_id), device_id)
+            except DeviceTokenError as exc:
+                raise ApiError(422, "invalid_key_proof", f"{exc.code}: {exc}") from exc
             try:
                 with conn.transaction():
                     row = creds_crud.add_key(conn, tenant_id=tenant_id, device_id=device_id, key_id=kid,
                                              public_key_pem=public_key_pem.strip() + "\n")
             except psycopg.errors.UniqueViolation as exc:
-                raise ApiError(409, "key_exists", "this public key is already registered") from exc
+                raise ApiError(409, "key_exists", "this device already has (or had) this key") from exc
             audit.record(conn, tenant_id=tenant_id, actor=actor, action="key.add", target=f"device:{device_id}",
                          details={"key_id": kid})
-            self.publish(conn, device)
+            published = self.enqueue_entry(conn, tenant_id, device_id)
+        self.outbox.wait([published])
         return row
 
     def revoke_jwt_key(self, tenant_id: str, device_id: str, kid: str, *, actor: str) -> dict:
@@ -296,6 +329,6 @@ class Admin:
                 raise not_found(f"key {kid!r}")
             audit.record(conn, tenant_id=tenant_id, actor=actor, action="key.revoke", target=f"device:{device_id}",
                          details={"key_id": kid})
-            device = devices_crud.get_device(conn, tenant_id=tenant_id, device_id=device_id)
-            self.publish(conn, device)
+            published = self.enqueue_entry(conn, tenant_id, device_id)
+        self.outbox.wait([published])
         return row

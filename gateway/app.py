@@ -18,9 +18,11 @@ from sinks.clickhouse.store import TelemetryStore
 from . import errors
 from .admin import Admin
 from .api.main import api_router, root_router
+from .auth.revocation import AuthState
 from .auth.tokens import KeyRing
 from .db.session import Database
 from .live.hub import LiveHub
+from .outbox import Outbox
 from .status_updater import StatusUpdater
 from .streams_client import StreamsClient
 
@@ -37,8 +39,12 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
         st.settings = s
         st.db = Database(s.app_dsn)
         st.db.open()
-        st.keys = KeyRing(s.root / "keys" / "jwt")
-        st.admin = Admin(s, db=st.db)  # control plane: broker, registry topic, tenant CAs (issue 3)
+        # suspended tenants and revoked clients, refused on every request (adr/0107)
+        st.auth_state = AuthState(s.app_dsn, st.db.pool).start()
+        st.keys = KeyRing(s.root / "keys" / "jwt", revocation=st.auth_state)
+        # control-plane records reach Kafka when their change commits (adr/0108)
+        st.outbox = Outbox(st.db, s.app_dsn, s.bootstrap_servers).start()
+        st.admin = Admin(s, db=st.db, outbox=st.outbox)  # control plane: broker, registry topic, tenant CAs
         st.status_updater = StatusUpdater(st.admin, s.bootstrap_servers)
         st.status_updater.start()
         st.clickhouse = ClickHouse(s.chdb_dsn)
@@ -69,6 +75,8 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
             st.streams.close()
             st.status_updater.stop()
             st.admin.close()
+            st.outbox.close()
+            st.auth_state.stop()
             st.db.close()
             st.clickhouse.close()
 

@@ -1,24 +1,25 @@
-"""Publishes the control plane's view of each device to the compacted ``fleetstream.registry`` topic
-(key ``tenant:device``), so stream agents and connectors enrich and enforce without calling Postgres.
+"""The control plane's view of each device (compacted ``fleetstream.registry``, key ``tenant:device``) and of
+each tenant (compacted ``fleetstream.tenants``, key ``tenant``), so stream agents and connectors enrich and
+enforce without calling Postgres.
 
-Every device change publishes the device's whole current entry (never a delta): compaction keeps the
-latest per device, and a consumer that starts from the beginning has the full registry.
+Every change writes the whole current entry (never a delta) to the transactional outbox in the same
+transaction as the change (adr/0108): compaction keeps the latest per key, a consumer that starts from the
+beginning has the full registry, and an entry reaches Kafka exactly when its change commits.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
-import threading
 import time
 from typing import Any
 
-from confluent_kafka import Producer
+import psycopg
 
 from schemas import codec, device_key, topics
 
-log = logging.getLogger(__name__)
+from .crud import devices as devices_crud
+from .outbox import enqueue
 
 
 def registry_entry(device: dict, jwt_public_keys: list[str]) -> dict[str, Any]:
@@ -30,48 +31,36 @@ def registry_entry(device: dict, jwt_public_keys: list[str]) -> dict[str, Any]:
             "time": _ms(device.get("updated_at"))}
 
 
+def tenant_entry(tenant: dict) -> dict[str, Any]:
+    return {"tenant_id": str(tenant["id"]), "status": tenant["status"], "time": time.time_ns() // 1_000_000}
+
+
 def _ms(t: dt.datetime | None) -> int:
     return int(t.timestamp() * 1000) if t else time.time_ns() // 1_000_000
 
 
-class RegistryPublisher:
-    """One idempotent producer per process; ``publish`` is asynchronous, ``flush`` waits for delivery.
+def enqueue_device(conn: psycopg.Connection, tenant_id: str, device_id: str) -> int | None:
+    """The device's current entry, read under its row lock so that concurrent changes of one device enqueue
+    in commit order (adr/0108); a tombstone if the row is gone. Returns the outbox id."""
+    row = devices_crud.get_device(conn, tenant_id=tenant_id, device_id=device_id, for_update=True)
+    key = device_key(tenant_id, device_id)
+    if row is None:
+        return enqueue(conn, tenant_id=tenant_id, topic=topics.REGISTRY.name, key=key, value=None)
+    keys = devices_crud.active_jwt_keys(conn, tenant_id=tenant_id, device_id=device_id)
+    value = codec("registry_entry").encode(registry_entry(row, keys))
+    return enqueue(conn, tenant_id=tenant_id, topic=topics.REGISTRY.name, key=key, value=value)
 
-    :param bootstrap: Kafka bootstrap servers."""
 
-    def __init__(self, bootstrap: str):
-        self._codec = codec("registry_entry")
-        self.failures = 0
-        self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                                   "linger.ms": 5, "client.id": "fleetstream-registry"})
-        self._stop = threading.Event()
-        self._poller = threading.Thread(target=self._poll, name="registry-publisher", daemon=True)
-        self._poller.start()
+def enqueue_new_device(conn: psycopg.Connection, row: dict) -> int:
+    """The entry of a device this transaction just inserted (locked already, no JWT keys yet)."""
+    tenant_id = str(row["tenant_id"])
+    return enqueue(conn, tenant_id=tenant_id, topic=topics.REGISTRY.name, key=device_key(tenant_id, row["device_id"]),
+                   value=codec("registry_entry").encode(registry_entry(row, [])))
 
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            self._producer.poll(0.1)
 
-    def _on_delivery(self, err, msg) -> None:
-        if err is not None:
-            self.failures += 1
-            log.error("registry entry for %s not delivered: %s", msg.key(), err)
-
-    def publish(self, entry: dict[str, Any]) -> None:
-        value = self._codec.encode(entry)
-        key = device_key(entry["tenant_id"], entry["device_id"])
-        while True:
-            try:
-                self._producer.produce(topics.REGISTRY.name, value, key, on_delivery=self._on_delivery)
-                return
-            except BufferError:
-                self._producer.poll(0.05)
-
-    def flush(self, timeout: float = 10.0) -> int:
-        return self._producer.flush(timeout)
-
-    def close(self) -> None:
-        self.flush()
-        self._stop.set()
-        self._poller.join(2)
-        del self._producer  # librdkafka keeps its connections until the handle is freed
+def enqueue_tenant(conn: psycopg.Connection, tenant: dict) -> int:
+    """The tenant's status entry. The transaction acts as that tenant for the outbox row (RLS)."""
+    tenant_id = str(tenant["id"])
+    conn.execute("select set_config('app.tenant_id', %s, true)", (tenant_id,))
+    return enqueue(conn, tenant_id=tenant_id, topic=topics.TENANTS.name, key=tenant_id.encode(),
+                   value=codec("tenant_entry").encode(tenant_entry(tenant)))

@@ -34,6 +34,7 @@ SCHEMA_FILES = {
     "alert": "alert.avsc",
     "dead_letter": "dead_letter.avsc",
     "registry_entry": "registry_entry.avsc",
+    "tenant_entry": "tenant_entry.avsc",
     "command_state": "command_state.avsc",
     "shadow_document": "shadow_document.avsc",
     "action_outcome": "action_outcome.avsc",

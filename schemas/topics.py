@@ -33,6 +33,8 @@ COMMAND_ACKS = TopicSpec("fleetstream.command-acks", "device answers about comma
 SHADOW_UPDATES = TopicSpec("fleetstream.shadow-updates", "desired/reported shadow changes", "shadow_update")
 ALERTS = TopicSpec("fleetstream.alerts", "alerts raised, acknowledged, cleared", "alert")
 REGISTRY = TopicSpec("fleetstream.registry", "device registry, latest entry per device", "registry_entry", compact=True)
+TENANTS = TopicSpec("fleetstream.tenants", "tenant status, latest entry per tenant (adr/0107)", "tenant_entry",
+                    compact=True)
 RULES = TopicSpec("fleetstream.rules", "tenant rules, latest version per rule (JSON)", None, compact=True)
 DEAD_LETTER = TopicSpec("fleetstream.dlq", "refused input with a reason and the raw bytes", "dead_letter", retention_ms=14 * DAY_MS)
 
@@ -42,6 +44,6 @@ COMMAND_STATES = TopicSpec("fleetstream.command-states", "command agent → gate
 ACTION_OUTCOMES = TopicSpec("fleetstream.action-outcomes", "rules agent: outcome of each webhook call", "action_outcome")
 SHADOWS = TopicSpec("fleetstream.shadows", "shadow agent → gateway, downlink: latest shadow per device", "shadow_document", compact=True)
 
-ALL = [TELEMETRY_RAW, TELEMETRY, DEVICE_EVENTS, COMMANDS, COMMAND_ACKS, SHADOW_UPDATES, ALERTS, REGISTRY, RULES, DEAD_LETTER,
+ALL = [TELEMETRY_RAW, TELEMETRY, DEVICE_EVENTS, COMMANDS, COMMAND_ACKS, SHADOW_UPDATES, ALERTS, REGISTRY, TENANTS, RULES, DEAD_LETTER,
        COMMAND_REQUESTS, COMMAND_STATES, SHADOWS, ACTION_OUTCOMES]
 BY_NAME = {t.name: t for t in ALL}

@@ -5,6 +5,10 @@ Every worker needs every device's entry (validation of any partition may need an
 rebalance, and entries are small), so each worker reads the whole compacted topic into memory with a
 plain consumer (no consumer group) and follows it. ``caught_up`` turns true once the high-water marks seen
 at start have been read: before that, "not in the registry" means nothing (adr/0051).
+
+Beside it the view follows the compacted ``fleetstream.tenants`` topic (key tenant id, value
+``TenantEntry``): a suspended or deleted tenant's readings are refused whatever its devices' entries say
+(adr/0107). A tenant with no entry is active.
 """
 
 from __future__ import annotations
@@ -30,14 +34,64 @@ class DeviceInfo:
     offline_after_s: int | None = None  # attributes["offline_after_s"]: inactivity timeout of this device
 
 
+class TenantView(CompactedTopicView):
+    """Tenant status from ``fleetstream.tenants``; only tenants that are not active are kept."""
+
+    def __init__(self, bootstrap: str, topic: str = topics.TENANTS.name):
+        super().__init__(bootstrap, topic, "tenant-view")
+        self.refused: dict[str, str] = {}  # tenant id → status (suspended, deleted)
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        tenant = key.decode(errors="replace")
+        if value is None:
+            self.refused.pop(tenant, None)
+            return
+        try:
+            e = codec("tenant_entry").decode(value)
+        except ValueDeserializationError as exc:
+            log.warning("tenants: undecodable entry for %r: %s", key, exc)
+            return
+        if e["status"] == "active":
+            self.refused.pop(tenant, None)
+        else:
+            self.refused[tenant] = e["status"]
+
+
 class RegistryView(CompactedTopicView):
     """:param bootstrap: Kafka bootstrap servers.
-    :param topic: the compacted registry topic (default ``fleetstream.registry``)."""
+    :param topic: the compacted registry topic (default ``fleetstream.registry``).
+    :param tenant_topic: the compacted tenant topic, followed by ``tenant_view`` (None: not followed)."""
 
-    def __init__(self, bootstrap: str, topic: str = topics.REGISTRY.name):
+    def __init__(self, bootstrap: str, topic: str = topics.REGISTRY.name,
+                 tenant_topic: str | None = topics.TENANTS.name):
         super().__init__(bootstrap, topic, "registry-view")
         self.devices: dict[tuple[str, str], DeviceInfo] = {}
         self.tenants: dict[str, int] = {}  # entries per tenant: does the control plane publish for it?
+        self.tenant_view = TenantView(bootstrap, tenant_topic) if tenant_topic else None
+
+    def start(self):
+        if self.tenant_view is not None:
+            self.tenant_view.start()
+        return super().start()
+
+    def stop(self) -> None:
+        if self.tenant_view is not None:
+            self.tenant_view.stop()
+        super().stop()
+
+    def sync(self, timeout: float = 2.0) -> bool:
+        """Catches up both the registry and the tenant view (a resumed tenant's entry can be behind its first
+        reading, as a new device's entry can)."""
+        ok = super().sync(timeout)
+        if self.tenant_view is not None:
+            ok = self.tenant_view.sync(timeout) and ok
+        return ok
+
+    def tenant_refused(self, tenant_id: str) -> str | None:
+        """The status of a tenant whose data is refused (``suspended``, ``deleted``), else None."""
+        return self.tenant_view.refused.get(tenant_id) if self.tenant_view is not None else None
 
     def lookup(self, tenant_id: str, device_id: str) -> DeviceInfo | None:
         return self.devices.get((tenant_id, device_id))

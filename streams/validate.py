@@ -35,6 +35,8 @@ LINGER_S = 0.0
 OUT, DLQ = topics.TELEMETRY.name, topics.DEAD_LETTER.name
 REGISTRY_WAIT_S = 30
 REGISTRY_SYNC_S = 2.0
+# refusals that may only mean the views are behind the control plane: checked again after a sync
+RECHECK = frozenset({"unknown_device", "tenant_suspended", "tenant_deleted"})
 
 
 def check(rec: dict, now_ms: int, max_skew_ms: int) -> tuple[str, str] | None:
@@ -56,7 +58,10 @@ def enforce(rec: dict, registry: RegistryView) -> tuple[str, str] | None:
 
     A device with no entry is refused only once the view has caught up and the control plane publishes
     entries for that tenant; until then it passes unenriched (a tenant whose devices predate registry
-    publishing keeps working, adr/0051)."""
+    publishing keeps working, adr/0051). Any reading of a suspended or deleted tenant is refused (adr/0107)."""
+    tenant_status = registry.tenant_refused(rec["tenant_id"])
+    if tenant_status is not None:
+        return f"tenant_{tenant_status}", f"tenant {rec['tenant_id']!r} is {tenant_status}; its data is refused"
     info = registry.lookup(rec["tenant_id"], rec["device_id"])
     if info is None:
         if registry.caught_up.is_set() and registry.tenant_published(rec["tenant_id"]):
@@ -82,6 +87,9 @@ class Validator:
     def wait_for_registry(self) -> None:
         if not self.registry.caught_up.wait(REGISTRY_WAIT_S):
             log.warning("registry view not caught up after %ss; unknown devices pass until it is", REGISTRY_WAIT_S)
+        tenants = getattr(self.registry, "tenant_view", None)
+        if tenants is not None and not tenants.caught_up.wait(REGISTRY_WAIT_S):
+            log.warning("tenant view not caught up after %ss; suspended tenants pass until it is", REGISTRY_WAIT_S)
 
     def process(self, msgs: Sequence[Message]) -> list[Output]:
         now = time.time_ns() // 1_000_000
@@ -105,15 +113,15 @@ class Validator:
                 continue
             if problem is None:
                 problem = enforce(rec, registry)
-                if problem and problem[0] == "unknown_device":
+                if problem and problem[0] in RECHECK:
                     deferred.append((raw, rec, key, plain))
                     held.add(key)
                     continue
             route(out, validated, raw, rec, key, problem, now, plain)
         if deferred:
-            # A brand-new device's first reading can overtake its registry entry (two independent
-            # consumers): catch the view up to the registry topic as it is now, once per batch, before
-            # refusing anyone as unknown.
+            # A brand-new device's first reading can overtake its registry entry, and a resumed tenant's
+            # first reading its tenant entry (independent consumers): catch the views up to the topics as
+            # they are now, once per batch, before refusing anyone as unknown or suspended.
             registry.sync(REGISTRY_SYNC_S)
             for raw, rec, key, plain in deferred:
                 route(out, validated, raw, rec, key, enforce(rec, registry), now, plain)

@@ -2,6 +2,7 @@
 
 from .device_jwt import (
     AUDIENCE,
+    PROOF_AUDIENCE,
     DeviceIdentity,
     DeviceJwtVerifier,
     DeviceKey,
@@ -9,7 +10,9 @@ from .device_jwt import (
     ReplayCache,
     key_id,
     sign_device_jwt,
+    sign_key_proof,
+    verify_key_proof,
 )
 
-__all__ = ["AUDIENCE", "DeviceIdentity", "DeviceJwtVerifier", "DeviceKey", "DeviceTokenError", "ReplayCache",
-           "key_id", "sign_device_jwt"]
+__all__ = ["AUDIENCE", "PROOF_AUDIENCE", "DeviceIdentity", "DeviceJwtVerifier", "DeviceKey", "DeviceTokenError",
+           "ReplayCache", "key_id", "sign_device_jwt", "sign_key_proof", "verify_key_proof"]

@@ -1,12 +1,19 @@
 """Device-signed JWTs for HTTP and CoAP (adr/0032).
 
 A device registers an ES256 public key with the control plane and signs short-lived tokens itself:
-header ``{"alg": "ES256", "kid": key_id(public key)}``, claims ``iss`` = ``sub`` = device id,
-``aud`` = ``fleetstream-ingest``, ``iat``, ``nbf``, ``exp`` and a unique ``jti``.
+header ``{"alg": "ES256", "kid": key_id(public key)}``, claims ``iss`` = its tenant id, ``sub`` = its
+device id, ``aud`` = ``fleetstream-ingest``, ``iat``, ``nbf``, ``exp`` and a unique ``jti`` (adr/0106).
 
-``DeviceJwtVerifier.verify`` finds the key by ``kid`` through a lookup the caller supplies (Postgres in
-the gateway, the registry topic in the CoAP connector). Tenant and device come from that lookup, never
-from the token: a token only proves possession of a registered key.
+``DeviceJwtVerifier.verify`` asks a lookup the caller supplies (Postgres in the gateway, the registry topic
+in the CoAP connector) for the key ``kid`` *of the device ``sub`` of the tenant ``iss``*, and accepts the
+token only if that key verifies it. A key registered by another tenant, or by another device, is never
+consulted: keys are scoped to their tenant and device, so the same public key registered elsewhere (by
+mistake or by a squatter) cannot move a device's data into another tenant.
+
+Registering a key needs proof of possession: ``sign_key_proof`` is a JWT signed with the new private key
+(``aud`` = ``fleetstream-key-registration``, ``iss`` tenant, ``sub`` device), so nobody can register a
+public key whose private half they do not hold, and a proof made for one tenant's device is useless for any
+other.
 
 Replay protection is per process: the ``jti`` cache is in memory, bounded, and keeps each entry for the
 longest lifetime a token may have. Several replicas behind a load balancer each keep their own cache,
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import threading
 import time
 import uuid
@@ -29,8 +37,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 AUDIENCE = "fleetstream-ingest"
+PROOF_AUDIENCE = "fleetstream-key-registration"
 MAX_LIFETIME_S = 3600
+MAX_PROOF_LIFETIME_S = 900
 LEEWAY_S = 30
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 class DeviceTokenError(Exception):
@@ -61,7 +72,8 @@ class DeviceIdentity:
     expires_at: int
 
 
-KeyLookup = Callable[[str], DeviceKey | None]
+# (tenant_id, device_id, key_id) -> the active key of exactly that tenant's device, or None
+KeyLookup = Callable[[str, str, str], DeviceKey | None]
 
 
 def load_es256_public_key(pem: str | bytes) -> ec.EllipticCurvePublicKey:
@@ -82,16 +94,58 @@ def key_id(public_key_pem: str | bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
 
 
-def sign_device_jwt(private_key_pem: str | bytes, device_id: str, *, ttl_s: int = 300, now: int | None = None,
-                    audience: str = AUDIENCE, jti: str | None = None) -> str:
+def sign_device_jwt(private_key_pem: str | bytes, tenant_id: str, device_id: str, *, ttl_s: int = 300,
+                    now: int | None = None, audience: str = AUDIENCE, jti: str | None = None) -> str:
     """What a device does (and tests and the simulator): sign a short-lived token with its own key."""
-    key = serialization.load_pem_private_key(private_key_pem.encode() if isinstance(private_key_pem, str)
-                                             else private_key_pem, None)
-    pub = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    key = _private_key(private_key_pem)
     now = int(time.time()) if now is None else now
-    claims = {"iss": device_id, "sub": device_id, "aud": audience, "iat": now, "nbf": now, "exp": now + ttl_s,
+    claims = {"iss": tenant_id, "sub": device_id, "aud": audience, "iat": now, "nbf": now, "exp": now + ttl_s,
               "jti": jti or uuid.uuid4().hex}
-    return jwt.encode(claims, key, algorithm="ES256", headers={"kid": key_id(pub)})
+    return jwt.encode(claims, key, algorithm="ES256", headers={"kid": _kid_of(key)})
+
+
+def sign_key_proof(private_key_pem: str | bytes, tenant_id: str, device_id: str, *, ttl_s: int = 300,
+                   now: int | None = None) -> str:
+    """Proof of possession for ``POST /v1/devices/{id}/keys``: the new key signs its own registration for
+    exactly this tenant and device (like a CSR's self-signature)."""
+    return sign_device_jwt(private_key_pem, tenant_id, device_id, ttl_s=ttl_s, now=now, audience=PROOF_AUDIENCE)
+
+
+def verify_key_proof(proof: str, public_key_pem: str, tenant_id: str, device_id: str, *,
+                     now: float | None = None) -> None:
+    """Raises ``DeviceTokenError`` unless ``proof`` was signed by the private half of ``public_key_pem`` for
+    this tenant's device, recently. The public key must already be a valid ES256 key."""
+    pub = load_es256_public_key(public_key_pem)
+    try:
+        header = jwt.get_unverified_header(proof)
+        claims = jwt.decode(proof, pub, algorithms=["ES256"], audience=PROOF_AUDIENCE, leeway=LEEWAY_S,
+                            options={"require": ["exp", "iat", "iss", "sub", "aud"]})
+    except jwt.ExpiredSignatureError as exc:
+        raise DeviceTokenError("proof_expired", "the key proof has expired; sign a new one") from exc
+    except jwt.InvalidAudienceError as exc:
+        raise DeviceTokenError("wrong_audience", f"a key proof's audience must be {PROOF_AUDIENCE!r}") from exc
+    except jwt.PyJWTError as exc:
+        raise DeviceTokenError("invalid_proof", f"the proof is not signed by this key: {exc}") from exc
+    if header.get("alg") != "ES256" or header.get("kid") != key_id(public_key_pem):
+        raise DeviceTokenError("invalid_proof", "the proof's header needs alg ES256 and kid = this key's id")
+    if claims["iss"] != tenant_id or claims["sub"] != device_id:
+        raise DeviceTokenError("proof_mismatch", "the proof names another tenant or device (iss, sub)")
+    if int(claims["exp"]) - int(claims["iat"]) > MAX_PROOF_LIFETIME_S:
+        raise DeviceTokenError("lifetime_too_long", f"a key proof may live at most {MAX_PROOF_LIFETIME_S}s")
+    if now is not None and int(claims["iat"]) > now + LEEWAY_S:
+        raise DeviceTokenError("token_not_yet_valid", "the proof's iat is in the future")
+
+
+def _private_key(pem: str | bytes) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(pem.encode() if isinstance(pem, str) else pem, None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("ES256 needs an ECDSA P-256 private key")
+    return key
+
+
+def _kid_of(key: ec.EllipticCurvePrivateKey) -> str:
+    return key_id(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
 class ReplayCache:
@@ -120,7 +174,7 @@ class ReplayCache:
 
 
 class DeviceJwtVerifier:
-    """:param lookup: ``key_id -> DeviceKey | None``.
+    """:param lookup: ``(tenant_id, device_id, key_id) -> DeviceKey | None``: only that device's key.
     :param max_lifetime_s: tokens whose ``exp - iat`` is longer are refused; also the replay window.
     :param replay_cache: shared cache, default a new one per verifier."""
 
@@ -139,18 +193,19 @@ class DeviceJwtVerifier:
         if header.get("alg") != "ES256":
             raise DeviceTokenError("unsupported_algorithm", "device tokens must be signed with ES256")
         kid = header.get("kid")
-        if not kid:
+        if not kid or not isinstance(kid, str):
             raise DeviceTokenError("unknown_key", "the token header needs kid = key id of a registered key")
-        dk = self.lookup(kid)
+        tenant_id, device_id = _claimed_identity(token)
+        dk = self.lookup(tenant_id, device_id, kid)
         if dk is None:
-            raise DeviceTokenError("unknown_key", "no registered device key has this kid")
+            raise DeviceTokenError("unknown_key", "this tenant's device has no registered key with this kid")
         if not dk.active:
             raise DeviceTokenError("device_inactive", "the device is suspended or decommissioned")
         now = self.clock()
         try:
             claims = jwt.decode(token, load_es256_public_key(dk.public_key_pem), algorithms=["ES256"],
                                 audience=AUDIENCE, leeway=LEEWAY_S,
-                                options={"require": ["exp", "iat", "nbf", "sub", "jti", "aud"]})
+                                options={"require": ["exp", "iat", "nbf", "iss", "sub", "jti", "aud"]})
         except jwt.ExpiredSignatureError as exc:
             raise DeviceTokenError("token_expired", "the token has expired") from exc
         except jwt.ImmatureSignatureError as exc:
@@ -161,10 +216,27 @@ class DeviceJwtVerifier:
             raise DeviceTokenError("malformed_token", str(exc)) from exc
         except jwt.PyJWTError as exc:
             raise DeviceTokenError("invalid_signature", f"token rejected: {exc}") from exc
-        if claims["sub"] != dk.device_id or claims.get("iss", dk.device_id) != dk.device_id:
-            raise DeviceTokenError("subject_mismatch", "sub/iss must be the id of the device that owns the key")
+        # the lookup was asked for (iss, sub); a lookup answering for another device must not pass
+        if claims["sub"] != dk.device_id or claims["iss"] != dk.tenant_id:
+            raise DeviceTokenError("subject_mismatch", "iss/sub must be the tenant and device that own the key")
         if int(claims["exp"]) - int(claims["iat"]) > self.max_lifetime_s:
             raise DeviceTokenError("lifetime_too_long", f"a device token may live at most {self.max_lifetime_s}s")
         if not self.replay.check_and_add(f"{kid}:{claims['jti']}", float(claims["exp"]), now):
             raise DeviceTokenError("token_replayed", "this token (jti) was already used")
         return DeviceIdentity(dk.tenant_id, dk.device_id, kid, str(claims["jti"]), int(claims["exp"]))
+
+
+def _claimed_identity(token: str) -> tuple[str, str]:
+    """``(iss, sub)`` before the signature is checked: only used to choose which key to check it with."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise DeviceTokenError("malformed_token", f"not a JWT: {exc}") from exc
+    iss, sub = claims.get("iss"), claims.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise DeviceTokenError("malformed_token", "the token needs sub = the device id")
+    if not isinstance(iss, str) or not _UUID.match(iss):
+        # tokens of the first contract carried iss = device id: refused, because a key found without its
+        # tenant is exactly what let another tenant's registration capture a device (adr/0106)
+        raise DeviceTokenError("issuer_not_tenant", "iss must be the device's tenant id (a UUID)")
+    return iss, sub

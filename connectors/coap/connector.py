@@ -19,7 +19,7 @@ from typing import Any
 import aiocoap
 from aiocoap import Code, Message, resource
 
-from ..auth.device_jwt import DeviceJwtVerifier, DeviceKey, DeviceTokenError, key_id
+from ..auth.device_jwt import DeviceJwtVerifier, DeviceKey, DeviceTokenError
 from ..base import Admission, CommandResult, ConnectorHealth, ListeningConnector, UplinkContext
 from ..errors import (
     ConnectorError,
@@ -77,13 +77,11 @@ class CoapConnector(ListeningConnector):
         return ConnectorHealth(up, "listening" if up else "stopped", dict(self.stats))
 
     # -- identity --------------------------------------------------------------------------------------
-    def _key_lookup(self, kid: str) -> DeviceKey | None:
-        entry = self.registry.by_key_id(kid) if hasattr(self.registry, "by_key_id") else None
-        if entry is None:
+    def _key_lookup(self, tenant_id: str, device_id: str, kid: str) -> DeviceKey | None:
+        found = self.registry.jwt_key(tenant_id, device_id, kid) if hasattr(self.registry, "jwt_key") else None
+        if found is None:
             return None
-        pem = next((p for p in entry.get("jwt_public_keys", []) if key_id(p) == kid), None)
-        if pem is None:
-            return None
+        entry, pem = found
         return DeviceKey(kid, entry["tenant_id"], entry["device_id"], pem, active=entry["status"] in ALLOWED_STATUSES)
 
     def authenticate(self, request: Message) -> tuple[str, str]:

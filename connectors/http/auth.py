@@ -36,7 +36,7 @@ def _is_uuid(text: str) -> bool:
 
 
 class DeviceAuthenticator:
-    """:param verifier: device JWT verification (key lookup by ``kid``).
+    """:param verifier: device JWT verification (the key ``kid`` of the device ``sub`` of the tenant ``iss``).
     :param tenant_ca: the issuing CA of a tenant, for forwarded certificates.
     :param device_status: the device's lifecycle status, for forwarded certificates.
     :param trusted_proxies: networks (CIDR) whose certificate header is believed; empty: never."""

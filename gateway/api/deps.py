@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from gateway.auth.revocation import TokenRevoked
 from gateway.auth.tokens import PLATFORM_SCOPE, Principal, TokenError
 from gateway.errors import ApiError
 
@@ -19,6 +20,9 @@ def get_principal(request: Request,
         raise ApiError(401, "unauthenticated", "a Bearer token is required", {"WWW-Authenticate": "Bearer"})
     try:
         return request.app.state.keys.verify(creds.credentials)
+    except TokenRevoked as exc:  # a valid token whose tenant is suspended or client revoked (adr/0107)
+        challenge = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        raise ApiError(exc.status, exc.code, str(exc), challenge) from exc
     except TokenError as exc:
         raise ApiError(401, "invalid_token", f"token rejected: {exc}", {"WWW-Authenticate": "Bearer"}) from exc
 

@@ -36,10 +36,15 @@ class Principal:
 
 
 class KeyRing:
-    """ES256 signing keys in ``<dir>/<kid>.pem`` (0600); the newest signs, all verify."""
+    """ES256 signing keys in ``<dir>/<kid>.pem`` (0600); the newest signs, all verify.
 
-    def __init__(self, directory: Path):
+    :param revocation: checked after every successful verification (``check(principal)`` raising a
+        ``TokenError``): the gateway's ``AuthState``, which refuses suspended tenants' and revoked clients'
+        tokens before they expire (adr/0107). None (tools, tests minting tokens): signature only."""
+
+    def __init__(self, directory: Path, revocation=None):
         self.dir = directory
+        self.revocation = revocation
         self.keys: dict[str, ec.EllipticCurvePrivateKey] = {}
         self._loaded_at = 0.0
         self.reload()
@@ -92,9 +97,12 @@ class KeyRing:
                                 options={"require": ["exp", "iat", "sub", "tenant_id"]})
         except jwt.PyJWTError as exc:
             raise TokenError(str(exc)) from exc
-        return Principal(tenant_id=claims["tenant_id"], client_id=claims["sub"],
-                         scopes=frozenset(claims.get("scope", "").split()),
-                         platform_admin=claims.get("platform_admin") is True)
+        principal = Principal(tenant_id=claims["tenant_id"], client_id=claims["sub"],
+                              scopes=frozenset(claims.get("scope", "").split()),
+                              platform_admin=claims.get("platform_admin") is True)
+        if self.revocation is not None:
+            self.revocation.check(principal)
+        return principal
 
     def jwks(self) -> dict:
         out = []

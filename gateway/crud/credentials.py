@@ -42,9 +42,11 @@ def revoked_serials(conn: psycopg.Connection, *, tenant_id: str) -> list[tuple[s
 
 
 def add_key(conn: psycopg.Connection, *, tenant_id: str, device_id: str, key_id: str, public_key_pem: str) -> dict:
-    """Raises ``psycopg.errors.UniqueViolation`` when the key is already registered (to any device)."""
-    return conn.execute("insert into device_keys (key_id, tenant_id, device_id, public_key_pem) "
-                        "values (%s, %s, %s, %s) returning *", (key_id, tenant_id, device_id, public_key_pem)).fetchone()
+    """A key whose possession the caller verified. Raises ``psycopg.errors.UniqueViolation`` when this device
+    already has (or had: revoked keys are not re-activated) this key; other devices and tenants do not matter."""
+    return conn.execute("insert into device_keys (key_id, tenant_id, device_id, public_key_pem, proven_at) "
+                        "values (%s, %s, %s, %s, now()) returning *",
+                        (key_id, tenant_id, device_id, public_key_pem)).fetchone()
 
 
 def list_keys(conn: psycopg.Connection, *, tenant_id: str, device_id: str) -> list[dict]:
@@ -58,6 +60,7 @@ def revoke_key(conn: psycopg.Connection, *, tenant_id: str, device_id: str, key_
                         (tenant_id, device_id, key_id)).fetchone()
 
 
-def key_by_id(conn: psycopg.Connection, key_id: str) -> dict | None:
-    """Before any tenant is known (device JWT verification): the definer function ``device_key_by_id``."""
-    return conn.execute("select * from device_key_by_id(%s)", (key_id,)).fetchone()
+def device_key(conn: psycopg.Connection, *, tenant_id: str, device_id: str, key_id: str) -> dict | None:
+    """Device JWT verification, before any tenant transaction: the active key ``key_id`` of exactly this
+    tenant's device, with the device's and the tenant's status (definer function ``device_key_lookup``)."""
+    return conn.execute("select * from device_key_lookup(%s, %s, %s)", (tenant_id, device_id, key_id)).fetchone()

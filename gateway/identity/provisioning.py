@@ -20,6 +20,7 @@ from gateway.crud import credentials as creds_crud
 from gateway.crud import devices as devices_crud
 from gateway.errors import ApiError
 from gateway.identity.certificates import CertificateRequestError
+from gateway.registry_publisher import enqueue_new_device
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_IMPORT_ROWS = 10_000
@@ -65,7 +66,8 @@ def provision_with_claim(admin, *, claim_token: str, device_id: str, csr_pem: by
         audit.record(conn, tenant_id=tenant_id, actor="claim-token", action="device.claim",
                      target=f"device:{device_id}", details={"serial": issued.serial})
         admin._broker(admin.dynsec.authorise_device, tenant_id, device_id)
-        admin.publish(conn, row)
+        published = enqueue_new_device(conn, row)
+    admin.outbox.wait([published])
     return Provisioned(tenant_id, device_id, issued.certificate_pem, issued.serial)
 
 
@@ -97,14 +99,16 @@ def import_devices(admin, tenant_id: str, rows: list[dict], *, actor: str, autho
 def create_devices(admin, tenant_id: str, items: list[tuple[dict, dict | None]], *, actor: str,
                    authorise=None) -> list[dict]:
     """The bulk path (CSV import and ``POST /v1/devices/bulk``): rows in one transaction with a savepoint
-    each, then every new device authorised on the broker in one call (as few control messages as the
-    broker takes, gateway/broker/dynsec.py), then their registry entries with one flush.
+    each and their registry entries in the same transaction's outbox (adr/0108), then every new device
+    authorised on the broker in one call (as few control messages as the broker takes,
+    gateway/broker/dynsec.py); a broker refusal deletes them again (their tombstones follow the entries).
 
     :param items: ``(result, fields)`` per device; ``fields`` None means the result already says why not.
     :param authorise: the broker step, ``(tenant_id, device_ids)``; default the live broker. A fleet
         bootstrap passes one that collects entries for ``seed_dynsec`` (adr/0035)."""
     results: list[dict] = []
     created: list[dict] = []
+    published: list[int] = []
     with admin.db.tenant_tx(tenant_id) as conn:
         for res, fields in items:
             results.append(res)
@@ -113,6 +117,7 @@ def create_devices(admin, tenant_id: str, items: list[tuple[dict, dict | None]],
             try:
                 with conn.transaction():  # a savepoint per row
                     row = devices_crud.create_device(conn, tenant_id=tenant_id, **fields)
+                    published.append(enqueue_new_device(conn, row))
                 created.append(row)
                 res["status"] = "created"
             except psycopg.errors.UniqueViolation:
@@ -127,10 +132,10 @@ def create_devices(admin, tenant_id: str, items: list[tuple[dict, dict | None]],
         except ApiError:
             with admin.db.tenant_tx(tenant_id) as conn:
                 conn.execute("delete from devices where tenant_id = %s and device_id = any(%s)", (tenant_id, ids))
+                for device_id in ids:
+                    admin.enqueue_entry(conn, tenant_id, device_id)
             raise
-        for d in created:  # a new device has no JWT keys yet
-            admin.registry.publish(_entry(d))
-        admin.registry.flush()
+        admin.outbox.wait(published, timeout=max(5.0, len(published) / 500))
     return results
 
 
@@ -166,12 +171,6 @@ def _row_fields(r: dict) -> dict:
     return {"device_id": device_id, "device_type": r.get("device_type") or None, "tags": tags, "attributes": attrs}
 
 
-def _entry(device: dict) -> dict:
-    from gateway.registry_publisher import registry_entry
-
-    return registry_entry(device, [])
-
-
 def record_connectivity(admin, changes_by_tenant: dict[str, list[tuple[str, bool, object]]]) -> int:
     """Status updater's write: one statement per tenant; registry entries for devices that became active."""
     activated = 0
@@ -180,7 +179,7 @@ def record_connectivity(admin, changes_by_tenant: dict[str, list[tuple[str, bool
             for row in devices_crud.record_connectivity(conn, tenant_id=tenant_id, changes=changes):
                 audit.record(conn, tenant_id=tenant_id, actor="status-updater", action="device.activate",
                              target=f"device:{row['device_id']}")
-                admin.publish(conn, row)
+                admin.enqueue_entry(conn, tenant_id, row["device_id"])
                 activated += 1
     return activated
 

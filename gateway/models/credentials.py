@@ -40,9 +40,16 @@ class CertificateIssued(BaseModel):
 
 
 class KeyCreate(BaseModel):
+    """The key and proof that the device holds its private half (adr/0106)."""
+
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"public_key_pem": "-----BEGIN PUBLIC KEY-----\n…\n-----END PUBLIC KEY-----\n"}]})
+        {"public_key_pem": "-----BEGIN PUBLIC KEY-----\n…\n-----END PUBLIC KEY-----\n",
+         "proof": "eyJhbGciOiJFUzI1NiIsImtpZCI6Ii4uLiJ9.eyJpc3MiOiI8dGVuYW50PiIsInN1YiI6IjxkZXZpY2U-In0.c2ln"}]})
     public_key_pem: str = Field(max_length=4000, description="ECDSA P-256 (ES256) public key, PEM")
+    proof: str = Field(max_length=4000, description=(
+        "a JWT signed with the new key's private half: header alg ES256, kid = the key id (base64url SHA-256 of "
+        "the SubjectPublicKeyInfo); claims iss = tenant id, sub = device id, aud = fleetstream-key-registration, "
+        "iat, exp (at most 15 min after iat)"))
 
 
 class KeyPublic(BaseModel):

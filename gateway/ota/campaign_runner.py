@@ -5,9 +5,9 @@ campaign with the pure state machine and applies the plan, and a Kafka consumer 
 All state is in Postgres, so a restarted gateway resumes every campaign where it stood; the ack consumer
 commits its offsets only after a report is stored, so reports sent while the gateway was down are read
 on start. Several gateway replicas may run drivers: ``FOR UPDATE SKIP LOCKED`` on the campaign row lets
-one of them work a campaign per tick. The order is database first, Kafka second: a command is recorded
-before it is produced, so a device's answer always finds its job; if producing fails the job is
-redelivered after ``redeliver_s``.
+one of them work a campaign per tick. A command is recorded and written to the transactional outbox in the
+same transaction as the job change (adr/0108), so it reaches Kafka exactly when that change commits and a
+device's answer always finds its job; a device that does not answer is redelivered after ``redeliver_s``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import logging
 import threading
 import time
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer
 
+from gateway import outbox
 from gateway.db.session import Database
 from schemas import codec, device_key, topics
 
@@ -45,8 +46,6 @@ class CampaignRunner:
                  link_ttl_s: int = 3600, group_id: str = "fleetstream-ota"):
         self.db, self.links, self.base_url = db, links, base_url.rstrip("/")
         self.tick_s, self.link_ttl_s = tick_s, link_ttl_s
-        self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                                   "linger.ms": 5})
         self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id,
                                    "auto.offset.reset": "earliest", "enable.auto.commit": True,
                                    "enable.auto.offset.store": False})
@@ -66,7 +65,6 @@ class CampaignRunner:
         for t in self._threads:
             if t.is_alive():
                 t.join(15)
-        self._producer.flush(10)
 
     # -- planning ---------------------------------------------------------------------------------------
     def _tick_loop(self) -> None:
@@ -125,14 +123,13 @@ class CampaignRunner:
                              f": {plan.reason}" if plan.reason else "")
             store.record_commands(conn, **kw, commands=[(o["command_id"], o["device_id"], jobs.KIND_BY_NAME[o["name"]])
                                                         for o in outgoing])
-        self.send(outgoing)
+            self.enqueue(conn, outgoing)
 
-    def send(self, commands: list[dict]) -> None:
+    def enqueue(self, conn, commands: list[dict]) -> None:
+        """The commands into the outbox of the caller's transaction: produced once it commits (adr/0108)."""
         for cmd in commands:
-            self._producer.produce(REQUEST_TOPIC, key=device_key(cmd["tenant_id"], cmd["device_id"]),
-                                   value=self._command_codec.encode(cmd))
-        if commands:
-            self._producer.flush(10)
+            outbox.enqueue(conn, tenant_id=cmd["tenant_id"], topic=REQUEST_TOPIC,
+                           key=device_key(cmd["tenant_id"], cmd["device_id"]), value=self._command_codec.encode(cmd))
 
     def _link(self, tenant_id: str, device_id: str, release: dict) -> tuple[str, int]:
         token = self.links.issue(tenant_id=tenant_id, device_id=device_id, sha256=release["sha256"],
@@ -157,8 +154,8 @@ class CampaignRunner:
                             ack_timeout_s=c["redeliver_s"])
 
     def cancel(self, tenant_id: str, campaign_id: str, tell: list[str]) -> list[dict]:
-        """Commands telling devices that a job they have not started is withdrawn (sent by the caller
-        after its transaction commits)."""
+        """Commands telling devices that a job they have not started is withdrawn (the caller records and
+        ``enqueue``s them in its transaction)."""
         return [jobs.command(tenant_id=tenant_id, device_id=d, name=jobs.CANCEL, params={"campaign_id": campaign_id},
                              ack_timeout_s=30) for d in tell]
 

@@ -67,6 +67,15 @@ def public_pem(key: ec.EllipticCurvePrivateKey) -> str:
                                          serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
+def key_registration(key: ec.EllipticCurvePrivateKey, tenant_id: str, device_id: str) -> dict:
+    """The body of ``POST /v1/devices/{device_id}/keys``: the public key and its proof of possession."""
+    from connectors.auth.device_jwt import sign_key_proof
+
+    priv = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+    return {"public_key_pem": public_pem(key), "proof": sign_key_proof(priv, tenant_id, device_id)}
+
+
 def make_csr(key: ec.EllipticCurvePrivateKey, cn: str = "whatever-the-device-claims") -> str:
     csr = (x509.CertificateSigningRequestBuilder()
            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])).sign(key, hashes.SHA256()))

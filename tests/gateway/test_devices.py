@@ -8,7 +8,7 @@ import time
 
 from connectors.uplink import UplinkPublisher
 from schemas import topics
-from tests.gateway.helpers import bearer, new_key_pem, public_pem
+from tests.gateway.helpers import bearer, key_registration, new_key_pem, public_pem
 from tests.utils.factories import wait_for
 from tests.utils.kafka import find_records
 
@@ -80,8 +80,10 @@ def test_every_change_is_published_to_the_registry_topic(stack, factory, gateway
     t = factory.tenant("reg")
     h = bearer(t.token(gateway))
     gateway.post("/v1/devices", json={"device_id": "r-1", "tags": ["x"]}, headers=h)
-    pem = public_pem(new_key_pem()[0])
-    assert gateway.post("/v1/devices/r-1/keys", json={"public_key_pem": pem}, headers=h).status_code == 201
+    key = new_key_pem()[0]
+    pem = public_pem(key)
+    assert gateway.post("/v1/devices/r-1/keys", json=key_registration(key, t.tenant_id, "r-1"),
+                        headers=h).status_code == 201
     assert gateway.post("/v1/devices/r-1/suspend", headers=h).status_code == 200
     entries = find_records(settings.bootstrap_servers, topics.REGISTRY.name,
                            lambda e: e["tenant_id"] == t.tenant_id and e["device_id"] == "r-1", count=3, timeout=60)

@@ -15,6 +15,7 @@ from tests.gateway.helpers import (
     bearer,
     expired_token,
     forged_token,
+    key_registration,
     make_csr,
     new_key_pem,
     public_pem,
@@ -46,7 +47,8 @@ ROUTES: list[Route] = [
     Route("POST", "/v1/devices/{device_id}/certificates", "devices:write", {}),
     Route("GET", "/v1/devices/{device_id}/certificates", "devices:read"),
     Route("POST", "/v1/devices/{device_id}/certificates/{serial}/revoke", "devices:write"),
-    Route("POST", "/v1/devices/{device_id}/keys", "devices:write", {"public_key_pem": "{new_public_key}"}),
+    Route("POST", "/v1/devices/{device_id}/keys", "devices:write",
+          {"public_key_pem": "{new_public_key}", "proof": "not-checked-before-the-device-is-found"}),
     Route("GET", "/v1/devices/{device_id}/keys", "devices:read"),
     Route("POST", "/v1/devices/{device_id}/keys/{key_id}/revoke", "devices:write"),
     Route("POST", "/v1/devices/import", "devices:write", by_id=False, content=b"device_id\nmatrix-import\n",
@@ -79,7 +81,8 @@ def world(stack, factory, gateway):
     h = bearer(vtok)
     serial = gateway.post(f"/v1/devices/{dev.device_id}/certificates", json={"csr_pem": make_csr(new_key_pem()[0])},
                           headers=h).json()["serial"]
-    key_id = gateway.post(f"/v1/devices/{dev.device_id}/keys", json={"public_key_pem": public_pem(new_key_pem()[0])},
+    key_id = gateway.post(f"/v1/devices/{dev.device_id}/keys",
+                          json=key_registration(new_key_pem()[0], victim.tenant_id, dev.device_id),
                           headers=h).json()["key_id"]
     client_id = gateway.post("/v1/clients", json={"name": "v", "scopes": ["devices:read"]}, headers=h).json()["client_id"]
     claim_id = gateway.post("/v1/claim-tokens", json={"max_uses": 1}, headers=h).json()["id"]

@@ -25,9 +25,10 @@ def two_tenants(stack, factory, gateway):
         dev = factory.device(t)
         tok = t.token(gateway)
         h = {"Authorization": f"Bearer {tok}"}
-        from tests.gateway.helpers import new_key_pem, public_pem
+        from tests.gateway.helpers import key_registration, new_key_pem
 
-        assert gateway.post(f"/v1/devices/{dev.device_id}/keys", json={"public_key_pem": public_pem(new_key_pem()[0])},
+        assert gateway.post(f"/v1/devices/{dev.device_id}/keys",
+                            json=key_registration(new_key_pem()[0], t.tenant_id, dev.device_id),
                             headers=h).status_code == 201
         assert gateway.post("/v1/claim-tokens", json={"max_uses": 2}, headers=h).status_code == 201
     return a, b

@@ -37,6 +37,9 @@ class _Registry:
     def tenant_published(self, tenant):
         return False
 
+    def tenant_refused(self, tenant):
+        return None
+
 
 class _Msg:
     def __init__(self, value):

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, status
 
-from gateway.api.deps import require_platform_admin
+from gateway.api.deps import PlatformAdmin, require_platform_admin
 from gateway.crud import tenants as tenants_crud
 from gateway.errors import ERROR_RESPONSES, not_found
 from gateway.models.admin import TenantCreate, TenantCreated, TenantList, TenantPublic, TenantUpdate
@@ -47,12 +47,10 @@ def get_tenant(request: Request, tenant_id: uuid.UUID) -> TenantPublic:
 
 
 @router.patch("/tenants/{tenant_id}", response_model=TenantPublic,
-              summary="Rename or suspend/reactivate a tenant (a suspended tenant gets no tokens)")
-def update_tenant(request: Request, tenant_id: uuid.UUID, body: TenantUpdate) -> TenantPublic:
-    with request.app.state.admin.platform_tx() as conn:
-        row = tenants_crud.update_tenant(conn, tenant_id=str(tenant_id), name=body.name, status=body.status)
-        if row is not None and body.status is not None:  # the broker follows, or the change rolls back
-            request.app.state.admin.follow_tenant_status(str(tenant_id), body.status)
+              summary="Rename or suspend/reactivate a tenant (a suspended tenant's tokens are refused at once)")
+def update_tenant(request: Request, tenant_id: uuid.UUID, body: TenantUpdate, principal: PlatformAdmin) -> TenantPublic:
+    row = request.app.state.admin.update_tenant(str(tenant_id), name=body.name, status=body.status,
+                                                actor=f"platform:{principal.client_id}")
     if row is None:
         raise not_found(f"tenant {tenant_id}")
     return TenantPublic.of(row)
@@ -60,11 +58,9 @@ def update_tenant(request: Request, tenant_id: uuid.UUID, body: TenantUpdate) ->
 
 @router.delete("/tenants/{tenant_id}", response_model=TenantPublic,
                summary="Delete a tenant: no more tokens; its data is kept per retention, never hard-deleted here")
-def delete_tenant(request: Request, tenant_id: uuid.UUID) -> TenantPublic:
-    with request.app.state.admin.platform_tx() as conn:
-        row = tenants_crud.update_tenant(conn, tenant_id=str(tenant_id), status="deleted")
-        if row is not None:
-            request.app.state.admin.follow_tenant_status(str(tenant_id), "deleted")
+def delete_tenant(request: Request, tenant_id: uuid.UUID, principal: PlatformAdmin) -> TenantPublic:
+    row = request.app.state.admin.update_tenant(str(tenant_id), status="deleted",
+                                                actor=f"platform:{principal.client_id}")
     if row is None:
         raise not_found(f"tenant {tenant_id}")
     return TenantPublic.of(row)

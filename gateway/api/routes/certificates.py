@@ -59,9 +59,9 @@ def revoke_certificate(request: Request, device_id: str, serial: str, principal:
 
 
 @router.post("/devices/{device_id}/keys", status_code=status.HTTP_201_CREATED, response_model=KeyPublic,
-             summary="Register an ES256 public key the device signs its HTTP/CoAP JWTs with")
+             summary="Register an ES256 public key the device signs its HTTP/CoAP JWTs with (proof of possession)")
 def add_key(request: Request, device_id: str, body: KeyCreate, principal: DevicesWrite) -> KeyPublic:
-    row = request.app.state.admin.add_jwt_key(principal.tenant_id, device_id, body.public_key_pem,
+    row = request.app.state.admin.add_jwt_key(principal.tenant_id, device_id, body.public_key_pem, proof=body.proof,
                                               actor=principal.client_id)
     return KeyPublic.of(row)
 

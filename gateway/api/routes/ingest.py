@@ -46,13 +46,14 @@ class _Ingest:
     def __init__(self, app: Any):
         s, db = app.state.settings, app.state.db
 
-        def key_lookup(kid: str) -> DeviceKey | None:
+        def key_lookup(tenant_id: str, device_id: str, kid: str) -> DeviceKey | None:
+            # only the key of the device the token names (iss = tenant, sub = device): adr/0106
             with db.pool.connection() as conn:
-                row = creds_crud.key_by_id(conn, kid)
+                row = creds_crud.device_key(conn, tenant_id=tenant_id, device_id=device_id, key_id=kid)
             if row is None:
                 return None
-            return DeviceKey(kid, str(row["tenant_id"]), row["device_id"], row["public_key_pem"],
-                             active=row["device_status"] in ALLOWED_STATUSES)
+            return DeviceKey(kid, tenant_id, device_id, row["public_key_pem"],
+                             active=row["device_status"] in ALLOWED_STATUSES and row["tenant_status"] == "active")
 
         def tenant_ca(tenant_id: str) -> str | None:
             try:
@@ -63,6 +64,8 @@ class _Ingest:
         def device_status(tenant_id: str, device_id: str) -> str | None:
             with db.tenant_tx(tenant_id) as conn:
                 row = devices_crud.get_device(conn, tenant_id=tenant_id, device_id=device_id)
+            if row and app.state.auth_state.tenant_refused(tenant_id):
+                return "suspended"  # the tenant's, not the device's: refused all the same (adr/0107)
             return row["status"] if row else None
 
         self.auth = DeviceAuthenticator(DeviceJwtVerifier(key_lookup), tenant_ca=tenant_ca,

@@ -240,11 +240,10 @@ async def campaign_action(request: Request, principal: OtaWrite, campaign_id: st
                     tell = ota.runner.cancel(tenant, cid, notify)
                     store.record_commands(conn, tenant_id=tenant, campaign_id=cid,
                                           commands=[(m["command_id"], m["device_id"], "cancel") for m in tell])
+                    ota.runner.enqueue(conn, tell)  # produced when this commits: an answer finds its command
             c = store.set_campaign(conn, tenant_id=tenant, campaign_id=cid, state=new,
                                    reason=f"{action} by {principal.client_id}", **extra)
             counts = store.wave_counts(conn, tenant_id=tenant, campaign_id=cid)
-        if tell:
-            ota.runner.send(tell)  # after commit: a device's answer always finds its command
         return c, counts
 
     return _out(*await run_in_threadpool(run))

@@ -1,7 +1,8 @@
 """Tenant rules: ``/v1/rules`` (adr/0055). Documents are validated by ``schemas.rules.RuleDocument``, kept
 with every version in Postgres (RLS), and published to the compacted ``fleetstream.rules`` topic (key
-``tenant:rule_id``; a tombstone on delete) for the rules agent. Publishing happens inside the database
-transaction: a rule Kafka did not take is not saved. Dry-run evaluates a document against a device's
+``tenant:rule_id``; a tombstone on delete) for the rules agent, through the transactional outbox: the
+record is written in the rule's own transaction and reaches Kafka exactly when it commits (adr/0108);
+the answer waits until Kafka has it. Dry-run evaluates a document against a device's
 recent telemetry without saving it."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from gateway.auth.tokens import Principal
 from gateway.crud import rules as crud
 from gateway.crud.devices import get_device
 from gateway.errors import ERROR_RESPONSES, ApiError, not_found
+from gateway.outbox import enqueue
 from schemas import topics
 from schemas.rules import RuleDocument, evaluate, in_scope
 
@@ -73,12 +75,10 @@ def rule_record(row: dict) -> bytes:
                        "enabled": row["enabled"], "document": row["document"]}).encode()
 
 
-async def _publish(request: Request, row: dict | None, tenant_id: str, rule_id: str) -> None:
-    key = f"{tenant_id}:{rule_id}".encode()
-    try:
-        await request.app.state.streams.produce(topics.RULES.name, key, rule_record(row) if row else None)
-    except Exception as exc:
-        raise ApiError(503, "kafka_unavailable", f"the rule could not be distributed: {exc}") from exc
+def _enqueue(conn, row: dict | None, tenant_id: str, rule_id: str) -> int:
+    """The rule's record (a tombstone for ``row`` None) into this transaction's outbox."""
+    return enqueue(conn, tenant_id=tenant_id, topic=topics.RULES.name, key=f"{tenant_id}:{rule_id}".encode(),
+                   value=rule_record(row) if row else None)
 
 
 def _tx(request: Request, tenant_id: str):
@@ -86,18 +86,19 @@ def _tx(request: Request, tenant_id: str):
 
 
 async def _save(request: Request, tenant_id: str, fn) -> dict | None:
-    """Runs ``fn(conn)`` in a tenant transaction and publishes its row before the commit."""
-    db = request.app.state.db
-    conn_cm = db.tenant_tx(tenant_id)
-    conn = await run_in_threadpool(conn_cm.__enter__)
-    try:
-        row = await run_in_threadpool(fn, conn)
-        if row is not None:
-            await _publish(request, row, tenant_id, str(row["rule_id"]))
-    except BaseException as exc:
-        await run_in_threadpool(conn_cm.__exit__, type(exc), exc, exc.__traceback__)
-        raise
-    await run_in_threadpool(conn_cm.__exit__, None, None, None)
+    """Runs ``fn(conn)`` in a tenant transaction with its rule's record in the same transaction's outbox, and
+    returns once Kafka has the record (or the wait ran out: the relay still publishes it)."""
+    st = request.app.state
+
+    def run():
+        with st.db.tenant_tx(tenant_id) as conn:
+            row = fn(conn)
+            published = _enqueue(conn, row, tenant_id, str(row["rule_id"])) if row is not None else None
+        return row, published
+
+    row, published = await run_in_threadpool(run)
+    if published is not None:
+        await run_in_threadpool(st.outbox.wait, [published])
     return row
 
 
@@ -165,22 +166,14 @@ async def delete_rule(request: Request, rule_id: str, principal: Writer) -> Resp
     t = principal.tenant_id
     rid = _uuid(rule_id)
 
-    def run(c):
-        return {"rule_id": rid} if crud.delete_rule(c, tenant_id=t, rule_id=rid) else None
+    def run():
+        with _tx(request, t) as c:
+            return _enqueue(c, None, t, rid) if crud.delete_rule(c, tenant_id=t, rule_id=rid) else None
 
-    db = request.app.state.db
-    cm = db.tenant_tx(t)
-    conn = await run_in_threadpool(cm.__enter__)
-    try:
-        gone = await run_in_threadpool(run, conn)
-        if gone:
-            await _publish(request, None, t, rid)
-    except BaseException as exc:
-        await run_in_threadpool(cm.__exit__, type(exc), exc, exc.__traceback__)
-        raise
-    await run_in_threadpool(cm.__exit__, None, None, None)
-    if not gone:
+    published = await run_in_threadpool(run)
+    if published is None:
         raise not_found(f"rule {rule_id!r}")
+    await run_in_threadpool(request.app.state.outbox.wait, [published])
     return Response(status_code=204)
 
 

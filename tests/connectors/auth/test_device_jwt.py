@@ -1,10 +1,12 @@
 """Device JWT verification, from an ingest endpoint's point of view: a device's own short-lived token is
-accepted and names the tenant from the key lookup; expired, not-yet-valid, wrong-audience, unknown-key,
-over-long, foreign-subject and replayed tokens are refused with stable codes. Pure logic: no services."""
+accepted when the key it names belongs to the tenant (iss) and device (sub) it names; expired,
+not-yet-valid, wrong-audience, unknown-key, over-long, foreign-subject, tenant-less (first contract) and
+replayed tokens are refused with stable codes; a key proof binds a key to one tenant's device. Pure logic."""
 
 from __future__ import annotations
 
 import time
+import uuid
 
 import jwt
 import pytest
@@ -18,7 +20,11 @@ from connectors.auth.device_jwt import (
     ReplayCache,
     key_id,
     sign_device_jwt,
+    sign_key_proof,
+    verify_key_proof,
 )
+
+TENANT = str(uuid.uuid4())
 
 
 def _key():
@@ -30,12 +36,16 @@ def _key():
     return priv, pub
 
 
+def _lookup(*keys: DeviceKey):
+    by = {(k.tenant_id, k.device_id, k.key_id): k for k in keys}
+    return lambda tenant, device, kid: by.get((tenant, device, kid))
+
+
 @pytest.fixture
 def device():
     priv, pub = _key()
     kid = key_id(pub)
-    keys = {kid: DeviceKey(kid, "tenant-a", "meter-1", pub)}
-    return priv, kid, DeviceJwtVerifier(keys.get)
+    return priv, kid, DeviceJwtVerifier(_lookup(DeviceKey(kid, TENANT, "meter-1", pub)))
 
 
 def _code(verifier, token) -> str:
@@ -44,15 +54,35 @@ def _code(verifier, token) -> str:
     return e.value.code
 
 
-def test_valid_token_names_tenant_from_the_key_not_the_claims(device):
+def test_valid_token_names_the_tenant_and_device_whose_key_verified_it(device):
     priv, kid, v = device
-    ident = v.verify(sign_device_jwt(priv, "meter-1"))
-    assert (ident.tenant_id, ident.device_id, ident.key_id) == ("tenant-a", "meter-1", kid)
+    ident = v.verify(sign_device_jwt(priv, TENANT, "meter-1"))
+    assert (ident.tenant_id, ident.device_id, ident.key_id) == (TENANT, "meter-1", kid)
+
+
+def test_the_same_key_registered_by_another_tenant_never_moves_a_device_there():
+    """The squatting attack (issue 19): tenant B registered A's public key for B's device of the same name.
+    A's device names its own tenant (iss), so only A's key entry is consulted and the data stays A's."""
+    priv, pub = _key()
+    kid, other_tenant = key_id(pub), str(uuid.uuid4())
+    v = DeviceJwtVerifier(_lookup(DeviceKey(kid, other_tenant, "meter-1", pub), DeviceKey(kid, TENANT, "meter-1", pub)))
+    assert v.verify(sign_device_jwt(priv, TENANT, "meter-1")).tenant_id == TENANT
+    only_b = DeviceJwtVerifier(_lookup(DeviceKey(kid, other_tenant, "meter-1", pub)))
+    assert _code(only_b, sign_device_jwt(priv, TENANT, "meter-1")) == "unknown_key"
+
+
+def test_a_first_contract_token_without_its_tenant_is_refused(device):
+    priv, _, v = device
+    legacy = jwt.encode({"iss": "meter-1", "sub": "meter-1", "aud": "fleetstream-ingest", "iat": int(time.time()),
+                         "nbf": int(time.time()), "exp": int(time.time()) + 60, "jti": "l"},
+                        serialization.load_pem_private_key(priv.encode(), None), algorithm="ES256",
+                        headers={"kid": device[1]})
+    assert _code(v, legacy) == "issuer_not_tenant"
 
 
 def test_replayed_token_is_refused(device):
     priv, _, v = device
-    tok = sign_device_jwt(priv, "meter-1")
+    tok = sign_device_jwt(priv, TENANT, "meter-1")
     v.verify(tok)
     assert _code(v, tok) == "token_replayed"
 
@@ -65,21 +95,22 @@ def test_replayed_token_is_refused(device):
 ])
 def test_bad_times_and_audiences_are_refused(device, kwargs, code):
     priv, _, v = device
-    assert _code(v, sign_device_jwt(priv, "meter-1", **kwargs)) == code
+    assert _code(v, sign_device_jwt(priv, TENANT, "meter-1", **kwargs)) == code
 
 
 def test_unknown_key_and_foreign_subject_are_refused(device):
     priv, _, v = device
     other_priv, _ = _key()
-    assert _code(v, sign_device_jwt(other_priv, "meter-1")) == "unknown_key"
-    assert _code(v, sign_device_jwt(priv, "meter-2")) == "subject_mismatch"
+    assert _code(v, sign_device_jwt(other_priv, TENANT, "meter-1")) == "unknown_key"
+    assert _code(v, sign_device_jwt(priv, TENANT, "meter-2")) == "unknown_key"  # not meter-2's key
+    assert _code(v, sign_device_jwt(priv, str(uuid.uuid4()), "meter-1")) == "unknown_key"  # nor another tenant's
 
 
 def test_forged_signature_with_a_registered_kid_is_refused(device):
     priv, kid, v = device
     other_priv, _ = _key()
     now = int(time.time())
-    claims = {"iss": "meter-1", "sub": "meter-1", "aud": "fleetstream-ingest", "iat": now, "nbf": now,
+    claims = {"iss": TENANT, "sub": "meter-1", "aud": "fleetstream-ingest", "iat": now, "nbf": now,
               "exp": now + 60, "jti": "x"}
     forged = jwt.encode(claims, serialization.load_pem_private_key(other_priv.encode(), None), algorithm="ES256",
                         headers={"kid": kid})
@@ -89,8 +120,8 @@ def test_forged_signature_with_a_registered_kid_is_refused(device):
 def test_inactive_device_and_garbage_are_refused():
     priv, pub = _key()
     kid = key_id(pub)
-    v = DeviceJwtVerifier({kid: DeviceKey(kid, "t", "d", pub, active=False)}.get)
-    assert _code(v, sign_device_jwt(priv, "d")) == "device_inactive"
+    v = DeviceJwtVerifier(_lookup(DeviceKey(kid, TENANT, "d", pub, active=False)))
+    assert _code(v, sign_device_jwt(priv, TENANT, "d")) == "device_inactive"
     assert _code(v, "garbage") == "malformed_token"
 
 
@@ -102,3 +133,22 @@ def test_replay_cache_is_bounded_and_forgets_expired_entries():
     assert len(cache._seen) <= 3
     assert not cache.check_and_add("j4", now + 60, now)  # still remembered
     assert cache.check_and_add("j4", now + 60, now + 1000)  # long expired: forgotten, accepted as new
+
+
+def test_a_key_proof_binds_the_key_to_one_tenants_device():
+    priv, pub = _key()
+    verify_key_proof(sign_key_proof(priv, TENANT, "meter-1"), pub, TENANT, "meter-1")
+
+    def refused(proof, public=pub, tenant=TENANT, device="meter-1") -> str:
+        with pytest.raises(DeviceTokenError) as e:
+            verify_key_proof(proof, public, tenant, device)
+        return e.value.code
+
+    other_priv, other_pub = _key()
+    assert refused(sign_key_proof(other_priv, TENANT, "meter-1")) == "invalid_proof"  # without the private key
+    assert refused(sign_key_proof(priv, TENANT, "meter-1"), tenant=str(uuid.uuid4())) == "proof_mismatch"
+    assert refused(sign_key_proof(priv, TENANT, "meter-1"), device="meter-2") == "proof_mismatch"
+    assert refused(sign_device_jwt(priv, TENANT, "meter-1")) == "wrong_audience"  # an ingest token is no proof
+    assert refused(sign_key_proof(priv, TENANT, "meter-1", now=int(time.time()) - 3600)) == "proof_expired"
+    assert refused(sign_key_proof(priv, TENANT, "meter-1", ttl_s=3600)) == "lifetime_too_long"
+    assert refused("garbage") == "invalid_proof"

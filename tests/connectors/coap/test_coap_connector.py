@@ -50,7 +50,8 @@ class Device:
     def message(self, path: str, payload: bytes = b"", *, code=Code.POST, fmt=JSON, token: str | None = None,
                 **kw) -> Message:
         m = Message(code=code, uri=f"{URI}/{path}", payload=payload, content_format=fmt, **kw)
-        m.opt.add_option(OpaqueOption(AUTH_OPTION, (token or sign_device_jwt(self.priv, self.device_id)).encode()))
+        token = token or sign_device_jwt(self.priv, self.tenant, self.device_id)
+        m.opt.add_option(OpaqueOption(AUTH_OPTION, token.encode()))
         return m
 
 
@@ -133,11 +134,11 @@ def test_identity_comes_from_the_jwt_and_bad_tokens_or_suspended_devices_are_ref
     assert rec[0]["device_id"] == "meter-1" and rec[0]["tenant_id"] == coap["tenant"]
     no_token = Message(code=Code.POST, uri=f"{URI}/telemetry", payload=b'{"values": {"x": 1}}')
     assert _send(coap, no_token).code == Code.UNAUTHORIZED
-    token = sign_device_jwt(d["meter-1"].priv, "meter-1")
+    token = sign_device_jwt(d["meter-1"].priv, coap["tenant"], "meter-1")
     assert _send(coap, d["meter-1"].message("telemetry", b'{"values": {"x": 1}}', token=token)).code == Code.CHANGED
     replay = _send(coap, d["meter-1"].message("telemetry", b'{"values": {"x": 1}}', token=token))
     assert replay.code == Code.UNAUTHORIZED and b"token_replayed" in replay.payload
-    forged = sign_device_jwt(d["meter-1"].priv, "meter-2")  # meter-1's key claiming to be meter-2
+    forged = sign_device_jwt(d["meter-1"].priv, coap["tenant"], "meter-2")  # meter-1's key claiming to be meter-2
     assert _send(coap, d["meter-1"].message("telemetry", b'{"values": {"x": 1}}', token=forged)).code == \
         Code.UNAUTHORIZED
     assert _send(coap, d["off"].message("telemetry", b'{"values": {"x": 1}}')).code == Code.FORBIDDEN

@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from connectors.auth.device_jwt import DeviceJwtVerifier, sign_device_jwt
+from connectors.auth.device_jwt import DeviceJwtVerifier, sign_device_jwt, sign_key_proof
 from connectors.errors import DeviceDisabledError, UnauthenticatedError
 from connectors.http import DeviceAuthenticator
 from schemas import topics
@@ -33,7 +33,8 @@ def _keypair() -> tuple[str, str]:
 def _with_key(gateway, tenant, dev) -> str:
     """Registers a new ES256 key for ``dev``; returns its private key."""
     priv, pub = _keypair()
-    r = gateway.post(f"/v1/devices/{dev.device_id}/keys", json={"public_key_pem": pub},
+    r = gateway.post(f"/v1/devices/{dev.device_id}/keys",
+                     json={"public_key_pem": pub, "proof": sign_key_proof(priv, tenant.tenant_id, dev.device_id)},
                      headers={"Authorization": f"Bearer {tenant.token(gateway)}"})
     assert r.status_code == 201, r.text
     return priv
@@ -44,6 +45,11 @@ def http_device(stack, factory, gateway):
     tenant = factory.tenant("http")
     dev, other = factory.device(tenant), factory.device(tenant)
     return {"tenant": tenant, "dev": dev, "other": other, "priv": _with_key(gateway, tenant, dev)}
+
+
+def _sign(http_device, device_id: str) -> str:
+    """A token signed with the fixture device's key, naming its tenant (iss) and ``device_id`` (sub)."""
+    return sign_device_jwt(http_device["priv"], http_device["tenant"].tenant_id, device_id)
 
 
 def _post(gateway, body, token=None, **headers):
@@ -57,7 +63,7 @@ def test_a_batch_is_stored_and_its_bad_reading_dead_lettered_while_the_good_ones
                                                                                            settings):
     t, dev = http_device["tenant"], http_device["dev"]
     ts = int(time.time() * 1000)
-    token = sign_device_jwt(http_device["priv"], dev.device_id)
+    token = _sign(http_device, dev.device_id)
     r = _post(gateway, [{"ts": ts, "values": {"temperature": 21.5, "door_open": False, "mode": "eco"}},
                         {"ts": ts + 1, "values": {"temperature": 22}},
                         {"ts": ts + 2, "values": {"temperature": [1, 2]}}], token)
@@ -79,7 +85,7 @@ def test_invalid_json_is_400_with_the_error_model_and_dead_lettered_with_its_raw
                                                                                        settings):
     dev = http_device["dev"]
     raw = b'{"values": {"temperature": 1' + uuid.uuid4().hex.encode()
-    r = _post(gateway, raw, sign_device_jwt(http_device["priv"], dev.device_id))
+    r = _post(gateway, raw, _sign(http_device, dev.device_id))
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
     dead = records(settings.bootstrap_servers, topics.DEAD_LETTER.name, lambda x: x["raw"] == raw)
     assert dead and dead[0]["reason_code"] == "invalid_json" and dead[0]["device_id"] == dev.device_id
@@ -130,13 +136,13 @@ def test_a_device_cannot_write_as_another_device_or_tenant(http_device, gateway,
     t, dev, victim = http_device["tenant"], http_device["dev"], http_device["other"]
     marker = uuid.uuid4().hex
     r = _post(gateway, {"device_id": victim.device_id, "tenant_id": str(uuid.uuid4()),
-                        "values": {"marker": marker}}, sign_device_jwt(http_device["priv"], dev.device_id))
+                        "values": {"marker": marker}}, _sign(http_device, dev.device_id))
     assert r.status_code == 202
     rec = records(settings.bootstrap_servers, topics.TELEMETRY_RAW.name,
                   lambda x: x["values"].get("marker") == marker)[0]
     assert (rec["tenant_id"], rec["device_id"]) == (t.tenant_id, dev.device_id)
     # a token whose subject claims the victim, signed with this device's key, is refused
-    r = _post(gateway, {"values": {"x": 1}}, sign_device_jwt(http_device["priv"], victim.device_id))
+    r = _post(gateway, {"values": {"x": 1}}, _sign(http_device, victim.device_id))
     assert r.status_code == 401 and r.json()["error"]["code"] == "unauthenticated"
 
 
@@ -146,9 +152,10 @@ def test_missing_forged_and_replayed_tokens_are_refused_with_401(http_device, ga
     assert r.status_code == 401 and r.headers.get("www-authenticate")
     assert r.json()["error"]["code"] == "unauthenticated"
     other_priv, _ = _keypair()
-    r = _post(gateway, {"values": {"x": 1}}, sign_device_jwt(other_priv, dev.device_id))  # unregistered key
+    unregistered = sign_device_jwt(other_priv, http_device["tenant"].tenant_id, dev.device_id)
+    r = _post(gateway, {"values": {"x": 1}}, unregistered)
     assert r.status_code == 401 and "unknown_key" in r.json()["error"]["message"]
-    token = sign_device_jwt(http_device["priv"], dev.device_id)
+    token = _sign(http_device, dev.device_id)
     assert _post(gateway, {"values": {"x": 1}}, token).status_code == 202
     r = _post(gateway, {"values": {"x": 1}}, token)
     assert r.status_code == 401 and "token_replayed" in r.json()["error"]["message"]
@@ -157,7 +164,7 @@ def test_missing_forged_and_replayed_tokens_are_refused_with_401(http_device, ga
 def test_a_device_over_its_rate_limit_gets_429_and_the_batch_is_dead_lettered(http_device, gateway, settings):
     dev = http_device["dev"]
     batch = [{"values": {"n": i}} for i in range(int(settings.ingest_burst) + 50)]
-    r = _post(gateway, batch, sign_device_jwt(http_device["priv"], dev.device_id))
+    r = _post(gateway, batch, _sign(http_device, dev.device_id))
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
     assert r.json()["error"]["code"] == "rate_limited"
     dead = records(settings.bootstrap_servers, topics.DEAD_LETTER.name,
