@@ -19,6 +19,7 @@ from gateway.ota import releases
 from gateway.ota.artifacts import ArtifactTooLargeError, is_semver
 from gateway.ota.download_links import LinkError
 from gateway.ota.signing import build_manifest
+from schemas.strict import Text
 
 router = APIRouter(prefix="/firmware", tags=["firmware"], responses=ERROR_RESPONSES)
 OtaWrite = Annotated[Principal, Depends(require("ota:write"))]
@@ -48,7 +49,7 @@ class SigningKeyOut(BaseModel):
 
 
 class LinkIn(BaseModel):
-    device_id: str = Field(min_length=1, max_length=64)
+    device_id: Text = Field(min_length=1, max_length=64)
     ttl_s: int = Field(900, ge=10, le=86_400)
 
 

@@ -21,6 +21,7 @@ from gateway.crud.devices import get_device
 from gateway.errors import ERROR_RESPONSES, ApiError, not_found
 from schemas import topics
 from schemas.rules import RuleDocument, evaluate, in_scope
+from schemas.strict import Text
 
 router = APIRouter(prefix="/rules", tags=["rules"], responses=ERROR_RESPONSES)
 Writer = Annotated[Principal, Depends(require("rules:write"))]
@@ -47,7 +48,7 @@ class RuleList(BaseModel):
 
 class DryRunIn(BaseModel):
     rule: RuleDocument
-    device_id: str
+    device_id: Text = Field(min_length=1, max_length=64)
     hours: float = Field(24, gt=0, le=24 * 30, description="how far back to replay")
 
 

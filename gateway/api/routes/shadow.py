@@ -20,6 +20,7 @@ from gateway.api.deps import require
 from gateway.auth.tokens import Principal
 from gateway.errors import ERROR_RESPONSES, ApiError
 from schemas import codec, device_key, topics
+from schemas.strict import JsonObject
 
 from .commands import _device_or_404
 
@@ -67,7 +68,7 @@ async def get_shadow(request: Request, device_id: str,
 
 @router.patch("/{device_id}/shadow/desired", response_model=ShadowOut,
               summary="Merge into desired state (null deletes a key); If-Match: version makes it conditional")
-async def patch_desired(request: Request, device_id: str, body: dict[str, Any],
+async def patch_desired(request: Request, device_id: str, body: JsonObject,
                         principal: Annotated[Principal, Depends(require("devices:write"))],
                         if_match: Annotated[str | None, Header()] = None):
     tenant = principal.tenant_id

@@ -29,6 +29,9 @@ MAX_LIMIT = 10_000
 MAX_RANGE = dt.timedelta(days=400)
 MAX_BUCKETS = 50_000  # 1-minute buckets over 30 days (43,200) fit
 MAX_DEVICES = 500
+# what ClickHouse's DateTime64(3) holds and a reading can carry; a year-74 'to' was a 500 before (adr/0109)
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2262, 4, 11, tzinfo=dt.UTC)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 TelemetryRead = Annotated[Principal, Depends(require("telemetry:read"))]
@@ -97,8 +100,8 @@ def check_agg(agg: str) -> str:
 
 
 def time_range(start: dt.datetime | None, end: dt.datetime | None, default: dt.timedelta) -> tuple[dt.datetime, dt.datetime]:
-    end = _aware(end) if end else dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
-    start = _aware(start) if start else end - default
+    end = bounded(end, "to") if end else dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    start = bounded(start, "from") if start else max(EARLIEST, end - default)
     if start >= end:
         raise ApiError(400, "bad_range", "'from' must be before 'to'")
     return start, end
@@ -247,12 +250,26 @@ def _aware(t: dt.datetime) -> dt.datetime:
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
+def bounded(t: dt.datetime, name: str) -> dt.datetime:
+    """``t`` (UTC when it names no zone) if it lies in [EARLIEST, LATEST), else a 400 naming the bounds."""
+    t = _aware(t)
+    try:
+        ok = EARLIEST <= t < LATEST
+    except OverflowError:  # year 1 with a negative offset cannot even be compared
+        ok = False
+    if not ok:
+        raise ApiError(400, "bad_time", f"'{name}' must lie between {EARLIEST.isoformat()} and {LATEST.isoformat()}")
+    return t
+
+
 def _encode_cursor(ts: dt.datetime) -> str:
     return base64.urlsafe_b64encode(ts.isoformat().encode()).decode()
 
 
 def _decode_cursor(cursor: str) -> dt.datetime:
     try:
-        return _aware(dt.datetime.fromisoformat(base64.urlsafe_b64decode(cursor.encode()).decode()))
+        return bounded(dt.datetime.fromisoformat(base64.urlsafe_b64decode(cursor.encode()).decode()), "cursor")
     except ValueError as exc:
+        raise ApiError(400, "bad_cursor", "cursor is not one this API returned") from exc
+    except ApiError as exc:
         raise ApiError(400, "bad_cursor", "cursor is not one this API returned") from exc
