@@ -79,7 +79,7 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
                               "`POST /v1/oauth/token`; the tenant comes from the token only.",
                   generate_unique_id_function=lambda r: f"{r.tags[0]}-{r.name}" if r.tags else r.name)
     errors.install(app)
-    # NUL-free URLs and body limits before routing (adr/0110); inside the metrics middleware, so refusals count
+    # NUL-free URLs and body limits before routing (adr/0109); inside the metrics middleware, so refusals count
     app.add_middleware(RequestGuard, limits=BODY_LIMITS)
     openapi.install(app, BODY_LIMITS)
     instrument_fastapi(app)  # GET /metrics, request metrics, traceparent (adr/0094)

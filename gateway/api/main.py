@@ -47,7 +47,7 @@ root_router = APIRouter()
 root_router.include_router(health.router)
 root_router.include_router(graphql_api.router, prefix="/graphql")  # issue 6
 
-# Request body limits (adr/0110), enforced by gateway/api/request_guard.py before any handler runs and
+# Request body limits (adr/0109), enforced by gateway/api/request_guard.py before any handler runs and
 # published in the OpenAPI document as each operation's x-body-limit and 413 response.
 BODY_LIMITS = BodyLimits(
     default=1024 * 1024,  # the largest JSON document (a rule scoped to 10,000 devices) is ~700 KB

@@ -1,4 +1,4 @@
-"""The OpenAPI document says what every operation can answer (adr/0110). Some answers come from layers
+"""The OpenAPI document says what every operation can answer (adr/0109). Some answers come from layers
 FastAPI does not see when it documents a route: the request guard (400 for NUL in the URL, 413 over the
 body limit) and the error handlers (422 in this API's error format, not FastAPI's ``HTTPValidationError``).
 They are added here, to every operation, from the same tables the guard enforces."""
@@ -38,8 +38,8 @@ def complete(doc: dict, limits: BodyLimits) -> None:
             responses = op.setdefault("responses", {})
             responses.setdefault("400", {"description": "malformed request: an unparseable body, NUL in the URL "
                                                         "or a value out of range", **ERROR_REF})
-            responses.setdefault("413", {"description": f"the request body is over this operation's limit of "
-                                                        f"{limit} bytes", **ERROR_REF})
+            responses["413"] = {**responses.get("413", ERROR_REF),
+                                "description": f"the request body is over this operation's limit of {limit} bytes"}
             if _is_fastapi_422(responses.get("422")) or ("422" not in responses and _takes_input(op)):
                 responses["422"] = {"description": "a parameter or body field is invalid; the message names it",
                                     **ERROR_REF}

@@ -1,4 +1,4 @@
-"""What every request passes before routing (adr/0110): a URL without NUL, and a body within its route's
+"""What every request passes before routing (adr/0109): a URL without NUL, and a body within its route's
 limit. Both are refused here, in the JSON error format, before any handler or dependency runs.
 
 Body limits: ``Content-Length`` over the limit is refused without reading a byte. A body without one
@@ -60,9 +60,10 @@ def error(status: int, code: str, message: str) -> JSONResponse:
 
 
 class RequestGuard:
-    def __init__(self, app: ASGIApp, *, limits: BodyLimits):
+    def __init__(self, app: ASGIApp, *, limits: BodyLimits, buffer_max: int = BUFFER_MAX):
         self.app = app
         self.limits = limits
+        self.buffer_max = buffer_max
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -78,7 +79,7 @@ class RequestGuard:
         length = _content_length(scope)
         if length is not None and length > limit:
             return await _too_large(limit)(scope, receive, send)
-        if limit <= BUFFER_MAX:
+        if limit <= self.buffer_max:
             body, more = [], True
             size = 0
             while more:
