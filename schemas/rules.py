@@ -173,7 +173,7 @@ def _num(v: Any) -> float | None:
     try:
         return float(v)
     except OverflowError:  # an integer beyond a double: as far out as a double goes
-        return math.copysign(math.inf, v)
+        return math.inf if v > 0 else -math.inf
 
 
 def evaluate(cond: dict, values: dict, ts: int, state: dict, path: str = "c") -> bool | None:
@@ -206,8 +206,8 @@ def evaluate(cond: dict, values: dict, ts: int, state: dict, path: str = "c") ->
         return _OPS[cond.get("op", ">")](abs(rate) if cond.get("absolute", True) else rate, cond["value"])
     if t == "geofence":
         lat, lon = _num(values.get(cond.get("lat_metric", "lat"))), _num(values.get(cond.get("lon_metric", "lon")))
-        if lat is None or lon is None:
-            return None
+        if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            return None  # no position, or one off the globe: this reading says nothing about the fence
         if cond.get("polygon"):
             inside = point_in_polygon(lat, lon, cond["polygon"])
         else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from typing import Annotated
 
 import httpx
 import pytest
@@ -44,7 +45,7 @@ def server():
         return {"bytes": len(data)}
 
     @app.post("/upload")
-    async def upload(file: UploadFile = File(...)) -> dict:
+    async def upload(file: Annotated[UploadFile, File()]) -> dict:
         ran.append("upload")
         return {"bytes": len(await file.read())}
 

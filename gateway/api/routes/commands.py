@@ -80,6 +80,7 @@ async def _device_or_404(request: Request, tenant_id: str, device_id: str) -> No
 
 
 @router.post("/{device_id}/commands", status_code=202, response_model=CommandOut,
+             responses={200: {"model": CommandOut, "description": "a command with this idempotency key exists: its current state"}},
              summary="Send a command; returns its id and state (200 with the existing one for a repeated idempotency key)")
 async def send_command(request: Request, device_id: str, body: CommandIn,
                        principal: Annotated[Principal, Depends(require("commands:write"))],

@@ -295,3 +295,6 @@ async def _context() -> dict:
 
 schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)
 router = _Router(schema, context_getter=_context, subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL])
+for _route in router.routes:  # GET without a query serves the GraphiQL page: say so in the OpenAPI document
+    if "GET" in getattr(_route, "methods", ()) and 200 in getattr(_route, "responses", {}):
+        _route.responses[200]["content"] = {"text/html": {"schema": {"type": "string"}}}
