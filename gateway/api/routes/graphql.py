@@ -295,6 +295,13 @@ async def _context() -> dict:
 
 schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)
 router = _Router(schema, context_getter=_context, subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL])
-for _route in router.routes:  # GET without a query serves the GraphiQL page: say so in the OpenAPI document
-    if "GET" in getattr(_route, "methods", ()) and 200 in getattr(_route, "responses", {}):
+# What strawberry answers besides GraphQL JSON, in the OpenAPI document: GET without a query serves the GraphiQL
+# page, and a request it cannot read (wrong content type, bad JSON) gets a plain-text 400.
+for _route in router.routes:
+    if not hasattr(_route, "responses"):
+        continue
+    if "GET" in _route.methods and 200 in _route.responses:
         _route.responses[200]["content"] = {"text/html": {"schema": {"type": "string"}}}
+    _route.responses[400] = {"description": "the request is not a GraphQL request this server can read", "content": {
+        "text/plain": {"schema": {"type": "string"}},
+        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from gateway.api.deps import require
 from gateway.auth.tokens import Principal
-from gateway.errors import ERROR_RESPONSES, ApiError, not_found
+from gateway.errors import ERROR_RESPONSES, ApiError, documented, not_found
 from gateway.models.devices import Tag
 from gateway.ota import campaigns as store
 from gateway.ota.campaign_state import (
@@ -130,7 +130,8 @@ def _uuid(campaign_id: str) -> str:
         raise not_found(f"campaign {campaign_id!r}") from None
 
 
-@router.post("", status_code=201, response_model=CampaignOut, summary="Start a staged rollout")
+@router.post("", status_code=201, response_model=CampaignOut, summary="Start a staged rollout",
+             responses=documented({409: "a targeted device is already in a running campaign"}))
 async def create_campaign(request: Request, principal: OtaWrite, body: CampaignIn) -> CampaignOut:
     if problem := validate_waves(body.waves):
         raise ApiError(422, "invalid_waves", problem)
@@ -212,7 +213,7 @@ async def campaign_devices(request: Request, principal: OtaWrite, campaign_id: s
 
 
 @router.post("/{campaign_id}/{action}", response_model=CampaignOut, summary="Pause, resume or cancel a campaign",
-             responses={409: {"description": "the campaign's state does not allow this"}})
+             responses=documented({409: "the campaign's state does not allow this"}))
 async def campaign_action(request: Request, principal: OtaWrite, campaign_id: str,
                           action: Literal["pause", "resume", "cancel"]) -> CampaignOut:
     tenant, cid = principal.tenant_id, _uuid(campaign_id)

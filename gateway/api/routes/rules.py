@@ -19,13 +19,14 @@ from gateway.api.deps import require
 from gateway.auth.tokens import Principal
 from gateway.crud import rules as crud
 from gateway.crud.devices import get_device
-from gateway.errors import ERROR_RESPONSES, ApiError, not_found
+from gateway.errors import ERROR_RESPONSES, ApiError, documented, not_found
 from schemas import topics
 from schemas.rules import RuleDocument, evaluate, in_scope
 from schemas.strict import Text
 from schemas.webhook_targets import REFUSED_HINT, WebhookPolicy
 
 router = APIRouter(prefix="/rules", tags=["rules"], responses=ERROR_RESPONSES)
+SAVED = documented({503: "Kafka did not take the rule; nothing was saved"})
 Writer = Annotated[Principal, Depends(require("rules:write"))]
 Reader = Annotated[Principal, Depends(require("devices:read"))]
 
@@ -123,7 +124,8 @@ async def _check_webhooks(request: Request, body: RuleDocument) -> None:
             raise ApiError(422, "webhook_target_refused", f"actions.{i}.url: {problem}; {REFUSED_HINT}")
 
 
-@router.post("", status_code=201, response_model=RuleOut, summary="Create a rule (validated; version 1)")
+@router.post("", status_code=201, response_model=RuleOut, summary="Create a rule (validated; version 1)",
+             responses=SAVED)
 async def create_rule(request: Request, body: RuleIn, principal: Writer) -> RuleOut:
     await _check_webhooks(request, body)
     t = principal.tenant_id
@@ -166,7 +168,8 @@ async def rule_versions(request: Request, rule_id: str, principal: Reader) -> di
     return {"data": [{**r, "created_at": r["created_at"].isoformat()} for r in rows], "count": len(rows)}
 
 
-@router.put("/{rule_id}", response_model=RuleOut, summary="Replace a rule's document (a new version); If-Match: version")
+@router.put("/{rule_id}", response_model=RuleOut, summary="Replace a rule's document (a new version); If-Match: version",
+            responses={**SAVED, **documented({412: "If-Match is not the current version"})})
 async def replace_rule(request: Request, rule_id: str, body: RuleIn, principal: Writer,
                        if_match: Annotated[str | None, Header()] = None) -> RuleOut:
     await _check_webhooks(request, body)
@@ -174,17 +177,18 @@ async def replace_rule(request: Request, rule_id: str, body: RuleIn, principal: 
                          expected=_version(if_match))
 
 
-@router.post("/{rule_id}/enable", response_model=RuleOut, summary="Enable a rule")
+@router.post("/{rule_id}/enable", response_model=RuleOut, summary="Enable a rule", responses=SAVED)
 async def enable_rule(request: Request, rule_id: str, principal: Writer) -> RuleOut:
     return await _update(request, principal.tenant_id, rule_id, enabled=True)
 
 
-@router.post("/{rule_id}/disable", response_model=RuleOut, summary="Disable a rule (its active alerts stay)")
+@router.post("/{rule_id}/disable", response_model=RuleOut, summary="Disable a rule (its active alerts stay)",
+             responses=SAVED)
 async def disable_rule(request: Request, rule_id: str, principal: Writer) -> RuleOut:
     return await _update(request, principal.tenant_id, rule_id, enabled=False)
 
 
-@router.delete("/{rule_id}", status_code=204, summary="Delete a rule and its versions")
+@router.delete("/{rule_id}", status_code=204, summary="Delete a rule and its versions", responses=SAVED)
 async def delete_rule(request: Request, rule_id: str, principal: Writer) -> Response:
     t = principal.tenant_id
     rid = _uuid(rule_id)
