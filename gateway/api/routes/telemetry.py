@@ -20,6 +20,7 @@ from gateway.api.deps import require
 from gateway.auth.tokens import Principal
 from gateway.crud.devices import get_device
 from gateway.errors import ERROR_RESPONSES, ApiError, not_found
+from gateway.models.devices import DEVICE_ID_PATTERN, TAG_PATTERN
 from sinks.clickhouse.store import AGGS, align
 
 router = APIRouter(prefix="/devices", tags=["telemetry"], responses=ERROR_RESPONSES)
@@ -171,8 +172,9 @@ async def device_latest(request: Request, device_id: str, principal: TelemetryRe
 
 @fleet_router.get("/latest", response_model=FleetLatest, summary="Latest values of devices picked by type or tag")
 async def fleet_latest(request: Request, principal: TelemetryRead,
-                       device_type: str | None = None, tag: str | None = None,
-                       metric: Annotated[list[str] | None, Query()] = None) -> FleetLatest:
+                       device_type: Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)] = None,
+                       tag: Annotated[str | None, Query(pattern=TAG_PATTERN)] = None,
+                       metric: Annotated[list[str] | None, Query(max_length=100)] = None) -> FleetLatest:
     st = request.app.state
 
     def run():
@@ -190,7 +192,9 @@ async def fleet_latest(request: Request, principal: TelemetryRead,
 async def fleet_series(
     request: Request, principal: TelemetryRead,
     metric: Annotated[str, Query(min_length=1, max_length=128)],
-    interval: str, agg: str = "avg", device_type: str | None = None, tag: str | None = None,
+    interval: str, agg: str = "avg",
+    device_type: Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)] = None,
+    tag: Annotated[str | None, Query(pattern=TAG_PATTERN)] = None,
     start: Annotated[dt.datetime | None, Query(alias="from")] = None,
     end: Annotated[dt.datetime | None, Query(alias="to")] = None,
 ) -> FleetSeries:
