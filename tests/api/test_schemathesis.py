@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).parent
-MAX_EXAMPLES = 10  # fuzzing cases per operation; the coverage phase adds every case the schema defines
+MAX_EXAMPLES = 25  # fuzzing cases per operation; the coverage phase adds every case the schema defines
 SEED = 19
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 
