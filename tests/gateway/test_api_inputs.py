@@ -117,3 +117,18 @@ def test_graphql_arguments_follow_the_same_text_rule(api, bad):
     assert r.status_code == 200, r.text
     [error] = r.json()["errors"]
     assert error["extensions"]["code"] == "invalid_request" and "tag" in error["message"], error
+
+
+def test_csv_import_rows_follow_the_same_rules_and_a_bad_row_is_reported_not_a_500(api):
+    gateway, h = api
+    csv = ('device_id,device_type,tags,attributes\n'
+           'csv-1,meter,a\x00b,\n'
+           'csv-2,meter,ok,"{""k"": ""\\u0000""}"\n'
+           'csv-3,meter,ok,"{""k"": NaN}"\n'
+           'csv-4,meter,site-a;floor-2,"{""k"": 1}"\n')
+    r = gateway.post("/v1/devices/import", headers={**h, "content-type": "text/csv"}, content=csv.encode())
+    assert r.status_code == 200, r.text
+    report = {row["device_id"]: row for row in r.json()["rows"]}
+    for bad, field in (("csv-1", "tags"), ("csv-2", "attributes"), ("csv-3", "attributes")):
+        assert report[bad]["status"] == "error" and field in report[bad]["message"], report[bad]
+    assert report["csv-4"]["status"] == "created" and r.json()["created"] == 1
