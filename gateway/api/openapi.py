@@ -10,6 +10,12 @@ from fastapi import FastAPI
 from .request_guard import BodyLimits
 
 ERROR_REF = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+# 409s of control-plane routes whose modules are being reworked in parallel (issue 19), from what
+# gateway/admin.py raises; they belong in those routes' responses= once the rework has landed.
+KNOWN_ANSWERS = {
+    ("post", "/v1/devices/{device_id}/certificates"): {"409": "the device is decommissioned"},
+    ("post", "/v1/devices/{device_id}/keys"): {"409": "the device is decommissioned, or the key is registered"},
+}
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 
 
@@ -36,6 +42,8 @@ def complete(doc: dict, limits: BodyLimits) -> None:
             limit = limits.limit_for(method.upper(), path)
             op["x-body-limit"] = limit
             responses = op.setdefault("responses", {})
+            for status, why in KNOWN_ANSWERS.get((method, path), {}).items():
+                responses.setdefault(status, {"description": why, **ERROR_REF})
             responses.setdefault("400", {"description": "malformed request: an unparseable body, NUL in the URL "
                                                         "or a value out of range", **ERROR_REF})
             responses["413"] = {**responses.get("413", ERROR_REF),
