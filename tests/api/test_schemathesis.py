@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).parent
-MAX_EXAMPLES = 25  # fuzzing cases per operation; the coverage phase adds every case the schema defines
+MAX_EXAMPLES = 15  # fuzzing cases per operation; the coverage phase adds every case the schema defines
 SEED = 19
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 
@@ -43,7 +43,7 @@ def test_the_api_answers_as_documented_and_never_with_a_server_error(tenant_toke
     elapsed = time.monotonic() - started
     cases = _count_cases(tmp_path)
     print(f"schemathesis: {cases} cases in {elapsed:.0f} s")
-    assert cases > 1000, f"schemathesis ran only {cases} cases:\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}"
+    assert cases > 5_000, f"schemathesis ran only {cases} cases:\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}"
     assert proc.returncode == 0, f"{proc.stdout[-20000:]}\n{proc.stderr[-3000:]}"
 
 
