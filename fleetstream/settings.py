@@ -57,6 +57,8 @@ class Settings(BaseSettings):
                                               "header POST /v1/ingest believes (a TLS-terminating ingress)")
     ingest_rate_per_s: float = Field(100.0, description="HTTP ingest: readings per second per device")
     ingest_burst: float = Field(200.0, description="HTTP ingest: readings a device may send at once")
+    webhook_allow: str = Field("", description="comma-separated CIDRs and host names rule webhooks may call "
+                               "although they are not public (tests, on-prem receivers); adr/0110")
 
     @property
     def root(self) -> Path:

@@ -17,7 +17,9 @@ from sinks.clickhouse.store import TelemetryStore
 
 from . import errors
 from .admin import Admin
-from .api.main import api_router, root_router
+from .api import openapi
+from .api.main import BODY_LIMITS, api_router, root_router
+from .api.request_guard import RequestGuard
 from .auth.revocation import AuthState
 from .auth.tokens import KeyRing
 from .db.session import Database
@@ -85,6 +87,9 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
                               "`POST /v1/oauth/token`; the tenant comes from the token only.",
                   generate_unique_id_function=lambda r: f"{r.tags[0]}-{r.name}" if r.tags else r.name)
     errors.install(app)
+    # NUL-free URLs and body limits before routing (adr/0109); inside the metrics middleware, so refusals count
+    app.add_middleware(RequestGuard, limits=BODY_LIMITS)
+    openapi.install(app, BODY_LIMITS)
     instrument_fastapi(app)  # GET /metrics, request metrics, traceparent (adr/0094)
     app.include_router(root_router)
     app.include_router(api_router)

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from schemas.errors import FleetstreamError
+from schemas.strict import printable
 
 
 class ErrorBody(BaseModel):
@@ -45,17 +46,27 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError):
-        parts = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        return JSONResponse(_body("invalid_request", "; ".join(parts)), status_code=422)
+        # a key of the caller's JSON is part of loc and may hold an unpaired surrogate: keep it encodable
+        parts = [printable(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}") for e in exc.errors()]
+        return JSONResponse(_body("invalid_request", "; ".join(parts)[:2000]), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException):
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(_body(code, str(exc.detail)), status_code=exc.status_code)
+        code = HTTP_CODES.get(exc.status_code, "http_error")
+        return JSONResponse(_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+
+
+HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 
 
 ERROR_RESPONSES = {
+    400: {"model": ErrorResponse, "description": "malformed request: unparseable body, NUL in the URL, bad value"},
     401: {"model": ErrorResponse, "description": "missing, expired or forged token"},
     403: {"model": ErrorResponse, "description": "token lacks the scope this route needs"},
     404: {"model": ErrorResponse, "description": "no such resource for this tenant"},
 }
+
+
+def documented(codes: dict[int, str]) -> dict:
+    """``responses=`` for a route's own error answers: ``{409: "why"}`` in the JSON error format."""
+    return {status: {"model": ErrorResponse, "description": why} for status, why in codes.items()}

@@ -17,10 +17,18 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, model_validator
+
+from .strict import JsonObject, Number, Text, check_text
 
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
-MetricName = Annotated[str, Field(min_length=1, max_length=128)]
+MetricName = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(check_text)]
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(check_text)]
+# conditions hold finite numbers of bounded size (schemas/strict.py): NaN, inf and 1e300 were stored and
+# evaluated before (adr/0109); coordinates are bounded by the globe
+Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+MAX_RADIUS_M = 20_037_509  # half the equator: every point on Earth is within it
 
 
 class _Strict(BaseModel):
@@ -31,14 +39,14 @@ class Threshold(_Strict):
     type: Literal["threshold"]
     metric: MetricName
     op: Op
-    value: float | bool | str
+    value: Number | bool | Annotated[str, Field(max_length=256), AfterValidator(check_text)]
 
 
 class Range(_Strict):
     type: Literal["range"]
     metric: MetricName
-    min: float
-    max: float
+    min: Number
+    max: Number
     trigger: Literal["outside", "inside"] = "outside"
 
     @model_validator(mode="after")
@@ -52,8 +60,8 @@ class RateOfChange(_Strict):
     type: Literal["rate"]
     metric: MetricName
     op: Op = ">"
-    value: float
-    per_s: float = Field(1.0, gt=0, description="the rate is the change per this many seconds")
+    value: Number
+    per_s: float = Field(1.0, gt=0, le=30 * 86400, description="the rate is the change per this many seconds")
     absolute: bool = True
 
 
@@ -61,9 +69,10 @@ class Geofence(_Strict):
     type: Literal["geofence"]
     lat_metric: MetricName = "lat"
     lon_metric: MetricName = "lon"
-    polygon: list[tuple[float, float]] | None = Field(None, min_length=3, max_length=1000)
-    center: tuple[float, float] | None = None
-    radius_m: float | None = Field(None, gt=0)
+    polygon: list[tuple[Latitude, Longitude]] | None = Field(None, min_length=3, max_length=1000,
+                                                            description="[lat, lon] corners")
+    center: tuple[Latitude, Longitude] | None = None
+    radius_m: float | None = Field(None, gt=0, le=MAX_RADIUS_M)
     trigger: Literal["outside", "inside"] = "outside"
 
     @model_validator(mode="after")
@@ -101,22 +110,22 @@ Combination.model_rebuild()
 
 
 class Scope(_Strict):
-    devices: list[str] = Field(default_factory=list, max_length=10_000)
-    device_types: list[str] = Field(default_factory=list, max_length=100)
-    tags: list[str] = Field(default_factory=list, max_length=100)
+    devices: list[Name] = Field(default_factory=list, max_length=10_000)
+    device_types: list[Name] = Field(default_factory=list, max_length=100)
+    tags: list[Name] = Field(default_factory=list, max_length=100)
 
 
 class AlertAction(_Strict):
     type: Literal["alert"]
     severity: Literal["INFO", "WARNING", "MINOR", "MAJOR", "CRITICAL"] = "WARNING"
-    message: str = Field("", max_length=500)
+    message: Text = Field("", max_length=500)
     auto_clear: bool = True
 
 
 class WebhookAction(_Strict):
     type: Literal["webhook"]
     url: HttpUrl
-    secret: str = Field(min_length=16, max_length=256, description="HMAC-SHA256 key for X-Fleetstream-Signature")
+    secret: Text = Field(min_length=16, max_length=256, description="HMAC-SHA256 key for X-Fleetstream-Signature")
     timeout_s: float = Field(5, gt=0, le=30)
     max_attempts: int = Field(3, ge=1, le=10)
     on_clear: bool = False
@@ -124,8 +133,8 @@ class WebhookAction(_Strict):
 
 class CommandAction(_Strict):
     type: Literal["command"]
-    name: str = Field(min_length=1, max_length=64)
-    params: dict[str, Any] = Field(default_factory=dict)
+    name: Text = Field(min_length=1, max_length=64)
+    params: JsonObject = Field(default_factory=dict)
     timeout_s: float = Field(30, gt=0, le=3600)
 
 
@@ -138,8 +147,8 @@ Action = Annotated[AlertAction | WebhookAction | CommandAction | RepublishAction
 
 
 class RuleDocument(_Strict):
-    name: str = Field(min_length=1, max_length=100)
-    description: str = Field("", max_length=1000)
+    name: Text = Field(min_length=1, max_length=100)
+    description: Text = Field("", max_length=1000)
     scope: Scope = Scope()
     condition: Condition
     actions: list[Action] = Field(min_length=1, max_length=10)
@@ -159,7 +168,12 @@ def in_scope(scope: dict, device_id: str, device_type: str | None, tags: list[st
 
 
 def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return None
+    try:
+        return float(v)
+    except OverflowError:  # an integer beyond a double: as far out as a double goes
+        return math.inf if v > 0 else -math.inf
 
 
 def evaluate(cond: dict, values: dict, ts: int, state: dict, path: str = "c") -> bool | None:
@@ -192,8 +206,8 @@ def evaluate(cond: dict, values: dict, ts: int, state: dict, path: str = "c") ->
         return _OPS[cond.get("op", ">")](abs(rate) if cond.get("absolute", True) else rate, cond["value"])
     if t == "geofence":
         lat, lon = _num(values.get(cond.get("lat_metric", "lat"))), _num(values.get(cond.get("lon_metric", "lon")))
-        if lat is None or lon is None:
-            return None
+        if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            return None  # no position, or one off the globe: this reading says nothing about the fence
         if cond.get("polygon"):
             inside = point_in_polygon(lat, lon, cond["polygon"])
         else:
@@ -232,4 +246,4 @@ def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     p1, p2 = math.radians(lat1), math.radians(lat2)
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
     a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * 6_371_000 * math.asin(math.sqrt(a))
+    return 2 * 6_371_000 * math.asin(min(1.0, math.sqrt(a)))  # rounding can put a a hair above 1

@@ -10,13 +10,17 @@ import hashlib
 import hmac
 import json
 import logging
+import socket
 import time
 import uuid
 
 import aiohttp
+import aiohttp.abc
+import aiohttp.resolver
 import faust
 
 from schemas import codec, device_key, topics
+from schemas.webhook_targets import REFUSED_HINT, WebhookPolicy
 
 from .rules_view import Rule
 
@@ -40,9 +44,33 @@ def export_topic(tenant_id: str) -> str:
     return f"fleetstream.export.{tenant_id}"
 
 
+class TargetRefused(OSError):
+    """A webhook target the platform must not call (adr/0110); aiohttp reports it as a connection error."""
+
+
+class GuardedResolver(aiohttp.abc.AbstractResolver):
+    """Resolves as aiohttp would, then refuses the connection if the name points at an address the
+    policy refuses. The addresses checked are the ones connected to, so a name re-pointed at a private
+    address after its rule was saved (DNS rebinding) is caught here."""
+
+    def __init__(self, policy: WebhookPolicy):
+        self.policy = policy
+        self.inner = aiohttp.resolver.DefaultResolver()
+
+    async def resolve(self, host, port=0, family=socket.AF_INET):
+        infos = await self.inner.resolve(host, port, family)
+        if problem := self.policy.resolved_problem(host, [i["host"] for i in infos]):
+            raise TargetRefused(f"{problem}; {REFUSED_HINT}")
+        return infos
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
 class ActionRunner:
-    def __init__(self, app: faust.App):
+    def __init__(self, app: faust.App, webhooks: WebhookPolicy | None = None):
         self.app = app
+        self.webhooks = webhooks or WebhookPolicy()
         self.alerts = app.topic(topics.ALERTS.name, key_type=bytes, value_type=bytes)
         self.requests = app.topic(topics.COMMAND_REQUESTS.name, key_type=bytes, value_type=bytes)
         self.outcomes = app.topic(topics.ACTION_OUTCOMES.name, key_type=bytes, value_type=bytes)
@@ -103,22 +131,36 @@ class ActionRunner:
 
     async def _webhook(self, rule, device_id, aid, action, body: bytes) -> None:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            # no proxies from the environment, and every name resolved through the policy
+            connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.webhooks))
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
         attempts, status, error = 0, None, None
-        for attempt in range(1, action.get("max_attempts", 3) + 1):
+        max_attempts = action.get("max_attempts", 3)
+        # a literal address never reaches the resolver: judged here (names are judged when connecting)
+        if problem := self.webhooks.url_problem(action["url"]):
+            error, max_attempts = f"refused: {problem}; {REFUSED_HINT}", 0
+        for attempt in range(1, max_attempts + 1):
             attempts = attempt
             ts = str(int(time.time()))
             headers = {"Content-Type": "application/json", "X-Fleetstream-Signature": sign(action["secret"], body, ts),
                        "X-Fleetstream-Rule": rule.rule_id, "X-Fleetstream-Delivery": f"{aid}:{attempt}"}
             try:
-                async with self._session.post(action["url"], data=body, headers=headers,
+                # redirects are not followed: a receiver must not bounce the platform to another address
+                async with self._session.post(action["url"], data=body, headers=headers, allow_redirects=False,
                                               timeout=aiohttp.ClientTimeout(total=action.get("timeout_s", 5))) as r:
                     status, error = r.status, None if r.status < 300 else f"HTTP {r.status}"
+                    if 300 <= r.status < 400:
+                        error += " (redirects are not followed)"
                     if r.status < 300:
                         break
+            except aiohttp.ClientConnectorError as exc:
+                if isinstance(exc.os_error, TargetRefused):
+                    status, error = None, f"refused: {exc.os_error}"[:300]
+                    break  # a retry would be refused again
+                status, error = None, f"{type(exc).__name__}: {exc}"[:300]
             except (TimeoutError, aiohttp.ClientError) as exc:
                 status, error = None, f"{type(exc).__name__}: {exc}"[:300]
-            if attempt < action.get("max_attempts", 3):
+            if attempt < max_attempts:
                 await asyncio.sleep(WEBHOOK_BACKOFF_S * 2 ** (attempt - 1))
         ok = error is None
         self.stats["webhooks_ok" if ok else "webhooks_failed"] += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import faust
 
 from fleetstream.settings import Settings
+from schemas.webhook_targets import WebhookPolicy
 
 from . import device_activity, faust_fetch
 from .partitioning import crc32_partitioner
@@ -51,7 +52,7 @@ def create_app(s: Settings, *, app_id: str = "fleetstream-streams") -> faust.App
     validate.register(app, s, registry)
     commands.register(app, registry)
     device_activity.register(app, on_both=status.register(app, s, registry),
-                             on_telemetry=rules.register(app, rules_view),
+                             on_telemetry=rules.register(app, rules_view, WebhookPolicy.parse(s.webhook_allow)),
                              on_device_events=shadows.register(app),
                              ready=lambda: rules_view.caught_up.wait(30))
     return app

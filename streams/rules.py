@@ -21,6 +21,7 @@ import faust
 
 from schemas import ValueDeserializationError, codec
 from schemas.rules import evaluate, in_scope
+from schemas.webhook_targets import WebhookPolicy
 
 from . import bundles
 from .actions import ActionRunner, activation_id
@@ -58,9 +59,9 @@ def step(rule: Rule, rs: dict, values: dict, ts: int) -> tuple[str | None, bool]
     return None, persist
 
 
-def register(app: faust.App, rules_view: RulesView):
+def register(app: faust.App, rules_view: RulesView, webhooks: WebhookPolicy | None = None):
     table = app.Table("rule-state", default=None, key_type=bytes, value_type=None, partitions=app.conf.topic_partitions)
-    runner = ActionRunner(app)
+    runner = ActionRunner(app, webhooks)
     tcodec = codec("telemetry")
     watermarks: dict[int, int] = {}
     last_wall: dict[int, int] = {}

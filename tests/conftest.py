@@ -32,7 +32,8 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     root = Path(os.environ.get("FLEETSTREAM_TEST_DATA_DIR") or tempfile.mkdtemp(prefix="fleetstream-test-"))
-    return Settings(data_dir=root, **TEST_PORTS, sink_batch_ms=100)
+    # webhook receivers of the tests listen on 127.0.0.2; every other private address stays refused (adr/0110)
+    return Settings(data_dir=root, **TEST_PORTS, sink_batch_ms=100, webhook_allow="127.0.0.2/32")
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,12 @@
 
 from fastapi import APIRouter
 
+from connectors.canonical import MAX_PAYLOAD_BYTES
 from gateway.live import sse as live_sse
 from gateway.live import websocket as live_ws
+from gateway.ota.artifacts import MAX_ARTIFACT_BYTES
 
+from .request_guard import BodyLimit, BodyLimits
 from .routes import admin as control_admin
 from .routes import (
     alerts,
@@ -43,3 +46,15 @@ api_router.include_router(ingest.router)
 root_router = APIRouter()
 root_router.include_router(health.router)
 root_router.include_router(graphql_api.router, prefix="/graphql")  # issue 6
+
+# Request body limits (adr/0109), enforced by gateway/api/request_guard.py before any handler runs and
+# published in the OpenAPI document as each operation's x-body-limit and 413 response.
+BODY_LIMITS = BodyLimits(
+    default=1024 * 1024,  # the largest JSON document (a rule scoped to 10,000 devices) is ~700 KB
+    routes=(
+        BodyLimit("POST", "/v1/devices/bulk", 8 * 1024 * 1024),  # 1,000 devices with their attributes
+        BodyLimit("POST", "/v1/devices/import", 16 * 1024 * 1024),  # CSV
+        BodyLimit("POST", "/v1/firmware", MAX_ARTIFACT_BYTES + 1024 * 1024),  # the image plus form fields
+        BodyLimit("POST", "/v1/ingest", MAX_PAYLOAD_BYTES),  # a device's readings (connectors/canonical.py)
+    ),
+)

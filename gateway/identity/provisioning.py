@@ -168,7 +168,16 @@ def _row_fields(r: dict) -> dict:
         if not isinstance(attrs, dict):
             raise ValueError("attributes must be a JSON object")
     tags = [t.strip() for t in r.get("tags", "").split(";") if t.strip()]
-    return {"device_id": device_id, "device_type": r.get("device_type") or None, "tags": tags, "attributes": attrs}
+    fields = {"device_id": device_id, "device_type": r.get("device_type") or None, "tags": tags, "attributes": attrs}
+    from pydantic import ValidationError
+
+    from gateway.models.devices import DeviceCreate
+
+    try:  # the same rules as POST /v1/devices: no NUL, finite numbers, bounded attributes (adr/0109)
+        DeviceCreate.model_validate(fields)
+    except ValidationError as exc:
+        raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+    return fields
 
 
 def record_connectivity(admin, changes_by_tenant: dict[str, list[tuple[str, bool, object]]]) -> int:

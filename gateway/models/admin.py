@@ -8,18 +8,19 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.auth.tokens import ALL_SCOPES
+from schemas.strict import Text
 
 Scope = Literal[ALL_SCOPES]  # type: ignore[valid-type]
 
 
 class TenantCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "acme-water"}]})
-    name: str = Field(min_length=1, max_length=100)
+    name: Text = Field(min_length=1, max_length=100)
 
 
 class TenantUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"status": "suspended"}]})
-    name: str | None = Field(None, min_length=1, max_length=100)
+    name: Text | None = Field(None, min_length=1, max_length=100)
     status: Literal["active", "suspended"] | None = None
 
 
@@ -49,7 +50,7 @@ class TenantList(BaseModel):
 class ClientCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"name": "dashboard", "scopes": ["devices:read", "telemetry:read"]}]})
-    name: str = Field(min_length=1, max_length=100)
+    name: Text = Field(min_length=1, max_length=100)
     scopes: list[Scope] = Field(min_length=1)
 
 

@@ -6,6 +6,8 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.strict import Text
+
 
 class CertificateRequest(BaseModel):
     """With ``csr_pem`` the device keeps its private key (recommended); without, the platform generates a
@@ -13,7 +15,7 @@ class CertificateRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"csr_pem": "-----BEGIN CERTIFICATE REQUEST-----\n…\n-----END CERTIFICATE REQUEST-----\n", "days": 365}]})
-    csr_pem: str | None = Field(None, max_length=16_000, description="PEM CSR; its subject is ignored")
+    csr_pem: Text | None = Field(None, max_length=16_000, description="PEM CSR; its subject is ignored")
     days: int = Field(365, ge=1, le=3650)
 
 
@@ -45,8 +47,8 @@ class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"public_key_pem": "-----BEGIN PUBLIC KEY-----\n…\n-----END PUBLIC KEY-----\n",
          "proof": "eyJhbGciOiJFUzI1NiIsImtpZCI6Ii4uLiJ9.eyJpc3MiOiI8dGVuYW50PiIsInN1YiI6IjxkZXZpY2U-In0.c2ln"}]})
-    public_key_pem: str = Field(max_length=4000, description="ECDSA P-256 (ES256) public key, PEM")
-    proof: str = Field(max_length=4000, description=(
+    public_key_pem: Text = Field(max_length=4000, description="ECDSA P-256 (ES256) public key, PEM")
+    proof: Text = Field(max_length=4000, description=(
         "a JWT signed with the new key's private half: header alg ES256, kid = the key id (base64url SHA-256 of "
         "the SubjectPublicKeyInfo); claims iss = tenant id, sub = device id, aud = fleetstream-key-registration, "
         "iat, exp (at most 15 min after iat)"))

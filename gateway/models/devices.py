@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from schemas.strict import JsonObject, check_text
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+TAG_PATTERN = r"^[^\s,;\x00]{1,64}$"
 Status = Literal["provisioned", "active", "suspended", "decommissioned"]
-Tag = Field(pattern=r"^[^\s,;]{1,64}$")
+Tag = Annotated[str, Field(pattern=TAG_PATTERN), AfterValidator(check_text)]
+"""1-64 characters, no whitespace, comma or semicolon (CSV import splits on them), valid Unicode."""
+MAX_ATTRIBUTES_BYTES = 64 * 1024  # a device's registry record (with its attributes) must fit a Kafka message
+
+
+def _attributes_size(value: dict) -> dict:
+    import json
+
+    if len(json.dumps(value, separators=(",", ":"))) > MAX_ATTRIBUTES_BYTES:
+        raise ValueError(f"attributes take at most {MAX_ATTRIBUTES_BYTES} bytes of JSON")
+    return value
+
+
+Attributes = Annotated[JsonObject, AfterValidator(_attributes_size)]
 
 
 class DeviceCreate(BaseModel):
@@ -18,8 +34,8 @@ class DeviceCreate(BaseModel):
          "attributes": {"serial_number": "BX-0042", "firmware": "1.4.2"}}]})
     device_id: str = Field(pattern=DEVICE_ID_PATTERN, description="unique within the tenant; part of MQTT topics")
     device_type: str | None = Field(None, pattern=DEVICE_ID_PATTERN)
-    tags: list[str] = Field(default_factory=list, max_length=50)
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    attributes: Attributes = Field(default_factory=dict)
 
 
 class DeviceUpdate(BaseModel):
@@ -28,8 +44,8 @@ class DeviceUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"attributes": {"firmware": "1.5.0", "obsolete_key": None}, "tags": ["site-a"]}]})
     device_type: str | None = Field(None, pattern=DEVICE_ID_PATTERN)
-    tags: list[str] | None = Field(None, max_length=50)
-    attributes: dict[str, Any] | None = None
+    tags: list[Tag] | None = Field(None, max_length=50)
+    attributes: Attributes | None = None
 
 
 class DevicePublic(BaseModel):

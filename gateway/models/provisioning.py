@@ -6,17 +6,19 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .devices import DEVICE_ID_PATTERN
+from schemas.strict import Text
+
+from .devices import DEVICE_ID_PATTERN, Attributes, Tag
 
 
 class ClaimTokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"name": "factory line 3", "expires_in_s": 86400, "max_uses": 500, "device_type": "meter", "tags": ["batch-7"]}]})
-    name: str = Field("", max_length=100)
+    name: Text = Field("", max_length=100)
     expires_in_s: int = Field(86400, ge=60, le=365 * 86400)
     max_uses: int = Field(1, ge=1, le=1_000_000)
     device_type: str | None = Field(None, pattern=DEVICE_ID_PATTERN, description="given to every device it provisions")
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
 
 
 class ClaimTokenPublic(BaseModel):
@@ -48,9 +50,9 @@ class ProvisionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"claim_token": "fsct_…", "device_id": "meter-000123",
          "csr_pem": "-----BEGIN CERTIFICATE REQUEST-----\n…\n-----END CERTIFICATE REQUEST-----\n"}]})
-    claim_token: str = Field(min_length=8, max_length=200)
+    claim_token: Text = Field(min_length=8, max_length=200)
     device_id: str = Field(pattern=DEVICE_ID_PATTERN)
-    csr_pem: str = Field(max_length=16_000)
+    csr_pem: Text = Field(max_length=16_000)
 
 
 class ProvisionResponse(BaseModel):
@@ -83,9 +85,9 @@ class DeviceTypeCreate(BaseModel):
         {"name": "meter", "description": "smart water meter", "default_tags": ["metering"],
          "default_attributes": {"sampling_s": 60}}]})
     name: str = Field(pattern=DEVICE_ID_PATTERN)
-    description: str = Field("", max_length=500)
-    default_tags: list[str] = Field(default_factory=list, max_length=50)
-    default_attributes: dict = Field(default_factory=dict)
+    description: Text = Field("", max_length=500)
+    default_tags: list[Tag] = Field(default_factory=list, max_length=50)
+    default_attributes: Attributes = Field(default_factory=dict)
 
 
 class DeviceTypePublic(BaseModel):

@@ -18,6 +18,9 @@ _SHA = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1 << 20
 
 
+MAX_ARTIFACT_BYTES = 1 << 30  # POST /v1/firmware's body limit follows it (gateway/api/main.py)
+
+
 class ArtifactTooLargeError(ValueError):
     pass
 
@@ -30,7 +33,7 @@ class ArtifactStore:
     """:param root: folder of the blobs (the data dir's ``firmware/``).
     :param max_bytes: largest artifact accepted."""
 
-    def __init__(self, root: Path, *, max_bytes: int = 1 << 30):
+    def __init__(self, root: Path, *, max_bytes: int = MAX_ARTIFACT_BYTES):
         self.root = root
         self.max_bytes = max_bytes
 

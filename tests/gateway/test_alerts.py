@@ -19,6 +19,7 @@ from tests.utils.factories import wait_for
 from tests.utils.kafka import find_records
 
 HOOK_PORT = 28700 + int(os.environ.get("FLEETSTREAM_TEST_PORT_OFFSET", "0"))
+HOOK_HOST = "127.0.0.2"  # the test stack's webhook allow-list names it (tests/conftest.py, adr/0110)
 SECRET = "0123456789abcdef-hook-secret"
 
 
@@ -38,9 +39,9 @@ def receiver():
             pass
 
     try:
-        server = ThreadingHTTPServer(("127.0.0.1", HOOK_PORT), Handler)
+        server = ThreadingHTTPServer((HOOK_HOST, HOOK_PORT), Handler)
     except OSError:  # the offset port is taken on this shared machine: any free port will do
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server = ThreadingHTTPServer((HOOK_HOST, 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     calls_port = server.server_address[1]
     yield calls, calls_port
@@ -56,7 +57,7 @@ def test_fired_rule_alerts_calls_a_signed_webhook_sends_a_command_and_republishe
     dev = factory.device(t).device_id
     rid = kit.rule({"type": "threshold", "metric": "temperature", "op": ">", "value": 80}, actions=[
         {"type": "alert", "severity": "CRITICAL", "message": "boiler overheating", "auto_clear": False},
-        {"type": "webhook", "url": f"http://127.0.0.1:{port}/hook", "secret": SECRET, "timeout_s": 5,
+        {"type": "webhook", "url": f"http://{HOOK_HOST}:{port}/hook", "secret": SECRET, "timeout_s": 5,
          "max_attempts": 3},
         {"type": "command", "name": "shutdown", "params": {"reason": "overheat"}},
         {"type": "republish"}])

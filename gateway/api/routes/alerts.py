@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from gateway.api.deps import require
 from gateway.auth.tokens import Principal
-from gateway.errors import ERROR_RESPONSES, ApiError, not_found
+from gateway.errors import ERROR_RESPONSES, ApiError, documented, not_found
 from schemas import codec, device_key, topics
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], responses=ERROR_RESPONSES)
@@ -65,13 +65,15 @@ async def get_alert(request: Request, alert_id: str,
     return _out(a)
 
 
-@router.post("/{alert_id}/acknowledge", response_model=AlertOut, summary="Acknowledge an active alert")
+@router.post("/{alert_id}/acknowledge", response_model=AlertOut, summary="Acknowledge an active alert",
+             responses=documented({409: "the alert is already acknowledged or cleared"}))
 async def acknowledge_alert(request: Request, alert_id: str,
                             principal: Annotated[Principal, Depends(require("rules:write"))]) -> AlertOut:
     return await _move(request, principal.tenant_id, alert_id, "ACKNOWLEDGED")
 
 
-@router.post("/{alert_id}/clear", response_model=AlertOut, summary="Clear an alert")
+@router.post("/{alert_id}/clear", response_model=AlertOut, summary="Clear an alert",
+             responses=documented({409: "the alert is already cleared"}))
 async def clear_alert(request: Request, alert_id: str,
                       principal: Annotated[Principal, Depends(require("rules:write"))]) -> AlertOut:
     return await _move(request, principal.tenant_id, alert_id, "CLEARED")

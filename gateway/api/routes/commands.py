@@ -18,6 +18,7 @@ from gateway.auth.tokens import Principal
 from gateway.crud.devices import get_device
 from gateway.errors import ERROR_RESPONSES, ApiError, not_found
 from schemas import codec, device_key, topics
+from schemas.strict import JsonObject, Text
 
 router = APIRouter(prefix="/devices", tags=["commands"], responses=ERROR_RESPONSES)
 
@@ -28,12 +29,12 @@ Status = Literal["queued", "sent", "acknowledged", "succeeded", "failed", "timed
 
 class CommandIn(BaseModel):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
     timeout_s: float = Field(30, gt=0, le=3600, description="wait this long for each attempt's acknowledgement")
     ttl_s: float | None = Field(None, gt=0, le=7 * 86400, description="give up (expired) after this long")
     max_attempts: int = Field(4, ge=1, le=10, description="deliveries before timed_out (retries back off 1 s, 2 s, 4 s…)")
-    idempotency_key: str | None = Field(None, min_length=1, max_length=128)
-    protocol: str | None = Field(None, description="mqtt (default) | modbus | opcua | coap | http")
+    idempotency_key: Text | None = Field(None, min_length=1, max_length=128)
+    protocol: Text | None = Field(None, max_length=16, description="mqtt (default) | modbus | opcua | coap | http")
 
 
 class CommandOut(BaseModel):
@@ -51,7 +52,8 @@ class CommandOut(BaseModel):
     protocol: str | None = None
     result: Any = None
     reason: str | None = None
-    history: list[tuple[str, int]] = []
+    history: list[Annotated[list[str | int], Field(min_length=2, max_length=2)]] = Field(
+        default_factory=list, description="[status, epoch ms] pairs, oldest first")
 
 
 class CommandList(BaseModel):
@@ -65,7 +67,7 @@ def _out(st: dict) -> CommandOut:
                       max_attempts=st["max_attempts"], created_at=st["created_at"], updated_at=st["updated_at"],
                       expires_at=st["expires_at"], idempotency_key=st["idempotency_key"], protocol=st["protocol"],
                       result=json.loads(st["result_json"]) if st["result_json"] else None, reason=st["reason"],
-                      history=[tuple(h) for h in json.loads(st["history_json"])])
+                      history=[list(h) for h in json.loads(st["history_json"])])
 
 
 async def _device_or_404(request: Request, tenant_id: str, device_id: str) -> None:
@@ -78,6 +80,7 @@ async def _device_or_404(request: Request, tenant_id: str, device_id: str) -> No
 
 
 @router.post("/{device_id}/commands", status_code=202, response_model=CommandOut,
+             responses={200: {"model": CommandOut, "description": "a command with this idempotency key exists: its current state"}},
              summary="Send a command; returns its id and state (200 with the existing one for a repeated idempotency key)")
 async def send_command(request: Request, device_id: str, body: CommandIn,
                        principal: Annotated[Principal, Depends(require("commands:write"))],
@@ -104,7 +107,7 @@ async def send_command(request: Request, device_id: str, body: CommandIn,
     await streams.produce(topics.COMMAND_REQUESTS.name, device_key(tenant, device_id), codec("command").encode(rec))
     return CommandOut(command_id=command_id, device_id=device_id, name=body.name, params=body.params, status="queued",
                       max_attempts=body.max_attempts, created_at=now, updated_at=now, expires_at=rec["expires_at"],
-                      idempotency_key=key, protocol=body.protocol, history=[("queued", now)])
+                      idempotency_key=key, protocol=body.protocol, history=[["queued", now]])
 
 
 @router.get("/{device_id}/commands/{command_id}", response_model=CommandOut, summary="One command's state")

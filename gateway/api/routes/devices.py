@@ -17,6 +17,7 @@ from gateway.errors import ERROR_RESPONSES, ApiError, not_found
 from gateway.identity.provisioning import create_devices, import_devices, issue_certificates, parse_csv
 from gateway.models.devices import (
     DEVICE_ID_PATTERN,
+    TAG_PATTERN,
     CoapEndpoint,
     ConnectionInfo,
     DeviceCreate,
@@ -47,8 +48,8 @@ def create_device(request: Request, body: DeviceCreate, principal: DevicesWrite)
 def list_devices(request: Request, principal: DevicesRead,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None,
                  status_: Annotated[Status | None, Query(alias="status")] = None,
-                 device_type: Annotated[str | None, Query(alias="type")] = None,
-                 tag: str | None = None) -> DeviceList:
+                 device_type: Annotated[str | None, Query(alias="type", pattern=DEVICE_ID_PATTERN)] = None,
+                 tag: Annotated[str | None, Query(pattern=TAG_PATTERN)] = None) -> DeviceList:
     after = _decode_cursor(cursor) if cursor else None
     with request.app.state.db.tenant_tx(principal.tenant_id) as conn:
         rows = devices_crud.list_devices(conn, tenant_id=principal.tenant_id, limit=limit, after=after,

@@ -14,11 +14,12 @@ from pydantic import BaseModel, Field
 from gateway.api.deps import require
 from gateway.auth.tokens import Principal
 from gateway.crud.devices import get_device
-from gateway.errors import ERROR_RESPONSES, ApiError, not_found
+from gateway.errors import ERROR_RESPONSES, ApiError, documented, not_found
 from gateway.ota import releases
 from gateway.ota.artifacts import ArtifactTooLargeError, is_semver
 from gateway.ota.download_links import LinkError
 from gateway.ota.signing import build_manifest
+from schemas.strict import Text
 
 router = APIRouter(prefix="/firmware", tags=["firmware"], responses=ERROR_RESPONSES)
 OtaWrite = Annotated[Principal, Depends(require("ota:write"))]
@@ -48,7 +49,7 @@ class SigningKeyOut(BaseModel):
 
 
 class LinkIn(BaseModel):
-    device_id: str = Field(min_length=1, max_length=64)
+    device_id: Text = Field(min_length=1, max_length=64)
     ttl_s: int = Field(900, ge=10, le=86_400)
 
 
@@ -64,7 +65,7 @@ def _out(r: dict) -> ReleaseOut:
 
 
 @router.post("", status_code=201, response_model=ReleaseOut, summary="Upload a firmware release (immutable)",
-             responses={409: {"model": None, "description": "this device type already has this version"}})
+             responses=documented({409: "this device type already has this version"}))
 async def upload_firmware(request: Request, principal: OtaWrite,
                           device_type: Annotated[str, Form(pattern=DEVICE_TYPE)],
                           version: Annotated[str, Form(min_length=1, max_length=128)],
@@ -111,7 +112,10 @@ async def signing_key(request: Request, principal: OtaWrite) -> SigningKeyOut:
 
 
 @router.get("/download/{token}", summary="Download an artifact (Range supported); the token is the authorisation",
-            response_class=FileResponse, responses={403: {"description": "link expired or forged"}})
+            response_class=FileResponse,
+            responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                             "description": "the artifact (or the requested range of it)"},
+                       **documented({403: "link expired or forged"})})
 async def download(request: Request, token: str) -> FileResponse:
     ota = request.app.state.ota
     try:

@@ -29,6 +29,7 @@ from gateway.crud.devices import get_device
 from gateway.errors import ApiError
 from gateway.live.auth import bearer
 from gateway.live.hub import Subscriber
+from schemas.strict import check_text
 
 from . import telemetry as rest
 
@@ -65,6 +66,15 @@ def _principal(info: Info, scope: str) -> Principal:
     if scope not in p.scopes or not p.tenant_id:
         raise GraphQLApiError(ApiError(403, "insufficient_scope", f"this field needs the {scope} scope"))
     return p
+
+
+def _text(**args: str | None) -> None:
+    """The REST models' text rule for arguments that reach Postgres or ClickHouse (adr/0109)."""
+    for name, value in args.items():
+        try:
+            check_text(value) if value is not None else None
+        except ValueError as exc:
+            raise GraphQLApiError(ApiError(400, "invalid_request", f"{name}: {exc}")) from None
 
 
 def _state(info: Info):
@@ -120,6 +130,7 @@ class Device:
                         to: dt.datetime | None = None, interval: str | None = None, agg: str = "avg",
                         limit: int = 1000) -> list[Point]:
         p = _principal(info, "telemetry:read")
+        _text(metric=metric, interval=interval, agg=agg)
         store = _state(info).store
         try:
             start, end = rest.time_range(from_, to, dt.timedelta(days=1))
@@ -175,6 +186,7 @@ class Query:
     @strawberry.field(description="One device of the token's tenant (null if it has no such device)")
     async def device(self, info: Info, id: str) -> Device | None:
         p = _principal(info, "devices:read")
+        _text(id=id)
         db = _state(info).db
 
         def run():
@@ -188,6 +200,7 @@ class Query:
     async def devices(self, info: Info, device_type: str | None = None, tag: str | None = None,
                       limit: int = 100) -> list[Device]:
         p = _principal(info, "devices:read")
+        _text(device_type=device_type, tag=tag)
         db = _state(info).db
         n = max(1, min(limit, MAX_DEVICES))
 
@@ -295,3 +308,13 @@ async def _context() -> dict:
 
 schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)
 router = _Router(schema, context_getter=_context, subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL])
+# What strawberry answers besides GraphQL JSON, in the OpenAPI document: GET without a query serves the GraphiQL
+# page, and a request it cannot read (wrong content type, bad JSON) gets a plain-text 400.
+for _route in router.routes:
+    if not hasattr(_route, "responses"):
+        continue
+    if "GET" in _route.methods and 200 in _route.responses:
+        _route.responses[200]["content"] = {"text/html": {"schema": {"type": "string"}}}
+    _route.responses[400] = {"description": "the request is not a GraphQL request this server can read", "content": {
+        "text/plain": {"schema": {"type": "string"}},
+        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}

@@ -14,7 +14,8 @@ from pydantic import BaseModel, Field, model_validator
 
 from gateway.api.deps import require
 from gateway.auth.tokens import Principal
-from gateway.errors import ERROR_RESPONSES, ApiError, not_found
+from gateway.errors import ERROR_RESPONSES, ApiError, documented, not_found
+from gateway.models.devices import Tag
 from gateway.ota import campaigns as store
 from gateway.ota.campaign_state import (
     InvalidTransitionError,
@@ -26,6 +27,7 @@ from gateway.ota.campaign_state import (
     validate_waves,
 )
 from gateway.ota.releases import get_release
+from schemas.strict import Text
 
 router = APIRouter(prefix="/ota/campaigns", tags=["ota"], responses=ERROR_RESPONSES)
 OtaWrite = Annotated[Principal, Depends(require("ota:write"))]
@@ -33,9 +35,9 @@ MAX_DEVICES = 100_000
 
 
 class Target(BaseModel):
-    device_type: str = Field(min_length=1, max_length=64)
-    tags: list[str] = Field(default_factory=list, max_length=20, description="devices carrying all of these tags")
-    device_ids: list[str] | None = Field(None, min_length=1, max_length=MAX_DEVICES,
+    device_type: Text = Field(min_length=1, max_length=64)
+    tags: list[Tag] = Field(default_factory=list, max_length=20, description="devices carrying all of these tags")
+    device_ids: list[Annotated[Text, Field(max_length=64)]] | None = Field(None, min_length=1, max_length=MAX_DEVICES,
                                          description="an explicit list instead of tags")
 
     @model_validator(mode="after")
@@ -46,9 +48,9 @@ class Target(BaseModel):
 
 
 class CampaignIn(BaseModel):
-    name: str = Field("", max_length=200)
+    name: Text = Field("", max_length=200)
     target: Target
-    target_version: str = Field(min_length=1, max_length=128)
+    target_version: Text = Field(min_length=1, max_length=128)
     waves: list[int] = Field([100], min_length=1, max_length=20, description="cumulative percentages, e.g. [1,10,50,100]")
     soak_s: int = Field(0, ge=0, le=30 * 86_400, description="wait after a wave finished before the next starts")
     max_concurrent: int = Field(50, ge=1, le=100_000, description="devices downloading at once")
@@ -128,7 +130,8 @@ def _uuid(campaign_id: str) -> str:
         raise not_found(f"campaign {campaign_id!r}") from None
 
 
-@router.post("", status_code=201, response_model=CampaignOut, summary="Start a staged rollout")
+@router.post("", status_code=201, response_model=CampaignOut, summary="Start a staged rollout",
+             responses=documented({409: "a targeted device is already in a running campaign"}))
 async def create_campaign(request: Request, principal: OtaWrite, body: CampaignIn) -> CampaignOut:
     if problem := validate_waves(body.waves):
         raise ApiError(422, "invalid_waves", problem)
@@ -210,7 +213,7 @@ async def campaign_devices(request: Request, principal: OtaWrite, campaign_id: s
 
 
 @router.post("/{campaign_id}/{action}", response_model=CampaignOut, summary="Pause, resume or cancel a campaign",
-             responses={409: {"description": "the campaign's state does not allow this"}})
+             responses=documented({409: "the campaign's state does not allow this"}))
 async def campaign_action(request: Request, principal: OtaWrite, campaign_id: str,
                           action: Literal["pause", "resume", "cancel"]) -> CampaignOut:
     tenant, cid = principal.tenant_id, _uuid(campaign_id)

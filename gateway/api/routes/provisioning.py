@@ -11,7 +11,7 @@ from connectors.mqtt.namespace import device_topics
 from gateway.api.deps import DevicesRead, DevicesWrite
 from gateway.crud import audit, device_types
 from gateway.crud import claim_tokens as claims_crud
-from gateway.errors import ERROR_RESPONSES, ApiError, ErrorResponse, not_found
+from gateway.errors import ERROR_RESPONSES, ApiError, ErrorResponse, documented, not_found
 from gateway.identity.provisioning import provision_with_claim
 from gateway.models.provisioning import (
     ClaimTokenCreate,
@@ -85,7 +85,8 @@ def provision(request: Request, body: ProvisionRequest) -> ProvisionResponse:
 
 
 @router.post("/device-types", status_code=status.HTTP_201_CREATED, response_model=DeviceTypePublic,
-             summary="Create a device type (profile): defaults new devices of the type start with")
+             summary="Create a device type (profile): defaults new devices of the type start with",
+             responses=documented({409: "a device type of this name exists"}))
 def create_device_type(request: Request, body: DeviceTypeCreate, principal: DevicesWrite) -> DeviceTypePublic:
     import psycopg
 

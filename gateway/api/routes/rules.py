@@ -7,6 +7,7 @@ recent telemetry without saving it."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from typing import Annotated, Any
@@ -19,10 +20,12 @@ from gateway.api.deps import require
 from gateway.auth.tokens import Principal
 from gateway.crud import rules as crud
 from gateway.crud.devices import get_device
-from gateway.errors import ERROR_RESPONSES, ApiError, not_found
+from gateway.errors import ERROR_RESPONSES, ApiError, documented, not_found
 from gateway.outbox import enqueue
 from schemas import topics
 from schemas.rules import RuleDocument, evaluate, in_scope
+from schemas.strict import Text
+from schemas.webhook_targets import REFUSED_HINT, WebhookPolicy
 
 router = APIRouter(prefix="/rules", tags=["rules"], responses=ERROR_RESPONSES)
 Writer = Annotated[Principal, Depends(require("rules:write"))]
@@ -49,7 +52,7 @@ class RuleList(BaseModel):
 
 class DryRunIn(BaseModel):
     rule: RuleDocument
-    device_id: str
+    device_id: Text = Field(min_length=1, max_length=64)
     hours: float = Field(24, gt=0, le=24 * 30, description="how far back to replay")
 
 
@@ -102,8 +105,28 @@ async def _save(request: Request, tenant_id: str, fn) -> dict | None:
     return row
 
 
+RESOLVE_TIMEOUT_S = 3
+
+
+async def _check_webhooks(request: Request, body: RuleDocument) -> None:
+    """422 for a webhook whose target is not a public address (or named by the allow-list): its literal
+    address, or what its name resolves to now. The rules agent checks again when it sends (adr/0110)."""
+    policy = WebhookPolicy.parse(request.app.state.settings.webhook_allow)
+    for i, action in enumerate(body.actions):
+        if action.type != "webhook":
+            continue
+        url = str(action.url)
+        try:
+            problem = await asyncio.wait_for(run_in_threadpool(policy.check, url), RESOLVE_TIMEOUT_S)
+        except TimeoutError:  # no answer from DNS now: the sender's check decides
+            problem = policy.check(url, resolve=False)
+        if problem:
+            raise ApiError(422, "webhook_target_refused", f"actions.{i}.url: {problem}; {REFUSED_HINT}")
+
+
 @router.post("", status_code=201, response_model=RuleOut, summary="Create a rule (validated; version 1)")
 async def create_rule(request: Request, body: RuleIn, principal: Writer) -> RuleOut:
+    await _check_webhooks(request, body)
     t = principal.tenant_id
     row = await _save(request, t, lambda c: crud.create_rule(c, tenant_id=t, name=body.name, document=_doc(body),
                                                               enabled=body.enabled))
@@ -144,9 +167,11 @@ async def rule_versions(request: Request, rule_id: str, principal: Reader) -> di
     return {"data": [{**r, "created_at": r["created_at"].isoformat()} for r in rows], "count": len(rows)}
 
 
-@router.put("/{rule_id}", response_model=RuleOut, summary="Replace a rule's document (a new version); If-Match: version")
+@router.put("/{rule_id}", response_model=RuleOut, summary="Replace a rule's document (a new version); If-Match: version",
+            responses=documented({412: "If-Match is not the current version"}))
 async def replace_rule(request: Request, rule_id: str, body: RuleIn, principal: Writer,
                        if_match: Annotated[str | None, Header()] = None) -> RuleOut:
+    await _check_webhooks(request, body)
     return await _update(request, principal.tenant_id, rule_id, document=_doc(body), enabled=body.enabled,
                          expected=_version(if_match))
 

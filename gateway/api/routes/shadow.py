@@ -18,8 +18,9 @@ from pydantic import BaseModel
 
 from gateway.api.deps import require
 from gateway.auth.tokens import Principal
-from gateway.errors import ERROR_RESPONSES, ApiError
+from gateway.errors import ERROR_RESPONSES, ApiError, documented
 from schemas import codec, device_key, topics
+from schemas.strict import JsonObject
 
 from .commands import _device_or_404
 
@@ -66,8 +67,10 @@ async def get_shadow(request: Request, device_id: str,
 
 
 @router.patch("/{device_id}/shadow/desired", response_model=ShadowOut,
+              responses=documented({412: "If-Match is not the current version",
+                                    504: "the shadow agent did not answer in time"}),
               summary="Merge into desired state (null deletes a key); If-Match: version makes it conditional")
-async def patch_desired(request: Request, device_id: str, body: dict[str, Any],
+async def patch_desired(request: Request, device_id: str, body: JsonObject,
                         principal: Annotated[Principal, Depends(require("devices:write"))],
                         if_match: Annotated[str | None, Header()] = None):
     tenant = principal.tenant_id

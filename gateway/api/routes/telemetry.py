@@ -20,6 +20,7 @@ from gateway.api.deps import require
 from gateway.auth.tokens import Principal
 from gateway.crud.devices import get_device
 from gateway.errors import ERROR_RESPONSES, ApiError, not_found
+from gateway.models.devices import DEVICE_ID_PATTERN, TAG_PATTERN
 from sinks.clickhouse.store import AGGS, align
 
 router = APIRouter(prefix="/devices", tags=["telemetry"], responses=ERROR_RESPONSES)
@@ -29,6 +30,9 @@ MAX_LIMIT = 10_000
 MAX_RANGE = dt.timedelta(days=400)
 MAX_BUCKETS = 50_000  # 1-minute buckets over 30 days (43,200) fit
 MAX_DEVICES = 500
+# what ClickHouse's DateTime64(3) holds and a reading can carry; a year-74 'to' was a 500 before (adr/0109)
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2262, 4, 11, tzinfo=dt.UTC)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 TelemetryRead = Annotated[Principal, Depends(require("telemetry:read"))]
@@ -97,8 +101,8 @@ def check_agg(agg: str) -> str:
 
 
 def time_range(start: dt.datetime | None, end: dt.datetime | None, default: dt.timedelta) -> tuple[dt.datetime, dt.datetime]:
-    end = _aware(end) if end else dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
-    start = _aware(start) if start else end - default
+    end = bounded(end, "to") if end else dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    start = bounded(start, "from") if start else max(EARLIEST, end - default)
     if start >= end:
         raise ApiError(400, "bad_range", "'from' must be before 'to'")
     return start, end
@@ -168,8 +172,9 @@ async def device_latest(request: Request, device_id: str, principal: TelemetryRe
 
 @fleet_router.get("/latest", response_model=FleetLatest, summary="Latest values of devices picked by type or tag")
 async def fleet_latest(request: Request, principal: TelemetryRead,
-                       device_type: str | None = None, tag: str | None = None,
-                       metric: Annotated[list[str] | None, Query()] = None) -> FleetLatest:
+                       device_type: Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)] = None,
+                       tag: Annotated[str | None, Query(pattern=TAG_PATTERN)] = None,
+                       metric: Annotated[list[str] | None, Query(max_length=100)] = None) -> FleetLatest:
     st = request.app.state
 
     def run():
@@ -187,7 +192,9 @@ async def fleet_latest(request: Request, principal: TelemetryRead,
 async def fleet_series(
     request: Request, principal: TelemetryRead,
     metric: Annotated[str, Query(min_length=1, max_length=128)],
-    interval: str, agg: str = "avg", device_type: str | None = None, tag: str | None = None,
+    interval: str, agg: str = "avg",
+    device_type: Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)] = None,
+    tag: Annotated[str | None, Query(pattern=TAG_PATTERN)] = None,
     start: Annotated[dt.datetime | None, Query(alias="from")] = None,
     end: Annotated[dt.datetime | None, Query(alias="to")] = None,
 ) -> FleetSeries:
@@ -247,12 +254,26 @@ def _aware(t: dt.datetime) -> dt.datetime:
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
+def bounded(t: dt.datetime, name: str) -> dt.datetime:
+    """``t`` (UTC when it names no zone) if it lies in [EARLIEST, LATEST), else a 400 naming the bounds."""
+    t = _aware(t)
+    try:
+        ok = EARLIEST <= t < LATEST
+    except OverflowError:  # year 1 with a negative offset cannot even be compared
+        ok = False
+    if not ok:
+        raise ApiError(400, "bad_time", f"'{name}' must lie between {EARLIEST.isoformat()} and {LATEST.isoformat()}")
+    return t
+
+
 def _encode_cursor(ts: dt.datetime) -> str:
     return base64.urlsafe_b64encode(ts.isoformat().encode()).decode()
 
 
 def _decode_cursor(cursor: str) -> dt.datetime:
     try:
-        return _aware(dt.datetime.fromisoformat(base64.urlsafe_b64decode(cursor.encode()).decode()))
+        return bounded(dt.datetime.fromisoformat(base64.urlsafe_b64decode(cursor.encode()).decode()), "cursor")
     except ValueError as exc:
+        raise ApiError(400, "bad_cursor", "cursor is not one this API returned") from exc
+    except ApiError as exc:
         raise ApiError(400, "bad_cursor", "cursor is not one this API returned") from exc
