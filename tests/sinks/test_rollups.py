@@ -130,3 +130,58 @@ def test_a_refresh_cut_short_is_done_again_and_progress_follows_the_committed_of
     feed.refresh()
     assert progress(ch, ch.database) == done
     assert_rollups_equal_raw(ch, tenant, DEVICES, METRICS)
+
+
+# The insert-time rollups of adr/0060, as a data directory from before adr/0114 has them.
+_OLD_ROLLUP = """
+CREATE TABLE {db}.telemetry_{grain} (
+    tenant_id LowCardinality(String), device_id String, metric LowCardinality(String), bucket DateTime('UTC'),
+    sum_v AggregateFunction(sum, Float64), count_v AggregateFunction(count, Float64),
+    min_v SimpleAggregateFunction(min, Float64), max_v SimpleAggregateFunction(max, Float64),
+    last_v AggregateFunction(argMax, Float64, DateTime64(3, 'UTC')), retention_days SimpleAggregateFunction(max, UInt16)
+) ENGINE = AggregatingMergeTree PARTITION BY toYYYYMM(bucket) ORDER BY (tenant_id, device_id, metric, bucket)"""
+_OLD_MV = """
+CREATE MATERIALIZED VIEW {db}.telemetry_{grain}_mv TO {db}.telemetry_{grain} AS
+SELECT tenant_id, device_id, metric, {fn}(ts) AS bucket, sumState(v) AS sum_v, countState(v) AS count_v,
+       min(v) AS min_v, max(v) AS max_v, argMaxState(v, ts) AS last_v, max(retention_days) AS retention_days
+FROM (SELECT *, assumeNotNull(value_num) AS v FROM {db}.telemetry WHERE value_num IS NOT NULL)
+GROUP BY tenant_id, device_id, metric, bucket"""
+
+
+def test_a_data_directory_with_insert_time_rollups_is_rebuilt_from_raw(tmp_path):
+    from sinks.clickhouse.schema import TELEMETRY
+
+    db, tenant = "upgrade", "tenant-upgrade"
+    ch = ClickHouse(f"chdb://{tmp_path / 'ch'}", database=db)
+    try:
+        ch.command(f"CREATE DATABASE {db}")
+        ch.command(TELEMETRY.format(db=db))
+        for grain, fn in (("1m", "toStartOfMinute"), ("1h", "toStartOfHour")):
+            ch.command(_OLD_ROLLUP.format(db=db, grain=grain))
+            ch.command(_OLD_MV.format(db=db, grain=grain, fn=fn))
+        t0 = (int(time.time() * 1000) // HOUR_MS - 2) * HOUR_MS
+        history = _history(t0)[:600]
+        sink = ClickHouseTelemetrySink(ch)
+        feed = Feed(sink, tenant)
+        feed.send(history)
+        feed.send(history[:50])  # counted twice by the old views
+        old = ch.query_rows(f"SELECT countMerge(count_v) FROM {db}.telemetry_1m")[0][0]
+        assert old == (600 + 50) * 2
+
+        create_all(ch, db)
+        tables = {name: engine for name, engine in ch.query_rows(
+            "SELECT name, engine FROM system.tables WHERE database = {db:String}", {"db": db})}
+        assert tables["telemetry_1m"] == tables["telemetry_1h"] == "ReplacingMergeTree"
+        assert tables["telemetry_1m_insert_time"] == "AggregatingMergeTree"  # kept, no longer fed
+        assert "telemetry_1m_mv" not in tables and "telemetry_1h_mv" not in tables
+        assert progress(ch, db) == feed.next  # the rebuilt rollups cover everything raw held
+        assert_rollups_equal_raw(ch, tenant, DEVICES, METRICS)
+
+        sink.on_assigned({(TOPIC, 0): feed.next[0], (TOPIC, 1): feed.next[1]})
+        feed.send(_history(t0)[600:900] + history[:10])
+        assert_rollups_equal_raw(ch, tenant, DEVICES, METRICS, tables=False)
+        feed.refresh()
+        assert_rollups_equal_raw(ch, tenant, DEVICES, METRICS)
+        assert ch.query_rows(f"SELECT countMerge(count_v) FROM {db}.telemetry_1m_insert_time")[0][0] == old
+    finally:
+        ch.close()
