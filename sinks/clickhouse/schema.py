@@ -43,7 +43,8 @@ TTL toDateTime(ts) + toIntervalDay(retention_days)
 # One rollup shape for both grains: plain aggregates of one bucket, replaced as a whole by each recompute
 # (the newest ``computed_at`` wins; reads use FINAL). avg = sum_v / count_v; ``last_v`` is the value at
 # ``last_ts``, the latest event time of the bucket. A bucket whose numeric rows were all replaced (e.g. by a
-# string at the same timestamp) is recomputed to count_v = 0, which reads skip.
+# string at the same timestamp) is recomputed to count_v = 0, which reads skip. Granules of 1,024 rows (not
+# 8,192): reads of a pending hour's minutes and refreshes of one bucket touch a small slice per series.
 _ROLLUP = """
 CREATE TABLE IF NOT EXISTS {db}.telemetry_{grain} (
     """ + _KEY + """,
@@ -60,6 +61,7 @@ CREATE TABLE IF NOT EXISTS {db}.telemetry_{grain} (
 PARTITION BY toYYYYMM(bucket)
 ORDER BY (tenant_id, device_id, metric, bucket)
 TTL bucket + toIntervalDay(retention_days * {ttl_factor})
+SETTINGS index_granularity = 1024
 """
 
 # Which (key, minute) each Kafka offset touched, every value type (a string replacing a number at the same

@@ -112,6 +112,11 @@ class ClickHouseTelemetrySink(BaseSink):
             self.write(records)
         return bad
 
+    @property
+    def rollups_pending(self) -> bool:
+        """Written since the last rollup refresh (reads are exact anyway; this is the refresh's backlog)."""
+        return self._unrolled
+
     def on_assigned(self, committed: dict[tuple[str, int], int]) -> None:
         moved = rollups.reset(self.ch, self.ch.database, {p: o for (_t, p), o in committed.items()})
         if moved:

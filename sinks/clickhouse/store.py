@@ -27,7 +27,7 @@ _PARTIAL_AGG = {"avg": "sum(sum_v) / sum(count_v)", "min": "min(min_v)", "max": 
 _GRAINS = ((3600, "telemetry_1h"), (60, "telemetry_1m"))
 _PARTIAL_COLS = "sum_v, count_v, min_v, max_v, last_v, last_ts"
 
-# The minutes of a selection holding raw rows not yet rolled up: at or beyond their partition's done_below
+# The minutes in which a selection holds raw rows not yet rolled up: at or beyond their partition's done_below
 # (a partition without a progress row counts as not rolled up at all). The bound on the lowest done_below
 # lets the minmax index on kafka_offset skip every granule that is all rolled up, which after a refresh is
 # all but the newest parts. Every partition the sink was assigned has a progress row (rollups.reset).
@@ -35,7 +35,7 @@ _PENDING = """
 WITH (SELECT (groupArray(kafka_partition), groupArray(done))
       FROM (SELECT kafka_partition, argMax(done_below, updated_at) AS done FROM {db}.rollup_progress
             GROUP BY kafka_partition)) AS progress
-SELECT DISTINCT device_id, toUnixTimestamp(toStartOfMinute(ts)) FROM {db}.telemetry
+SELECT DISTINCT toUnixTimestamp(toStartOfMinute(ts)) FROM {db}.telemetry
 WHERE {where} AND kafka_offset >= if(empty(progress.2), 0, arrayMin(progress.2))
   AND kafka_offset >= transform(kafka_partition, progress.1, progress.2, toUInt64(0))"""
 
@@ -123,35 +123,36 @@ class TelemetryStore:
 
     def _rolled_up_sql(self, source: str, bucket: str, final: str, params: dict) -> str:
         """Per device and bucket (``bucket`` formats ``col``), the aggregate ``final`` over partial
-        aggregates: rollup rows of the grain ``source`` where nothing is pending, minute rows of pending
-        hours where that minute is not pending, raw rows of pending minutes. Reads the pending minutes first
-        (one small query) and adds them to ``params``: usually there are none, and the answer is one read of
-        one rollup table."""
+        aggregates: rollup rows of the grain ``source`` outside pending hours/minutes, minute rows of the
+        pending hours outside pending minutes, raw rows of the pending minutes. Reads the pending minutes
+        first (one small query) into ``params``: usually there are none, and the answer is one read of one
+        rollup table. A minute pending for one device is read from raw for every selected device: raw is
+        right for any bucket, and plain time conditions use the index where per-device sets cost more."""
         db = self.db
-        pending = self._q(_PENDING.format(db=db, where=f"{_SELECTION} AND {_RAW_RANGE}"), params)
-        params["pm"] = [(d, int(m)) for d, m in pending]
-        params["ph"] = sorted({(d, m - m % 3600) for d, m in params["pm"]})
-        not_pending_minute = " AND (device_id, toUnixTimestamp(bucket)) NOT IN {pm:Array(Tuple(String, UInt32))}"
-        def rollup(table: str) -> str:
+        pending = sorted(int(m) for (m,) in self._q(_PENDING.format(db=db, where=f"{_SELECTION} AND {_RAW_RANGE}"),
+                                                    params))
+        params["pm"], params["ph"] = pending, sorted({m - m % 3600 for m in pending})
+
+        def rollup(table: str, where: str = "") -> str:
             return (f"SELECT device_id, {bucket.format(col='bucket')} AS b, {_PARTIAL_COLS} FROM {db}.{table} FINAL "
                     f"WHERE {_SELECTION} AND bucket >= {{start:DateTime64(3)}} AND bucket < {{end:DateTime64(3)}} "
-                    "AND count_v > 0")
+                    f"AND count_v > 0{where}")
 
+        minutes_done = " AND toUnixTimestamp(bucket) NOT IN {pm:Array(UInt32)}"
         if source == "telemetry_1h":
-            parts = [rollup("telemetry_1h")
-                     + (" AND (device_id, toUnixTimestamp(bucket)) NOT IN {ph:Array(Tuple(String, UInt32))}" if pending else "")]
+            parts = [rollup("telemetry_1h", " AND toUnixTimestamp(bucket) NOT IN {ph:Array(UInt32)}" if pending else "")]
             if pending:
-                parts.append(rollup("telemetry_1m") + not_pending_minute
-                             + " AND (device_id, toUnixTimestamp(toStartOfHour(bucket))) IN {ph:Array(Tuple(String, UInt32))}")
+                parts.append(rollup("telemetry_1m", minutes_done
+                                    + " AND toUnixTimestamp(toStartOfHour(bucket)) IN {ph:Array(UInt32)}"))
         else:
-            parts = [rollup("telemetry_1m") + (not_pending_minute if pending else "")]
+            parts = [rollup("telemetry_1m", minutes_done if pending else "")]
         if pending:
             parts.append(f"""SELECT device_id, {bucket.format(col="ts")} AS b, sum(value_num) AS sum_v,
                        count(value_num) AS count_v, min(value_num) AS min_v, max(value_num) AS max_v,
                        argMax(value_num, ts) AS last_v, max(ts) AS last_ts
                 FROM {db}.telemetry FINAL
                 WHERE {_SELECTION} AND {_RAW_RANGE} AND value_num IS NOT NULL
-                  AND (device_id, toUnixTimestamp(toStartOfMinute(ts))) IN {{pm:Array(Tuple(String, UInt32))}}
+                  AND toUnixTimestamp(toStartOfMinute(ts)) IN {{pm:Array(UInt32)}}
                 GROUP BY device_id, b""")
         return (f"SELECT device_id, b, {final} FROM ({' UNION ALL '.join(parts)})\n"
                 "GROUP BY device_id, b HAVING sum(count_v) > 0")
