@@ -54,6 +54,7 @@ class ClickHouseTelemetrySink(BaseSink):
         self.rollup_every_s = rollup_every_s
         self._rolled_at = 0.0
         self._unrolled = True  # written since the last refresh (or unknown: a previous life may have)
+        self._refresh_failed = False
         self.rollup_stats = {"refreshes": 0, "marks": 0, "seconds": 0.0}
 
     def write(self, records: list[dict]) -> None:
@@ -125,11 +126,14 @@ class ClickHouseTelemetrySink(BaseSink):
 
     def maintain(self, partitions: list[tuple[str, int]], *, idle: bool) -> None:
         now = time.monotonic()
-        if not self._unrolled or (not idle and now - self._rolled_at < self.rollup_every_s):
+        due = now - self._rolled_at >= self.rollup_every_s
+        # idle: at once, unless the last refresh failed (then every rollup_every_s, not every idle second)
+        if not self._unrolled or not (due or (idle and not self._refresh_failed)):
             return
         self._rolled_at = now
+        self._refresh_failed = True  # until it returns
         done = rollups.refresh(self.ch, self.ch.database, sorted({p for _t, p in partitions}))
-        self._unrolled = False
+        self._refresh_failed = self._unrolled = False
         self.rollup_stats["refreshes"] += 1
         self.rollup_stats["marks"] += done.marks
         self.rollup_stats["seconds"] += time.monotonic() - now
