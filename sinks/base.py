@@ -5,9 +5,11 @@ write is retried (with backoff) and never skipped, so a sink that cannot write s
 than losing data.
 
 Each decoded record carries its Kafka coordinates (``kafka_topic``, ``kafka_partition``,
-``kafka_offset``). When partitions are assigned, the sink asks ``written_up_to`` how far the store already
-holds each partition beyond the committed offset, and skips those records: a batch written just before a
-crash (write done, commit not) is then never written twice (adr/0060).
+``kafka_offset``). After a crash between a write and its commit the batch is written again: stores keep
+writes idempotent (replacing tables keyed by the record, adr/0007, 0061), and whatever a store derives from
+its writes is derived again from the stored rows, never counted per insert (adr/0114). ``on_assigned``
+tells the store each assigned partition's committed offset; ``maintain`` gives it the sink's thread after
+each committed batch and when idle, for work that must follow the writes (the telemetry rollups).
 
 A sink with ``raw = True`` gets the undecoded values instead (``write_raw``), for stores that decode a
 whole batch more cheaply than Python does record by record (adr/0065).
@@ -48,10 +50,15 @@ class BaseSink(abc.ABC):
         """A raw record's receive time (epoch ms) for the end-to-end latency metric, if the sink can tell."""
         return None
 
-    def written_up_to(self, committed: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
-        """Called on assignment with each partition's committed offset; returns the highest offset the
-        store already holds at or beyond it (partitions absent: nothing). Default: the store cannot tell."""
-        return {}
+    def on_assigned(self, committed: dict[tuple[str, int], int]) -> None:
+        """Called on assignment with each newly assigned partition's committed offset (0 when the group has
+        none): records from there on will be written (again). Raise to have it retried."""
+        return None
+
+    def maintain(self, partitions: list[tuple[str, int]], *, idle: bool) -> None:
+        """Called on the sink's thread after every committed batch and whenever a wait for records ended
+        empty (``idle``), with the partitions assigned now. A failure is logged and the call comes again."""
+        return None
 
 
 class BatchingSink(threading.Thread):
@@ -71,7 +78,6 @@ class BatchingSink(threading.Thread):
         self.codec = codec(record) if record else None
         self.batch_size, self.batch_s = batch_size, batch_ms / 1000
         self.commit_delay_s = commit_delay_ms / 1000
-        self._skip: dict[tuple[str, int], int] = {}
         self.consumer = Consumer({
             "bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False,
             "auto.offset.reset": "earliest", "enable.partition.eof": False,
@@ -84,17 +90,15 @@ class BatchingSink(threading.Thread):
             **(consumer_config or {}),  # a hot topic's sink batches its fetches too (adr/0072)
         })
         self._stopping = threading.Event()
-        self.stats = {"batches": 0, "records": 0, "undecodable": 0, "skipped_written": 0, "last_write_ms": 0.0}
+        self.stats = {"batches": 0, "records": 0, "undecodable": 0, "last_write_ms": 0.0, "maintain_errors": 0}
         self.ready = threading.Event()
 
     def _on_assign(self, consumer, partitions) -> None:
-        # no commit yet (a new group, or a crash before the first commit): the store may hold from offset 0
+        # no commit yet (a new group, or a crash before the first commit): reading starts at the beginning
         committed = {(tp.topic, tp.partition): max(tp.offset, 0) for tp in consumer.committed(partitions, timeout=30)}
         if committed:
-            done = self.sink.written_up_to(committed)
-            self._skip.update(done)
-            if done:
-                log.info("already written beyond the committed offsets, skipping: %s", done)
+            log.info("assigned, from the committed offsets: %s", committed)
+            self._until_done(lambda: self.sink.on_assigned(committed), "record the assignment")
         self.ready.set()
 
     def run(self) -> None:
@@ -102,20 +106,28 @@ class BatchingSink(threading.Thread):
         try:
             while not self._stopping.is_set():
                 self._one_batch()
+            self._maintain(idle=True)  # a clean stop leaves the store's derived data current
         finally:
             self.consumer.close()
+
+    def _maintain(self, *, idle: bool) -> None:
+        try:
+            self.sink.maintain([(tp.topic, tp.partition) for tp in self.consumer.assignment()], idle=idle)
+        except Exception:
+            # derived data lags; the store's reads do not depend on it being current (adr/0114)
+            self.stats["maintain_errors"] += 1
+            log.exception("sink maintenance failed; it runs again after the next batch")
 
     # longest wait for the first record of a batch: bounds how long a stop request waits
     IDLE_WAIT_S = 1.0
 
     def _collect(self) -> list:
-        msgs: list = []
-        while not msgs:
-            if self._stopping.is_set():
-                return msgs
-            # consume() returns once it has the count asked for or the timeout passed: ask for one
-            # record, so the batch clock starts when the first one arrives
-            msgs = [m for m in self.consumer.consume(1, timeout=self.IDLE_WAIT_S) if not self._is_error(m)]
+        """One batch, or nothing if no record arrived within ``IDLE_WAIT_S``."""
+        # consume() returns once it has the count asked for or the timeout passed: ask for one record, so
+        # the batch clock starts when the first one arrives
+        msgs = [m for m in self.consumer.consume(1, timeout=self.IDLE_WAIT_S) if not self._is_error(m)]
+        if not msgs:
+            return msgs
         deadline = time.monotonic() + self.batch_s
         while len(msgs) < self.batch_size and not self._stopping.is_set():
             left = deadline - time.monotonic()
@@ -128,6 +140,8 @@ class BatchingSink(threading.Thread):
     def _one_batch(self) -> None:
         msgs = self._collect()
         if not msgs:
+            if not self._stopping.is_set():
+                self._maintain(idle=True)
             return
         if self.sink.raw:
             items = self._fresh_raw(msgs)
@@ -150,26 +164,15 @@ class BatchingSink(threading.Thread):
         self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
         self.stats["batches"] += 1
         self.stats["records"] += written
+        self._maintain(idle=False)
 
-    def _already_written(self, m) -> bool:
-        tp = (m.topic(), m.partition())
-        if tp in self._skip:
-            if m.offset() <= self._skip[tp]:
-                self.stats["skipped_written"] += 1
-                return True
-            del self._skip[tp]
-        return False
-
-    def _fresh_raw(self, msgs: list) -> list[tuple[bytes, int, int]]:
-        if self._skip:
-            msgs = [m for m in msgs if not self._already_written(m)]
+    @staticmethod
+    def _fresh_raw(msgs: list) -> list[tuple[bytes, int, int]]:
         return [(m.value(), m.partition(), m.offset()) for m in msgs]
 
     def _decoded(self, msgs: list) -> list[dict]:
         records = []
         for m in msgs:
-            if self._skip and self._already_written(m):
-                continue
             try:
                 rec = (self.codec or codec_by_fingerprint(m.value())).decode(m.value())
                 rec.update(kafka_topic=m.topic(), kafka_partition=m.partition(), kafka_offset=m.offset())
@@ -181,16 +184,21 @@ class BatchingSink(threading.Thread):
         return records
 
     def _write_until_done(self, batch: list, raw: bool = False) -> int:
+        t0 = time.perf_counter()
+        skipped = self._until_done(lambda: self.sink.write_raw(batch) if raw else self.sink.write(batch),
+                                   f"write of {len(batch)} records")
+        self.stats["last_write_ms"] = (time.perf_counter() - t0) * 1000
+        _observe(self.sink, self.stats["last_write_ms"] / 1000, batch, raw)
+        return skipped or 0
+
+    def _until_done(self, step, what: str):
+        """Retries ``step`` with backoff until it succeeds; a stop request ends the retries with the error."""
         delay = 0.2
         while True:
-            t0 = time.perf_counter()
             try:
-                skipped = self.sink.write_raw(batch) if raw else self.sink.write(batch)
-                self.stats["last_write_ms"] = (time.perf_counter() - t0) * 1000
-                _observe(self.sink, self.stats["last_write_ms"] / 1000, batch, raw)
-                return skipped or 0
+                return step()
             except Exception:
-                log.exception("sink write of %d records failed; retrying in %.1fs", len(batch), delay)
+                log.exception("sink %s failed; retrying in %.1fs", what, delay)
                 if self._stopping.wait(delay):
                     raise
                 delay = min(delay * 2, 10)

@@ -14,8 +14,8 @@ applied once by an administrator: ``fleetstream`` has no code path that grants i
 from __future__ import annotations
 
 TENANT_SETTING = "SQL_fleetstream_tenant"
-TENANT_TABLES = ("telemetry", "telemetry_1m", "telemetry_1h", "telemetry_latest", "device_events", "alerts",
-                 "command_history", "tenant_retention")
+TENANT_TABLES = ("telemetry", "telemetry_1m", "telemetry_1h", "telemetry_latest", "rollup_marks", "device_events",
+                 "alerts", "command_history", "tenant_retention")
 
 
 def isolation_statements(db: str = "fleetstream", *, reader_password: str, writer_password: str) -> list[str]:
@@ -25,13 +25,13 @@ def isolation_statements(db: str = "fleetstream", *, reader_password: str, write
         f"CREATE USER IF NOT EXISTS fleetstream_reader IDENTIFIED WITH sha256_password BY '{reader_password}'",
         f"CREATE USER IF NOT EXISTS fleetstream_writer IDENTIFIED WITH sha256_password BY '{writer_password}'",
         f"GRANT SELECT ON {db}.* TO fleetstream_reader",
-        f"GRANT INSERT, SELECT ON {db}.* TO fleetstream_writer",  # SELECT: the sink's written_up_to
+        f"GRANT INSERT, SELECT ON {db}.* TO fleetstream_writer",  # SELECT: the sink recomputes rollups
         f"GRANT INSERT ON {db}.tenant_retention TO fleetstream_reader",  # PUT /v1/telemetry/retention
     ]
     for table in TENANT_TABLES:
         out.append(f"CREATE ROW POLICY IF NOT EXISTS tenant_isolation ON {db}.{table} FOR SELECT "
                    f"USING tenant_id = getSetting('{TENANT_SETTING}') TO fleetstream_reader")
-        # the writer is not a reader of tenant data: a permissive policy keeps its watermark query working
+        # the writer is not a reader of tenant data: a permissive policy keeps its rollup refresh working
         out.append(f"CREATE ROW POLICY IF NOT EXISTS sink_all ON {db}.{table} FOR SELECT USING 1 TO fleetstream_writer")
     return out
 

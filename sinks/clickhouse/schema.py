@@ -1,13 +1,18 @@
-"""ClickHouse tables (adr/0007, adr/0060): tenant-first ordering, monthly partitions, per-row TTL.
+"""ClickHouse tables (adr/0007, adr/0060, adr/0114): tenant-first ordering, monthly partitions, per-row TTL.
 
-``telemetry`` is a ReplacingMergeTree keyed by (tenant, device, metric, event time); reads use FINAL.
-Every raw row also carries the Kafka partition and offset it came from, which lets a restarted sink skip
-records that already reached ClickHouse (``sinks.clickhouse.watermark``) so the rollup views, which see
-every insert, never count a re-delivered record twice (adr/0060).
+``telemetry`` is a ReplacingMergeTree keyed by (tenant, device, metric, event time); reads use FINAL, so a
+re-sent reading or a batch re-written after a crash is one point. Every raw row also carries the Kafka
+partition and offset it came from.
 
-Rollups (``telemetry_1m``, ``telemetry_1h``) are AggregatingMergeTree tables fed by materialised views
-over numeric values; ``telemetry_latest`` keeps the last value of each metric. Device events, alerts and
-command history have tables of their own (adr/0061).
+Rollups (``telemetry_1m``, ``telemetry_1h``) are *recomputed* from the deduplicated raw rows, never fed by
+insert-time views (which see every insert block, duplicates and re-writes included, and may miss a block
+whose raw part landed just before a crash; adr/0114): a view records which (key, minute) each Kafka offset
+touched (``rollup_marks``), and the telemetry sink periodically recomputes those minutes from
+``telemetry FINAL`` and their hours from the minutes (``sinks.clickhouse.rollups``), replacing rows keyed
+by bucket. ``rollup_progress`` says, per Kafka partition, below which offset everything is rolled up; reads
+take buckets holding rows at or beyond it from raw (``sinks.clickhouse.store``). ``telemetry_latest``
+keeps the last value of each metric (argMax is idempotent, so a re-written batch cannot skew it). Device
+events, alerts and command history have tables of their own (adr/0061).
 """
 
 from __future__ import annotations
@@ -35,31 +40,63 @@ ORDER BY (tenant_id, device_id, metric, ts)
 TTL toDateTime(ts) + toIntervalDay(retention_days)
 """
 
-# One rollup shape for both grains. min/max are SimpleAggregateFunction (cheap); avg is sum/count so the
-# hour can be computed from merged states exactly; ``last`` is argMax over event time.
+# One rollup shape for both grains: plain aggregates of one bucket, replaced as a whole by each recompute
+# (the newest ``computed_at`` wins; reads use FINAL). avg = sum_v / count_v; ``last_v`` is the value at
+# ``last_ts``, the latest event time of the bucket. A bucket whose numeric rows were all replaced (e.g. by a
+# string at the same timestamp) is recomputed to count_v = 0, which reads skip. Granules of 1,024 rows (not
+# 8,192): reads of a pending hour's minutes and refreshes of one bucket touch a small slice per series.
 _ROLLUP = """
 CREATE TABLE IF NOT EXISTS {db}.telemetry_{grain} (
     """ + _KEY + """,
     bucket   DateTime('UTC'),
-    sum_v    AggregateFunction(sum, Float64),
-    count_v  AggregateFunction(count, Float64),
-    min_v    SimpleAggregateFunction(min, Float64),
-    max_v    SimpleAggregateFunction(max, Float64),
-    last_v   AggregateFunction(argMax, Float64, DateTime64(3, 'UTC')),
-    retention_days SimpleAggregateFunction(max, UInt16)
-) ENGINE = AggregatingMergeTree
+    sum_v    Float64,
+    count_v  UInt64,
+    min_v    Float64,
+    max_v    Float64,
+    last_v   Float64,
+    last_ts  DateTime64(3, 'UTC'),
+    retention_days UInt16,
+    computed_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(computed_at)
 PARTITION BY toYYYYMM(bucket)
 ORDER BY (tenant_id, device_id, metric, bucket)
 TTL bucket + toIntervalDay(retention_days * {ttl_factor})
+SETTINGS index_granularity = 1024
 """
 
-_ROLLUP_MV = """
-CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.telemetry_{grain}_mv TO {db}.telemetry_{grain} AS
-SELECT tenant_id, device_id, metric, {bucket_fn}(ts) AS bucket,
-       sumState(v) AS sum_v, countState(v) AS count_v, min(v) AS min_v, max(v) AS max_v,
-       argMaxState(v, ts) AS last_v, max(retention_days) AS retention_days
-FROM (SELECT *, assumeNotNull(value_num) AS v FROM {db}.telemetry WHERE value_num IS NOT NULL)
-GROUP BY tenant_id, device_id, metric, bucket
+# Which (key, minute) each Kafka offset touched, every value type (a string replacing a number at the same
+# timestamp changes the numeric aggregates too). Read by offset range, so ordered by the Kafka coordinates;
+# kept a day longer than the telemetry topic keeps records (7 days), whole parts at a time.
+MARKS = """
+CREATE TABLE IF NOT EXISTS {db}.rollup_marks (
+    kafka_partition UInt16,
+    kafka_offset    UInt64,
+    """ + _KEY + """,
+    minute    DateTime('UTC'),
+    marked_at DateTime('UTC') DEFAULT now()
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(marked_at)
+ORDER BY (kafka_partition, kafka_offset)
+TTL marked_at + INTERVAL 8 DAY
+SETTINGS ttl_only_drop_parts = 1
+"""
+
+MARKS_MV = """
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.rollup_marks_mv TO {db}.rollup_marks AS
+SELECT kafka_partition, max(kafka_offset) AS kafka_offset, tenant_id, device_id, metric,
+       toStartOfMinute(ts) AS minute
+FROM {db}.telemetry GROUP BY kafka_partition, tenant_id, device_id, metric, minute
+"""
+
+# Per Kafka partition of the telemetry topic: every raw row with a lower offset is in the rollups. The
+# newest row per partition counts (it may move back when a sink finds the group's commit behind it).
+PROGRESS = """
+CREATE TABLE IF NOT EXISTS {db}.rollup_progress (
+    kafka_partition UInt16,
+    done_below UInt64,
+    updated_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(updated_at)
+ORDER BY kafka_partition
 """
 
 # Last value of every metric of every device, whatever its type: a tuple (num, bool, str) by event time.
@@ -122,16 +159,19 @@ CREATE TABLE IF NOT EXISTS {db}.tenant_retention (
 ORDER BY tenant_id
 """
 
-# (grain, bucket function, TTL factor): hourly rollups outlive raw data 4x so long ranges stay readable.
-GRAINS = (("1m", "toStartOfMinute", 1), ("1h", "toStartOfHour", 4))
+# (grain, TTL factor): hourly rollups outlive raw data 4x so long ranges stay readable.
+GRAINS = (("1m", 1), ("1h", 4))
+
+# Tables and views of the insert-time rollups this schema replaces (adr/0060 → adr/0114).
+_OLD_VIEWS = ("telemetry_1m_mv", "telemetry_1h_mv")
 
 
 def statements(db: str = "fleetstream") -> list[str]:
     out = [TELEMETRY.format(db=db)]
-    for grain, fn, factor in GRAINS:
+    for grain, factor in GRAINS:
         out.append(_ROLLUP.format(db=db, grain=grain, ttl_factor=factor))
-        out.append(_ROLLUP_MV.format(db=db, grain=grain, bucket_fn=fn))
-    out += [s.format(db=db) for s in (LATEST, LATEST_MV, DEVICE_EVENTS, ALERTS, COMMAND_HISTORY, TENANT_RETENTION)]
+    out += [s.format(db=db) for s in (MARKS, MARKS_MV, PROGRESS, LATEST, LATEST_MV, DEVICE_EVENTS, ALERTS,
+                                      COMMAND_HISTORY, TENANT_RETENTION)]
     return out
 
 
@@ -142,5 +182,24 @@ def create_all(client, database: str = "fleetstream") -> None:
     # A telemetry table made by the spine's schema lacks the Kafka coordinates; add them (idempotent).
     for col in ("kafka_partition UInt16 DEFAULT 0", "kafka_offset UInt64 DEFAULT 0"):
         client.command(f"ALTER TABLE {database}.telemetry ADD COLUMN IF NOT EXISTS {col}")
+    migrate = _retire_insert_time_rollups(client, database)
     for stmt in stmts[1:]:
         client.command(stmt)
+    if migrate:
+        from .rollups import rebuild  # the rollups module builds on these tables
+
+        rebuild(client, database)
+
+
+def _retire_insert_time_rollups(client, database: str) -> bool:
+    """A data directory from before adr/0114 has AggregatingMergeTree rollups fed by views: stop the views,
+    keep the old tables under another name (hours older than the raw data live only there) and have the
+    new rollups rebuilt from raw. Returns whether a rebuild is needed."""
+    rows = client.query_rows(
+        "SELECT name FROM system.tables WHERE database = {db:String} AND name IN ('telemetry_1m', 'telemetry_1h') "
+        "AND engine = 'AggregatingMergeTree'", {"db": database})
+    for view in _OLD_VIEWS:
+        client.command(f"DROP VIEW IF EXISTS {database}.{view}")
+    for (name,) in rows:
+        client.command(f"RENAME TABLE {database}.{name} TO {database}.{name}_insert_time")
+    return bool(rows)

@@ -1,4 +1,5 @@
-"""ClickHouse sinks: implement only ``write`` (and ``written_up_to``); batching and commits are BatchingSink's."""
+"""ClickHouse sinks: implement ``write`` (and the telemetry sink its rollup upkeep); batching and commits are
+BatchingSink's."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 from schemas import ValueDeserializationError, codec
 from sinks.base import BaseSink
 
-from . import avro_batch
+from . import avro_batch, rollups
 from .client import ClickHouse
 from .rows import (
     ALERT_COLUMNS,
@@ -29,26 +30,37 @@ DEFAULT_RETENTION_DAYS = 365
 
 
 class ClickHouseTelemetrySink(BaseSink):
-    """Raw telemetry rows, stamped with the tenant's retention; the rollup views follow every insert.
+    """Raw telemetry rows, stamped with the tenant's retention; the minute and hour rollups are recomputed
+    from them on the sink's thread (``rollups.refresh``, adr/0114) at most every ``rollup_every_s`` while
+    records flow, and as soon as the sink is idle.
 
     With chdb the sink takes the Kafka values undecoded (``raw``): the batch goes to ClickHouse as one Avro
     file and ClickHouse decodes it (``avro_batch``, adr/0065). With a server, or when that insert fails,
     records are decoded here with fastavro and inserted column by column.
 
     :param retention_refresh_s: how often the per-tenant retention table is re-read.
-    :param decode_in_clickhouse: default: with chdb (the file must be readable by the ClickHouse process)."""
+    :param decode_in_clickhouse: default: with chdb (the file must be readable by the ClickHouse process).
+    :param rollup_every_s: longest time between rollup refreshes under load (reads are exact either way;
+        this trades refresh work against how much recent data reads take from raw)."""
 
-    def __init__(self, ch: ClickHouse, *, retention_refresh_s: float = 30, decode_in_clickhouse: bool | None = None):
+    def __init__(self, ch: ClickHouse, *, retention_refresh_s: float = 30, decode_in_clickhouse: bool | None = None,
+                 rollup_every_s: float = 10):
         self.ch = ch
         self._retention: dict[str, int] = {}
         self._retention_at = 0.0
         self._refresh_s = retention_refresh_s
         self.raw = ch.embedded if decode_in_clickhouse is None else decode_in_clickhouse
         self.fallbacks = 0  # batches the ClickHouse decoder refused, written through fastavro instead
+        self.rollup_every_s = rollup_every_s
+        self._rolled_at = 0.0
+        self._unrolled = True  # written since the last refresh (or unknown: a previous life may have)
+        self._refresh_failed = False
+        self.rollup_stats = {"refreshes": 0, "marks": 0, "seconds": 0.0}
 
     def write(self, records: list[dict]) -> None:
         cols = telemetry_columns(records, self._retention_map(), DEFAULT_RETENTION_DAYS)
         if cols[0]:
+            self._unrolled = True
             self.ch.insert_columns("telemetry", cols, COLUMNS)
 
     def write_raw(self, items: list[tuple[bytes, int, int]]) -> int:
@@ -59,11 +71,12 @@ class ClickHouseTelemetrySink(BaseSink):
             log.error("skipping %d records on the telemetry topic that are not telemetry records", bad)
         if not good:
             return bad
+        self._unrolled = True
         try:
             self._insert_decoded_by_clickhouse(good)
         except Exception as exc:
-            # a corrupt body fails the whole insert; nothing of it reached the table if it failed while
-            # reading, but ask the table rather than assume, then let fastavro sort good from bad
+            # a corrupt body fails the whole insert; whatever part of it landed is written again below (raw
+            # rows replace themselves, rollups are recomputed from them), and fastavro sorts good from bad
             log.warning("ClickHouse could not insert the batch as Avro (%s); decoding it in Python", exc)
             self.fallbacks += 1
             bad += self._write_decoded_here(good)
@@ -86,11 +99,8 @@ class ClickHouseTelemetrySink(BaseSink):
             os.unlink(path)
 
     def _write_decoded_here(self, items: list[tuple[bytes, int, int]]) -> int:
-        done = self._written_within(items)
         tel, records, bad = codec("telemetry"), [], 0
         for value, partition, offset in items:
-            if offset <= done.get(partition, -1):
-                continue
             try:
                 rec = tel.decode(value)
             except ValueDeserializationError as exc:
@@ -103,33 +113,30 @@ class ClickHouseTelemetrySink(BaseSink):
             self.write(records)
         return bad
 
-    def _written_within(self, items: list[tuple[bytes, int, int]]) -> dict[int, int]:
-        """Per partition, the highest offset of this batch already in the table (a batch is written in
-        Kafka order per partition, so what landed is a prefix)."""
-        bounds: dict[int, list[int]] = {}
-        for _v, partition, offset in items:
-            b = bounds.setdefault(partition, [offset, offset])
-            b[0], b[1] = min(b[0], offset), max(b[1], offset)
-        out = {}
-        for partition, (lo, hi) in bounds.items():
-            rows = self.ch.query_rows(
-                f"SELECT max(kafka_offset), count() FROM {self.ch.database}.telemetry WHERE kafka_partition = "
-                "{p:UInt16} AND kafka_offset >= {lo:UInt64} AND kafka_offset <= {hi:UInt64}",
-                {"p": partition, "lo": lo, "hi": hi})
-            if rows and rows[0][1]:
-                out[partition] = int(rows[0][0])
-        return out
+    @property
+    def rollups_pending(self) -> bool:
+        """Written since the last rollup refresh (reads are exact anyway; this is the refresh's backlog)."""
+        return self._unrolled
 
-    def written_up_to(self, committed: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
-        # The minmax index on kafka_offset keeps this to the granules written since the commit.
-        out = {}
-        for (topic, partition), offset in committed.items():
-            rows = self.ch.query_rows(
-                f"SELECT max(kafka_offset), count() FROM {self.ch.database}.telemetry "
-                "WHERE kafka_partition = {p:UInt16} AND kafka_offset >= {o:UInt64}", {"p": partition, "o": offset})
-            if rows and rows[0][1]:
-                out[(topic, partition)] = int(rows[0][0])
-        return out
+    def on_assigned(self, committed: dict[tuple[str, int], int]) -> None:
+        moved = rollups.reset(self.ch, self.ch.database, {p: o for (_t, p), o in committed.items()})
+        if moved:
+            log.info("rollup progress set back to the committed offsets: %s", moved)
+        self._unrolled = True
+
+    def maintain(self, partitions: list[tuple[str, int]], *, idle: bool) -> None:
+        now = time.monotonic()
+        due = now - self._rolled_at >= self.rollup_every_s
+        # idle: at once, unless the last refresh failed (then every rollup_every_s, not every idle second)
+        if not self._unrolled or not (due or (idle and not self._refresh_failed)):
+            return
+        self._rolled_at = now
+        self._refresh_failed = True  # until it returns
+        done = rollups.refresh(self.ch, self.ch.database, sorted({p for _t, p in partitions}))
+        self._refresh_failed = self._unrolled = False
+        self.rollup_stats["refreshes"] += 1
+        self.rollup_stats["marks"] += done.marks
+        self.rollup_stats["seconds"] += time.monotonic() - now
 
     def _retention_map(self) -> dict[str, int]:
         now = time.monotonic()

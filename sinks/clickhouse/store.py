@@ -2,7 +2,10 @@
 method requires the tenant (in embedded mode there are no row policies to fall back on; adr/0007, 0062).
 
 Downsampled reads come from the per-minute or per-hour rollups whenever the interval is a whole number
-of their grain, so a 30-day range reads at most 720 hourly rows per metric instead of the raw points.
+of their grain, so a 30-day range reads at most 720 hourly rows per metric instead of the raw points. The
+rollups are recomputed from deduplicated raw rows after the fact (adr/0114), so a read takes every bucket
+that holds raw rows not yet rolled up (at or beyond their partition's ``done_below``) from raw instead:
+answers always equal the same aggregate over ``telemetry FINAL``.
 """
 
 from __future__ import annotations
@@ -16,12 +19,28 @@ from .isolation import query_settings
 
 AGGS = ("avg", "min", "max", "sum", "count", "last")
 
-# the same aggregate over raw rows and over rollup states
+# the same aggregate over raw rows and over partial aggregates (rollup rows, or raw rows of one minute)
 _RAW_AGG = {"avg": "avg(value_num)", "min": "min(value_num)", "max": "max(value_num)", "sum": "sum(value_num)",
             "count": "count(value_num)", "last": "argMax(value_num, ts)"}
-_ROLLUP_AGG = {"avg": "sumMerge(sum_v) / countMerge(count_v)", "min": "min(min_v)", "max": "max(max_v)",
-               "sum": "sumMerge(sum_v)", "count": "countMerge(count_v)", "last": "argMaxMerge(last_v)"}
+_PARTIAL_AGG = {"avg": "sum(sum_v) / sum(count_v)", "min": "min(min_v)", "max": "max(max_v)", "sum": "sum(sum_v)",
+                "count": "sum(count_v)", "last": "argMax(last_v, last_ts)"}
 _GRAINS = ((3600, "telemetry_1h"), (60, "telemetry_1m"))
+_PARTIAL_COLS = "sum_v, count_v, min_v, max_v, last_v, last_ts"
+
+# The minutes in which a selection holds raw rows not yet rolled up: at or beyond their partition's done_below
+# (a partition without a progress row counts as not rolled up at all). The bound on the lowest done_below
+# lets the minmax index on kafka_offset skip every granule that is all rolled up, which after a refresh is
+# all but the newest parts. Every partition the sink was assigned has a progress row (rollups.reset).
+_PENDING = """
+WITH (SELECT (groupArray(kafka_partition), groupArray(done))
+      FROM (SELECT kafka_partition, argMax(done_below, updated_at) AS done FROM {db}.rollup_progress
+            GROUP BY kafka_partition)) AS progress
+SELECT DISTINCT toUnixTimestamp(toStartOfMinute(ts)) FROM {db}.telemetry
+WHERE {where} AND kafka_offset >= if(empty(progress.2), 0, arrayMin(progress.2))
+  AND kafka_offset >= transform(kafka_partition, progress.1, progress.2, toUInt64(0))"""
+
+_SELECTION = """tenant_id = {t:String} AND device_id IN {d:Array(String)} AND metric = {m:String}"""
+_RAW_RANGE = """ts >= {start:DateTime64(3)} AND ts < {end:DateTime64(3)}"""
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -85,26 +104,58 @@ class TelemetryStore:
         if agg not in AGGS:
             raise ValueError(f"agg must be one of {', '.join(AGGS)}")
         source = next((table for grain, table in _GRAINS if interval_s % grain == 0), "telemetry")
+        params = {"t": _tenant(tenant_id), "d": list(device_ids), "m": metric, "start": start, "end": end,
+                  "iv": interval_s}
         if source == "telemetry":
             sql = f"""SELECT device_id, toUnixTimestamp(toStartOfInterval(ts, INTERVAL {{iv:UInt32}} SECOND)) AS b,
                              {_RAW_AGG[agg]}
                       FROM {self.db}.telemetry FINAL
-                      WHERE tenant_id = {{t:String}} AND device_id IN {{d:Array(String)}} AND metric = {{m:String}}
-                        AND ts >= {{start:DateTime64(3)}} AND ts < {{end:DateTime64(3)}} AND value_num IS NOT NULL
+                      WHERE {_SELECTION} AND {_RAW_RANGE} AND value_num IS NOT NULL
                       GROUP BY device_id, b ORDER BY device_id, b"""
         else:
-            sql = f"""SELECT device_id, toUnixTimestamp(toStartOfInterval(bucket, INTERVAL {{iv:UInt32}} SECOND)) AS b,
-                             {_ROLLUP_AGG[agg]}
-                      FROM {self.db}.{source}
-                      WHERE tenant_id = {{t:String}} AND device_id IN {{d:Array(String)}} AND metric = {{m:String}}
-                        AND bucket >= {{start:DateTime}} AND bucket < {{end:DateTime}}
-                      GROUP BY device_id, b ORDER BY device_id, b"""
-        rows = self._q(sql, {"t": _tenant(tenant_id), "d": list(device_ids), "m": metric,
-                                        "start": start, "end": end, "iv": interval_s})
+            bucket = "toUnixTimestamp(toStartOfInterval({col}, INTERVAL {{iv:UInt32}} SECOND))"
+            sql = self._rolled_up_sql(source, bucket, _PARTIAL_AGG[agg], params) + " ORDER BY device_id, b"
+        rows = self._q(sql, params)
         out = {d: Series([], source) for d in device_ids}
         for device_id, b, v in rows:
             out[device_id].points.append(Point(_utc(b * 1000), None if v is None or _nan(v) else v))
         return out
+
+    def _rolled_up_sql(self, source: str, bucket: str, final: str, params: dict) -> str:
+        """Per device and bucket (``bucket`` formats ``col``), the aggregate ``final`` over partial
+        aggregates: rollup rows of the grain ``source`` outside pending hours/minutes, minute rows of the
+        pending hours outside pending minutes, raw rows of the pending minutes. Reads the pending minutes
+        first (one small query) into ``params``: usually there are none, and the answer is one read of one
+        rollup table. A minute pending for one device is read from raw for every selected device: raw is
+        right for any bucket, and plain time conditions use the index where per-device sets cost more."""
+        db = self.db
+        pending = sorted(int(m) for (m,) in self._q(_PENDING.format(db=db, where=f"{_SELECTION} AND {_RAW_RANGE}"),
+                                                    params))
+        params["pm"], params["ph"] = pending, sorted({m - m % 3600 for m in pending})
+
+        def rollup(table: str, where: str = "") -> str:
+            return (f"SELECT device_id, {bucket.format(col='bucket')} AS b, {_PARTIAL_COLS} FROM {db}.{table} FINAL "
+                    f"WHERE {_SELECTION} AND bucket >= {{start:DateTime64(3)}} AND bucket < {{end:DateTime64(3)}} "
+                    f"AND count_v > 0{where}")
+
+        minutes_done = " AND toUnixTimestamp(bucket) NOT IN {pm:Array(UInt32)}"
+        if source == "telemetry_1h":
+            parts = [rollup("telemetry_1h", " AND toUnixTimestamp(bucket) NOT IN {ph:Array(UInt32)}" if pending else "")]
+            if pending:
+                parts.append(rollup("telemetry_1m", minutes_done
+                                    + " AND toUnixTimestamp(toStartOfHour(bucket)) IN {ph:Array(UInt32)}"))
+        else:
+            parts = [rollup("telemetry_1m", minutes_done if pending else "")]
+        if pending:
+            parts.append(f"""SELECT device_id, {bucket.format(col="ts")} AS b, sum(value_num) AS sum_v,
+                       count(value_num) AS count_v, min(value_num) AS min_v, max(value_num) AS max_v,
+                       argMax(value_num, ts) AS last_v, max(ts) AS last_ts
+                FROM {db}.telemetry FINAL
+                WHERE {_SELECTION} AND {_RAW_RANGE} AND value_num IS NOT NULL
+                  AND toUnixTimestamp(toStartOfMinute(ts)) IN {{pm:Array(UInt32)}}
+                GROUP BY device_id, b""")
+        return (f"SELECT device_id, b, {final} FROM ({' UNION ALL '.join(parts)})\n"
+                "GROUP BY device_id, b HAVING sum(count_v) > 0")
 
     def latest(self, *, tenant_id: str, device_ids: list[str], metrics: list[str] | None = None) -> list[Latest]:
         """The last value (by event time) of each metric of the given devices."""
@@ -118,14 +169,14 @@ class TelemetryStore:
         return [Latest(r[0], r[1], _utc(r[2]), _value(*r[3])) for r in rows]
 
     def count_points(self, *, tenant_id: str, device_id: str, metric: str) -> tuple[int, int, int]:
-        """(raw points under FINAL, points counted by the minute rollup, by the hour rollup): equal when
-        every point is stored exactly once."""
-        p = {"t": _tenant(tenant_id), "d": device_id, "m": metric}
-        where = "tenant_id = {t:String} AND device_id = {d:String} AND metric = {m:String}"
-        raw = self._q(f"SELECT count() FROM {self.db}.telemetry FINAL WHERE {where}", p)[0][0]
-        m1 = self._q(f"SELECT countMerge(count_v) FROM {self.db}.telemetry_1m WHERE {where}", p)[0][0]
-        h1 = self._q(f"SELECT countMerge(count_v) FROM {self.db}.telemetry_1h WHERE {where}", p)[0][0]
-        return int(raw), int(m1), int(h1)
+        """(numeric points under FINAL, points as the minute rollups count them, as the hour rollups do),
+        all time: equal when every point is stored exactly once. Rollups answer as ``downsampled`` does."""
+        p = {"t": _tenant(tenant_id), "d": [device_id], "m": metric, "start": _EPOCH,
+             "end": dt.datetime(2106, 1, 1, tzinfo=dt.UTC)}
+        raw = self._q(f"""SELECT count() FROM {self.db}.telemetry FINAL WHERE {_SELECTION}
+                          AND value_num IS NOT NULL""", p)[0][0]
+        counts = [self._q(self._rolled_up_sql(table, "0", "sum(count_v)", p), p) for table in ("telemetry_1m", "telemetry_1h")]
+        return int(raw), *(int(c[0][2]) if c else 0 for c in counts)
 
     def set_retention(self, *, tenant_id: str, days: int) -> None:
         """Applies to rows written from now on (and their rollups); existing rows keep the TTL they had."""

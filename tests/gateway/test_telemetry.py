@@ -125,3 +125,29 @@ def test_bad_query_parameters_get_a_400_with_a_reason(published, gateway, params
                     headers=published["h"])
     assert r.status_code == 400, r.text
     assert r.json()["error"]["code"] == code and r.json()["error"]["message"]
+
+
+def test_a_reading_sent_again_counts_once_in_every_aggregate(published, factory, gateway):
+    """A device re-sending readings (as after a lost PUBACK) makes new Kafka records of the same points:
+    one row each in raw, so every aggregate over minutes and hours, per device and across devices, stays
+    what it was (adr/0114)."""
+    p, dev = published, published["dev"]
+    client = factory.mqtt_client(dev)
+    topic = device_topics(p["tenant"].tenant_id, dev.device_id)["telemetry"]
+    for _ in range(3):
+        publish_json(client, topic, [{"ts": p["t0"] + i * 1000, "values": {"temperature": float(i)}} for i in range(5)])
+    publish_json(client, topic, {"ts": p["t0"] + N * 1000, "values": {"marker": 1.0}})  # after them, same partition
+    client.disconnect()
+    url = f"/v1/devices/{dev.device_id}/telemetry"
+    wait_for(lambda: "marker" in gateway.get(f"{url}/latest", headers=p["h"]).json()["values"], timeout=60,
+             what="the re-sent readings to be stored")
+    base = {"metric": "temperature", "from": _iso(p["t0"]), "to": _iso(p["t0"] + 3600_000)}
+    expect = {"avg": [29.5, 89.5, 149.5], "sum": [1770.0, 5370.0, 8970.0], "count": [60, 60, 60]}
+    for agg, values in expect.items():
+        body = gateway.get(url, params={**base, "interval": "1m", "agg": agg}, headers=p["h"]).json()
+        assert [pt["value"] for pt in body["points"]] == values, agg
+    hourly = gateway.get(url, params={**base, "interval": "1h", "agg": "count"}, headers=p["h"]).json()
+    assert [pt["value"] for pt in hourly["points"]] == [N]
+    fleet = gateway.get("/v1/telemetry/series", headers=p["h"], params={
+        "tag": "site-a", "metric": "temperature", "interval": "1h", "agg": "sum", **base}).json()
+    assert [pt["value"] for pt in fleet["devices"][0]["points"]] == [float(sum(range(N)))]
