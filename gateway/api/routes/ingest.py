@@ -17,7 +17,6 @@ from starlette.concurrency import run_in_threadpool
 
 from connectors.auth.device_jwt import DeviceJwtVerifier, DeviceKey
 from connectors.base import Admission
-from connectors.canonical import MAX_PAYLOAD_BYTES
 from connectors.errors import ConnectorError
 from connectors.http import DeviceAuthenticator, HttpIngestConnector
 from connectors.http.errors import http_headers
@@ -87,18 +86,6 @@ def _service(request: Request) -> _Ingest:
     return svc
 
 
-async def _body(request: Request) -> bytes:
-    """The body, refused with 413 as soon as it passes the limit: a chunked upload without a Content-Length
-    is never buffered whole (a client can send 100 MB that way)."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_PAYLOAD_BYTES:
-            raise ApiError(413, "oversize", f"the body is over {MAX_PAYLOAD_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _api_error(err: ConnectorError) -> ApiError:
     return ApiError(err.status, err.code, str(err), http_headers(err) or None)
 
@@ -109,14 +96,13 @@ def _api_error(err: ConnectorError) -> ApiError:
              description='Body: `{"ts": <epoch ms>, "values": {...}}` or a list of them (the canonical payload).')
 async def ingest(request: Request, authorization: Annotated[str | None, Header()] = None,
                  x_client_cert: Annotated[str | None, Header()] = None) -> IngestAccepted:
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > MAX_PAYLOAD_BYTES:
-        raise ApiError(413, "oversize", f"the body is over {MAX_PAYLOAD_BYTES} bytes")
+    # The request guard (gateway/api/request_guard.py) has already refused a body over MAX_PAYLOAD_BYTES,
+    # Content-Length or chunked, with 413 before this runs.
     svc = _service(request)
     peer = request.client.host if request.client else None
     try:
         tenant_id, device_id = await run_in_threadpool(svc.auth.authenticate, authorization, x_client_cert, peer)
-        body = await _body(request)
+        body = await request.body()
         result = await svc.connector.ingest(tenant_id, device_id, body)
     except ConnectorError as exc:
         raise _api_error(exc) from exc

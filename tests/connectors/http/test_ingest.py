@@ -107,7 +107,7 @@ def test_poison_bodies_get_a_400_with_a_reason_and_a_dead_letter_with_the_same(f
     dev = factory.device(tenant)
     priv = _with_key(gateway, tenant, dev)
     for body, code in POISON:
-        r = _post(gateway, body, sign_device_jwt(priv, dev.device_id))
+        r = _post(gateway, body, sign_device_jwt(priv, tenant.tenant_id, dev.device_id))
         assert r.status_code == 400, (body[:40], r.status_code, r.text[:200])
         assert r.json()["error"]["code"] == code and r.json()["error"]["message"], (body[:40], r.json())
     dead = records(settings.bootstrap_servers, topics.DEAD_LETTER.name,
@@ -116,7 +116,7 @@ def test_poison_bodies_get_a_400_with_a_reason_and_a_dead_letter_with_the_same(f
     assert all(d["reason"] and d["source"] == "http" and d["tenant_id"] == tenant.tenant_id for d in dead)
     assert {d["raw"] for d in dead} == {body for body, _ in POISON}
     # the device's next reading is stored as usual
-    assert _post(gateway, {"values": {"t": 1}}, sign_device_jwt(priv, dev.device_id)).status_code == 202
+    assert _post(gateway, {"values": {"t": 1}}, sign_device_jwt(priv, tenant.tenant_id, dev.device_id)).status_code == 202
 
 
 def test_a_body_over_the_limit_is_413_even_without_a_content_length(http_device, gateway):
@@ -126,9 +126,9 @@ def test_a_body_over_the_limit_is_413_even_without_a_content_length(http_device,
         for _ in range(4 * MAX_PAYLOAD_BYTES // 65536):
             yield b"x" * 65536
 
-    token = sign_device_jwt(http_device["priv"], http_device["dev"].device_id)
+    token = _sign(http_device, http_device["dev"].device_id)
     r = gateway.post("/v1/ingest", content=chunks(), headers={"Authorization": f"Bearer {token}"})
-    assert r.status_code == 413 and r.json()["error"]["code"] == "oversize"
+    assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
 
 
 def test_a_device_cannot_write_as_another_device_or_tenant(http_device, gateway, settings):
