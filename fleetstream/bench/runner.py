@@ -314,8 +314,11 @@ def _drain(lag: LagSampler, timeout: float) -> dict:
     t0 = time.monotonic()
     last = {}
     while time.monotonic() - t0 < timeout:
-        last = lag.lag()
-        if all(v == 0 for v in last.values()):
+        try:
+            last = lag.lag()
+        except Exception as exc:  # metadata still settling after a broker restart (chaos): ask again
+            last = {"error": repr(exc)}
+        if last and all(v == 0 for v in last.values()):
             break
         time.sleep(0.5)
     return {"seconds": round(time.monotonic() - t0, 1), "lag_after": last}

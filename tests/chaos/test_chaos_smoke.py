@@ -1,0 +1,39 @@
+"""The reliability suite cannot rot: one short chaos round (the MQTT connector killed once at low load) on
+the suite's own stack, asserting what `make chaos` promises: the component came back by itself and no
+acknowledged reading was lost or duplicated. Recovery times are reported, not asserted (a busy machine)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from fleetstream.bench import report
+from fleetstream.bench.chaos import ChaosRun
+from fleetstream.bench.chaos_report import markdown
+from fleetstream.bench.config import chaos
+
+# clear of the session stack's ports and of the other suites' own stacks (see tests/stack/test_recovery.py)
+PORT_OFFSET = 10_240 + int(os.environ.get("FLEETSTREAM_TEST_PORT_OFFSET", "0"))
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_one_connector_kill_at_low_load_loses_nothing(tmp_path):
+    cfg = chaos(["connector-mqtt"])
+    cfg.rate, cfg.devices, cfg.settle_s, cfg.recover_timeout_s = 50, 5, 5, 240
+    cfg.port_offset, cfg.results_dir, cfg.label, cfg.drain_timeout_s = PORT_OFFSET, tmp_path, "chaos-smoke", 120
+    result = ChaosRun(cfg).execute()
+    path = report.write(result, tmp_path, render=markdown)
+
+    on_disk = json.loads(path.read_text())
+    (rnd,) = on_disk["rounds"]
+    assert rnd["component"] == "connector-mqtt" and rnd["recovered"], rnd
+    assert all(v is not None for v in rnd["recovery_s"].values()), rnd["recovery_s"]
+    d = rnd["delivery"]
+    assert d["messages_acked"] > 0 and d["points_expected"] == 3 * d["messages_acked"]
+    assert d["lost_points"] == 0 and d["duplicated_in_query"] == 0, d
+    assert on_disk["delivery"]["drained"], on_disk["drain"]
+    assert any(e["component"] == "connector-mqtt" and e["event"] == "restarted" for e in on_disk["supervisor_events"])
+    assert "| connector-mqtt | yes |" in path.with_suffix(".md").read_text()
