@@ -59,7 +59,7 @@ def postgres_child(s: Settings) -> Child:
     home.mkdir(parents=True, exist_ok=True)
     user = _run_as()
     if user:
-        _open_path_for(user, home, s.root)
+        _open_path_for(user, home, s.root)  # initdb below needs it already
     password = owner_password(s)
     if not (data / "PG_VERSION").exists():
         data.mkdir(parents=True, exist_ok=True)
@@ -80,7 +80,10 @@ def postgres_child(s: Settings) -> Child:
     argv = [_bin("postgres"), "-D", str(data), "-h", s.host, "-p", str(s.postgres_port), "-k", str(sock),
             "-c", "max_connections=200", "-c", "shared_buffers=128MB", "-c", "fsync=on",
             "-c", "logging_collector=off"]
-    return Child("postgres", argv, s.logs_dir / "postgres.log", user=user)
+    child = Child("postgres", argv, s.logs_dir / "postgres.log", user=user)
+    if user:  # again at every restart: a folder above may have been closed meanwhile (pytest resets its own)
+        child.before_start = lambda: _open_path_for(user, home, s.root)
+    return child
 
 
 def _open_path_for(user: str, path: Path, root: Path) -> None:

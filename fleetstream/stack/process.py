@@ -26,12 +26,17 @@ class Child:
         self.proc: subprocess.Popen | None = None
         self.started_at = 0.0  # time.monotonic() of the last start
         self.liveness: Callable[[], bool] | None = None  # the supervisor restarts a live child failing it
+        self.before_start: Callable[[], None] | None = None  # run before every start, restarts included
 
     def respawn(self) -> Child:
-        """A new, not yet started child with the same command, environment and user."""
-        return Child(self.name, self.argv, self.log, env=self.env, cwd=self.cwd, user=self.user)
+        """A new, not yet started child with the same command, environment, user and hooks."""
+        fresh = Child(self.name, self.argv, self.log, env=self.env, cwd=self.cwd, user=self.user)
+        fresh.liveness, fresh.before_start = self.liveness, self.before_start
+        return fresh
 
     def start(self) -> None:
+        if self.before_start is not None:
+            self.before_start()
         self.log.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.log, "ab")
         self.proc = subprocess.Popen(

@@ -108,7 +108,9 @@ class Stack:
     # -- platform -------------------------------------------------------------------------------------
     def platform_child(self, role: str, extra_args: list[str] | None = None) -> Child:
         argv = [sys.executable, "-m", "fleetstream.cli"]
-        if role.startswith("connector-"):
+        if role == "connector-mqtt" and not extra_args:
+            argv += ["connector", "run", "mqtt", "--config", str(self._single_connector_config())]
+        elif role.startswith("connector-"):
             argv += ["connector", "run", role.removeprefix("connector-")]
         else:
             argv += ["run", role]
@@ -116,6 +118,14 @@ class Stack:
         if role == "gateway":  # /healthz fails when a thread the process cannot do without has died
             child.liveness = lambda: _http_ok(f"http://{self.s.host}:{self.s.gateway_port}/healthz")
         return child
+
+    def _single_connector_config(self) -> Path:
+        """The local stack runs one MQTT connector: a plain subscription, which Mosquitto restores from its
+        store after being killed, where a shared one is lost until the connector subscribes again (adr/0111)."""
+        path = self.s.root / "connectors" / "mqtt.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("# written by the fleetstream supervisor (adr/0111)\nsite_id: mqtt\nshare_group: ''\n")
+        return path
 
     def start_platform(self, roles=PLATFORM_ROLES) -> None:
         t0 = time.monotonic()
@@ -182,7 +192,6 @@ class Stack:
                 child.stop(timeout=5)
             child.kill_leftovers()
             fresh = child.respawn()
-            fresh.liveness = child.liveness
             try:
                 fresh.start()
             except OSError as exc:
