@@ -49,6 +49,13 @@ def _restarted(stack: Stack, victim: str, since: float) -> bool:
     return any(e["component"] == victim and e["event"] == "restarted" and e["at"] >= since for e in stack.events)
 
 
+def _checks(gw: httpx.Client) -> dict:
+    try:
+        return gw.get("/readyz", timeout=10).json().get("checks", {})
+    except (httpx.HTTPError, ValueError):
+        return {}
+
+
 def _readyz(gw: httpx.Client) -> int:
     try:
         return gw.get("/readyz", timeout=5).status_code
@@ -103,6 +110,10 @@ def test_kafka_mosquitto_and_postgres_killed_hard_come_back_without_a_human(watc
             child = next(c for c in stack.children if c.name == victim)
             killed_at = time.time()
             os.kill(child.pid, signal.SIGKILL)
+            if victim == "kafka":  # its restart takes many seconds: /readyz must say so meanwhile
+                down = wait_for(lambda: _checks(gw).get("kafka", "ok") != "ok" and _checks(gw), timeout=60,
+                                interval=0.3, what="/readyz to report Kafka down")
+                assert down["kafka"].startswith("error"), down
             wait_for(lambda v=victim, t=killed_at: _restarted(stack, v, t), timeout=120,
                      what=f"the supervisor to restart {victim}")
             wait_for(lambda: _readyz(gw) == 200, timeout=300, interval=1, what=f"/readyz 200 after {victim}")
