@@ -3,7 +3,7 @@ or ship with. Each problem names the setting or file to provide; a process refus
 
 - the built-in application database password (``FLEETSTREAM_POSTGRES_APP_PASSWORD``);
 - token signing keys the gateway would generate: prod expects them provided in ``<data_dir>/keys/jwt``;
-- a platform root CA the local stack would generate: prod expects ``<data_dir>/pki/ca.crt`` + ``ca.key``;
+- a platform root CA the local stack would generate: `up` in prod expects ``<data_dir>/pki/ca.crt`` + ``ca.key``;
 - a generated master key, or one kept inside the data dir or readable by other users
   (``FLEETSTREAM_SECRETS_MASTER_KEY`` or ``FLEETSTREAM_SECRETS_MASTER_KEY_FILE``).
 """
@@ -16,11 +16,12 @@ from fleetstream.settings import DEFAULT_APP_PASSWORD, Settings
 
 MIN_MASTER_KEY_CHARS = 32
 
-# what each entry point needs provided
+# what each entry point needs provided. Only the local stack (`up`) would generate a root CA; a gateway
+# never does (its tenant CAs are signed by a provided root, offline or in Vault in production, adr/0034)
 NEEDS = {
-    "gateway": ("app_password", "jwt_keys", "root_ca", "master_key"),
+    "gateway": ("app_password", "jwt_keys", "master_key"),
     "up": ("app_password", "jwt_keys", "root_ca", "master_key"),
-    "admin": ("app_password", "root_ca", "master_key"),
+    "admin": ("app_password", "master_key"),
     "platform-token": ("jwt_keys",),
 }
 

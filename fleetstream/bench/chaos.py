@@ -70,9 +70,7 @@ class ChaosRun(Run):
             watching.set()
             self.stack.stop()
             if not cfg.keep_data:
-                import shutil
-
-                shutil.rmtree(self.data_dir, ignore_errors=True)
+                self.remove_data()
         self.report["load_avg_end"] = os.getloadavg()
         return self.report
 
