@@ -82,9 +82,11 @@ def _rollup_vs_raw(client, tenant_id: str, grain: str, bucket_fn: str) -> dict:
 
 
 def attribute_rollups(rollups: dict, rounds: list[dict]) -> dict:
-    """Each mismatched bucket goes to the rounds whose load overlapped it; a summary per grain."""
+    """A summary per grain, and each differing bucket with the components killed during it or within a
+    minute after it ended (a kill re-delivers readings sent shortly before it); per round, the buckets so
+    given to it and their difference."""
     seconds = {"1m": 60, "1h": 3600}
-    out: dict = {"summary": {}}
+    out: dict = {"summary": {}, "buckets": {}}
     for grain, r in rollups.items():
         if "error" in r:
             out["summary"][grain] = {"error": r["error"]}
@@ -92,13 +94,17 @@ def attribute_rollups(rollups: dict, rounds: list[dict]) -> dict:
         out["summary"][grain] = {"raw_points": r["raw_points"], "rollup_points": r["rollup_points"],
                                  "difference": r["rollup_points"] - r["raw_points"],
                                  "mismatched_buckets": len(r["mismatched"])}
+        out["buckets"][grain] = []
         for rnd in rounds:
-            lo = min((s["started_at"] for s in rnd["segments"]), default=0)
-            hi = max((s.get("stopped_at", lo) for s in rnd["segments"]), default=0)
-            hit = [m for m in r["mismatched"] if m[0] < hi and m[0] + seconds[grain] > lo]
-            rnd.setdefault("rollups", {})[grain] = {
-                "mismatched_buckets": len(hit), "raw_points": sum(m[2] for m in hit),
-                "rollup_points": sum(m[3] for m in hit)}
+            rnd.setdefault("rollups", {})[grain] = {"mismatched_buckets": 0, "difference": 0}
+        for bucket, _series, raw, rolled in r["mismatched"]:
+            kills = [rnd for rnd in rounds
+                     if "killed_at" in rnd and bucket <= rnd["killed_at"] < bucket + seconds[grain] + 60]
+            out["buckets"][grain].append({"bucket": bucket, "raw_points": raw, "rollup_points": rolled,
+                                          "components": [k["component"] for k in kills]})
+            for k in kills:
+                k["rollups"][grain]["mismatched_buckets"] += 1
+                k["rollups"][grain]["difference"] += rolled - raw
     return out
 
 

@@ -106,22 +106,21 @@ class ChaosRun(Run):
         deadline = time.monotonic() + cfg.recover_timeout_s
         while time.monotonic() < deadline and not all(v is not None for v in marks.values()):
             self._pump(gen, 0.5)
-            now = time.time()
             if marks["restarted"] is None:
                 marks["restarted"] = next((e["at"] for e in self.stack.events if e["component"] == victim
                                            and e["event"] == "restarted" and e["at"] >= t_kill), None)
             if marks["restarted"] is not None and marks["healthy"] is None:
                 if progress is None:
                     if _quiet(self._health_check(victim)):
-                        marks["healthy"] = now
+                        marks["healthy"] = time.time()
                 else:  # a role is healthy when the work it does moves on after its restart
                     current = _quiet_value(progress)
                     if baseline is None:
                         baseline = current
                     elif current is not None and current > baseline:
-                        marks["healthy"] = now
+                        marks["healthy"] = time.time()
             if marks["readyz"] is None and _quiet(self._readyz):
-                marks["readyz"] = now
+                marks["readyz"] = time.time()
             if gen.stats.connected < rnd["segments"][-1]["connected"] and _quiet(self._broker_up):
                 # the devices lost their broker: like real devices, they connect again (a new segment)
                 self._segment_stop(gen, rnd)

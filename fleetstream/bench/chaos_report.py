@@ -22,7 +22,7 @@ def markdown(r: dict) -> str:
         "",
         "| component | back | restarted | healthy | readyz | flowing | live | acked msgs | points expected | "
         "stored | lost | of which dead-lettered (messages by reason) | duplicated (query) | physical dup rows | "
-        "rollup 1m / 1h mismatched buckets |",
+        "rollup 1m / 1h differing buckets (points) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for rnd in r.get("rounds", []):
@@ -34,7 +34,7 @@ def markdown(r: dict) -> str:
             f"{_bold(dl.get('lost_points'))} | {_reasons(rnd.get('dead_letters'))} | "
             f"{_bold(dl.get('duplicated_in_query'))} | "
             f"{dl.get('physical_duplicate_rows')} | "
-            f"{(ru.get('1m') or {}).get('mismatched_buckets', '–')} / {(ru.get('1h') or {}).get('mismatched_buckets', '–')} |")
+            f"{_rollup(ru.get('1m'))} / {_rollup(ru.get('1h'))} |")
     lines += [
         "",
         f"**Total**: acknowledged {d.get('messages_acked')} messages, {d.get('points_expected')} points expected, "
@@ -44,18 +44,35 @@ def markdown(r: dict) -> str:
         + ("" if d.get("drained", True) else f" **Not drained after {r.get('drain', {}).get('seconds')} s "
            f"(lag {r.get('drain', {}).get('lag_after')}).**"),
     ]
-    for grain, s in (r.get("rollups") or {}).get("summary", {}).items():
+    rollups = r.get("rollups") or {}
+    for grain, s in rollups.get("summary", {}).items():
         if "error" in s:
             lines.append(f"**Rollup {grain}**: not checked ({s['error']}).")
-        else:
-            lines.append(f"**Rollup {grain}** against raw (numeric points, FINAL): raw {s['raw_points']}, rollup "
-                         f"{s['rollup_points']} (difference {s['difference']:+d}), {s['mismatched_buckets']} buckets differ.")
+            continue
+        where = "; ".join(f"{_clock(b['bucket'])} {b['rollup_points'] - b['raw_points']:+d} "
+                          f"({', '.join(b['components']) or 'no kill near it'})"
+                          for b in rollups.get("buckets", {}).get(grain, []))
+        lines.append(f"**Rollup {grain}** against raw (numeric points, FINAL): raw {s['raw_points']}, rollup "
+                     f"{s['rollup_points']} (difference {s['difference']:+d}), {s['mismatched_buckets']} buckets "
+                     f"differ" + (f": {where}." if where else "."))
     restarts = [e for e in r.get("supervisor_events", []) if e["event"] != "restarted"]
     if restarts:
         lines += ["", "Supervisor: " + "; ".join(
             f"{e['component']} {e['event']} (code {e.get('exit_code')}), restart after {e.get('restart_in_s')} s"
             for e in restarts)]
     return "\n".join(lines) + "\n"
+
+
+def _rollup(v: dict | None) -> str:
+    if not v:
+        return "–"
+    return f"{v['mismatched_buckets']} ({v['difference']:+d})" if v["mismatched_buckets"] else "0"
+
+
+def _clock(epoch: float) -> str:
+    import time
+
+    return time.strftime("%H:%M", time.gmtime(epoch)) + " UTC"
 
 
 def _reasons(d: dict | None) -> str:

@@ -37,3 +37,25 @@ def test_one_connector_kill_at_low_load_loses_nothing(tmp_path):
     assert on_disk["delivery"]["drained"], on_disk["drain"]
     assert any(e["component"] == "connector-mqtt" and e["event"] == "restarted" for e in on_disk["supervisor_events"])
     assert "| connector-mqtt | yes |" in path.with_suffix(".md").read_text()
+
+
+def test_rollup_differences_go_to_the_component_killed_during_or_just_after_their_bucket():
+    from fleetstream.bench.audit import attribute_rollups
+
+    rounds = [{"component": "streams", "killed_at": 1_000_050.0, "segments": []},
+              {"component": "kafka", "killed_at": 1_000_300.0, "segments": []}]
+    rollups = {"1m": {"raw_points": 900, "rollup_points": 936,
+                      "mismatched": [[1_000_020, 4, 300, 336]]},  # bucket [020, 080): the streams kill is in it
+               "1h": {"error": "unknown shape"}}
+    out = attribute_rollups(rollups, rounds)
+    assert out["summary"]["1m"] == {"raw_points": 900, "rollup_points": 936, "difference": 36,
+                                    "mismatched_buckets": 1}
+    assert out["buckets"]["1m"] == [{"bucket": 1_000_020, "raw_points": 300, "rollup_points": 336,
+                                     "components": ["streams"]}]
+    assert rounds[0]["rollups"]["1m"] == {"mismatched_buckets": 1, "difference": 36}
+    assert rounds[1]["rollups"]["1m"] == {"mismatched_buckets": 0, "difference": 0}
+    assert out["summary"]["1h"] == {"error": "unknown shape"}
+    assert "| streams |" in markdown({"config": {"label": "x", "devices": 1, "rate": 1, "qos": 1, "payload": "p",
+                                                 "settle_s": 1, "recover_timeout_s": 1},
+                                      "rounds": [{**rounds[0], "recovered": True, "recovery_s": {}}],
+                                      "rollups": out, "delivery": {}})
