@@ -20,7 +20,7 @@ from schemas import topics
 
 router = APIRouter(tags=["health"])
 
-KAFKA_TIMEOUT_S = 2.0
+PROBE_TIMEOUT_S = 2.0
 
 
 @router.get("/healthz", summary="Liveness: the process serves requests and its worker threads run")
@@ -35,8 +35,8 @@ def healthz(request: Request):
 def readyz(request: Request):
     st = request.app.state
     checks = {}
-    try:
-        with st.db.anonymous_tx() as conn:
+    try:  # a bounded wait: while Postgres is away the pool would wait its full timeout for a connection
+        with st.db.pool.connection(timeout=PROBE_TIMEOUT_S) as conn:
             conn.execute("select 1")
         checks["postgres"] = "ok"
     except Exception as exc:
@@ -62,10 +62,10 @@ def _kafka(st) -> str:
     admin = getattr(st, "kafka_admin", None)
     if admin is None:
         admin = st.kafka_admin = AdminClient({"bootstrap.servers": st.settings.bootstrap_servers,
-                                              "socket.timeout.ms": int(KAFKA_TIMEOUT_S * 1000)})
+                                              "socket.timeout.ms": int(PROBE_TIMEOUT_S * 1000)})
     name = topics.TELEMETRY_RAW.name
     try:
-        md = admin.list_topics(name, timeout=KAFKA_TIMEOUT_S).topics.get(name)
+        md = admin.list_topics(name, timeout=PROBE_TIMEOUT_S).topics.get(name)
     except Exception as exc:
         return f"error: {exc}"
     if md is None or md.error is not None:
