@@ -14,8 +14,9 @@ from fleetstream.bench.chaos import ChaosRun
 from fleetstream.bench.chaos_report import markdown
 from fleetstream.bench.config import chaos
 
-# clear of the session stack's ports and of the other suites' own stacks (see tests/stack/test_recovery.py)
-PORT_OFFSET = 10_240 + int(os.environ.get("FLEETSTREAM_TEST_PORT_OFFSET", "0"))
+# added to the default ports (kafka 19092 → 26392): below the ephemeral range with a session offset up to
+# ~6,000, clear of the other suites' ports (see tests/stack/test_recovery.py)
+PORT_OFFSET = 7_300 + int(os.environ.get("FLEETSTREAM_TEST_PORT_OFFSET", "0"))
 
 
 @pytest.mark.integration

@@ -25,10 +25,11 @@ from gateway.identity.secrets import FileKeyStore, master_key_from_settings
 from streams.app import web_auth_headers, web_options
 from tests.conftest import PORT_OFFSET
 
+# below the ephemeral port range, clear of the other suites (see tests/stack/test_recovery.py)
 PORTS = {k: str(v + PORT_OFFSET) for k, v in {
-    "FLEETSTREAM_KAFKA_PORT": 39292, "FLEETSTREAM_KAFKA_CONTROLLER_PORT": 39293,
-    "FLEETSTREAM_MQTT_TLS_PORT": 39083, "FLEETSTREAM_POSTGRES_PORT": 35632,
-    "FLEETSTREAM_GATEWAY_PORT": 38280, "FLEETSTREAM_STREAMS_WEB_PORT": 38290}.items()}
+    "FLEETSTREAM_KAFKA_PORT": 12692, "FLEETSTREAM_KAFKA_CONTROLLER_PORT": 12693,
+    "FLEETSTREAM_MQTT_TLS_PORT": 12683, "FLEETSTREAM_POSTGRES_PORT": 12632,
+    "FLEETSTREAM_GATEWAY_PORT": 12680, "FLEETSTREAM_STREAMS_WEB_PORT": 12690}.items()}
 MASTER_KEY = "m" * 20 + "-prod-master-key-from-the-secrets-manager"
 APP_PASSWORD = "app-password-from-the-secrets-manager"
 
