@@ -3,8 +3,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+CHAOS_ARGS ?=
 
-.PHONY: setup up down status test bench lint clean ops-tools
+.PHONY: setup up down status test bench chaos lint clean ops-tools
 
 setup:
 	@bash scripts/setup.sh
@@ -28,6 +29,11 @@ ops-tools:
 bench: setup
 	@$(BIN)/fleetstream bench --quick $(BENCH_ARGS)  # e.g. BENCH_ARGS="--port-offset 500"
 
+# Reliability: own stack at steady load, kill -9 of each component in turn, report under bench/results
+# (adr/0113); e.g. CHAOS_ARGS="kafka,postgres --port-offset 500"
+chaos: setup
+	@$(BIN)/fleetstream bench --chaos $(CHAOS_ARGS)
+
 # Static checks only (no stack): ruff, then the chart, Terraform, workflows, image, Compose, alerts and
 # capacity model through tests/ops without the integration tests.
 lint: setup ops-tools
@@ -35,4 +41,4 @@ lint: setup ops-tools
 	@$(BIN)/python -m pytest tests/ops -m "not integration" -q -p no:cacheprovider
 
 clean:
-	rm -rf .fleetstream
+	rm -rf .fleetstream .fleetstream.master.key

@@ -22,12 +22,26 @@ def _settings(args) -> Settings:
     return Settings(**overrides)
 
 
+def _refuse_unsafe(s: Settings, role: str) -> bool:
+    """True (after saying why on stderr) when FLEETSTREAM_ENV=prod lacks a secret ``role`` needs (adr/0112)."""
+    from fleetstream import production
+
+    try:
+        production.check(s, role)
+    except production.UnsafeConfiguration as exc:
+        print(f"fleetstream: {exc}", file=sys.stderr)
+        return True
+    return False
+
+
 # -- stack -----------------------------------------------------------------------------------------------
 def cmd_up(args) -> int:
     from fleetstream.stack import supervisor
     from fleetstream.stack.process import StartupError
 
     s = _settings(args)
+    if _refuse_unsafe(s, "up"):
+        return 2
     state = supervisor.read_state(s)
     if state and supervisor.pid_alive(state.get("supervisor_pid")):
         print(f"fleetstream is already running (pid {state['supervisor_pid']}); `fleetstream down` stops it")
@@ -182,6 +196,8 @@ def _observe(s: Settings, role: str) -> None:
 
 def cmd_run(args) -> int:
     s = _settings(args)
+    if _refuse_unsafe(s, args.role):
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     _observe(s, args.role)
     if args.role == "gateway":
@@ -238,6 +254,8 @@ def cmd_admin(args) -> int:
     from gateway.admin import Admin
 
     s = _settings(args)
+    if _refuse_unsafe(s, "admin"):
+        return 2
     admin = Admin(s)
     try:
         if args.admin_cmd == "create-tenant":
@@ -259,7 +277,9 @@ def cmd_platform_token(args) -> int:
     from gateway.auth.tokens import PLATFORM_SCOPE, KeyRing
 
     s = _settings(args)
-    ring = KeyRing(s.root / "keys" / "jwt")
+    if _refuse_unsafe(s, "platform-token"):
+        return 2
+    ring = KeyRing(s.jwt_keys_dir)
     print(ring.issue(tenant_id="", client_id="platform-admin-cli", scopes=[PLATFORM_SCOPE], ttl_s=args.ttl,
                      platform_admin=True))
     return 0
@@ -269,7 +289,7 @@ def cmd_rotate_signing_key(args) -> int:
     from gateway.auth.tokens import KeyRing
 
     s = _settings(args)
-    print(KeyRing(s.root / "keys" / "jwt").rotate())
+    print(KeyRing(s.jwt_keys_dir).rotate())
     return 0
 
 

@@ -11,6 +11,10 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_APP_PASSWORD = "fleetstream-app"
+# settings holding a secret: handed to child processes in their environment, never written to a file
+SECRET = {"secret": True}
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLEETSTREAM_", extra="ignore")
@@ -29,17 +33,27 @@ class Settings(BaseSettings):
     mqtt_host: str | None = Field(None, description="external MQTT broker; unset = the local Mosquitto")
 
     postgres_port: int = 15432
-    postgres_dsn: str | None = Field(None, description="owner DSN of an external Postgres")
-    postgres_app_password: str = "fleetstream-app"
+    postgres_dsn: str | None = Field(None, description="owner DSN of an external Postgres", json_schema_extra=SECRET)
+    postgres_app_password: str = Field(DEFAULT_APP_PASSWORD, description="the application role's password; "
+                                       "prod refuses the default", json_schema_extra=SECRET)
 
     gateway_port: int = 18080
     streams_web_port: int = 18090
-    clickhouse_dsn: str | None = Field(None, description="chdb:///path (embedded) or http(s)://… (server)")
+    streams_web_host: str = Field("127.0.0.1", description="interface of the streams worker's web port; "
+                                  "loopback whatever FLEETSTREAM_HOST says")
+    streams_web_token: str | None = Field(None, description="bearer token the streams worker's web port "
+                                          "requires; unset = no web port (the local stack makes one per run)",
+                                          json_schema_extra=SECRET)
+    clickhouse_dsn: str | None = Field(None, description="chdb:///path (embedded) or http(s)://… (server)",
+                                       json_schema_extra=SECRET)
 
     token_ttl_s: int = 900
     coap_port: int = Field(5683, description="CoAP telemetry endpoint devices are told about")
     # a plain str: the local supervisor hands settings to its children through model_dump()
-    secrets_master_key: str | None = Field(None, description="seals tenant CA keys at rest; required outside dev")
+    secrets_master_key: str | None = Field(None, description="seals tenant CA keys at rest; required outside dev",
+                                           json_schema_extra=SECRET)
+    secrets_master_key_file: Path | None = Field(None, description="file holding the master key instead (a mounted "
+                                                 "secret); outside the data dir and not readable by others in prod")
 
     # one insert writes a part per table and rollup view, so inserts per second are the sink's cost:
     # 1 s batches cost ~4x less CPU per message than 250 ms at 1-5k msg/s and keep queryable under 2 s (adr/0065)
@@ -60,6 +74,14 @@ class Settings(BaseSettings):
     webhook_allow: str = Field("", description="comma-separated CIDRs and host names rule webhooks may call "
                                "although they are not public (tests, on-prem receivers); adr/0110")
 
+    @classmethod
+    def secret_fields(cls) -> set[str]:
+        return {n for n, f in cls.model_fields.items() if (f.json_schema_extra or {}).get("secret")}
+
+    @property
+    def is_prod(self) -> bool:
+        return self.env == "prod"
+
     @property
     def root(self) -> Path:
         return self.data_dir.resolve()
@@ -71,6 +93,16 @@ class Settings(BaseSettings):
     @property
     def pki_dir(self) -> Path:
         return self.root / "pki"
+
+    @property
+    def jwt_keys_dir(self) -> Path:
+        return self.root / "keys" / "jwt"
+
+    @property
+    def master_key_path(self) -> Path:
+        """Where the master key is read from (the configured file), or generated in dev: beside the data
+        dir, not in it, so a copy or backup of the data dir does not carry the key to its sealed keys."""
+        return self.secrets_master_key_file or self.root.with_name(self.root.name + ".master.key")
 
     @property
     def bootstrap_servers(self) -> str:

@@ -35,8 +35,10 @@ from fleetstream.stack.supervisor import Stack
 from schemas import codec, device_key, topics
 
 
-def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=5) as r:
+def _get(url: str, s: Settings) -> dict:
+    from streams.app import web_auth_headers
+
+    with urllib.request.urlopen(urllib.request.Request(url, headers=web_auth_headers(s)), timeout=5) as r:
         return json.loads(r.read())
 
 
@@ -81,8 +83,8 @@ def step(s: Settings, stack: Stack, tenant: str, devices: int, rate: float, dura
     arrivals.thread.start()
     arrivals.ready.wait(15)
     time.sleep(1)
-    base = _get(stats_url)["rules"]["records"]
-    vcpu0 = _get(validate_url)["cpu_s"]  # also resets the stage's own lag percentiles
+    base = _get(stats_url, s)["rules"]["records"]
+    vcpu0 = _get(validate_url, s)["cpu_s"]  # also resets the stage's own lag percentiles
     tc = codec("telemetry")
     p = Producer({"bootstrap.servers": s.bootstrap_servers, "linger.ms": 1})
     n = int(rate * duration)
@@ -116,11 +118,11 @@ def step(s: Settings, stack: Stack, tenant: str, devices: int, rate: float, dura
     while time.monotonic() < deadline and (validated_at is None or activity_at is None):
         if validated_at is None and len(arrivals.lat) >= n:
             validated_at = time.monotonic() - t0
-        if activity_at is None and _get(stats_url)["rules"]["records"] - base >= n:
+        if activity_at is None and _get(stats_url, s)["rules"]["records"] - base >= n:
             activity_at = time.monotonic() - t0
         time.sleep(0.05)
     cpu = _cpu(proc) - c0 - idle_per_s * (time.monotonic() - t0)
-    vstats = _get(validate_url)
+    vstats = _get(validate_url, s)
     vcpu = vstats["cpu_s"] - vcpu0
     arrivals.done.set()
     arrivals.thread.join()

@@ -26,7 +26,7 @@ import threading
 import time
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from fleetstream import observability as obs
 from schemas import ValueDeserializationError, codec, codec_by_fingerprint
@@ -90,22 +90,45 @@ class BatchingSink(threading.Thread):
             **(consumer_config or {}),  # a hot topic's sink batches its fetches too (adr/0072)
         })
         self._stopping = threading.Event()
-        self.stats = {"batches": 0, "records": 0, "undecodable": 0, "last_write_ms": 0.0, "maintain_errors": 0}
+        self.stats = {"batches": 0, "records": 0, "undecodable": 0, "last_write_ms": 0.0, "maintain_errors": 0,
+                      "kafka_errors": 0}
         self.ready = threading.Event()
 
     def _on_assign(self, consumer, partitions) -> None:
         # no commit yet (a new group, or a crash before the first commit): reading starts at the beginning
-        committed = {(tp.topic, tp.partition): max(tp.offset, 0) for tp in consumer.committed(partitions, timeout=30)}
+        committed = {(tp.topic, tp.partition): max(tp.offset, 0) for tp in self._committed(consumer, partitions)}
         if committed:
             log.info("assigned, from the committed offsets: %s", committed)
             self._until_done(lambda: self.sink.on_assigned(committed), "record the assignment")
         self.ready.set()
 
+    def _committed(self, consumer, partitions) -> list:
+        """The group's committed offsets; waits for them while the coordinator is away (a broker restart),
+        because consuming without knowing them could write again what the store already holds."""
+        delay = 0.5
+        while True:
+            try:
+                return consumer.committed(partitions, timeout=30)
+            except KafkaException as exc:
+                self.stats["kafka_errors"] += 1
+                log.warning("committed offsets unavailable (%s); retrying in %.1fs", exc, delay)
+                if self._stopping.wait(delay):
+                    raise
+                delay = min(delay * 2, 10)
+
     def run(self) -> None:
         self.consumer.subscribe(self.topics, on_assign=self._on_assign)
         try:
             while not self._stopping.is_set():
-                self._one_batch()
+                try:
+                    self._one_batch()
+                except KafkaException as exc:
+                    # Kafka is away (a broker restart): the client reconnects by itself. A batch written but
+                    # not committed is written again from the committed offset (raw rows replace themselves,
+                    # rollups are recomputed: adr/0114) or committed with the next one.
+                    self.stats["kafka_errors"] += 1
+                    log.warning("%s: %s; carrying on once Kafka answers", self.name, exc)
+                    self._stopping.wait(1.0)
             self._maintain(idle=True)  # a clean stop leaves the store's derived data current
         finally:
             self.consumer.close()

@@ -29,9 +29,7 @@ def create_app(s: Settings, *, app_id: str = "fleetstream-streams") -> faust.App
         value_serializer="raw",
         topic_replication_factor=1,
         topic_partitions=s.kafka_partitions,
-        web_enabled=True,
-        web_host=s.host,
-        web_port=s.streams_web_port,
+        **web_options(s),
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         broker_commit_every=1000,
@@ -56,3 +54,37 @@ def create_app(s: Settings, *, app_id: str = "fleetstream-streams") -> faust.App
                              on_device_events=shadows.register(app),
                              ready=lambda: rules_view.caught_up.wait(30))
     return app
+
+
+def web_options(s: Settings) -> dict:
+    """The worker's web port (the agents' stats and rule views, adr/0112): only with a token, which every
+    request must carry as ``Authorization: Bearer``; bound to ``streams_web_host`` (loopback by default,
+    whatever ``FLEETSTREAM_HOST`` says); Faust's own table and router views, which would serve any tenant's
+    table entries, are off."""
+    token = s.streams_web_token
+    if not token:
+        return {"web_enabled": False}
+    return {"web_enabled": True, "web_bind": s.streams_web_host, "web_host": s.streams_web_host,
+            "web_port": s.streams_web_port, "web_router_enabled": False, "web_tables_enabled": False,
+            "web_application_options": {"middlewares": [_require_token(token)]}}
+
+
+def web_auth_headers(s: Settings) -> dict[str, str]:
+    """What a client of the worker's web port sends (tests, benchmarks, operations scripts)."""
+    return {"Authorization": f"Bearer {s.streams_web_token}"}
+
+
+def _require_token(token: str):
+    import hmac
+
+    from aiohttp import web
+
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def require_token(request, handler):
+        if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected):
+            return web.json_response({"error": "unauthorized"}, status=401, headers={"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    return require_token

@@ -70,8 +70,8 @@ def bench_agents(n: int, devices: int, port_offset: int) -> dict:
             p.produce(topics.RULES.name, json.dumps(doc).encode(), f"{tenant}:r{i}".encode())
         p.flush(30)
         stats_url = f"http://{s.host}:{s.streams_web_port}/stats/"
-        _wait(lambda: _get(f"http://{s.host}:{s.streams_web_port}/rules/{tenant}/").keys() >= {f"r{i}" for i in range(len(RULES))})
-        base = _get(stats_url)["rules"]["evaluations"]
+        _wait(lambda: _get(f"http://{s.host}:{s.streams_web_port}/rules/{tenant}/", s).keys() >= {f"r{i}" for i in range(len(RULES))})
+        base = _get(stats_url, s)["rules"]["evaluations"]
         tc = codec("telemetry")
         payloads = []
         for i in range(n):
@@ -94,7 +94,7 @@ def bench_agents(n: int, devices: int, port_offset: int) -> dict:
         _wait(lambda: _count_since(s.bootstrap_servers, topics.TELEMETRY.name, end_offsets) >= n,
           timeout=float(os.environ.get("FLEETSTREAM_BENCH_TIMEOUT", "600")))
         validated = time.perf_counter() - t0
-        _wait(lambda: _get(stats_url)["rules"]["evaluations"] - base >= n * len(RULES), timeout=600)
+        _wait(lambda: _get(stats_url, s)["rules"]["evaluations"] - base >= n * len(RULES), timeout=600)
         evaluated = time.perf_counter() - t0
         return {"records": n, "devices": devices, "rules": len(RULES), "produce_s": round(produced, 2),
                 "validate_records_per_s": round(n / validated), "rules_records_per_s": round(n / evaluated),
@@ -105,8 +105,10 @@ def bench_agents(n: int, devices: int, port_offset: int) -> dict:
         stack.stop()
 
 
-def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=5) as r:
+def _get(url: str, s: Settings) -> dict:
+    from streams.app import web_auth_headers
+
+    with urllib.request.urlopen(urllib.request.Request(url, headers=web_auth_headers(s)), timeout=5) as r:
         return json.loads(r.read())
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 
 import httpx
 import pytest
 
+from fleetstream.settings import Settings
 from fleetstream.stack.supervisor import pid_alive
 from tests.conftest import PORT_OFFSET
 from tests.utils.factories import wait_for
@@ -52,7 +54,12 @@ def test_up_detach_status_down_leaves_no_orphans(stack_env, tmp_path):
         created = fleetstream("admin", "create-tenant", "cli-tenant", "--json", env=stack_env, timeout=60)
         tenant = json.loads(created.stdout)
         assert tenant["name"] == "cli-tenant" and tenant["client_id"].startswith("fsc_") and tenant["client_secret"]
-        state = json.loads((tmp_path / "data" / "stack.json").read_text())
+        state_file = tmp_path / "data" / "stack.json"
+        state = json.loads(state_file.read_text())
+        # the supervisor's state names pids and settings, never a secret one, and only its owner reads it
+        assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
+        assert not set(state["settings"]) & {f"FLEETSTREAM_{k.upper()}" for k in Settings.secret_fields()}
+        assert stat.S_IMODE((tmp_path / "data").stat().st_mode) & 0o007 == 0
 
         demo = json.loads((tmp_path / "data" / "demo" / "fleet.json").read_text())
         with httpx.Client(base_url=comps["gateway"]["url"].replace("localhost", "127.0.0.1"), timeout=10) as gw:

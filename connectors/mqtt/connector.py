@@ -28,7 +28,7 @@ from connectors.base import Admission, ConnectorHealth, ListeningConnector, Upli
 from connectors.uplink import Batch, UplinkPublisher, now_ms
 
 from .namespace import PREFIX, DeviceTopic, parse_topic
-from .settings import MqttSettings
+from .settings import MqttSettings, subscription
 from .subscriber import MqttSubscriber
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class MqttConnector(ListeningConnector):
         super().__init__(uplink, admission)
         self.settings = settings
         self.stats.update(status_events=0, batches=0)
-        filters = [f"$share/{settings.share_group}/{PREFIX}/+/+/{ch}" for ch in settings.subscriptions]
+        filters = [subscription(settings.share_group, f"{PREFIX}/+/+/{ch}") for ch in settings.subscriptions]
         self.subscriber = MqttSubscriber(settings.host, settings.port, settings.client_id, None, filters,
                                          self._on_batch, session_expiry_s=settings.session_expiry_s,
                                          receive_maximum=settings.receive_maximum,

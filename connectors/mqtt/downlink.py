@@ -37,7 +37,7 @@ from paho.mqtt.properties import Properties
 from schemas import ValueDeserializationError, codec, device_key, topics
 
 from .namespace import PREFIX, device_topics, parse_topic
-from .settings import MqttSettings
+from .settings import MqttSettings, subscription
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +148,9 @@ class MqttDownlink:
         if reason_code.is_failure:
             log.error("broker refused the downlink: %s", reason_code)
             return
-        group = f"{self.settings.share_group}-downlink"
-        client.subscribe([(f"$share/{group}/{PREFIX}/+/+/commands/ack", 1),
-                          (f"$share/{group}/{PREFIX}/+/+/shadow/reported", 1)])
+        group = f"{self.settings.share_group}-downlink" if self.settings.share_group else ""
+        client.subscribe([(subscription(group, f"{PREFIX}/+/+/commands/ack"), 1),
+                          (subscription(group, f"{PREFIX}/+/+/shadow/reported"), 1)])
         self.connected.set()
 
     def _on_message(self, client, _userdata, msg: mqtt.MQTTMessage) -> None:

@@ -19,7 +19,8 @@ class MqttSettings(BaseModel):
     key_file: str = ""
     client_id: str = Field("fleetstream-connector-0", description="keep it stable per instance: the broker "
                            "keeps unacknowledged messages in this client's session (adr/0042)")
-    share_group: str = "fleetstream"
+    share_group: str = Field("fleetstream", description="shared-subscription group of the instances; empty: a "
+                             "plain subscription, for a single instance (see ``subscription``)")
     session_expiry_s: int = 3600
     max_skew_ms: int = 300_000
     # QoS1 messages in flight from the broker to this connector, each held until Kafka confirmed it: the
@@ -31,6 +32,13 @@ class MqttSettings(BaseModel):
                            "restarted one knows how long it was away (adr/0104); empty: not recorded")
     away_credit_s: float = Field(60.0, ge=0, description="rate-limit credit after a start that resumes a "
                                  "session when the predecessor's last-connected time is unknown (adr/0104)")
+
+
+def subscription(share_group: str, topic: str) -> str:
+    """``$share/<group>/<topic>``, or ``topic`` itself without a group. Mosquitto 2.0 restores a persistent
+    session's plain subscriptions from its store after a restart but not its shared ones, so a single instance
+    subscribing plainly keeps receiving what devices publish before it has reconnected (adr/0111)."""
+    return f"$share/{share_group}/{topic}" if share_group else topic
 
 
 class MqttFileConfig(BaseModel):

@@ -10,12 +10,14 @@ from pathlib import Path
 
 from .config import BenchConfig
 
+DEFAULT_RATE, DEFAULT_DEVICES = 2000.0, 200
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="everyday mode: 100 devices, 1,000 msg/s, 20 s (< 2 min on a quiet machine)")
-    p.add_argument("--rate", type=float, default=2000, help="messages/s offered by the whole fleet")
+    p.add_argument("--rate", type=float, default=DEFAULT_RATE, help="messages/s offered by the whole fleet")
     p.add_argument("--duration", type=float, default=60, help="seconds of measured load")
-    p.add_argument("--devices", type=int, default=200, help="simulated devices, one MQTT session each")
+    p.add_argument("--devices", type=int, default=DEFAULT_DEVICES, help="simulated devices, one MQTT session each")
     p.add_argument("--qos", type=int, default=1, choices=[0, 1])
     p.add_argument("--payload", default="smart-meter", choices=["smart-meter", "tracker", "plc"])
     p.add_argument("--workers", type=int, help="load-generator processes (default: from devices and rate)")
@@ -30,13 +32,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results-dir", default="bench/results")
     p.add_argument("--keep-data", action="store_true", help="keep the temp data dir (logs) after the run")
     p.add_argument("--profile", metavar="DIR", help="py-spy each Python component during every step into DIR")
-    p.add_argument("--label", help="name of the result files (default: quick|full|find-max)")
+    p.add_argument("--label", help="name of the result files (default: quick|full|find-max|chaos)")
+    p.add_argument("--chaos", nargs="?", const="all", metavar="COMPONENTS",
+                   help="reliability run: kill -9 each component in turn under steady load (comma-separated, "
+                        "default all: connector-mqtt,streams,gateway,kafka,mosquitto,postgres); --rate/--devices "
+                        "default to 500/100 here")
+    p.add_argument("--settle", type=float, help="chaos: seconds of steady load before and after each kill")
+    p.add_argument("--recover-timeout", type=float, help="chaos: seconds a component may take to come back")
 
 
 def config_from_args(a) -> BenchConfig:
     from .config import quick
 
-    if a.quick:
+    if a.chaos:
+        from .chaos import VICTIMS
+        from .config import chaos
+
+        names = list(VICTIMS) if a.chaos == "all" else [n.strip() for n in a.chaos.split(",") if n.strip()]
+        unknown = sorted(set(names) - set(VICTIMS))
+        if unknown:
+            raise SystemExit(f"unknown chaos components {unknown}; known: {', '.join(VICTIMS)}")
+        cfg = chaos(names)
+        if a.rate != DEFAULT_RATE:
+            cfg.rate = a.rate
+        if a.devices != DEFAULT_DEVICES:
+            cfg.devices = a.devices
+        if a.settle is not None:
+            cfg.settle_s = a.settle
+        if a.recover_timeout is not None:
+            cfg.recover_timeout_s = a.recover_timeout
+    elif a.quick:
         cfg = quick()
     else:
         cfg = BenchConfig(rate=a.rate, duration_s=a.duration, devices=a.devices,
@@ -65,9 +90,15 @@ def run_from_args(a) -> int:
     # process groups and would outlive a killed bench)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     cfg = config_from_args(a)
-    result = Run(cfg).execute()
-    path = report.write(result, cfg.results_dir)
-    print(report.markdown(result))
+    if cfg.chaos:
+        from .chaos import ChaosRun
+        from .chaos_report import markdown
+
+        result = ChaosRun(cfg).execute()
+    else:
+        result, markdown = Run(cfg).execute(), report.markdown
+    path = report.write(result, cfg.results_dir, render=markdown)
+    print(markdown(result))
     print(f"written: {path} (+ .md)")
     print(json.dumps({"report": str(path)}), file=sys.stderr)
     return 0

@@ -30,6 +30,11 @@ class BenchConfig:
     label: str = "full"
     profile_dir: Path | None = None  # py-spy every Python component during each step
     extra_settings: dict = field(default_factory=dict)
+    # chaos (adr/0113): components killed in turn, steady load before and after each kill, and how long
+    # a component may take to come back before the round counts as "not recovered"
+    chaos: list[str] = field(default_factory=list)
+    settle_s: float = 20.0
+    recover_timeout_s: float = 300.0
 
     def rates(self) -> list[float]:
         if not self.find_max:
@@ -42,6 +47,11 @@ class BenchConfig:
 
     def step_duration(self) -> float:
         return self.step_s if self.find_max else self.duration_s
+
+
+def chaos(components: list[str]) -> BenchConfig:
+    """`make chaos`: 100 devices at 500 msg/s, each component killed once (about 15 minutes here)."""
+    return BenchConfig(rate=500, devices=100, chaos=components, label="chaos", probe_devices=2)
 
 
 def quick() -> BenchConfig:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import httpx
 import psutil
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from fleetstream.kafka_tuning import HOT_CONSUMER
@@ -89,6 +89,7 @@ class LagSampler(Sampler):
 
     def __init__(self, bootstrap: str, groups: dict[str, str], every_s: float = 1.0):
         super().__init__("probe-lag", every_s)
+        self.bootstrap = bootstrap
         self.admin = AdminClient({"bootstrap.servers": bootstrap})
         self.wm = Consumer({"bootstrap.servers": bootstrap, "group.id": f"fleetstream-bench-wm-{time.time_ns()}"})
         self.groups = groups  # group id → topic
@@ -101,7 +102,12 @@ class LagSampler(Sampler):
 
     def lag(self) -> dict[str, int | None]:
         with self.lock:
-            return self._lag()
+            try:
+                return self._lag()
+            except KafkaException:
+                # after a broker restart the client may keep a fenced leader epoch for good: start afresh
+                self.admin = AdminClient({"bootstrap.servers": self.bootstrap})
+                raise
 
     def _lag(self) -> dict[str, int | None]:
         # one ListOffsets request for every partition, not one per partition: the probe's own requests

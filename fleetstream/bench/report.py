@@ -37,7 +37,7 @@ def _nofile() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def write(report: dict, results_root: Path) -> Path:
+def write(report: dict, results_root: Path, render=None) -> Path:
     report.setdefault("machine", machine())
     report.setdefault("git_rev", git_rev())
     report.setdefault("finished_utc", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
@@ -45,7 +45,7 @@ def write(report: dict, results_root: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"{time.strftime('%H%M%S', time.gmtime())}-{report['config']['label']}"
     (folder / f"{stem}.json").write_text(json.dumps(report, indent=1, default=str))
-    (folder / f"{stem}.md").write_text(markdown(report))
+    (folder / f"{stem}.md").write_text((render or markdown)(report))
     report["files"] = [str(folder / f"{stem}.json"), str(folder / f"{stem}.md")]
     return folder / f"{stem}.json"
 

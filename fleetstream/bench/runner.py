@@ -57,6 +57,10 @@ class Run:
         self.idle_cpu: dict[str, float] = {}
         self._token: tuple[float, str] | None = None
 
+    def remove_data(self) -> None:
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.s.master_key_path.unlink(missing_ok=True)  # the dev master key lives beside the data dir
+
     # -- set-up ---------------------------------------------------------------------------------------
     def start_stack(self) -> None:
         t0 = time.monotonic()
@@ -105,7 +109,7 @@ class Run:
         finally:
             self.stack.stop()
             if not cfg.keep_data:
-                shutil.rmtree(self.data_dir, ignore_errors=True)
+                self.remove_data()
         self.report["load_avg_end"] = os.getloadavg()
         return self.report
 
@@ -314,8 +318,11 @@ def _drain(lag: LagSampler, timeout: float) -> dict:
     t0 = time.monotonic()
     last = {}
     while time.monotonic() - t0 < timeout:
-        last = lag.lag()
-        if all(v == 0 for v in last.values()):
+        try:
+            last = lag.lag()
+        except Exception as exc:  # metadata still settling after a broker restart (chaos): ask again
+            last = {"error": repr(exc)}
+        if last and all(v == 0 for v in last.values()):
             break
         time.sleep(0.5)
     return {"seconds": round(time.monotonic() - t0, 1), "lag_after": last}

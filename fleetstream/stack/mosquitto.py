@@ -148,6 +148,10 @@ user {getpass.getuser()}
 per_listener_settings false
 persistence true
 persistence_location {home}/
+# Saved every 10 s, not only at a clean exit (the default is 30 min): a broker killed hard comes back with the
+# connector's session and shared subscription, so what devices publish before the connector reconnects is
+# queued for it instead of dropped for want of a subscriber (adr/0111).
+autosave_interval 10
 log_dest file {s.logs_dir / 'mosquitto-broker.log'}
 log_type error
 log_type warning

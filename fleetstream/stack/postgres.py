@@ -40,6 +40,12 @@ def _run_as() -> str | None:
         raise StartupError("running as root needs the 'postgres' system user (Debian postgresql)") from exc
 
 
+def server_group() -> str | None:
+    """The group that must pass through the data dir to reach the server's folder (None: we are the server's
+    user)."""
+    return _run_as()
+
+
 def owner_password(s: Settings) -> str:
     path = s.root / "postgres" / "owner.password"
     if not path.exists():
@@ -53,7 +59,7 @@ def postgres_child(s: Settings) -> Child:
     home.mkdir(parents=True, exist_ok=True)
     user = _run_as()
     if user:
-        _open_path_for(user, home)
+        _open_path_for(user, home, s.root)  # initdb below needs it already
     password = owner_password(s)
     if not (data / "PG_VERSION").exists():
         data.mkdir(parents=True, exist_ok=True)
@@ -74,14 +80,21 @@ def postgres_child(s: Settings) -> Child:
     argv = [_bin("postgres"), "-D", str(data), "-h", s.host, "-p", str(s.postgres_port), "-k", str(sock),
             "-c", "max_connections=200", "-c", "shared_buffers=128MB", "-c", "fsync=on",
             "-c", "logging_collector=off"]
-    return Child("postgres", argv, s.logs_dir / "postgres.log", user=user)
+    child = Child("postgres", argv, s.logs_dir / "postgres.log", user=user)
+    if user:  # again at every restart: a folder above may have been closed meanwhile (pytest resets its own)
+        child.before_start = lambda: _open_path_for(user, home, s.root)
+    return child
 
 
-def _open_path_for(user: str, path: Path) -> None:
-    """The server process must traverse to its data dir; grant o+x on parents that lack it."""
+def _open_path_for(user: str, path: Path, root: Path) -> None:
+    """The server process must traverse to its data dir. Inside the stack's data dir through the server's
+    group (g+x, nothing for others: keys live there); above it, o+x on the parents that lack it."""
     for parent in [path, *path.parents]:
         mode = parent.stat().st_mode
-        if not mode & 0o001:
+        if parent == root or root in parent.parents:
+            shutil.chown(parent, group=user)
+            os.chmod(parent, (mode | 0o010) & ~0o007)
+        elif not mode & 0o001:
             os.chmod(parent, mode | 0o001)
 
 

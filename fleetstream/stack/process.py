@@ -11,6 +11,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+# what a child creates is its owner's alone: Kafka logs, Mosquitto's store, ClickHouse parts hold tenant data
+PRIVATE_UMASK = 0o077
+
 
 class StartupError(RuntimeError):
     pass
@@ -21,14 +24,27 @@ class Child:
                  cwd: Path | None = None, user: str | None = None):
         self.name, self.argv, self.log, self.env, self.cwd, self.user = name, argv, log, env, cwd, user
         self.proc: subprocess.Popen | None = None
+        self.started_at = 0.0  # time.monotonic() of the last start
+        self.liveness: Callable[[], bool] | None = None  # the supervisor restarts a live child failing it
+        self.before_start: Callable[[], None] | None = None  # run before every start, restarts included
+
+    def respawn(self) -> Child:
+        """A new, not yet started child with the same command, environment, user and hooks."""
+        fresh = Child(self.name, self.argv, self.log, env=self.env, cwd=self.cwd, user=self.user)
+        fresh.liveness, fresh.before_start = self.liveness, self.before_start
+        return fresh
 
     def start(self) -> None:
+        if self.before_start is not None:
+            self.before_start()
         self.log.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.log, "ab")
         self.proc = subprocess.Popen(
             self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **(self.env or {})}, cwd=self.cwd, start_new_session=True, **as_user(self.user))
+            env={**os.environ, **(self.env or {})}, cwd=self.cwd, start_new_session=True, umask=PRIVATE_UMASK,
+            **as_user(self.user))
         out.close()
+        self.started_at = time.monotonic()
 
     @property
     def pid(self) -> int | None:
@@ -42,6 +58,16 @@ class Child:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+    def kill_leftovers(self) -> None:
+        """SIGKILL what is left of a dead child's process group: a postmaster killed hard leaves its
+        backends attached to the old shared memory, and a new server would refuse to start beside them."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def stop(self, timeout: float = 15.0) -> None:
         if not self.alive():

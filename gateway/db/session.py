@@ -16,8 +16,10 @@ from psycopg_pool import ConnectionPool
 
 class Database:
     def __init__(self, app_dsn: str, *, min_size: int = 1, max_size: int = 10):
+        # check: a connection is tried before it is handed out, so after a Postgres restart no request gets a
+        # dead one (one round trip per checkout; adr/0111)
         self.pool = ConnectionPool(app_dsn, min_size=min_size, max_size=max_size, open=False,
-                                   kwargs={"row_factory": dict_row})
+                                   kwargs={"row_factory": dict_row}, check=ConnectionPool.check_connection)
 
     def open(self) -> None:
         self.pool.open(wait=True, timeout=15)

@@ -74,15 +74,30 @@ class FileKeyStore:
 
 
 def master_key_from_settings(s) -> bytes:
-    """The configured master key; in dev a generated one kept 0600 in the data dir, refused in prod."""
+    """The master key: ``FLEETSTREAM_SECRETS_MASTER_KEY``, else the file ``FLEETSTREAM_SECRETS_MASTER_KEY_FILE``;
+    in dev only, a generated one kept 0600 beside the data dir (``s.master_key_path``), never in it, so the
+    key does not travel with the sealed keys it protects (adr/0112)."""
     configured = getattr(s, "secrets_master_key", None)
     if configured is not None:
         value = configured.get_secret_value() if hasattr(configured, "get_secret_value") else str(configured)
         if value:
             return value.encode()
+    path = Path(s.master_key_path)
+    if getattr(s, "secrets_master_key_file", None) is not None:
+        if s.env != "dev" and path.resolve().is_relative_to(s.root):
+            raise KeyStoreError(f"FLEETSTREAM_SECRETS_MASTER_KEY_FILE ({path}) is inside the data dir {s.root}: "
+                                "outside dev the master key must not sit beside the keys it seals")
+        try:
+            value = path.read_bytes().strip()
+        except OSError as exc:
+            raise KeyStoreError(f"FLEETSTREAM_SECRETS_MASTER_KEY_FILE: cannot read {path}: {exc}") from exc
+        if not value:
+            raise KeyStoreError(f"FLEETSTREAM_SECRETS_MASTER_KEY_FILE: {path} is empty")
+        return value
     if s.env != "dev":
-        raise KeyStoreError("FLEETSTREAM_SECRETS_MASTER_KEY must be set outside dev")
-    path = s.root / "keys" / "master.key"
+        raise KeyStoreError("FLEETSTREAM_SECRETS_MASTER_KEY or FLEETSTREAM_SECRETS_MASTER_KEY_FILE must be set "
+                            "outside dev (a generated master key is refused)")
+    _move_legacy_key(s.root / "keys" / "master.key", path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:  # O_EXCL: the gateway and the CLI may start at once; exactly one generates the key
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -92,6 +107,18 @@ def master_key_from_settings(s) -> bytes:
         with os.fdopen(fd, "wb") as f:
             f.write(base64.b64encode(secrets.token_bytes(32)))
     return path.read_bytes().strip()
+
+
+def _move_legacy_key(old: Path, new: Path) -> None:
+    """Dev data dirs from before adr/0112 kept the generated key beside the sealed keys: move it out."""
+    try:
+        key = old.read_bytes()
+        fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except (FileNotFoundError, FileExistsError):  # nothing to move, or another process moved it
+        return
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+    old.unlink(missing_ok=True)
 
 
 def keystore_from_settings(s) -> KeyStore:

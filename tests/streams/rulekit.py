@@ -9,6 +9,7 @@ import httpx
 from confluent_kafka import Producer
 
 from schemas import codec, device_key, topics
+from streams.app import web_auth_headers
 from tests.utils.factories import wait_for
 from tests.utils.kafka import find_records
 
@@ -35,7 +36,8 @@ class RuleKit:
 
     def wait_rule(self, rule_id: str, version: int) -> None:
         url = f"http://{self.s.host}:{self.s.streams_web_port}/rules/{self.tenant.tenant_id}/"
-        wait_for(lambda: httpx.get(url, timeout=5).json().get(rule_id) == version, timeout=30,
+        wait_for(lambda: httpx.get(url, headers=web_auth_headers(self.s), timeout=5).json().get(rule_id) == version,
+                 timeout=30,
                  what=f"the streams worker to hold rule {rule_id} v{version}")
 
     def send(self, device_id: str, ts: int, values: dict, tenant_id: str | None = None) -> None:

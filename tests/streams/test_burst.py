@@ -10,6 +10,7 @@ import httpx
 from confluent_kafka import Producer
 
 from schemas import codec, device_key, topics
+from streams.app import web_auth_headers
 from tests.streams.rulekit import RuleKit, now_ms
 from tests.utils.factories import wait_for
 from tests.utils.kafka import find_records
@@ -23,7 +24,7 @@ def test_a_burst_arrives_complete_in_order_and_device_activity_handles_every_rea
     kit = RuleKit(settings, gateway, t)
     rid = kit.rule({"type": "threshold", "metric": "last", "op": ">", "value": 0.5})  # only each device's last
     stats_url = f"http://{settings.host}:{settings.streams_web_port}/stats/"
-    before = httpx.get(stats_url, timeout=5).json()["rules"]["records"]
+    before = httpx.get(stats_url, headers=web_auth_headers(settings), timeout=5).json()["rules"]["records"]
 
     tc, t0, n = codec("telemetry"), now_ms() - 60_000, DEVICES * PER_DEVICE
     p = Producer({"bootstrap.servers": settings.bootstrap_servers, "partitioner": "consistent_random",
@@ -51,5 +52,5 @@ def test_a_burst_arrives_complete_in_order_and_device_activity_handles_every_rea
     alerts = kit.alerts(rid, count=DEVICES, timeout=120)
     assert sorted((a["device_id"], a["state"], a["time"]) for a in alerts) == sorted(
         (dev, "ACTIVE", ts) for dev, ts in last_ts.items())
-    wait_for(lambda: httpx.get(stats_url, timeout=5).json()["rules"]["records"] - before >= n, timeout=60,
+    wait_for(lambda: httpx.get(stats_url, headers=web_auth_headers(settings), timeout=5).json()["rules"]["records"] - before >= n, timeout=60,
              what="the rules handler to have seen the whole burst")

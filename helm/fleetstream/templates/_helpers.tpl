@@ -175,6 +175,10 @@ spec:
             - {name: data, mountPath: /var/lib/fleetstream}
             - {name: tmp, mountPath: /tmp}
             - {name: pki, mountPath: /var/lib/fleetstream/pki, readOnly: true}
+            {{- if eq .role "gateway" }}
+            # token signing keys, the same on every replica (adr/0034); FLEETSTREAM_ENV=prod never makes one
+            - {name: jwt, mountPath: /var/lib/fleetstream/keys/jwt, readOnly: true}
+            {{- end }}
             {{- if .configMap }}
             - {name: config, mountPath: /etc/fleetstream/connectors, readOnly: true}
             {{- end }}
@@ -192,6 +196,12 @@ spec:
               - {key: ca.crt, path: ca.crt}
               - {key: connector.crt, path: services/fleetstream-connector.crt}
               - {key: connector.key, path: services/fleetstream-connector.key}
+        {{- if eq .role "gateway" }}
+        - name: jwt
+          secret:
+            secretName: {{ $root.Values.platformSecrets.jwtSecret }}
+            defaultMode: 0440  # keys named <kid>.pem (adr/0032)
+        {{- end }}
         {{- if .configMap }}
         - name: config
           configMap:

@@ -1,0 +1,91 @@
+"""The Markdown summary of a chaos run (the JSON beside it holds everything)."""
+
+from __future__ import annotations
+
+
+def markdown(r: dict) -> str:
+    cfg, m, d = r["config"], r.get("machine", {}), r.get("delivery", {})
+    la0, la1 = r.get("load_avg_start"), r.get("load_avg_end")
+    lines = [
+        f"# fleetstream chaos run — {cfg['label']} ({r.get('finished_utc')})",
+        "",
+        f"git `{r.get('git_rev')}`, {m.get('cores')} cores; load average {_la(la0)} at start, {_la(la1)} at end.",
+        f"Load: {cfg['devices']} devices, {cfg['rate']:g} msg/s QoS{cfg['qos']} `{cfg['payload']}` (3 points/message). "
+        f"Each round: {cfg['settle_s']:g} s steady, `kill -9` of one component, wait until it is back (at most "
+        f"{cfg['recover_timeout_s']:g} s), {cfg['settle_s']:g} s steady. The supervisor restarts what dies; no "
+        "human steps in.",
+        "",
+        "Seconds after the kill until: **restarted** the supervisor started it again; **healthy** the component "
+        "answers its own check; **readyz** the gateway's `/readyz` is 200; **flowing** a reading sent after the "
+        "kill is queryable; **live** such a reading arrives over a WebSocket. Delivery counts the points "
+        "acknowledged to devices during the round (all segments) against ClickHouse after the drain.",
+        "",
+        "| component | back | restarted | healthy | readyz | flowing | live | acked msgs | points expected | "
+        "stored | lost | of which dead-lettered (messages by reason) | duplicated (query) | physical dup rows | "
+        "rollup 1m / 1h differing buckets (points) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for rnd in r.get("rounds", []):
+        rec, dl, ru = rnd.get("recovery_s", {}), rnd.get("delivery", {}), rnd.get("rollups", {})
+        lines.append(
+            f"| {rnd['component']} | {'yes' if rnd.get('recovered') else '**no**'} | "
+            + " | ".join(_s(rec.get(k)) for k in ("restarted", "healthy", "readyz", "flowing", "live"))
+            + f" | {dl.get('messages_acked')} | {dl.get('points_expected')} | {dl.get('points_stored')} | "
+            f"{_bold(dl.get('lost_points'))} | {_reasons(rnd.get('dead_letters'))} | "
+            f"{_bold(dl.get('duplicated_in_query'))} | "
+            f"{dl.get('physical_duplicate_rows')} | "
+            f"{_rollup(ru.get('1m'))} / {_rollup(ru.get('1h'))} |")
+    lines += [
+        "",
+        f"**Total**: acknowledged {d.get('messages_acked')} messages, {d.get('points_expected')} points expected, "
+        f"{d.get('points_stored')} stored, **lost {d.get('lost_points')}, duplicated in query results "
+        f"{d.get('duplicated_in_query')}**, physical duplicate rows before merge {d.get('physical_duplicate_rows')}, "
+        f"dead letters {r.get('dlq_records')}." + (f" Audit error: {d['error']}" if "error" in d else "")
+        + ("" if d.get("drained", True) else f" **Not drained after {r.get('drain', {}).get('seconds')} s "
+           f"(lag {r.get('drain', {}).get('lag_after')}).**"),
+    ]
+    rollups = r.get("rollups") or {}
+    for grain, s in rollups.get("summary", {}).items():
+        if "error" in s:
+            lines.append(f"**Rollup {grain}**: not checked ({s['error']}).")
+            continue
+        where = "; ".join(f"{_clock(b['bucket'])} {b['rollup_points'] - b['raw_points']:+d} "
+                          f"({', '.join(b['components']) or 'no kill near it'})"
+                          for b in rollups.get("buckets", {}).get(grain, []))
+        lines.append(f"**Rollup {grain}** against raw (numeric points, FINAL): raw {s['raw_points']}, rollup "
+                     f"{s['rollup_points']} (difference {s['difference']:+d}), {s['mismatched_buckets']} buckets "
+                     f"differ" + (f": {where}." if where else "."))
+    restarts = [e for e in r.get("supervisor_events", []) if e["event"] != "restarted"]
+    if restarts:
+        lines += ["", "Supervisor: " + "; ".join(
+            f"{e['component']} {e['event']} (code {e.get('exit_code')}), restart after {e.get('restart_in_s')} s"
+            for e in restarts)]
+    return "\n".join(lines) + "\n"
+
+
+def _rollup(v: dict | None) -> str:
+    if not v:
+        return "–"
+    return f"{v['mismatched_buckets']} ({v['difference']:+d})" if v["mismatched_buckets"] else "0"
+
+
+def _clock(epoch: float) -> str:
+    import time
+
+    return time.strftime("%H:%M", time.gmtime(epoch)) + " UTC"
+
+
+def _reasons(d: dict | None) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(d.items())) if d else "–"
+
+
+def _s(v) -> str:
+    return "**never**" if v is None else f"{v:g}"
+
+
+def _bold(v) -> str:
+    return f"**{v}**" if v else str(v)
+
+
+def _la(la) -> str:
+    return "/".join(f"{x:.2f}" for x in la) if la else "?"
