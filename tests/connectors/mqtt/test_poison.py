@@ -1,4 +1,4 @@
-"""Poison messages over real MQTT (issue 19): payloads that once raised inside the connector (1 MB, lone
+"""Poison messages over real MQTT (issue 19): payloads that once raised inside the connector (oversize, lone
 surrogates, a 400-digit integer, ``ts`` Infinity/NaN, JSON nested 10,000 deep) are published by one tenant's
 devices between another tenant's good readings, over MQTT 5 and 3.1.1, and the connector is killed (-9) and
 replaced mid-stream. Every good reading is stored, every poison message is dead-lettered with a reason code,
@@ -18,6 +18,7 @@ import uuid
 
 import paho.mqtt.client as mqtt
 
+from connectors.canonical import MAX_PAYLOAD_BYTES
 from connectors.mqtt import packets as p
 from connectors.mqtt.connector import MqttConnector
 from connectors.mqtt.namespace import device_topics
@@ -40,7 +41,11 @@ def _nested(seq: int, depth: int) -> bytes:
 # name → (payload for a sequence number, the reason code it must be dead-lettered with); the sequence number
 # is in every payload's first bytes, so the dead letter (even truncated) says which message it was
 POISON = {
-    "1 MB": (lambda i: b'{"seq":%d,"values":{"s":"' % i + b"x" * (1 << 20) + b'"}}', "oversize"),
+    # 1 KiB over the connectors' limit and under the broker's packet limit (MAX_PAYLOAD_BYTES + 8 KiB, adr/0101),
+    # so the connector, not the broker, has to judge it; a 1 MB publish is refused by the broker itself
+    # (tests/broker/test_packet_size.py) and never acknowledged, and the 100 MB case below takes the parse path
+    "over the payload limit": (lambda i: b'{"seq":%d,"values":{"s":"' % i + b"x" * (MAX_PAYLOAD_BYTES + 1024)
+                               + b'"}}', "oversize"),
     "lone surrogate value": (lambda i: b'{"seq":%d,"values":{"s":"\\ud800"}}' % i, "invalid_text"),
     "lone surrogate name": (lambda i: b'{"seq":%d,"values":{"\\udc00x":1}}' % i, "invalid_text"),
     "400-digit integer": (lambda i: b'{"seq":%d,"values":{"n":%s}}' % (i, b"9" * 400), "out_of_range"),
