@@ -137,6 +137,36 @@ class Admin:
         elif status == "active":
             self._broker(self.access.resume_tenant, tenant_id)
 
+    def reconcile_broker_access(self) -> dict[str, int]:
+        """Denies at the broker every identity Postgres says is cut off: non-active tenants, suspended and
+        decommissioned devices, revoked certificates. Idempotent; run at gateway start, because the broker's own
+        deny list covers only changes made since the access plugin arrived and is lost with the broker's disk.
+        Stale denials are not lifted here (a resume lifts its own), so this only ever refuses more."""
+        if not self.dynsec.access_available:
+            return {}
+        counts = {"tenants": 0, "devices": 0, "certificates": 0}
+        after = None
+        while True:
+            with self.platform_tx() as conn:
+                page = tenants_crud.list_tenants(conn, limit=500, after=after)
+            if not page:
+                return counts
+            after = str(page[-1]["id"])
+            for tenant in page:
+                tid = str(tenant["id"])
+                if tenant["status"] != "active":
+                    self.access.suspend_tenant(tid)
+                    counts["tenants"] += 1
+                with self.db.tenant_tx(tid) as conn:
+                    cut = conn.execute("select device_id from devices where tenant_id = %s and status in "
+                                       "('suspended', 'decommissioned')", (tid,)).fetchall()
+                    serials = [serial for serial, _ in creds_crud.revoked_serials(conn, tenant_id=tid)]
+                for row in cut:
+                    self.access.suspend_device(tid, row["device_id"])
+                counts["devices"] += len(cut)
+                counts["certificates"] += len(serials)
+                self.access.revoke_certificates(serials)
+
     # -- devices ------------------------------------------------------------------------------------------
     def enqueue_entry(self, conn: psycopg.Connection, tenant_id: str, device_id: str) -> int | None:
         """The device's registry entry into the outbox of this transaction (see ``registry_publisher``)."""

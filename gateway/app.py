@@ -4,6 +4,7 @@ one process per data path and the gateway must read what the sink writes (adr/00
 from __future__ import annotations
 
 import logging
+import threading
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -31,6 +32,20 @@ from .streams_client import StreamsClient
 log = logging.getLogger(__name__)
 
 
+def _reconcile_broker(admin: Admin, stop: threading.Event) -> None:
+    """Postgres's cut-off identities into the broker's deny list, retried until the broker answers."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            counts = admin.reconcile_broker_access()
+            log.info("broker deny list reconciled with Postgres: %s", counts or "no access plugin")
+            return
+        except Exception as exc:  # the broker may still be starting; nothing else depends on this round
+            log.warning("broker deny list not reconciled yet (%s); retrying in %.0fs", exc, delay)
+            stop.wait(delay)
+            delay = min(delay * 2, 30)
+
+
 def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
     """:param run_sink: host the ClickHouse sink in this process; default: yes when ClickHouse is chdb."""
     run_sink = s.clickhouse_embedded if run_sink is None else run_sink
@@ -49,6 +64,9 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
         st.admin = Admin(s, db=st.db, outbox=st.outbox)  # control plane: broker, registry topic, tenant CAs
         st.status_updater = StatusUpdater(st.admin, s.bootstrap_servers)
         st.status_updater.start()
+        st.reconcile_stop = threading.Event()
+        threading.Thread(target=_reconcile_broker, args=(st.admin, st.reconcile_stop), name="broker-reconcile",
+                         daemon=True).start()
         st.clickhouse = ClickHouse(s.chdb_dsn)
         create_all(st.clickhouse)
         st.store = TelemetryStore(st.clickhouse)
@@ -76,6 +94,7 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
             st.ota.close()
             st.streams.close()
             st.status_updater.stop()
+            st.reconcile_stop.set()
             st.admin.close()
             st.outbox.close()
             st.auth_state.stop()

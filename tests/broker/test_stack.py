@@ -154,3 +154,30 @@ def test_revocation_and_suspension_cut_sessions_and_refuse_reconnects_through_th
     for what, (cut, refused) in timings.items():
         print(f"broker-timing {what}: session closed {cut * 1000:.0f} ms, reconnect refused {refused * 1000:.0f} ms "
               "after the API call")
+
+
+def test_identities_cut_off_in_postgres_alone_are_denied_by_the_reconcile(stack, factory, settings):
+    """A device suspended, and a certificate revoked, before the access plugin existed (or on a broker that lost
+    its disk) are in Postgres only: the gateway's start-up reconcile puts them on the broker's deny list."""
+    import psycopg
+
+    tenant = factory.tenant("reconcile")
+    dev = factory.device(tenant)
+    broker = _StackBroker(settings)
+    cid = f"{dev.tenant_id}.{dev.device_id}"
+    probe = Session(broker, _identity(dev), cid)
+    assert probe.connect() == 0
+    probe.close()
+    # what an older control plane left behind: the status changed in Postgres, the broker never told
+    with psycopg.connect(settings.owner_dsn) as conn:
+        conn.execute("update devices set status = 'suspended' where tenant_id = %s and device_id = %s",
+                     (dev.tenant_id, dev.device_id))
+    again = Session(broker, _identity(dev), cid)
+    assert again.connect() == 0, "the broker already refuses: this test would prove nothing"
+    counts = factory.admin.reconcile_broker_access()
+    assert counts["devices"] >= 1
+    again.wait(lambda: again.disconnects, timeout=30, what="the live session cut by the reconcile")
+    refused = Session(broker, _identity(dev), cid)
+    assert refused.connect() == REFUSED
+    refused.close()
+    again.close()
