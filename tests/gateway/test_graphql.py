@@ -105,6 +105,30 @@ def _start(ws, token, device_ids):
     return ws
 
 
+def _until_live(ws, factory, dev, timeout=90):
+    """Publishes probe points of ``dev`` until the subscription delivers one: graphql-transport-ws does not
+    acknowledge a subscribe, so this is how a client knows the gateway's live hub has registered it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _publish(factory, dev, {"probe": 1.0})
+        try:
+            msg = json.loads(ws.recv(5))
+        except TimeoutError:
+            continue
+        assert msg["type"] == "next" and msg["payload"]["data"]["telemetry"]["values"] == {"probe": 1.0}, msg
+        return
+    raise AssertionError(f"no probe point of {dev.device_id} delivered within {timeout}s")
+
+
+def _recv(ws, probed, timeout=60):
+    """The next message that is not a late probe point of ``probed``."""
+    while True:
+        msg = json.loads(ws.recv(timeout))
+        point = msg.get("payload", {}).get("data", {}).get("telemetry") or {}
+        if not (point.get("deviceId") == probed.device_id and point.get("values") == {"probe": 1.0}):
+            return msg
+
+
 def test_subscription_delivers_live_telemetry_only_to_its_tenant(fleet, factory, gateway, settings):
     url = f"ws://{settings.host}:{settings.gateway_port}/graphql"
     dev = fleet["dev"]
@@ -112,13 +136,14 @@ def test_subscription_delivers_live_telemetry_only_to_its_tenant(fleet, factory,
     own = factory.device(stranger)
     with _subscribe(url, fleet["token"], [dev.device_id]) as mine, \
             _subscribe(url, stranger.token(gateway), [dev.device_id, own.device_id]) as theirs:
-        time.sleep(1)  # let both subscriptions register before publishing (not a latency assertion)
+        _until_live(mine, factory, dev)  # both subscriptions registered with the gateway's live hub
+        _until_live(theirs, factory, own)
         _publish(factory, dev, {"temperature": 30.5})
         _publish(factory, own, {"marker": 1.0})
-        msg = json.loads(mine.recv(60))
+        msg = _recv(mine, dev)
         assert msg["type"] == "next"
         assert msg["payload"]["data"]["telemetry"] == {"deviceId": dev.device_id, "values": {"temperature": 30.5}}
-        got = json.loads(theirs.recv(60))  # the stranger's first live point is its own marker, never the other
+        got = _recv(theirs, own)  # the stranger's first live point is its own marker, never the other
         assert got["payload"]["data"]["telemetry"] == {"deviceId": own.device_id, "values": {"marker": 1.0}}
     with connect(url, subprotocols=["graphql-transport-ws"], open_timeout=10) as bad:
         bad.send(json.dumps({"type": "connection_init", "payload": {"Authorization": "Bearer forged"}}))

@@ -20,6 +20,7 @@ from websockets.sync.client import connect
 from connectors.mqtt.namespace import device_topics
 from schemas import codec, device_key, topics
 from tests.utils.factories import publish_json
+from tests.utils.kafka import find_records
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +163,8 @@ def test_sse_resumes_from_last_event_id_with_exactly_what_was_missed(stack, fact
     sse.close()
     _publish(factory, dev, {"seq": 2.0})
     _publish(factory, dev, {"seq": 3.0})
-    time.sleep(1)  # let both reach Kafka's validated topic before resuming (not a latency assertion)
+    find_records(settings.bootstrap_servers, topics.TELEMETRY.name,  # both on the validated topic before resuming
+                 lambda r: r["tenant_id"] == t.tenant_id and r["values"].get("seq") in (2.0, 3.0), count=2, timeout=60)
     again = SSEReader(str(gateway.base_url), path, {**h, "Last-Event-ID": first["id"]})
     got = [again.next("telemetry")["data"]["values"]["seq"] for _ in range(2)]
     assert got == [2.0, 3.0]

@@ -10,7 +10,7 @@ import uuid
 from confluent_kafka import Producer
 
 from schemas import codec, device_key, topics
-from tests.utils.kafka import find_records
+from tests.utils.kafka import find_records, probe_validate
 
 
 def _entry(tenant, device, status, device_type=None, tags=()):
@@ -32,13 +32,17 @@ def test_registry_decides_which_readings_pass_and_enriches_them(stack, settings)
         p.produce(topics.REGISTRY.name, codec("registry_entry").encode(_entry(tenant, dev, status, dtype, tags)),
                   device_key(tenant, dev))
     p.flush(10)
-    time.sleep(1)  # the registry view follows the compacted topic; give it a moment before the readings
+    # the worker's registry view follows the compacted topic: once it enriches active-1, it holds the tenant,
+    # and validate catches the view up before refusing any of the tenant's devices as unknown (adr/0051)
+    probe_validate(settings.bootstrap_servers, tenant, "active-1",
+                   lambda topic, r: topic == topics.TELEMETRY.name and r["device_type"] == "boiler",
+                   what="the registry view to enrich active-1")
     for dev, v in [("active-1", 1.0), ("susp-1", 2.0), ("gone-1", 3.0), ("stranger-1", 4.0)]:
         p.produce(topics.TELEMETRY_RAW.name, codec("telemetry").encode(_reading(tenant, dev, v)), device_key(tenant, dev))
     p.flush(10)
 
-    ok = find_records(settings.bootstrap_servers, topics.TELEMETRY.name, lambda r: r["tenant_id"] == tenant,
-                      count=1, timeout=60)
+    ok = find_records(settings.bootstrap_servers, topics.TELEMETRY.name,
+                      lambda r: r["tenant_id"] == tenant and "probe" not in r["values"], count=1, timeout=60)
     assert [(r["device_id"], r["device_type"], r["tags"]) for r in ok] == [("active-1", "boiler", ["site-a", "floor-2"])]
     dead = find_records(settings.bootstrap_servers, topics.DEAD_LETTER.name, lambda r: r.get("tenant_id") == tenant,
                         count=3, timeout=60)

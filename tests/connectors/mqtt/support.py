@@ -9,25 +9,43 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.request
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from connectors.mqtt.namespace import device_topics
+from fleetstream.observability import ROLE_PORT_OFFSETS
 from fleetstream.settings import Settings
 from fleetstream.stack.supervisor import settings_env
 
 
 def start_connector(settings: Settings, workdir: Path, client_id: str, group: str, *,
                     kafka: str | None = None, rate_limit: str = "{per_second: 10000, burst: 10000}",
-                    receive_maximum: int = 1000) -> subprocess.Popen:
+                    receive_maximum: int = 1000, metrics_port: int = 0) -> subprocess.Popen:
+    """``metrics_port``: where the process serves /metrics (0: nowhere; several connectors share the host)."""
     cfg = workdir / f"{client_id}.yaml"
     cfg.write_text(f"client_id: {client_id}\nshare_group: {group}\nreceive_maximum: {receive_maximum}\n"
                    f"rate_limit: {rate_limit}\n")
-    env = {**os.environ, **settings_env(settings), "FLEETSTREAM_METRICS_PORT": "0"}  # several on one host
+    base = metrics_port - ROLE_PORT_OFFSETS["connector-mqtt"] if metrics_port else 0
+    env = {**os.environ, **settings_env(settings), "FLEETSTREAM_METRICS_PORT": str(base)}
     if kafka:
         env["FLEETSTREAM_KAFKA_BOOTSTRAP"] = kafka
     log = open(workdir / f"{client_id}.log", "ab")  # noqa: SIM115 - closed with the process
     return subprocess.Popen([sys.executable, "-m", "fleetstream.cli", "connector", "run", "mqtt", "--config",
                              str(cfg)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def ingested(host: str, metrics_port: int, tenant_id: str) -> float:
+    """Readings of ``tenant_id`` a connector has taken from the broker and handed to its Kafka producer
+    (``fleetstream_ingest_messages_total``, counted before Kafka confirms them); 0 while /metrics is not up."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{metrics_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return 0.0
+    return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+               if s.name == "fleetstream_ingest_messages_total" and s.labels.get("tenant") == tenant_id)
 
 
 def subscriptions(workdir: Path, client_id: str) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -15,7 +16,7 @@ import paho.mqtt.client as mqtt
 
 from connectors.mqtt.namespace import device_topics
 from schemas import topics
-from tests.connectors.mqtt.support import start_connector, stop_all, subscriptions
+from tests.connectors.mqtt.support import ingested, start_connector, stop_all, subscriptions
 from tests.connectors.support import records
 from tests.utils.factories import publish_json, wait_for
 
@@ -65,7 +66,9 @@ def test_killing_a_connector_with_messages_in_flight_loses_none(stack, factory, 
     dev = factory.device(t)
     procs: list[subprocess.Popen] = []
     try:
-        a = start_connector(settings, tmp_path, a_id, group, kafka="127.0.0.1:1")  # Kafka unreachable for A
+        a_metrics = _free_port(settings.host)
+        a = start_connector(settings, tmp_path, a_id, group, kafka="127.0.0.1:1",  # Kafka unreachable for A
+                            metrics_port=a_metrics)
         procs.append(a)
         wait_for(lambda: subscriptions(tmp_path, a_id), timeout=60, what="instance A subscribed")
         client = factory.mqtt_client(dev)
@@ -75,7 +78,9 @@ def test_killing_a_connector_with_messages_in_flight_loses_none(stack, factory, 
         for info in infos:
             info.wait_for_publish(30)
         assert all(i.is_published() for i in infos), "the broker did not take every message"
-        time.sleep(2)  # let the broker push them to A (not asserted: queued or in flight, both are A's)
+        # the broker pushed every one to A (in flight: A took them from the socket, never acknowledged them)
+        wait_for(lambda: ingested(settings.host, a_metrics, t.tenant_id) >= n, timeout=60,
+                 what="instance A to receive every message")
         os.kill(a.pid, signal.SIGKILL)
         a.wait(10)
 
@@ -107,3 +112,9 @@ def test_killing_a_connector_with_messages_in_flight_loses_none(stack, factory, 
         client.disconnect()
     finally:
         stop_all(procs)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
