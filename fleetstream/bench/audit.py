@@ -55,8 +55,9 @@ ROLLUPS = (("1m", "toStartOfMinute"), ("1h", "toStartOfHour"))
 
 
 def _rollup_vs_raw(client, tenant_id: str, grain: str, bucket_fn: str) -> dict:
-    """Numeric points per (device, metric, bucket) in raw (FINAL) against the rollup's count; the buckets
-    that differ, summed over devices and metrics per bucket."""
+    """Numeric points per (device, metric, bucket) in raw (FINAL) against the rollup table's own rows (FINAL:
+    one row per bucket, recomputed from raw, adr/0114), read after the drain, when the sink has refreshed
+    them; the buckets that differ, summed over devices and metrics per bucket."""
     try:
         rows = client.query(
             f"""SELECT toUnixTimestamp(b), count(), sum(raw), sum(rolled) FROM (
@@ -65,15 +66,15 @@ def _rollup_vs_raw(client, tenant_id: str, grain: str, bucket_fn: str) -> dict:
                     FROM fleetstream.telemetry FINAL WHERE tenant_id = {{t:String}} AND value_num IS NOT NULL
                     GROUP BY device_id, metric, b
                     UNION ALL
-                    SELECT device_id, metric, bucket AS b, 0 AS raw, countMerge(count_v) AS rolled
-                    FROM fleetstream.telemetry_{grain} WHERE tenant_id = {{t:String}}
+                    SELECT device_id, metric, bucket AS b, 0 AS raw, sum(count_v) AS rolled
+                    FROM fleetstream.telemetry_{grain} FINAL WHERE tenant_id = {{t:String}}
                     GROUP BY device_id, metric, b)
                   GROUP BY device_id, metric, b HAVING raw != rolled)
                 GROUP BY b ORDER BY b""", parameters={"t": tenant_id}).result_rows
         totals = client.query(
             f"""SELECT (SELECT count() FROM fleetstream.telemetry FINAL
                         WHERE tenant_id = {{t:String}} AND value_num IS NOT NULL),
-                       (SELECT countMerge(count_v) FROM fleetstream.telemetry_{grain} WHERE tenant_id = {{t:String}})""",
+                       (SELECT sum(count_v) FROM fleetstream.telemetry_{grain} FINAL WHERE tenant_id = {{t:String}})""",
             parameters={"t": tenant_id}).result_rows[0]
     except Exception as exc:  # the rollups' shape is another module's to change: report, do not fail the run
         return {"error": repr(exc)[:300]}

@@ -38,6 +38,10 @@ def test_one_connector_kill_at_low_load_loses_nothing(tmp_path):
     assert on_disk["delivery"]["drained"], on_disk["drain"]
     assert any(e["component"] == "connector-mqtt" and e["event"] == "restarted" for e in on_disk["supervisor_events"])
     assert "| connector-mqtt | yes |" in path.with_suffix(".md").read_text()
+    # the rollup tables, refreshed by the sink's clean stop, hold exactly what raw holds (adr/0114)
+    for grain in ("1m", "1h"):
+        summary = on_disk["rollups"]["summary"][grain]
+        assert "error" not in summary and summary["difference"] == 0, (grain, summary)
 
 
 def test_rollup_differences_go_to_the_component_killed_during_or_just_after_their_bucket():
