@@ -9,8 +9,9 @@ in-flight messages to the other members of the share group).
 
 Channels: ``telemetry`` (the canonical JSON payload) and ``status`` (``online``/``offline``, plain or
 ``{"state": …}``; a device sets its Last Will to ``offline`` on this topic), which becomes an ONLINE or
-OFFLINE device event. Shared subscriptions never receive retained messages, so a retained status is
-not replayed as a new event when a connector restarts.
+OFFLINE device event. The connector subscribes with Retain Handling 2, so a retained status is not replayed
+as a new event when a connector (re)subscribes (Mosquitto 2.0 sends retained messages to shared
+subscriptions too, contrary to what adr/0042 assumed).
 """
 
 from __future__ import annotations

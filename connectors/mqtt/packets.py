@@ -66,8 +66,13 @@ def connect(client_id: str, *, keepalive: int, clean_start: bool, session_expiry
                    + _str(client_id))
 
 
+# Subscription options: Retain Handling 2 (bits 4-5), "send no retained messages at subscribe". A retained
+# status (a Last Will) is history, not news; Mosquitto 2.0 sends retained messages to shared subscriptions too.
+NO_RETAINED = 0x20
+
+
 def subscribe(packet_id: int, filters: list[tuple[str, int]]) -> bytes:
-    body = _u16.pack(packet_id) + b"\x00" + b"".join(_str(f) + bytes((qos,)) for f, qos in filters)
+    body = _u16.pack(packet_id) + b"\x00" + b"".join(_str(f) + bytes((qos | NO_RETAINED,)) for f, qos in filters)
     return _packet((SUBSCRIBE << 4) | 0x02, body)
 
 
