@@ -69,7 +69,10 @@ def test_quiet_device_gets_the_command_again_and_its_answer_completes_it(stack, 
     assert done["result"] == {"applied": {"hz": 5}}
     steps = [s for s, _ in done["history"]]
     assert steps == ["queued", "sent", "queued", "sent", "acknowledged", "succeeded"]
-    assert [c["attempt"] for c in device.received] == [1, 2]
+    # attempt 1 reaches the device unless the downlink saw it only after its 2 s timeout (a busy machine): then
+    # the downlink drops it as stale by design (connectors/mqtt/downlink.py) and only the retry arrives
+    attempts = [c["attempt"] for c in device.received]
+    assert attempts in ([1, 2], [2]), attempts
     assert all(c["command_id"] == cid and c["name"] == "set-rate" for c in device.received)
 
     listed = gateway.get(f"/v1/devices/{dev.device_id}/commands", headers=h, params={"status": "succeeded"}).json()
@@ -90,7 +93,10 @@ def test_command_to_a_device_that_never_answers_times_out_after_its_attempts(sta
                     what="the command to time out")
     assert done["status"] == "timed_out" and done["attempt"] == 2
     assert "no acknowledgement after 2 attempt(s)" in done["reason"]
-    assert [c["attempt"] for c in device.received] == [1, 2]
+    # attempt 1 reaches the device unless the downlink saw it only after its 2 s timeout (a busy machine): then
+    # the downlink drops it as stale by design (connectors/mqtt/downlink.py) and only the retry arrives
+    attempts = [c["attempt"] for c in device.received]
+    assert attempts in ([1, 2], [2]), attempts
     device.close()
 
 

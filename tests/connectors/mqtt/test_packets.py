@@ -66,4 +66,4 @@ def test_acks_connect_and_subscribe_bytes():
     assert c == b"\x10" + p.varint(len(c) - 2) + b"\x00\x04MQTT\x05\x00\x00\x1e\x08\x11\x00\x00\x0e\x10\x21\x03\xe8" \
         b"\x00\x03cid"
     s = p.subscribe(1, [("$share/g/fs/+/+/telemetry", 1)])
-    assert s[0] == 0x82 and s.endswith(b"$share/g/fs/+/+/telemetry\x01")
+    assert s[0] == 0x82 and s.endswith(b"$share/g/fs/+/+/telemetry\x21")  # QoS 1 | Retain Handling 2 (no retained)

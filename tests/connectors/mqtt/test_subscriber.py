@@ -45,7 +45,7 @@ def test_session_batch_acks_and_reconnect():
             assert body.endswith(b"\x00\x06conn-0")
             writer.write(bytes((0x20, 3, present, 0, 0)))  # CONNACK
             kind, _, body = await _read_packet(reader)
-            assert kind == p.SUBSCRIBE and body.endswith(b"$share/g/fs/+/+/telemetry\x01")
+            assert kind == p.SUBSCRIBE and body.endswith(b"$share/g/fs/+/+/telemetry\x21")  # QoS 1, no retained
             writer.write(bytes((0x90, 4)) + body[:2] + b"\x00\x01")  # SUBACK: granted QoS 1
             return reader, writer
 
