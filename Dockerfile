@@ -14,6 +14,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY fleetstream ./fleetstream
 COPY schemas ./schemas
+COPY runtime ./runtime
 COPY connectors ./connectors
 COPY streams ./streams
 COPY sinks ./sinks

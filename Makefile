@@ -37,7 +37,8 @@ chaos: setup
 # Static checks only (no stack): ruff, then the chart, Terraform, workflows, image, Compose, alerts and
 # capacity model through tests/ops without the integration tests.
 lint: setup ops-tools
-	@$(BIN)/ruff check fleetstream schemas connectors streams sinks gateway tests ops
+	@$(BIN)/ruff check fleetstream schemas runtime connectors streams sinks gateway tests ops
+	@$(BIN)/lint-imports
 	@$(BIN)/python -m pytest tests/ops -m "not integration" -q -p no:cacheprovider
 
 clean:

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from fleetstream import observability as obs
+from runtime import observability as obs
 
 from .canonical import Reading, Rejected
 from .errors import (

@@ -20,11 +20,10 @@ from typing import Any
 
 import orjson
 
+from schemas.limits import MAX_PAYLOAD_BYTES
+
 log = logging.getLogger(__name__)
 
-# One limit for the platform: the connectors refuse bigger payloads and the broker's max_packet_size is set
-# from it (adr/0103), so a payload the broker accepts is one the connector can judge and dead-letter whole.
-MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_VALUES = 256
 MAX_NAME_LEN = 128
 MAX_STRING_LEN = 4096

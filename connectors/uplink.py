@@ -13,11 +13,11 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Producer
 
-from fleetstream import observability as obs
-from fleetstream.kafka_tuning import HOT_PRODUCER
+from runtime import observability as obs
+from runtime.kafka_tuning import HOT_PRODUCER
 from schemas import codec, device_key, topics
+from schemas.limits import MAX_PAYLOAD_BYTES
 
-from .canonical import MAX_PAYLOAD_BYTES
 from .telemetry_encoder import TelemetryEncoder
 
 Done = Callable[[Exception | None], None]

@@ -1,7 +1,5 @@
-"""Shared plumbing for fleetstream: settings, the CLI and the local stack supervisor.
-
-The data path lives in the top-level packages ``connectors``, ``streams``, ``schemas``, ``sinks`` and
-``gateway``; this package only wires them together.
-"""
+"""The top floor: the ``fleetstream`` CLI, the local stack supervisor (``stack``), the fleet simulator (``sim``)
+and the benchmarks (``bench``). It may import every package; no deployable (connectors, streams, sinks, gateway)
+or floor below imports it (adr/0120)."""
 
 __version__ = "0.1.0"

@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from fleetstream.settings import Settings
+from runtime.settings import Settings
 
 
 def _settings(args) -> Settings:
@@ -24,7 +24,7 @@ def _settings(args) -> Settings:
 
 def _refuse_unsafe(s: Settings, role: str) -> bool:
     """True (after saying why on stderr) when FLEETSTREAM_ENV=prod lacks a secret ``role`` needs (adr/0112)."""
-    from fleetstream import production
+    from runtime import production
 
     try:
         production.check(s, role)
@@ -187,7 +187,7 @@ def cmd_status(args) -> int:
 # -- process roles ---------------------------------------------------------------------------------------
 def _observe(s: Settings, role: str) -> None:
     """Logs in the configured format; a /metrics port for roles other than the gateway (adr/0094)."""
-    from fleetstream import observability
+    from runtime import observability
 
     observability.configure_logging(role, s.log_format)
     if role != "gateway":

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import psycopg
 
-from fleetstream.settings import Settings
-from fleetstream.stack.mosquitto import tls_context
-from fleetstream.stack.pki import PlatformPKI, write_private
+from runtime.pki import PlatformPKI, tls_context, write_private
+from runtime.settings import Settings
 
 from .broker.access import BrokerAccess
 from .broker.dynsec import BrokerAuthError, DynSecAdmin
@@ -327,8 +326,8 @@ class Admin:
 
     def add_jwt_key(self, tenant_id: str, device_id: str, public_key_pem: str, *, proof: str, actor: str) -> dict:
         """Registers a device's ES256 key. ``proof``: a JWT the key's private half signed for this tenant and
-        device (``connectors.auth.sign_key_proof``), so no one registers a key they do not hold (adr/0106)."""
-        from connectors.auth.device_jwt import DeviceTokenError, key_id, verify_key_proof
+        device (``runtime.device_jwt.sign_key_proof``), so no one registers a key they do not hold (adr/0106)."""
+        from runtime.device_jwt import DeviceTokenError, key_id, verify_key_proof
 
         with self.db.tenant_tx(tenant_id) as conn:
             self._usable_device(conn, tenant_id, device_id, for_update=True)

@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from fleetstream.observability import instrument_fastapi
-from fleetstream.settings import Settings
+from runtime.observability import instrument_fastapi
+from runtime.settings import Settings
 from sinks.clickhouse.client import ClickHouse
 from sinks.clickhouse.runner import build_sinks
 from sinks.clickhouse.schema import create_all

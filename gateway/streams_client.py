@@ -11,7 +11,7 @@ agents' state from compacted topics into an in-memory view.
   its outcome (``applied`` or ``version_mismatch``), which the waiting request receives.
 
 Partitioning: the producer uses librdkafka's ``consistent_random`` (CRC-32 of ``tenant:device``), the
-rule the stream agents are configured to share (``streams/partitioning.py``).
+rule the stream agents are configured to share (``schemas/partitioner.py``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""The one record model of fleetstream: Avro schemas, their codec, Kafka keys and topics."""
+"""The leaf every package stands on: the record model and the contracts between deployables. Avro schemas and
+their wire format, Kafka keys, topics and the partitioner, the device topic namespace, shared limits, errors,
+rule expressions. Imports only libraries, nothing of fleetstream (adr/0120)."""
 
 from . import topics
 from .codec import RecordCodec, codec, codec_by_fingerprint

@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 
-from fleetstream.settings import Settings  # noqa: E402
-from fleetstream.stack.pki import write_private  # noqa: E402
 from fleetstream.stack.supervisor import Stack  # noqa: E402
 from gateway.admin import Admin  # noqa: E402
 from gateway.auth.tokens import PLATFORM_SCOPE, KeyRing  # noqa: E402
+from runtime.pki import write_private  # noqa: E402
+from runtime.settings import Settings  # noqa: E402
 from tests.broker.conftest import Identity, Session  # noqa: E402
 
 REFUSED = 0x87

@@ -12,8 +12,8 @@ import uuid
 
 import httpx
 
-from fleetstream.settings import Settings
 from gateway.admin import Admin
+from runtime.settings import Settings
 
 
 def main() -> None:

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import httpx
 
-from fleetstream.settings import Settings
 from fleetstream.stack.process import Child
 from fleetstream.stack.supervisor import Stack, settings_env
+from runtime.settings import Settings
 
 PORTS = dict(kafka_port=29092, kafka_controller_port=29093, mqtt_tls_port=28883, postgres_port=25432,
              gateway_port=28080, streams_web_port=28090)

@@ -36,9 +36,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fleetstream.settings import Settings  # noqa: E402
 from fleetstream.stack.mosquitto import dynsec_file, mqtt_ready, raise_fd_limit, seed_dynsec  # noqa: E402
 from fleetstream.stack.supervisor import Stack  # noqa: E402
+from runtime.settings import Settings  # noqa: E402
 
 CHUNK = 1000  # devices per bulk call, like POST /v1/devices/bulk
 MARKS = (1000, 5000, 10000, 20000)

@@ -29,7 +29,7 @@ from pathlib import Path
 import psutil
 from confluent_kafka import Producer
 
-from fleetstream.settings import Settings
+from runtime.settings import Settings
 from schemas import codec, device_key, topics
 
 

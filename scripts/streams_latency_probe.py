@@ -30,8 +30,8 @@ from pathlib import Path
 import psutil
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from fleetstream.settings import Settings
 from fleetstream.stack.supervisor import Stack
+from runtime.settings import Settings
 from schemas import codec, device_key, topics
 
 

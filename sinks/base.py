@@ -28,7 +28,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from fleetstream import observability as obs
+from runtime import observability as obs
 from schemas import ValueDeserializationError, codec, codec_by_fingerprint
 
 log = logging.getLogger(__name__)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import faust
 
-from fleetstream.settings import Settings
+from runtime.settings import Settings
+from schemas.partitioner import crc32_partitioner
 from schemas.webhook_targets import WebhookPolicy
 
 from . import device_activity, faust_fetch
-from .partitioning import crc32_partitioner
 from .registry import RegistryView
 from .rules_view import RulesView
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, Producer, TopicPartition
 
-from fleetstream.kafka_tuning import HOT_CONSUMER
+from runtime.kafka_tuning import HOT_CONSUMER
 
 log = logging.getLogger(__name__)
 

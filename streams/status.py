@@ -26,7 +26,7 @@ import time
 
 import faust
 
-from fleetstream.settings import Settings
+from runtime.settings import Settings
 from schemas import ValueDeserializationError, codec, split_key, topics
 from schemas.codec import telemetry_event_time
 

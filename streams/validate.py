@@ -18,12 +18,12 @@ import faust
 import mode
 from confluent_kafka import Message
 
-from fleetstream.settings import Settings
+from runtime.settings import Settings
 from schemas import ValueDeserializationError, codec, device_key, topics
+from schemas.partitioner import partition_for
 
 from . import bundles
 from .batch_pipe import BatchPipe, Output
-from .partitioning import partition_for
 from .registry import ACCEPTING, RegistryView
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import faust
 
-from fleetstream.settings import Settings
+from runtime.settings import Settings
 
 from . import changelogs
 from .app import create_app

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fleetstream.settings import Settings
 from fleetstream.stack.supervisor import Stack
+from runtime.settings import Settings
 from tests.utils.factories import Factory
 
 # FLEETSTREAM_TEST_PORT_OFFSET lets several test sessions run side by side on one machine; keep every port

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import time
 
-from connectors.mqtt.namespace import device_topics
 from schemas import topics
+from schemas.namespace import device_topics
 from tests.utils.factories import publish_json, wait_for
 from tests.utils.kafka import find_records
 

@@ -12,8 +12,8 @@ import sys
 import httpx
 import pytest
 
-from fleetstream.settings import Settings
 from fleetstream.stack.supervisor import pid_alive
+from runtime.settings import Settings
 from tests.conftest import PORT_OFFSET
 from tests.utils.factories import wait_for
 

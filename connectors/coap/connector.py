@@ -19,7 +19,8 @@ from typing import Any
 import aiocoap
 from aiocoap import Code, Message, resource
 
-from ..auth.device_jwt import DeviceJwtVerifier, DeviceKey, DeviceTokenError
+from runtime.device_jwt import DeviceJwtVerifier, DeviceKey, DeviceTokenError
+
 from ..base import Admission, CommandResult, ConnectorHealth, ListeningConnector, UplinkContext
 from ..errors import (
     ConnectorError,

@@ -18,7 +18,8 @@ from urllib.parse import unquote
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from ..auth.device_jwt import DeviceJwtVerifier, DeviceTokenError
+from runtime.device_jwt import DeviceJwtVerifier, DeviceTokenError
+
 from ..errors import DeviceDisabledError, UnauthenticatedError
 from ..registry import ALLOWED_STATUSES
 

@@ -8,12 +8,12 @@ import signal
 import sys
 from pathlib import Path
 
-from fleetstream.settings import Settings
-from fleetstream.stack.pki import PlatformPKI
+from runtime.pki import PlatformPKI
+from runtime.settings import Settings
 
 from ..errors import ConfigError
+from ..process import admission_for
 from ..registry import DeviceRegistry
-from ..runtime import admission_for
 from ..uplink import UplinkPublisher
 from .connector import MqttConnector
 from .downlink import MqttDownlink
@@ -61,7 +61,7 @@ async def _run(s: Settings, file: MqttFileConfig) -> int:
 
 
 if __name__ == "__main__":
-    from fleetstream.settings import load
+    from runtime.settings import load
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     raise SystemExit(run(load(), Path(sys.argv[1]) if len(sys.argv) > 1 else None))

@@ -27,8 +27,8 @@ from pathlib import Path
 from connectors import canonical
 from connectors.base import Admission, ConnectorHealth, ListeningConnector, UplinkContext
 from connectors.uplink import Batch, UplinkPublisher, now_ms
+from schemas.namespace import PREFIX, DeviceTopic, parse_topic
 
-from .namespace import PREFIX, DeviceTopic, parse_topic
 from .settings import MqttSettings, subscription
 from .subscriber import MqttSubscriber
 

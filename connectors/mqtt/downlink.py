@@ -35,8 +35,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from schemas import ValueDeserializationError, codec, device_key, topics
+from schemas.namespace import PREFIX, device_topics, parse_topic
 
-from .namespace import PREFIX, device_topics, parse_topic
 from .settings import MqttSettings, subscription
 
 log = logging.getLogger(__name__)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from fleetstream.settings import Settings
+from runtime.settings import Settings
 
 from ..errors import ConfigError
-from ..runtime import run_site
+from ..process import run_site
 from .connector import OpcUaConnector
 from .settings import load_opcua_site
 
@@ -30,7 +30,7 @@ def run(s: Settings, config: Path | None) -> int:
 if __name__ == "__main__":
     import logging
 
-    from fleetstream.settings import load
+    from runtime.settings import load
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     raise SystemExit(run(load(), Path(sys.argv[1]) if len(sys.argv) > 1 else None))

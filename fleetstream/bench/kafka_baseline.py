@@ -10,7 +10,7 @@ import uuid
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from fleetstream.kafka_tuning import HOT_PRODUCER
+from runtime.kafka_tuning import HOT_PRODUCER
 from schemas import codec, device_key
 
 TOPIC = "fleetstream.bench.baseline"

@@ -12,7 +12,7 @@ import psutil
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from fleetstream.kafka_tuning import HOT_CONSUMER
+from runtime.kafka_tuning import HOT_CONSUMER
 from schemas.codec import telemetry_event_time as event_time_of
 
 from .stats import Reservoir

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 
-from fleetstream.settings import Settings
 from fleetstream.sim import Generator, provision
 from fleetstream.sim.payloads import payload as payload_renderer
 from fleetstream.stack.supervisor import Stack
+from runtime.settings import Settings
 from schemas import topics
 
 from . import audit, kafka_baseline

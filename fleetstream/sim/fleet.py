@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetstream.settings import Settings
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from fleetstream.settings import Settings
+from runtime.settings import Settings
 
 from .fleet import Fleet, provision_or_reuse
 from .generator import Generator

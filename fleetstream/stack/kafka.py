@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from fleetstream.settings import Settings
+from runtime.settings import Settings
 from schemas import topics
 
 from .process import Child, StartupError

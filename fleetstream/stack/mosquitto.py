@@ -10,14 +10,13 @@ import json
 import os
 import resource
 import shutil
-import ssl
 import subprocess
 from pathlib import Path
 
-from connectors.canonical import MAX_PAYLOAD_BYTES
-from fleetstream.settings import Settings
+from runtime.pki import PlatformPKI, tls_context
+from runtime.settings import Settings
+from schemas.limits import MAX_PAYLOAD_BYTES
 
-from .pki import PlatformPKI
 from .process import Child, StartupError
 
 PLUGIN_PATHS = ["/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
@@ -194,12 +193,6 @@ max_connections -1
 """)
     raise_fd_limit()  # inherited by the broker process started from here
     return Child("mosquitto", [exe, "-c", str(conf)], s.logs_dir / "mosquitto.log")
-
-
-def tls_context(pki: PlatformPKI, cert: str, key: str) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(pki.ca_cert))
-    ctx.load_cert_chain(cert, key)
-    return ctx
 
 
 def mqtt_ready(s: Settings, pki: PlatformPKI, timeout: float = 3.0) -> bool:

@@ -9,14 +9,12 @@ from __future__ import annotations
 import glob
 import os
 import pwd
-import secrets
 import shutil
 import subprocess
 from pathlib import Path
 
-from fleetstream.settings import Settings
+from runtime.settings import Settings, owner_password
 
-from .pki import write_private
 from .process import Child, StartupError, as_user
 
 
@@ -44,13 +42,6 @@ def server_group() -> str | None:
     """The group that must pass through the data dir to reach the server's folder (None: we are the server's
     user)."""
     return _run_as()
-
-
-def owner_password(s: Settings) -> str:
-    path = s.root / "postgres" / "owner.password"
-    if not path.exists():
-        write_private(path, secrets.token_urlsafe(24).encode())
-    return path.read_text().strip()
 
 
 def postgres_child(s: Settings) -> Child:

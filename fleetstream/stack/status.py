@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import urllib.request
 
-from fleetstream.settings import Settings
+from runtime.pki import PlatformPKI
+from runtime.settings import Settings
 
 from . import kafka, mosquitto, postgres
-from .pki import PlatformPKI
 from .process import port_open
 from .supervisor import pid_alive, read_state
 

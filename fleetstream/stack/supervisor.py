@@ -16,10 +16,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetstream.settings import Settings
+from runtime.pki import PlatformPKI, write_private
+from runtime.settings import Settings
 
 from . import kafka, mosquitto, postgres
-from .pki import PlatformPKI, write_private
 from .process import Child, port_open
 
 log = logging.getLogger("fleetstream.stack")

@@ -1,0 +1,1 @@
+"""The HTTP application: route modules, typed dependencies, the request guard and the OpenAPI document."""

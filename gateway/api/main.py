@@ -2,10 +2,10 @@
 
 from fastapi import APIRouter
 
-from connectors.canonical import MAX_PAYLOAD_BYTES
 from gateway.live import sse as live_sse
 from gateway.live import websocket as live_ws
 from gateway.ota.artifacts import MAX_ARTIFACT_BYTES
+from schemas.limits import MAX_PAYLOAD_BYTES
 
 from .request_guard import BodyLimit, BodyLimits
 from .routes import admin as control_admin

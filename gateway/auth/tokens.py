@@ -59,7 +59,7 @@ class KeyRing:
                 self.keys[f.stem] = serialization.load_pem_private_key(f.read_bytes(), None)  # type: ignore[assignment]
 
     def rotate(self) -> str:
-        from fleetstream.stack.pki import key_pem, write_private
+        from runtime.pki import key_pem, write_private
 
         kid = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
         key = ec.generate_private_key(ec.SECP256R1())

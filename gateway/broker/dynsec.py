@@ -21,7 +21,7 @@ import uuid
 
 import paho.mqtt.client as mqtt
 
-from connectors.mqtt.namespace import device_root
+from schemas.namespace import device_root
 
 CONTROL = "$CONTROL/dynamic-security/v1"
 # The platform's own access plugin (fleetstream/stack/mosquitto_access.c, adr/0100) answers on the same

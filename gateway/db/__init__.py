@@ -1,0 +1,1 @@
+"""PostgreSQL sessions (tenant-scoped, row-level security) and the SQL migrations."""

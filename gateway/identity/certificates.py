@@ -16,8 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fleetstream.stack.pki import Issuer, PlatformPKI, cert_pem, key_pem, new_key, tenant_ca_cn
 from gateway.broker.dynsec import device_username
+from runtime.pki import Issuer, PlatformPKI, cert_pem, key_pem, new_key, tenant_ca_cn
 
 from .secrets import KeyStore
 

@@ -53,7 +53,7 @@ class FileKeyStore:
         return self.dir / f"{name}.sealed"
 
     def put(self, name: str, secret: bytes) -> None:
-        from fleetstream.stack.pki import write_private
+        from runtime.pki import write_private
 
         nonce = os.urandom(12)
         write_private(self._path(name), _MAGIC + nonce + self._aead.encrypt(nonce, secret, name.encode()))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
-from fleetstream.kafka_tuning import HOT_CONSUMER
+from runtime.kafka_tuning import HOT_CONSUMER
 from schemas import ValueDeserializationError, codec, codec_by_fingerprint, topics
 from schemas.codec import HEADER_LEN, _read_long
 

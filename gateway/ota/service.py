@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fleetstream.settings import Settings
 from gateway.db.session import Database
 from gateway.identity.secrets import keystore_from_settings
+from runtime.settings import Settings
 
 from .artifacts import ArtifactStore
 from .campaign_runner import CampaignRunner

@@ -50,7 +50,7 @@ class OutboxRelay(threading.Thread):
         self.dsn = dsn
         self.on_published = on_published or (lambda ids: None)
         # consistent_random (CRC-32 of the key) is the partitioner every platform producer and the stream
-        # agents share (streams/partitioning.py); idempotence keeps the order within a partition on retries
+        # agents share (schemas/partitioner.py); idempotence keeps the order within a partition on retries
         self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
                                    "linger.ms": 2, "partitioner": "consistent_random",
                                    "message.timeout.ms": 30_000, "client.id": "fleetstream-outbox",

@@ -6,7 +6,7 @@ adr/0060). Each sink is its own consumer-group member, so a slow table never hol
 
 from __future__ import annotations
 
-from fleetstream.kafka_tuning import SINK_CONSUMER
+from runtime.kafka_tuning import SINK_CONSUMER
 from schemas import topics
 from sinks.base import BatchingSink
 

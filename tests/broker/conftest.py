@@ -14,14 +14,14 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.properties import Properties
 
-from fleetstream.settings import Settings
-from fleetstream.stack.mosquitto import mosquitto_child, mqtt_ready, tls_context
-from fleetstream.stack.pki import PlatformPKI, write_private
+from fleetstream.stack.mosquitto import mosquitto_child, mqtt_ready
 from fleetstream.stack.process import port_open
 from gateway.broker.access import BrokerAccess
 from gateway.broker.dynsec import DynSecAdmin
 from gateway.identity.certificates import TenantCAs
 from gateway.identity.secrets import keystore_from_settings
+from runtime.pki import PlatformPKI, tls_context, write_private
+from runtime.settings import Settings
 from tests.conftest import PORT_OFFSET
 
 

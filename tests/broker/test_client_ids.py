@@ -55,7 +55,7 @@ def test_a_certificate_that_names_another_tenants_device_is_refused(broker, sess
     """A tenant CA signs only its own tenant's devices: a certificate from tenant B's CA whose CN names a
     device of tenant A (as a leaked or misused tenant CA key could produce) is refused."""
 
-    from fleetstream.stack.pki import cert_pem, key_pem, new_key, write_private
+    from runtime.pki import cert_pem, key_pem, new_key, write_private
     from tests.broker.conftest import Identity
 
     victim = broker.device()

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from connectors.canonical import MAX_PAYLOAD_BYTES
 from connectors.mqtt import packets as p
 from fleetstream.stack.mosquitto import MAX_PACKET_BYTES
+from schemas.limits import MAX_PAYLOAD_BYTES
 
 PACKET_TOO_LARGE = 0x95
 

@@ -86,7 +86,7 @@ def test_only_the_control_plane_may_change_who_is_denied(broker, sessions):
 
 def test_the_deny_list_survives_a_broker_restart(tmp_path):
     """The plugin keeps what it denies in its file and reads it at start: a restarted broker still refuses."""
-    from fleetstream.settings import Settings
+    from runtime.settings import Settings
     from tests.broker.conftest import Broker, Session
     from tests.conftest import PORT_OFFSET
 

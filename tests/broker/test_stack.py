@@ -14,8 +14,8 @@ import json
 import time
 from pathlib import Path
 
-from connectors.mqtt.namespace import device_topics
-from fleetstream.stack.pki import PlatformPKI, write_private
+from runtime.pki import PlatformPKI, write_private
+from schemas.namespace import device_topics
 from tests.broker.conftest import Identity, Session
 from tests.gateway.helpers import bearer, platform_token
 from tests.utils.factories import wait_for

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jwt.algorithms import ECAlgorithm
 
-from connectors.auth.device_jwt import AUDIENCE, DeviceJwtVerifier, DeviceKey, DeviceTokenError, key_id
+from runtime.device_jwt import AUDIENCE, DeviceJwtVerifier, DeviceKey, DeviceTokenError, key_id
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 PUB = KEY.public_key().public_bytes(serialization.Encoding.PEM,

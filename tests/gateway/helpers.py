@@ -69,7 +69,7 @@ def public_pem(key: ec.EllipticCurvePrivateKey) -> str:
 
 def key_registration(key: ec.EllipticCurvePrivateKey, tenant_id: str, device_id: str) -> dict:
     """The body of ``POST /v1/devices/{device_id}/keys``: the public key and its proof of possession."""
-    from connectors.auth.device_jwt import sign_key_proof
+    from runtime.device_jwt import sign_key_proof
 
     priv = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())

@@ -8,7 +8,7 @@ import json
 import threading
 import uuid
 
-from connectors.mqtt.namespace import device_topics
+from schemas.namespace import device_topics
 from tests.utils.factories import wait_for
 
 

@@ -12,7 +12,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 
-from connectors.mqtt.namespace import device_topics
+from schemas.namespace import device_topics
 from tests.gateway.helpers import bearer, make_csr, new_key_pem
 from tests.utils.factories import wait_for
 

@@ -13,12 +13,12 @@ import uuid
 import jwt
 import psycopg
 
-from connectors.auth.device_jwt import sign_device_jwt, sign_key_proof
 from connectors.base import Admission
 from connectors.coap.config import CoapConfig
 from connectors.coap.connector import CoapConnector
 from connectors.registry import DeviceRegistry
 from connectors.uplink import UplinkPublisher
+from runtime.device_jwt import sign_device_jwt, sign_key_proof
 from schemas import topics
 from tests.gateway.helpers import bearer, key_registration, new_key_pem, public_pem
 from tests.utils.factories import wait_for

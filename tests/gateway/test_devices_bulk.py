@@ -9,10 +9,10 @@ import uuid
 
 import pytest
 
-from connectors.mqtt.namespace import device_topics
-from fleetstream.settings import Settings
 from fleetstream.stack.mosquitto import _dynsec_initial, dynsec_file, seed_dynsec
 from gateway.broker.dynsec import commands_per_message, device_entries
+from runtime.settings import Settings
+from schemas.namespace import device_topics
 from tests.gateway.helpers import bearer
 from tests.gateway.test_device_identity import Device, _assert_cut_off
 from tests.utils.factories import wait_for

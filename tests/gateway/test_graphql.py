@@ -12,7 +12,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from connectors.mqtt.namespace import device_topics
+from schemas.namespace import device_topics
 from tests.utils.factories import publish_json, wait_for
 
 DEVICE_QUERY = """query($id: String!) { device(id: $id) { id deviceType tags

@@ -17,8 +17,8 @@ from confluent_kafka import Producer
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from connectors.mqtt.namespace import device_topics
 from schemas import codec, device_key, topics
+from schemas.namespace import device_topics
 from tests.utils.factories import publish_json
 from tests.utils.kafka import find_records
 

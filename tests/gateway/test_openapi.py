@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from openapi_spec_validator import validate
 
-from fleetstream.settings import Settings
 from gateway.api.main import BODY_LIMITS
 from gateway.app import create_app
+from runtime.settings import Settings
 
 METHODS = ("get", "put", "post", "delete", "patch")
 

@@ -15,8 +15,8 @@ from types import SimpleNamespace
 import pytest
 from confluent_kafka import Producer
 
-from connectors.auth.device_jwt import sign_device_jwt
-from fleetstream.settings import Settings
+from runtime.device_jwt import sign_device_jwt
+from runtime.settings import Settings
 from schemas import codec, device_key, topics
 from streams.registry import DeviceInfo
 from tests.gateway.helpers import bearer, key_registration, new_key_pem, platform_token

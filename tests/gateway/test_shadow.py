@@ -8,7 +8,7 @@ import json
 import queue
 import threading
 
-from connectors.mqtt.namespace import device_topics
+from schemas.namespace import device_topics
 from tests.utils.factories import publish_json, wait_for
 
 

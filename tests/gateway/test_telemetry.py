@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from connectors.mqtt.namespace import device_topics
+from schemas.namespace import device_topics
 from tests.utils.factories import publish_json, wait_for
 
 N = 180  # one reading a second for three minutes, an hour ago

@@ -8,7 +8,7 @@ import re
 
 import yaml
 
-from fleetstream import observability
+from runtime import observability
 
 from .tools import ROOT
 

@@ -101,7 +101,7 @@ def test_image_role_commands_are_real_cli_commands():
 def test_dockerignore_keeps_the_context_small():
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", "tests", ".fleetstream", "terraform", "helm"} <= ignored
-    for pkg in ("fleetstream", "schemas", "connectors", "streams", "sinks", "gateway"):
+    for pkg in ("fleetstream", "schemas", "runtime", "connectors", "streams", "sinks", "gateway"):
         assert pkg not in ignored
 
 
@@ -137,7 +137,7 @@ def test_compose_runs_every_role_against_pinned_infrastructure():
 
 
 def test_compose_health_ports_match_the_role_metrics_ports():
-    from fleetstream.observability import metrics_port_for
+    from runtime.observability import metrics_port_for
 
     doc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     for role in ("streams", "sink", "connector-mqtt"):

@@ -10,7 +10,7 @@ import re
 import pytest
 import yaml
 
-from fleetstream.observability import ROLE_PORT_OFFSETS
+from runtime.observability import ROLE_PORT_OFFSETS
 
 from .tools import KUBE_VERSION, ROOT, TEST_DIGEST, checkov, run, tool
 

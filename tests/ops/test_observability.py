@@ -12,7 +12,7 @@ import httpx
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
-from fleetstream import observability as obs
+from runtime import observability as obs
 
 
 def _families(text: str) -> dict[str, object]:
@@ -83,7 +83,7 @@ def test_text_format_is_parseable():
 def test_gateway_serves_metrics_with_request_series_and_echoes_the_trace(stack, gateway, factory):
     """The gateway's /metrics has request series by route template and, since it hosts the embedded sink,
     the sink's batch and end-to-end latency once a reading has been stored."""
-    from connectors.mqtt.namespace import device_topics
+    from schemas.namespace import device_topics
     from tests.utils.factories import publish_json, wait_for
 
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -114,7 +114,7 @@ def test_gateway_serves_metrics_with_request_series_and_echoes_the_trace(stack, 
 
 def test_mqtt_connector_counts_ingest_per_protocol_and_tenant(stack, settings, factory):
     """A device's reading is counted by the connector that took it, under its tenant's label."""
-    from connectors.mqtt.namespace import device_topics
+    from schemas.namespace import device_topics
     from tests.utils.factories import publish_json, wait_for
 
     port = obs.metrics_port_for(settings.metrics_port, "connector-mqtt")

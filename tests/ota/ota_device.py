@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from connectors.mqtt.namespace import device_topics
 from gateway.ota.signing import ManifestError, verify_artifact, verify_manifest
+from schemas.namespace import device_topics
 
 
 @dataclass

@@ -16,12 +16,12 @@ import httpx
 import psutil
 import pytest
 
-from fleetstream import production
-from fleetstream.settings import Settings
-from fleetstream.stack.pki import PlatformPKI
 from fleetstream.stack.supervisor import pid_alive
 from gateway.auth.tokens import KeyRing
 from gateway.identity.secrets import FileKeyStore, master_key_from_settings
+from runtime import production
+from runtime.pki import PlatformPKI
+from runtime.settings import Settings
 from streams.app import web_auth_headers, web_options
 from tests.conftest import PORT_OFFSET
 

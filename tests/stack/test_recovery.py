@@ -13,8 +13,8 @@ import time
 import httpx
 import pytest
 
-from fleetstream.settings import Settings
 from fleetstream.stack.supervisor import Stack
+from runtime.settings import Settings
 from tests.conftest import PORT_OFFSET
 from tests.utils.factories import Factory, publish_json, wait_for
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
-from fleetstream.settings import Settings
+from runtime.settings import Settings
 from schemas import codec, topics
+from schemas.partitioner import partition_for
 from streams import bundles
-from streams.partitioning import partition_for
 from streams.registry import DeviceInfo
 from streams.validate import Validator
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import paho.mqtt.client as mqtt
 
-from fleetstream.settings import Settings
 from gateway.admin import Admin
+from runtime.settings import Settings
 
 
 @dataclass

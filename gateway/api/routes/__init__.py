@@ -1,0 +1,1 @@
+"""One module per resource of /v1 (plus health, OAuth token and GraphQL endpoints)."""

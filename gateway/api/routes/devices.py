@@ -10,7 +10,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
-from connectors.mqtt.namespace import device_topics
 from gateway.api.deps import DevicesRead, DevicesWrite
 from gateway.crud import devices as devices_crud
 from gateway.errors import ERROR_RESPONSES, ApiError, not_found
@@ -30,6 +29,7 @@ from gateway.models.devices import (
 )
 from gateway.models.devices_bulk import BulkDeviceCreate, BulkDeviceReport, BulkDeviceResult
 from gateway.models.provisioning import ImportReport, ImportRowResult
+from schemas.namespace import device_topics
 
 router = APIRouter(prefix="/devices", tags=["devices"], responses=ERROR_RESPONSES)
 CONFLICT = {409: {"model": ERROR_RESPONSES[404]["model"], "description": "the change conflicts with the state"}}

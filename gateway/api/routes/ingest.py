@@ -15,17 +15,20 @@ from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from connectors.auth.device_jwt import DeviceJwtVerifier, DeviceKey
-from connectors.base import Admission
-from connectors.errors import ConnectorError
-from connectors.http import DeviceAuthenticator, HttpIngestConnector
-from connectors.http.errors import http_headers
-from connectors.ratelimit import TokenBuckets
-from connectors.registry import ALLOWED_STATUSES
-from connectors.uplink import UplinkPublisher
+from connectors.http import (
+    ALLOWED_STATUSES,
+    Admission,
+    ConnectorError,
+    DeviceAuthenticator,
+    HttpIngestConnector,
+    TokenBuckets,
+    UplinkPublisher,
+    http_headers,
+)
 from gateway.crud import credentials as creds_crud
 from gateway.crud import devices as devices_crud
 from gateway.errors import ApiError, ErrorResponse
+from runtime.device_jwt import DeviceJwtVerifier, DeviceKey
 
 router = APIRouter(prefix="/ingest", tags=["ingest"])
 _lock = threading.Lock()

@@ -7,7 +7,6 @@ import uuid
 
 from fastapi import APIRouter, Request, status
 
-from connectors.mqtt.namespace import device_topics
 from gateway.api.deps import DevicesRead, DevicesWrite
 from gateway.crud import audit, device_types
 from gateway.crud import claim_tokens as claims_crud
@@ -24,6 +23,7 @@ from gateway.models.provisioning import (
     ProvisionRequest,
     ProvisionResponse,
 )
+from schemas.namespace import device_topics
 
 router = APIRouter(tags=["provisioning"], responses=ERROR_RESPONSES)
 

@@ -32,7 +32,7 @@ app.kubernetes.io/component: {{ .role }}
 {{- end -}}
 {{- end -}}
 
-{{/* The metrics port of a role: base + the offset in fleetstream/observability.py ROLE_PORT_OFFSETS */}}
+{{/* The metrics port of a role: base + the offset in runtime/observability.py ROLE_PORT_OFFSETS */}}
 {{- define "fleetstream.metricsPort" -}}
 {{- $offsets := dict "streams" 0 "sink" 1 "connector-mqtt" 2 "connector-modbus" 3 "connector-opcua" 4 "connector-coap" 5 "connector-http" 6 -}}
 {{- add .root.Values.metricsPort (get $offsets .role) -}}
@@ -191,7 +191,7 @@ spec:
           secret:
             secretName: {{ $root.Values.platformSecrets.pkiSecret }}
             defaultMode: 0440
-            # the layout fleetstream.stack.pki.PlatformPKI reads: ca.crt, services/<identity>.crt|.key
+            # the layout runtime.pki.PlatformPKI reads: ca.crt, services/<identity>.crt|.key
             items:
               - {key: ca.crt, path: ca.crt}
               - {key: connector.crt, path: services/fleetstream-connector.crt}

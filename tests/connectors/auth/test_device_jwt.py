@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from connectors.auth.device_jwt import (
+from runtime.device_jwt import (
     DeviceJwtVerifier,
     DeviceKey,
     DeviceTokenError,

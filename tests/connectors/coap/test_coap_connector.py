@@ -17,7 +17,6 @@ from aiocoap.optiontypes import OpaqueOption
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from connectors.auth.device_jwt import sign_device_jwt
 from connectors.base import Admission
 from connectors.coap.adaptor import AUTH_OPTION, CBOR, JSON
 from connectors.coap.config import CoapConfig
@@ -26,6 +25,7 @@ from connectors.commands import CommandRouter
 from connectors.ratelimit import TokenBuckets
 from connectors.registry import DeviceRegistry
 from connectors.uplink import UplinkPublisher
+from runtime.device_jwt import sign_device_jwt
 from schemas import topics
 from tests.conftest import PORT_OFFSET
 from tests.connectors.support import LoopThread, new_tenant_id, publish_command, records, register_device

@@ -14,9 +14,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from connectors.auth.device_jwt import DeviceJwtVerifier, sign_device_jwt, sign_key_proof
 from connectors.errors import DeviceDisabledError, UnauthenticatedError
 from connectors.http import DeviceAuthenticator
+from runtime.device_jwt import DeviceJwtVerifier, sign_device_jwt, sign_key_proof
 from schemas import topics
 from tests.connectors.support import records
 
@@ -120,7 +120,7 @@ def test_poison_bodies_get_a_400_with_a_reason_and_a_dead_letter_with_the_same(f
 
 
 def test_a_body_over_the_limit_is_413_even_without_a_content_length(http_device, gateway):
-    from connectors.canonical import MAX_PAYLOAD_BYTES
+    from schemas.limits import MAX_PAYLOAD_BYTES
 
     def chunks():  # chunked transfer encoding: the server cannot know the size up front
         for _ in range(4 * MAX_PAYLOAD_BYTES // 65536):

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from connectors.mqtt.namespace import device_topics
-from fleetstream.observability import ROLE_PORT_OFFSETS
-from fleetstream.settings import Settings
 from fleetstream.stack.supervisor import settings_env
+from runtime.observability import ROLE_PORT_OFFSETS
+from runtime.settings import Settings
+from schemas.namespace import device_topics
 
 
 def start_connector(settings: Settings, workdir: Path, client_id: str, group: str, *,

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from fleetstream.settings import Settings
 from fleetstream.stack import kafka
 from fleetstream.stack.process import Child, port_open
+from runtime.settings import Settings
 from schemas import topics
 from tests.conftest import TEST_PORTS
 from tests.connectors.mqtt.support import Publisher, start_connector, stop_all, subscriptions

@@ -18,14 +18,14 @@ import uuid
 
 import paho.mqtt.client as mqtt
 
-from connectors.canonical import MAX_PAYLOAD_BYTES
 from connectors.mqtt import packets as p
 from connectors.mqtt.connector import MqttConnector
-from connectors.mqtt.namespace import device_topics
 from connectors.mqtt.settings import MqttSettings
 from connectors.mqtt.subscriber import _Conn
 from connectors.uplink import DLQ_MAX_RAW_BYTES, RAW_SIZE_HEADER, UplinkPublisher
 from schemas import topics
+from schemas.limits import MAX_PAYLOAD_BYTES
+from schemas.namespace import device_topics
 from tests.connectors.mqtt.support import Publisher, start_connector, stop_all, subscriptions
 from tests.connectors.support import records
 from tests.utils.factories import wait_for

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from connectors.mqtt.namespace import device_topics
 from schemas import topics
+from schemas.namespace import device_topics
 from tests.connectors.mqtt.support import start_connector, stop_all, subscriptions
 from tests.connectors.support import records
 from tests.utils.factories import publish_json, wait_for

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,3 +156,10 @@ class PlatformPKI:
     def service_files(self, name: str) -> tuple[str, str]:
         d = self.dir / "services"
         return str(d / f"{name}.crt"), str(d / f"{name}.key")
+
+
+def tls_context(pki: PlatformPKI, cert: str, key: str) -> ssl.SSLContext:
+    """A client TLS context that trusts the platform CA and presents ``cert``/``key`` (mTLS to the broker)."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(pki.ca_cert))
+    ctx.load_cert_chain(cert, key)
+    return ctx

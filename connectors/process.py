@@ -11,7 +11,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from fleetstream.settings import Settings
+from runtime.settings import Settings
 
 from .base import Admission, BaseConnector
 from .commands import CommandRouter

@@ -1,6 +1,6 @@
 """CPU per message of the MQTT edge alone: load generator → Mosquitto → MQTT connector → raw topic.
 
-``python -m connectors.mqtt.edgebench --devices 200 --rates 1000,2000,5000 --seconds 20 [--profile DIR]``
+``python -m fleetstream.bench.mqtt_edge --devices 200 --rates 1000,2000,5000 --seconds 20 [--profile DIR]``
 
 Starts Kafka, Mosquitto and Postgres on ports shifted by ``--port-offset`` (no streams, sink or gateway:
 their CPU would blur the edge's), one MQTT connector, a provisioned fleet and the real load generator.
@@ -70,9 +70,9 @@ def main() -> int:
 
     from confluent_kafka import Consumer
 
-    from fleetstream.settings import Settings
     from fleetstream.sim import Generator, provision
     from fleetstream.stack.supervisor import Stack
+    from runtime.settings import Settings
     from schemas import topics
 
     base = Settings()

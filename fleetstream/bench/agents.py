@@ -1,4 +1,4 @@
-"""Measures the stream agents on this machine (``python -m streams.bench``; not a test).
+"""Measures the stream agents on this machine (``python -m fleetstream.bench.agents``; not a test).
 
 1. Rule evaluations/s of the pure evaluator (one core, in-process): a tenant with a mix of rules.
 2. Telemetry records/s through the real agents: a private stack (Kafka + one streams worker) on offset
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from fleetstream.settings import Settings
+from runtime.settings import Settings
 from schemas import codec, device_key, topics
 from schemas.rules import evaluate
 

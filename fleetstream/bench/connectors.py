@@ -1,4 +1,4 @@
-"""Measures records/s per connector on this machine: ``python -m connectors.bench [--seconds 10]``.
+"""Measures records/s per connector on this machine: ``python -m fleetstream.bench.connectors [--seconds 10]``.
 
 Starts its own Kafka, Mosquitto and Postgres (ports offset by ``FLEETSTREAM_BENCH_PORT_OFFSET``, default
 200) and the gateway and MQTT connector, then drives each protocol with a real peer for a fixed time and
@@ -18,7 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
-from fleetstream.settings import Settings
+from runtime.settings import Settings
 
 OFFSET = int(os.environ.get("FLEETSTREAM_BENCH_PORT_OFFSET", "200"))  # the connectors engineer's offset
 
@@ -146,12 +146,12 @@ async def bench_coap(s: Settings, seconds: float, batch: int) -> float:
     from aiocoap import Code, Message
     from aiocoap.optiontypes import OpaqueOption
 
-    from connectors.auth.device_jwt import sign_device_jwt
     from connectors.base import Admission
     from connectors.coap.adaptor import AUTH_OPTION
     from connectors.coap.config import CoapConfig
     from connectors.coap.connector import CoapConnector
     from connectors.uplink import UplinkPublisher
+    from runtime.device_jwt import sign_device_jwt
 
     port = 25683 + OFFSET
     tenant = str(uuid.uuid4())
@@ -186,8 +186,8 @@ async def bench_coap(s: Settings, seconds: float, batch: int) -> float:
 def bench_http(s: Settings, seconds: float, batch: int) -> float:
     import httpx
 
-    from connectors.auth.device_jwt import sign_device_jwt, sign_key_proof
     from gateway.admin import Admin
+    from runtime.device_jwt import sign_device_jwt, sign_key_proof
 
     admin = Admin(s)
     try:
@@ -220,8 +220,8 @@ def bench_http(s: Settings, seconds: float, batch: int) -> float:
 def bench_mqtt(s: Settings, seconds: float) -> float:
     import paho.mqtt.client as mqtt
 
-    from connectors.mqtt.namespace import device_topics
     from gateway.admin import Admin
+    from schemas.namespace import device_topics
 
     admin = Admin(s)
     try:

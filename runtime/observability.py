@@ -14,7 +14,7 @@
 
 Example::
 
-    from fleetstream import observability as obs
+    from runtime import observability as obs
     obs.record_ingest("mqtt", tenant_id)
     with obs.SINK_BATCH_SECONDS.labels(sink="clickhouse").time():
         write(batch)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import stat
 
-from fleetstream.settings import DEFAULT_APP_PASSWORD, Settings
+from runtime.settings import DEFAULT_APP_PASSWORD, Settings
 
 MIN_MASTER_KEY_CHARS = 32
 

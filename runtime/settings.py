@@ -6,10 +6,13 @@ down; deep modules never read the environment themselves.
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .pki import write_private
 
 DEFAULT_APP_PASSWORD = "fleetstream-app"
 # settings holding a secret: handed to child processes in their environment, never written to a file
@@ -116,8 +119,6 @@ class Settings(BaseSettings):
     def owner_dsn(self) -> str:
         if self.postgres_dsn:
             return self.postgres_dsn
-        from fleetstream.stack.postgres import owner_password
-
         return (f"postgresql://fleetstream_owner:{owner_password(self)}"
                 f"@{self.host}:{self.postgres_port}/fleetstream")
 
@@ -145,3 +146,11 @@ class Settings(BaseSettings):
 
 def load() -> Settings:
     return Settings()
+
+
+def owner_password(s: Settings) -> str:
+    """The local stack's Postgres owner password: generated once into the data dir (0600), never in settings."""
+    path = s.root / "postgres" / "owner.password"
+    if not path.exists():
+        write_private(path, secrets.token_urlsafe(24).encode())
+    return path.read_text().strip()
