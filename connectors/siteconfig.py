@@ -38,6 +38,17 @@ class SiteConfigBase(BaseModel):
     rate_limit: RateLimit = RateLimit()
 
 
+def check_unique_devices(field: str, groups: list[Any]) -> None:
+    """A device id names one device in a site, whichever gateway or server lists it (``groups``: those objects,
+    each with ``devices``); ``field`` is the site key the error names."""
+    seen: set[str] = set()
+    for g in groups:
+        for d in g.devices:
+            if d.device_id in seen:
+                raise ValueError(f"{field}: device_id {d.device_id!r} appears twice in the site")
+            seen.add(d.device_id)
+
+
 def _name(item: Any, index: int) -> str:
     if isinstance(item, dict):
         for k in NAME_KEYS:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..siteconfig import SiteConfigBase
+from ..siteconfig import SiteConfigBase, check_unique_devices
 from .registers import DATA_TYPE_SPECS, ByteOrder, DataType, RegisterType, WordOrder
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -95,10 +95,5 @@ class ModbusSiteConfig(SiteConfigBase):
 
     @model_validator(mode="after")
     def _unique_devices(self) -> ModbusSiteConfig:
-        seen: set[str] = set()
-        for g in self.gateways:
-            for d in g.devices:
-                if d.device_id in seen:
-                    raise ValueError(f"gateways: device_id {d.device_id!r} appears twice in the site")
-                seen.add(d.device_id)
+        check_unique_devices("gateways", self.gateways)
         return self

@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..siteconfig import SiteConfigBase
+from ..siteconfig import SiteConfigBase, check_unique_devices
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
@@ -89,10 +89,5 @@ class OpcUaSiteConfig(SiteConfigBase):
 
     @model_validator(mode="after")
     def _unique_devices(self) -> OpcUaSiteConfig:
-        seen: set[str] = set()
-        for s in self.servers:
-            for d in s.devices:
-                if d.device_id in seen:
-                    raise ValueError(f"servers: device_id {d.device_id!r} appears twice in the site")
-                seen.add(d.device_id)
+        check_unique_devices("servers", self.servers)
         return self
