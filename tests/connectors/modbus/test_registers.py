@@ -138,6 +138,10 @@ def test_config_errors_name_site_device_point_and_key():
     assert "site/plant-1/10.0.0.1: devices: unit_id 1 is used by 'boiler-1' and 'boiler-2'" in msg
     msg = _bad(lambda r: r.pop("tenant_id"))
     assert msg == "site/plant-1: tenant_id Field required"
+    second = {"host": "10.0.0.2", "devices": [{"device_id": "boiler-1", "unit_id": 1,
+                                               "points": [{"metric": "x", "address": 0}]}]}
+    msg = _bad(lambda r: r["gateways"].append(second))
+    assert "gateways: device_id 'boiler-1' appears twice in the site" in msg
 
 
 def test_the_documented_example_file_is_valid():

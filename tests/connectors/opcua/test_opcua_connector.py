@@ -229,3 +229,12 @@ def test_non_finite_and_oversized_values_are_dead_lettered_and_the_next_change_l
     finally:
         peer.write("temp", 20.5)
         peer.write("mode", "eco")
+
+
+def test_a_device_id_listed_under_two_servers_is_a_config_error():
+    dev = {"device_id": "d", "nodes": [{"node_id": "ns=2;i=1", "metric": "m"}]}
+    with pytest.raises(ConfigError) as info:
+        validate_site({"site_id": "s", "tenant_id": "t", "servers": [
+            {"endpoint": ENDPOINT, "devices": [dev]}, {"endpoint": "opc.tcp://other:4840", "devices": [dev]}]},
+            OpcUaSiteConfig)
+    assert "servers: device_id 'd' appears twice in the site" in str(info.value)
