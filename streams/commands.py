@@ -11,6 +11,9 @@ retried after an exponential backoff, up to ``max_attempts`` deliveries. State l
 with a changelog, keyed ``tenant:device:command_id`` on the device's partition: a restarted worker resumes
 every pending command, and a repeated request (same id: the API derives it from the idempotency key)
 changes nothing.
+
+The decisions are ``CommandDriver``'s (records, state and clock in, records to send out);
+``register()`` wires it to Faust (adr/0123).
 """
 
 from __future__ import annotations
@@ -206,7 +209,12 @@ def register(app: faust.App, registry: RegistryView) -> None:
     source = app.topic(REQUESTS, ACKS, key_type=bytes, value_type=bytes)
     table = app.Table("commands", default=None, key_type=bytes, value_type=None,
                       partitions=app.conf.topic_partitions)
-    driver = CommandDriver(TableState(table), lambda t, d: info.protocol if (info := registry.lookup(t, d)) else None)
+
+    def protocol_of(tenant_id: str, device_id: str) -> str | None:
+        info = registry.lookup(tenant_id, device_id)
+        return info.protocol if info else None
+
+    driver = CommandDriver(TableState(table), protocol_of)
     outbox = Outbox(app, {DELIVERIES: "command", STATES: "command_state"})
 
     @app.agent(source, name="commands")

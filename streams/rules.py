@@ -10,6 +10,9 @@ fire from a timer when the partition's event-time watermark passes the last read
 State: a Faust table keyed ``tenant:device`` (one entry holds all that device's rules), written only when
 something that must survive a restart changes (a transition, a holding condition starting or stopping,
 inactivity bookkeeping at most every quarter window), never per reading.
+
+The decisions are ``RuleEngine``'s (readings, state and clock in, fired and cleared rules out);
+``register()`` wires it to Faust (adr/0123).
 """
 
 from __future__ import annotations

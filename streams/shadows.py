@@ -9,6 +9,9 @@ delta must reach the device, and answering the update's ``request_id`` with an o
 State: a Faust table keyed ``tenant:device`` with a changelog; a restarted worker continues from the
 last version. Each document remembers the offset of the last update it applied (a device's updates
 share one partition), so updates replayed after a crash are not applied twice. Merging is per top-level key; a ``null`` value deletes the key.
+
+The decisions are ``ShadowKeeper``'s (records, state and clock in, records to send out);
+``register()`` wires it to Faust (adr/0123).
 """
 
 from __future__ import annotations
@@ -111,7 +114,8 @@ class ShadowKeeper:
             if doc is None or not delta_of(doc):
                 continue
             k = (e["tenant_id"], e["device_id"])
-            if self.resent.get(k, (None, 0))[0] == doc["version"] and now - self.resent[k][1] < RESEND_QUIET_MS:
+            last = self.resent.get(k)
+            if last is not None and last[0] == doc["version"] and now - last[1] < RESEND_QUIET_MS:
                 continue  # the connector's and the status agent's ONLINE for one reconnect
             self.resent[k] = (doc["version"], now)
             rec = to_record(e["tenant_id"], e["device_id"], doc, now, publish_delta=True)

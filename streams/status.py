@@ -17,6 +17,9 @@ Event time, not arrival time, decides:
 The OFFLINE event carries event time ``last activity + timeout``. State per device lives in a Faust table
 (written when the status changes, and at most every quarter timeout for activity, so the hot path does not
 write a changelog record per reading).
+
+The decisions are ``StatusTracker``'s (records, state and clock in, records to send out);
+``register()`` wires it to Faust (adr/0123).
 """
 
 from __future__ import annotations
@@ -89,9 +92,9 @@ def timeout_ms(info: DeviceInfo | None, by_type: dict[str, int], default_s: int)
 
 def status_event(key: bytes, online: bool, t: int, reason: str) -> Emit:
     tenant, device = split_key(key)
-    return Emit(DEVICE_EVENTS, key, {"tenant_id": tenant, "device_id": device,
-                                     "event_type": "ONLINE" if online else "OFFLINE", "time": t, "source": SOURCE,
-                                     "reason": reason, "details": {}})
+    return Emit(DEVICE_EVENTS, key, {"tenant_id": tenant, "device_id": device, "time": t, "source": SOURCE,
+                                     "event_type": "ONLINE" if online else "OFFLINE", "reason": reason,
+                                     "details": {}})
 
 
 class StatusTracker:
@@ -99,7 +102,8 @@ class StatusTracker:
     events and readings, ``on_tick`` for inactivity; both return the status events to send.
 
     Besides the per-device state (``state``) it keeps each partition's event-time watermark and the wall
-    time of its latest reading, which are not persisted: after a restart they start again from the readings."""
+    time of its latest reading, which are not persisted: after a restart they start again from the
+    readings."""
 
     def __init__(self, state: State, timeout_of: Callable[[bytes], int]):
         self.state, self.timeout_of = state, timeout_of
@@ -172,7 +176,8 @@ class StatusTracker:
         self._save(out, key, part, st, changed or fresh, first_new if first_new is not None else latest,
                    "telemetry received" if changed else None)
 
-    def _save(self, out: list[Emit], key: bytes, part: int, st: dict, must: bool, t: int, reason: str | None) -> None:
+    def _save(self, out: list[Emit], key: bytes, part: int, st: dict, must: bool, t: int,
+              reason: str | None) -> None:
         """Writes the state when it changed (or at most every quarter timeout for activity); emits a change."""
         if must or st["last"] - st["saved_last"] > self.timeout_of(key) // 4:
             st["saved_last"], st["p"] = st["last"], part
@@ -196,15 +201,19 @@ class StatusTracker:
                 st["online"] = False
                 st["conn"] = max(st["conn"], st["last"] + limit)
                 self.state.put(p, key, st)
-                out.append(status_event(key, False, st["last"] + limit, f"no activity for {limit // 1000} s (event time)"))
+                out.append(status_event(key, False, st["last"] + limit,
+                                        f"no activity for {limit // 1000} s (event time)"))
         return out
 
 
 def register(app: faust.App, s: Settings, registry: RegistryView):
     table = app.Table("device-status", default=None, key_type=bytes, value_type=None,
                       partitions=app.conf.topic_partitions)
-    tracker = StatusTracker(TableState(table), lambda key: timeout_ms(registry.lookup(*split_key(key)),
-                                                                      s.status_timeouts_s, s.status_default_timeout_s))
+
+    def timeout_of(key: bytes) -> int:
+        return timeout_ms(registry.lookup(*split_key(key)), s.status_timeouts_s, s.status_default_timeout_s)
+
+    tracker = StatusTracker(TableState(table), timeout_of)
     outbox = Outbox(app, {DEVICE_EVENTS: "device_event"})
 
     async def handle(msgs: Sequence[Reading]) -> None:
