@@ -11,6 +11,9 @@ retried after an exponential backoff, up to ``max_attempts`` deliveries. State l
 with a changelog, keyed ``tenant:device:command_id`` on the device's partition: a restarted worker resumes
 every pending command, and a repeated request (same id: the API derives it from the idempotency key)
 changes nothing.
+
+The decisions are ``CommandDriver``'s (records, state and clock in, records to send out);
+``register()`` wires it to Faust (adr/0123).
 """
 
 from __future__ import annotations
@@ -18,13 +21,15 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, Sequence
 
 import faust
 
 from schemas import ValueDeserializationError, codec, device_key, topics
 
 from .registry import RegistryView
-from .tables import owned_partitions, put
+from .tables import owned_partitions
+from .units import Emit, Message, Outbox, State, TableState
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,8 @@ FINAL = frozenset({"succeeded", "failed", "timed_out", "expired"})
 BACKOFF_BASE_MS = 1000
 BACKOFF_MAX_MS = 60_000
 TICK_S = 0.25
+REQUESTS, ACKS = topics.COMMAND_REQUESTS.name, topics.COMMAND_ACKS.name
+DELIVERIES, STATES = topics.COMMANDS.name, topics.COMMAND_STATES.name
 ACK_STATUS = {"SENT": "sent", "ACKNOWLEDGED": "acknowledged", "SUCCEEDED": "succeeded", "FAILED": "failed"}
 
 
@@ -123,74 +130,100 @@ def state_key(tenant_id: str, device_id: str, command_id: str) -> bytes:
     return f"{tenant_id}:{device_id}:{command_id}".encode()
 
 
-def register(app: faust.App, registry: RegistryView) -> None:
-    source = app.topic(topics.COMMAND_REQUESTS.name, topics.COMMAND_ACKS.name, key_type=bytes, value_type=bytes)
-    deliveries = app.topic(topics.COMMANDS.name, key_type=bytes, value_type=bytes)
-    states = app.topic(topics.COMMAND_STATES.name, key_type=bytes, value_type=bytes)
-    table = app.Table("commands", default=None, key_type=bytes, value_type=None,
-                      partitions=app.conf.topic_partitions)
-    ccodec, acodec, scodec = codec("command"), codec("command_ack"), codec("command_state")
-    pending: set[bytes] = set()  # keys of non-final commands; rebuilt from the table after recovery
-    owned: dict[str, set[int] | None] = {"last": None}
+def publish(key: bytes, st: dict, deliver: bool) -> list[Emit]:
+    """What a change of one command sends: a delivery attempt if one is due, then the command's state."""
+    out = [Emit(DELIVERIES, device_key(st["t"], st["d"]), to_command(st))] if deliver else []
+    out.append(Emit(STATES, key, to_state_record(st)))
+    return out
 
-    async def publish(key: bytes, st: dict, deliver: bool) -> None:
-        if deliver:
-            await deliveries.send(key=device_key(st["t"], st["d"]), value=ccodec.encode(to_command(st)))
-        await states.send(key=key, value=scodec.encode(to_state_record(st)))
 
-    @app.agent(source, name="commands")
-    async def commands(stream):
-        async for events in stream.take_events(500, within=0.05):
-            now = now_ms()
-            for ev in events:
-                raw, part = ev.message.value, ev.message.partition
-                try:
-                    if ev.message.topic == topics.COMMAND_REQUESTS.name:
-                        req = ccodec.decode(raw)
-                        key = state_key(req["tenant_id"], req["device_id"], req["command_id"])
-                        if table.data.get(key) is not None:
-                            continue  # the same request again (idempotency key, or a redelivery)
-                        st = new_state(req, part, now)
-                        if st["protocol"] is None:
-                            info = registry.lookup(st["t"], st["d"])
-                            st["protocol"] = info.protocol if info else None
-                        action = on_tick(st, now)
-                    else:
-                        ack = acodec.decode(raw)
-                        key = state_key(ack["tenant_id"], ack["device_id"], ack["command_id"])
-                        st = table.data.get(key)
-                        if st is None or not apply_ack(st, ack, now):
-                            continue
-                        action = None
-                except ValueDeserializationError as exc:
-                    log.warning("commands: skipping undecodable record on %s: %s", ev.message.topic, exc)
-                    continue
-                put(table, part, key, st)
-                (pending.discard if st["status"] in FINAL else pending.add)(key)
-                await publish(key, st, action == "deliver")
+class CommandDriver:
+    """The command decisions for the partitions a worker owns: ``on_batch`` takes requests and
+    acknowledgements, ``on_tick`` acts on due deadlines (deliveries, retries, timeouts, expiry); both
+    return the deliveries and state records to send.
 
-    @app.timer(TICK_S)
-    async def tick():
-        if not app.tables.recovery.completed.is_set():
-            return
-        mine = owned_partitions(app, topics.COMMAND_REQUESTS.name)
-        if mine != owned["last"]:  # first tick after recovery or a rebalance: find pending commands again
-            pending.clear()
-            pending.update(k for k, v in table.data.items() if v and v["status"] not in FINAL)
-            owned["last"] = mine
-        now = now_ms()
-        for key in list(pending):
-            st = table.data.get(key)
-            if st is None or st["status"] in FINAL:
-                pending.discard(key)
+    ``protocol_of(tenant, device)`` names how a command without a protocol reaches its device. Besides the
+    commands (``state``) it keeps the keys of non-final commands, rebuilt from the state whenever the owned
+    partitions change (after recovery and every rebalance), so a tick looks only at those."""
+
+    def __init__(self, state: State, protocol_of: Callable[[str, str], str | None]):
+        self.state, self.protocol_of = state, protocol_of
+        self.pending: set[bytes] = set()
+        self.owned: set[int] | None = None
+        self.ccodec, self.acodec = codec("command"), codec("command_ack")
+
+    def on_batch(self, msgs: Sequence[Message], now: int) -> list[Emit]:
+        out: list[Emit] = []
+        for msg in msgs:
+            raw, part = msg.value, msg.partition
+            try:
+                if msg.topic == REQUESTS:
+                    req = self.ccodec.decode(raw)
+                    key = state_key(req["tenant_id"], req["device_id"], req["command_id"])
+                    if self.state.get(key) is not None:
+                        continue  # the same request again (idempotency key, or a redelivery)
+                    st = new_state(req, part, now)
+                    if st["protocol"] is None:
+                        st["protocol"] = self.protocol_of(st["t"], st["d"])
+                    action = on_tick(st, now)
+                else:
+                    ack = self.acodec.decode(raw)
+                    key = state_key(ack["tenant_id"], ack["device_id"], ack["command_id"])
+                    st = self.state.get(key)
+                    if st is None or not apply_ack(st, ack, now):
+                        continue
+                    action = None
+            except ValueDeserializationError as exc:
+                log.warning("commands: skipping undecodable record on %s: %s", msg.topic, exc)
                 continue
-            if st["p"] not in mine or now < st["due"]:
+            self.state.put(part, key, st)
+            (self.pending.discard if st["status"] in FINAL else self.pending.add)(key)
+            out += publish(key, st, action == "deliver")
+        return out
+
+    def on_tick(self, now: int, owned: set[int]) -> list[Emit]:
+        if owned != self.owned:  # first tick after recovery or a rebalance: find pending commands again
+            self.pending.clear()
+            self.pending.update(k for k, v in self.state.items() if v and v["status"] not in FINAL)
+            self.owned = owned
+        out: list[Emit] = []
+        for key in list(self.pending):
+            st = self.state.get(key)
+            if st is None or st["status"] in FINAL:
+                self.pending.discard(key)
+                continue
+            if st["p"] not in owned or now < st["due"]:
                 continue
             before = st["status"], st["attempt"]
             action = on_tick(st, now)
             if (st["status"], st["attempt"]) == before:
                 continue
-            put(table, st["p"], key, st)
+            self.state.put(st["p"], key, st)
             if st["status"] in FINAL:
-                pending.discard(key)
-            await publish(key, st, action == "deliver")
+                self.pending.discard(key)
+            out += publish(key, st, action == "deliver")
+        return out
+
+
+def register(app: faust.App, registry: RegistryView) -> None:
+    source = app.topic(REQUESTS, ACKS, key_type=bytes, value_type=bytes)
+    table = app.Table("commands", default=None, key_type=bytes, value_type=None,
+                      partitions=app.conf.topic_partitions)
+
+    def protocol_of(tenant_id: str, device_id: str) -> str | None:
+        info = registry.lookup(tenant_id, device_id)
+        return info.protocol if info else None
+
+    driver = CommandDriver(TableState(table), protocol_of)
+    outbox = Outbox(app, {DELIVERIES: "command", STATES: "command_state"})
+
+    @app.agent(source, name="commands")
+    async def commands(stream):
+        async for events in stream.take_events(500, within=0.05):
+            await outbox.send(driver.on_batch([ev.message for ev in events], now_ms()))
+
+    @app.timer(TICK_S)
+    async def tick():
+        if not app.tables.recovery.completed.is_set():
+            return
+        await outbox.send(driver.on_tick(now_ms(), owned_partitions(app, REQUESTS)))

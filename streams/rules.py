@@ -10,12 +10,17 @@ fire from a timer when the partition's event-time watermark passes the last read
 State: a Faust table keyed ``tenant:device`` (one entry holds all that device's rules), written only when
 something that must survive a restart changes (a transition, a holding condition starting or stopping,
 inactivity bookkeeping at most every quarter window), never per reading.
+
+The decisions are ``RuleEngine``'s (readings, state and clock in, fired and cleared rules out);
+``register()`` wires it to Faust (adr/0123).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import faust
 
@@ -25,14 +30,15 @@ from schemas.webhook_targets import WebhookPolicy
 
 from . import bundles
 from .actions import ActionRunner, activation_id
+from .bundles import Reading
 from .rules_view import Rule, RulesView
-from .tables import owned_partitions, put
+from .tables import owned_partitions
+from .units import State, TableState
 
 log = logging.getLogger(__name__)
 
 IDLE_GRACE_MS = 10_000
 TICK_S = 1.0
-STATS = {"records": 0, "evaluations": 0, "fired": 0, "cleared": 0}
 
 
 def new_rule_state(rule: Rule) -> dict:
@@ -59,36 +65,57 @@ def step(rule: Rule, rs: dict, values: dict, ts: int) -> tuple[str | None, bool]
     return None, persist
 
 
-def register(app: faust.App, rules_view: RulesView, webhooks: WebhookPolicy | None = None):
-    table = app.Table("rule-state", default=None, key_type=bytes, value_type=None, partitions=app.conf.topic_partitions)
-    runner = ActionRunner(app, webhooks)
-    tcodec = codec("telemetry")
-    watermarks: dict[int, int] = {}
-    last_wall: dict[int, int] = {}
+class Transition(NamedTuple):
+    """A rule fired or cleared for a device: what ``ActionRunner.run`` acts on."""
 
-    async def handle(msgs) -> None:
+    rule: Rule
+    device_id: str
+    fired: bool
+    aid: str
+    ts: int
+    values: dict
+    raw: bytes | None
+
+
+class RuleEngine:
+    """The rule decisions for the devices of the partitions a worker owns: ``on_batch`` evaluates
+    readings, ``on_tick`` fires inactivity rules; both return the transitions whose actions must run, after
+    the state that records them has been written (a replay after a crash sees the alert raised).
+
+    ``rules_of(tenant)`` gives a tenant's enabled rules by id. Besides the per-device state (``state``) it
+    keeps each partition's event-time watermark and the wall time of its latest reading (not persisted)."""
+
+    def __init__(self, state: State, rules_of: Callable[[str], dict[str, Rule]]):
+        self.state, self.rules_of = state, rules_of
+        self.watermarks: dict[int, int] = {}
+        self.last_wall: dict[int, int] = {}
+        self.tcodec = codec("telemetry")
+        self.stats = {"records": 0, "evaluations": 0, "fired": 0, "cleared": 0}
+
+    def on_batch(self, msgs: Sequence[Reading], wall: int) -> list[Transition]:
         """A batch of validated readings (the device-activity agent's, adr/0050)."""
-        wall = time.time_ns() // 1_000_000
+        out: list[Transition] = []
+        stats, get, rules_of = self.stats, self.state.get, self.rules_of
         for msg in msgs:
             key, part = msg.key, msg.partition
-            STATS["records"] += 1
+            stats["records"] += 1
             if not key:
                 continue
             tenant = key[:key.find(b":")].decode()
-            mine = rules_view.rules_of(tenant)  # only this tenant's rules ever see this reading
+            mine = rules_of(tenant)  # only this tenant's rules ever see this reading
             if not mine:
                 continue
             rec = msg.rec  # decoded by validate (bundles.py)
             if rec is None:
                 try:
-                    rec = tcodec.decode(msg.value)
+                    rec = self.tcodec.decode(msg.value)
                 except ValueDeserializationError:
                     continue
             ts, values, device = rec["event_time"], rec["values"], rec["device_id"]
-            if ts > watermarks.get(part, 0):
-                watermarks[part] = ts
-            last_wall[part] = wall
-            st = table.data.get(key)
+            if ts > self.watermarks.get(part, 0):
+                self.watermarks[part] = ts
+            self.last_wall[part] = wall
+            st = get(key)
             dirty = st is None
             st = st or {"_p": part}
             todo = []
@@ -102,7 +129,7 @@ def register(app: faust.App, rules_view: RulesView, webhooks: WebhookPolicy | No
                         fresh["active"], fresh["aid"] = rs["active"], rs["aid"]
                     st[rule.rule_id] = rs = fresh
                     dirty = True
-                STATS["evaluations"] += 1
+                stats["evaluations"] += 1
                 what, persist = step(rule, rs, values, ts)
                 dirty = dirty or persist
                 if what:
@@ -115,27 +142,26 @@ def register(app: faust.App, rules_view: RulesView, webhooks: WebhookPolicy | No
             for rs in st.values():
                 if isinstance(rs, dict):
                     rs["saved"] = rs.get("last", 0)
-            put(table, part, key, st)  # the state first: a replay after a crash sees the alert raised
+            self.state.put(part, key, st)
             for rule, rs, what in todo:
-                STATS["fired" if what == "fire" else "cleared"] += 1
-                await runner.run(rule, device, what == "fire", rs["aid"], ts, values, msg.value)
+                stats["fired" if what == "fire" else "cleared"] += 1
+                out.append(Transition(rule, device, what == "fire", rs["aid"], ts, values, msg.value))
+        return out
 
-    @app.timer(TICK_S)
-    async def inactivity():
-        if not app.tables.recovery.completed.is_set():
-            return
-        wall = time.time_ns() // 1_000_000
-        mine = owned_partitions(app, bundles.topic_name(app.conf.id))
-        for key, st in list(table.data.items()):
-            if not st or st.get("_p") not in mine:
+    def on_tick(self, wall: int, owned: set[int]) -> list[Transition]:
+        """Inactivity rules of the ``owned`` partitions' devices fire when the partition's watermark passes
+        the device's last reading plus ``for_s``, stamped in event time."""
+        out: list[Transition] = []
+        for key, st in list(self.state.items()):
+            if not st or st.get("_p") not in owned:
                 continue
             tenant, _, device = key.decode().partition(":")
-            rules = [r for r in rules_view.rules_of(tenant).values() if r.inactivity and r.rule_id in st]
+            rules = [r for r in self.rules_of(tenant).values() if r.inactivity and r.rule_id in st]
             if not rules:
                 continue
             p = st["_p"]
-            wm = watermarks.get(p, 0)
-            if wall - last_wall.get(p, 0) > IDLE_GRACE_MS:
+            wm = self.watermarks.get(p, 0)
+            if wall - self.last_wall.get(p, 0) > IDLE_GRACE_MS:
                 wm = max(wm, wall - IDLE_GRACE_MS)
             fired = []
             for rule in rules:
@@ -147,10 +173,29 @@ def register(app: faust.App, rules_view: RulesView, webhooks: WebhookPolicy | No
                 rs["active"], rs["aid"], rs["ts"] = True, activation_id(rule, device, at), max(rs["ts"], at)
                 fired.append((rule, rs, at))
             if fired:
-                put(table, p, key, st)
+                self.state.put(p, key, st)
                 for rule, rs, at in fired:
-                    STATS["fired"] += 1
-                    await runner.run(rule, device, True, rs["aid"], at, {}, None)
+                    self.stats["fired"] += 1
+                    out.append(Transition(rule, device, True, rs["aid"], at, {}, None))
+        return out
+
+
+def register(app: faust.App, rules_view: RulesView, webhooks: WebhookPolicy | None = None):
+    table = app.Table("rule-state", default=None, key_type=bytes, value_type=None, partitions=app.conf.topic_partitions)
+    engine = RuleEngine(TableState(table), rules_view.rules_of)
+    runner = ActionRunner(app, webhooks)
+
+    async def handle(msgs: Sequence[Reading]) -> None:
+        for t in engine.on_batch(msgs, time.time_ns() // 1_000_000):
+            await runner.run(*t)
+
+    @app.timer(TICK_S)
+    async def inactivity():
+        if not app.tables.recovery.completed.is_set():
+            return
+        mine = owned_partitions(app, bundles.topic_name(app.conf.id))
+        for t in engine.on_tick(time.time_ns() // 1_000_000, mine):
+            await runner.run(*t)
 
     @app.page("/rules/{tenant}/")
     async def known_rules(web, request, tenant):
@@ -159,10 +204,10 @@ def register(app: faust.App, rules_view: RulesView, webhooks: WebhookPolicy | No
 
     @app.page("/stats/")
     async def stats(web, request):
-        return web.json({"rules": STATS, "actions": runner.stats})
+        return web.json({"rules": engine.stats, "actions": runner.stats})
 
     @app.timer(30.0)
     async def report():
-        log.info("rules agent: %s; actions: %s", STATS, runner.stats)
+        log.info("rules agent: %s; actions: %s", engine.stats, runner.stats)
 
     return handle
