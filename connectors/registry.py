@@ -122,7 +122,7 @@ class DeviceRegistry:
 
 
 def _kid(pem: str) -> str:
-    from .auth.device_jwt import key_id
+    from runtime.device_jwt import key_id
 
     try:
         return key_id(pem)
