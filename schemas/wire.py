@@ -173,9 +173,14 @@ read_union = read_long  # a union value starts with its branch: (branch, positio
 def peek_string(value: bytes | None, index: int = 0) -> str | None:
     """Field ``index`` of a framed record whose first ``index + 1`` fields are strings (the tenant and
     device of every record that has them); None if ``value`` is not that shape."""
+    # runs for every record a live gateway reads: the calls of read_string are written out
     try:
         pos = skip_strings(value, HEADER_LEN, index) if index else HEADER_LEN
-        return read_string(value, pos)[0]
+        n, pos = read_long(value, pos)
+        end = pos + n
+        if n < 0 or end > len(value):
+            return None
+        return value[pos:end].decode()
     except (IndexError, TypeError, UnicodeDecodeError):
         return None
 
