@@ -189,7 +189,12 @@ def peek_long(value: bytes | None, strings: int, index: int = 0) -> int | None:
     """Long ``index`` of a run of long fields that follows ``strings`` leading string fields of a framed
     record (e.g. Telemetry's ``receive_time``: ``strings=2, index=1``); None if ``value`` is not that shape."""
     try:
-        pos = skip_strings(value, HEADER_LEN, strings)
+        pos = HEADER_LEN
+        for _ in range(strings):
+            n, pos = read_long(value, pos)
+            if n < 0:
+                return None
+            pos += n
         for _ in range(index):
             pos = read_long(value, pos)[1]
         return read_long(value, pos)[0]
