@@ -4,7 +4,8 @@ fastavro walks the parsed schema for every record (~10 µs for a 3-value reading
 same bytes directly with ``schemas.wire``'s primitives: the codec's header, then the fields in schema order.
 Pieces that repeat are cached: the header + tenant + device prefix per device, and each metric name's
 encoded key. Any value the schema cannot take (or a map key that is not a string) falls back to fastavro,
-so the output is always the codec's. ``tests/connectors/test_telemetry_encoder.py`` checks byte-identity against fastavro.
+so the output is always the codec's. ``tests/connectors/test_telemetry_encoder.py`` checks byte-identity
+against fastavro.
 """
 
 from __future__ import annotations

@@ -6,10 +6,10 @@ Framing (adr/0002) is the Avro specification's single-object encoding::
     C3 01 | 8-byte little-endian CRC-64-AVRO fingerprint of the writer schema | Avro binary body
 
 Only the "Framing" section below knows that: ``schema_id``, ``header``/``parse_header`` (the pair every
-writer and reader goes through), ``header_error`` and ``HEADER_LEN``. A header is a fixed prefix per schema,
-so "is this value of schema S" is ``value[:HEADER_LEN] == header`` and the body starts at ``HEADER_LEN``
-whatever the framing. Changing the framing (e.g. to Confluent's magic 0 + 4-byte registry id) is a change
-of that section only.
+writer and reader goes through), ``header_error``, ``describe`` and ``HEADER_LEN``. A header is a fixed
+prefix per schema, so "is this value of schema S" is ``value[:HEADER_LEN] == header`` and the body starts
+at ``HEADER_LEN`` whatever the framing. Changing the framing (e.g. to Confluent's magic 0 + 4-byte
+registry id) is a change of that section only.
 
 The primitives are the Avro specification's binary encoding written out in Python for the records that are
 too hot for fastavro's per-record schema walk (adr/0045, 0065): zig-zag varint longs, strings and bytes,
@@ -58,7 +58,7 @@ def header_error(data: bytes, expected: int) -> str:
         found = parse_header(data)
     except ValueDeserializationError as exc:
         return str(exc)
-    return f"schema fingerprint {found:016x} is not {expected:016x}"
+    return f"schema {describe(found)} is not {expected:016x}"
 
 
 def describe(sid: int) -> str:
@@ -102,7 +102,7 @@ def encode_boolean(v: bool) -> bytes:
 
 
 def encode_union(branch: int, value: bytes = b"") -> bytes:
-    """A union value: the branch's position in the union's list of types, then the value (nothing for null)."""
+    """A union value: the branch's position in the union's types, then the value (nothing for null)."""
     return encode_long(branch) + value
 
 
@@ -194,7 +194,8 @@ def peek_string(value: bytes | None, index: int = 0) -> str | None:
 
 def peek_long(value: bytes | None, strings: int, index: int = 0) -> int | None:
     """Long ``index`` of a run of long fields that follows ``strings`` leading string fields of a framed
-    record (e.g. Telemetry's ``receive_time``: ``strings=2, index=1``); None if ``value`` is not that shape."""
+    record (e.g. Telemetry's ``receive_time``: ``strings=2, index=1``); None if ``value`` is not that
+    shape."""
     try:
         pos = HEADER_LEN
         while strings:  # not range(): a range costs about as much as a read here
@@ -220,8 +221,8 @@ def container_header(schema: Mapping[str, Any], sync: bytes, codec: str = "null"
     if len(sync) != 16:
         raise ValueError("an Avro sync marker is 16 bytes")
     meta = {"avro.schema": json.dumps(schema, separators=(",", ":")).encode(), "avro.codec": codec.encode()}
-    return b"".join((_CONTAINER_MAGIC, encode_array([encode_string(k) + encode_bytes(v) for k, v in meta.items()]),
-                     sync))
+    entries = [encode_string(k) + encode_bytes(v) for k, v in meta.items()]  # a map: an array of pairs
+    return b"".join((_CONTAINER_MAGIC, encode_array(entries), sync))
 
 
 def container_file(file_header: bytes, count: int, body: bytes, sync: bytes) -> bytes:

@@ -146,8 +146,9 @@ class Validator:
 
     def _tail(self, device_type: str | None, tags: list[str]) -> bytes:
         """The encoded ``device_type`` and ``tags``, the schema's last two fields. A record as connectors
-        write it ends in their empty encodings (``TELEMETRY_PLAIN_TAIL``); enriching it is swapping that tail, per
-        device type and tag set once, instead of encoding the whole record again (~15 µs per reading)."""
+        write it ends in their empty encodings (``TELEMETRY_PLAIN_TAIL``); enriching it is swapping that
+        tail, per device type and tag set once, instead of encoding the whole record again (~15 µs per
+        reading)."""
         k = (device_type, tuple(tags))
         tail = self._tails.get(k)
         if tail is None:

@@ -2,9 +2,10 @@
 
 A Kafka value is a header naming the schema, then the Avro body (``schemas.wire``). The body of every
 record of the telemetry schema is already a valid Avro datum, so a batch becomes an Avro object container
-file by concatenation: one header naming the schema, one block holding the bodies, one sync marker. ClickHouse's Avro reader (C++) then does
-what fastavro did per record in Python, and an ``INSERT … SELECT … ARRAY JOIN`` turns each record's
-``values`` map into one row per metric, the same rows ``rows.telemetry_rows`` builds.
+file by concatenation: one header naming the schema, one block holding the bodies, one sync marker.
+ClickHouse's Avro reader (C++) then does what fastavro did per record in Python, and an ``INSERT … SELECT …
+ARRAY JOIN`` turns each record's ``values`` map into one row per metric, the same rows
+``rows.telemetry_rows`` builds.
 
 The Kafka coordinates ride inside each datum: Avro records are the plain concatenation of their fields, so
 appending two zig-zag longs to a body makes it a datum of the telemetry schema extended by
