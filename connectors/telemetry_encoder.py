@@ -1,38 +1,27 @@
 """A hand-written Avro encoder for the one hot record, ``Telemetry`` (schemas/avro/telemetry.avsc).
 
 fastavro walks the parsed schema for every record (~10 µs for a 3-value reading here); this writes the
-same bytes directly: the single-object header, then the fields in schema order. Pieces that repeat are
-cached: the header + tenant + device prefix per device, and each metric name's encoded key. Any value the
-schema cannot take (or a map key that is not a string) falls back to fastavro, so the output is always
-the codec's. ``tests/connectors/test_telemetry_encoder.py`` checks byte-identity against fastavro.
+same bytes directly with ``schemas.wire``'s primitives: the codec's header, then the fields in schema order.
+Pieces that repeat are cached: the header + tenant + device prefix per device, and each metric name's
+encoded key. Any value the schema cannot take (or a map key that is not a string) falls back to fastavro,
+so the output is always the codec's. ``tests/connectors/test_telemetry_encoder.py`` checks byte-identity
+against fastavro.
 """
 
 from __future__ import annotations
 
-import struct
+from schemas import codec, wire
+from schemas.codec import TELEMETRY_PLAIN_TAIL
 
-from schemas import codec
-
-_double = struct.Struct("<d").pack
 _MAX_CACHE = 200_000  # device prefixes; a cache this size costs ~30 MB and is cleared, not evicted, when full
 
-
-def zigzag(n: int) -> bytes:
-    """Avro ``long``: zig-zag, then base-128 varint, least significant group first."""
-    n = (n << 1) ^ (n >> 63)
-    if n < 0x80:
-        return bytes((n,))
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _string(s: str) -> bytes:
-    b = s.encode()
-    return zigzag(len(b)) + b
+_long, _string, _double = wire.encode_long, wire.encode_string, wire.encode_double
+# the union of a metric value: ["double", "boolean", "string"]
+_DOUBLE = wire.encode_union(0)
+_TRUE, _FALSE = wire.encode_union(1, wire.encode_boolean(True)), wire.encode_union(1, wire.encode_boolean(False))
+_STRING = wire.encode_union(2)
+# after the values map's last block: the last two fields as connectors leave them (no type, no tags)
+_END = wire.END_OF_BLOCKS + TELEMETRY_PLAIN_TAIL
 
 
 class TelemetryEncoder:
@@ -49,8 +38,6 @@ class TelemetryEncoder:
         self._keys: dict[str, bytes] = {}
         # timestamps repeat: one receive time per burst, device clocks shared within a millisecond
         self._longs: dict[int, bytes] = {}
-        # device_type null (union branch 0), tags: an empty array (block count 0)
-        self._tail = b"\x00\x00"
 
     def _prefix(self, tenant_id: str, device_id: str) -> bytes:
         p = self._header + _string(tenant_id) + _string(device_id)
@@ -62,7 +49,7 @@ class TelemetryEncoder:
     def _long(self, n: int) -> bytes:
         if len(self._longs) >= 4096:
             self._longs.clear()
-        b = self._longs[n] = zigzag(n)
+        b = self._longs[n] = _long(n)
         return b
 
     def _key(self, name: str) -> bytes:
@@ -79,23 +66,22 @@ class TelemetryEncoder:
         rt = longs.get(receive_time) or self._long(receive_time)
         parts = [prefix, et, rt, self._protocol_bytes]
         if values:
-            parts.append(zigzag(len(values)))
+            parts.append(_long(len(values)))
             keys = self._keys
             for name, v in values.items():
                 t = type(v)
                 if t is float:
                     parts.append(keys.get(name) or self._key(name))
-                    parts.append(b"\x00" + _double(v))  # union branch 0: double
+                    parts.append(_DOUBLE + _double(v))
                 elif t is bool:
                     parts.append(keys.get(name) or self._key(name))
-                    parts.append(b"\x02\x01" if v else b"\x02\x00")  # branch 1: boolean
+                    parts.append(_TRUE if v else _FALSE)
                 elif t is str:
                     parts.append(keys.get(name) or self._key(name))
-                    parts.append(b"\x04" + _string(v))  # branch 2: string
+                    parts.append(_STRING + _string(v))
                 else:  # ints and anything unusual: let fastavro decide how the union takes it
                     return self._fallback(tenant_id, device_id, event_time, receive_time, values)
-        parts.append(b"\x00")  # end of the map's blocks
-        parts.append(self._tail)
+        parts.append(_END)
         return b"".join(parts)
 
     def _fallback(self, tenant_id: str, device_id: str, event_time: int, receive_time: int, values: dict) -> bytes:

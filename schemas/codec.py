@@ -1,29 +1,24 @@
-"""Avro single-object encoding for every fleetstream record (adr/0002).
+"""The codec of every fleetstream record: its ``.avsc`` schema, fastavro for the Avro body, and the framing
+of ``wire`` around it (adr/0002, adr/0121).
 
-Wire format of every Kafka value written by fleetstream::
-
-    C3 01 | 8-byte little-endian CRC-64-AVRO fingerprint of the writer schema | Avro binary body
-
-This is the Avro specification's own "single object encoding": any Avro library decodes it given the
-``.avsc`` files in ``schemas/avro`` (look the fingerprint up, then read the body with that schema).
+Any Avro library decodes a fleetstream value given the ``.avsc`` files in ``schemas/avro``: the header names
+the writer schema (its fingerprint), the rest is the Avro binary body.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
 import fastavro
-from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+from fastavro.schema import parse_schema
 
+from . import wire
 from .errors import ValueDeserializationError
-
-MAGIC = b"\xc3\x01"
-HEADER_LEN = 10
+from .wire import HEADER_LEN
 
 SCHEMA_FILES = {
     "telemetry": "telemetry.avsc",
@@ -50,9 +45,8 @@ class RecordCodec:
         # Read timestamps as the epoch-millisecond longs they are on the wire: no datetime objects on
         # the hot path. Logical types are not part of the canonical form, so the fingerprint is unchanged.
         self._read_schema = parse_schema(_strip_logical_types(dict(schema)))
-        canonical = to_parsing_canonical_form(self.schema)
-        self.fingerprint = int(fingerprint(canonical, "CRC-64-AVRO"), 16)
-        self.header = MAGIC + struct.pack("<Q", self.fingerprint)
+        self.fingerprint = wire.schema_id(self.schema)  # what headers name this schema by
+        self.header = wire.header(self.fingerprint)
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
         buf = io.BytesIO()
@@ -73,41 +67,35 @@ class RecordCodec:
             out.append(buf.getvalue())
         return out
 
+    def matches(self, data: bytes) -> bool:
+        """Whether ``data`` is framed as a record of this schema (its header is this codec's)."""
+        return data[:HEADER_LEN] == self.header
+
     def decode(self, data: bytes) -> dict[str, Any]:
-        if data[:2] != MAGIC or len(data) < HEADER_LEN:
-            raise ValueDeserializationError(f"{self.name}: not Avro single-object encoded")
-        if data[2:HEADER_LEN] != self.header[2:]:
-            fp = struct.unpack("<Q", data[2:HEADER_LEN])[0]
-            raise ValueDeserializationError(
-                f"{self.name}: schema fingerprint {fp:016x} is not {self.fingerprint:016x}"
-            )
+        if data[:HEADER_LEN] != self.header:
+            raise ValueDeserializationError(f"{self.name}: {wire.header_error(data, self.fingerprint)}")
         try:
             return fastavro.schemaless_reader(io.BytesIO(data[HEADER_LEN:]), self._read_schema, self._read_schema)
         except Exception as exc:  # fastavro raises several types for truncated/corrupt bodies
             raise ValueDeserializationError(f"{self.name}: corrupt Avro body: {exc}") from exc
 
 
-def _read_long(buf: bytes, pos: int) -> tuple[int, int]:
-    """One Avro zig-zag varint at ``pos``: (value, next position)."""
-    shift = result = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return (result >> 1) ^ -(result & 1), pos
-        shift += 7
-
-
+# -- Telemetry read and written by hand where decoding or encoding a whole record costs too much ----------
 def telemetry_event_time(data: bytes) -> int:
     """A Telemetry record's ``event_time`` read straight from the wire, without decoding the record:
-    tenant_id and device_id (length-prefixed strings) come first, after the 10-byte header. For hot paths
-    that need only the time (status activity, benchmark probes)."""
-    pos = HEADER_LEN
-    for _ in range(2):
-        n, pos = _read_long(data, pos)
-        pos += n
-    return _read_long(data, pos)[0]
+    tenant_id and device_id (strings) come first. For hot paths that need only the time (status activity,
+    benchmark probes); ``IndexError`` when the value is not that shape."""
+    return wire.read_long(data, wire.skip_strings(data, HEADER_LEN, 2))[0]
+
+
+def telemetry_tail(device_type: str | None, tags: Sequence[str]) -> bytes:
+    """Telemetry's last two fields encoded, ``device_type`` (["null", "string"]) and ``tags`` (strings):
+    enriching a record is swapping its tail (streams/validate.py)."""
+    dt = wire.encode_union(0) if device_type is None else wire.encode_union(1, wire.encode_string(device_type))
+    return dt + wire.encode_array([wire.encode_string(t) for t in tags])
+
+
+TELEMETRY_PLAIN_TAIL = telemetry_tail(None, ())  # how connectors write a record: not enriched
 
 
 def _strip_logical_types(node: Any) -> Any:
@@ -139,11 +127,9 @@ def codec(name: str) -> RecordCodec:
 
 def codec_by_fingerprint(data: bytes) -> RecordCodec:
     """Finds the codec of any fleetstream record from its header (used by ``topics tail``)."""
-    if data[:2] != MAGIC or len(data) < HEADER_LEN:
-        raise ValueDeserializationError("not Avro single-object encoded")
-    fp = struct.unpack("<Q", data[2:HEADER_LEN])[0]
+    sid = wire.parse_header(data)
     for name in SCHEMA_FILES:
         c = codec(name)
-        if c.fingerprint == fp:
+        if c.fingerprint == sid:
             return c
-    raise ValueDeserializationError(f"no fleetstream schema has fingerprint {fp:016x}")
+    raise ValueDeserializationError(f"no fleetstream schema has {wire.describe(sid)}")

@@ -25,7 +25,7 @@ from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from runtime.kafka_tuning import HOT_CONSUMER
 from schemas import ValueDeserializationError, codec, codec_by_fingerprint, topics
-from schemas.codec import HEADER_LEN, _read_long
+from schemas.wire import peek_string
 
 log = logging.getLogger(__name__)
 
@@ -246,14 +246,8 @@ class LiveHub:
 
 def wire_tenant(value: bytes | None) -> str | None:
     """The tenant of a telemetry, alert or device-event value without decoding it (``tenant_id`` is each
-    record's first field: a length-prefixed string after the 10-byte header); None if it is not there."""
-    try:
-        n, pos = _read_long(value, HEADER_LEN)
-        if n < 0 or pos + n > len(value):
-            return None
-        return value[pos:pos + n].decode()
-    except (IndexError, TypeError, UnicodeDecodeError):
-        return None
+    record's first field); None if it is not there."""
+    return peek_string(value, 0)
 
 
 # which string field holds device_id: second in telemetry and device events, fourth in alerts
@@ -263,24 +257,15 @@ _DEVICE_FIELD = {topics.TELEMETRY.name: 1, topics.DEVICE_EVENTS.name: 1, topics.
 def wire_device(topic: str, value: bytes) -> str | None:
     """The device of a live record without decoding it (the leading fields are all strings); None if the
     value is not that shape (such a record would not decode either)."""
-    try:
-        pos = HEADER_LEN
-        for _ in range(_DEVICE_FIELD[topic]):
-            n, pos = _read_long(value, pos)
-            pos += n
-        n, pos = _read_long(value, pos)
-        if n < 0 or pos + n > len(value):
-            return None
-        return value[pos:pos + n].decode()
-    except (IndexError, KeyError, TypeError, UnicodeDecodeError):
-        return None
+    field = _DEVICE_FIELD.get(topic)
+    return None if field is None else peek_string(value, field)
 
 
 def decode(topic: str, partition: int, offset: int, value: bytes) -> LiveEvent | None:
     try:
         name = _RECORDS.get(topic)
-        c = codec(name) if name and value[2:HEADER_LEN] == codec(name).header[2:] else codec_by_fingerprint(value)
-        rec = c.decode(value)
+        c = codec(name) if name else None
+        rec = (c if c is not None and c.matches(value) else codec_by_fingerprint(value)).decode(value)
     except (ValueDeserializationError, TypeError):
         return None
     kind = KINDS[topic][0]

@@ -1,10 +1,11 @@
 """Telemetry batches decoded by ClickHouse instead of Python (adr/0065).
 
-A Kafka value is ``C3 01 | fingerprint | Avro body``. The body of every record of the telemetry schema is
-already a valid Avro datum, so a batch becomes an Avro object container file by concatenation: one header
-naming the schema, one block holding the bodies, one sync marker. ClickHouse's Avro reader (C++) then does
-what fastavro did per record in Python, and an ``INSERT … SELECT … ARRAY JOIN`` turns each record's
-``values`` map into one row per metric, the same rows ``rows.telemetry_rows`` builds.
+A Kafka value is a header naming the schema, then the Avro body (``schemas.wire``). The body of every
+record of the telemetry schema is already a valid Avro datum, so a batch becomes an Avro object container
+file by concatenation: one header naming the schema, one block holding the bodies, one sync marker.
+ClickHouse's Avro reader (C++) then does what fastavro did per record in Python, and an ``INSERT … SELECT …
+ARRAY JOIN`` turns each record's ``values`` map into one row per metric, the same rows
+``rows.telemetry_rows`` builds.
 
 The Kafka coordinates ride inside each datum: Avro records are the plain concatenation of their fields, so
 appending two zig-zag longs to a body makes it a datum of the telemetry schema extended by
@@ -13,26 +14,14 @@ appending two zig-zag longs to a body makes it a datum of the telemetry schema e
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable
 
-from schemas import codec
-from schemas.codec import HEADER_LEN, _read_long, load_schema
+from schemas import codec, wire
+from schemas.codec import load_schema
 
-TELEMETRY_HEADER = codec("telemetry").header  # C3 01 + the telemetry schema's fingerprint
-
-
-def zigzag(n: int) -> bytes:
-    """An Avro ``long``: zig-zag, then base-128 varint."""
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+TELEMETRY_HEADER = codec("telemetry").header  # what every telemetry value starts with
 
 
 def _schema() -> dict:
@@ -46,19 +35,7 @@ def _schema() -> dict:
 
 # Any 16 bytes serve as the sync marker; a fixed one keeps files reproducible.
 _SYNC = b"fleetstream-sync"
-
-
-def _file_header() -> bytes:
-    meta = {"avro.schema": json.dumps(_schema(), separators=(",", ":")).encode(), "avro.codec": b"null"}
-    out = bytearray(b"Obj\x01")
-    out += zigzag(len(meta))
-    for k, v in meta.items():
-        out += zigzag(len(k)) + k.encode() + zigzag(len(v)) + v
-    out += zigzag(0) + _SYNC
-    return bytes(out)
-
-
-FILE_HEADER = _file_header()
+FILE_HEADER = wire.container_header(_schema(), _SYNC)
 
 
 def container(items: Iterable[tuple[bytes, int, int]]) -> tuple[bytes, int]:
@@ -66,16 +43,16 @@ def container(items: Iterable[tuple[bytes, int, int]]) -> tuple[bytes, int]:
     parts: list[bytes] = []
     n = 0
     part_cache: dict[int, bytes] = {}
+    start, encode_long = wire.HEADER_LEN, wire.encode_long
     for value, partition, offset in items:
         p = part_cache.get(partition)
         if p is None:
-            p = part_cache[partition] = zigzag(partition)
-        parts.append(value[HEADER_LEN:])
+            p = part_cache[partition] = encode_long(partition)
+        parts.append(value[start:])
         parts.append(p)
-        parts.append(zigzag(offset))
+        parts.append(encode_long(offset))
         n += 1
-    body = b"".join(parts)
-    return b"".join((FILE_HEADER, zigzag(n), zigzag(len(body)), body, _SYNC)), n
+    return wire.container_file(FILE_HEADER, n, b"".join(parts), _SYNC), n
 
 
 # One row per metric value, the columns of rows.COLUMNS. The union [double, boolean, string] arrives as
@@ -108,12 +85,4 @@ def spool_dir() -> str | None:
 def receive_time(value: bytes) -> int | None:
     """A telemetry record's ``receive_time`` read off the wire (the field after tenant, device and event
     time); None when the value is not that shape."""
-    try:
-        pos = HEADER_LEN
-        for _ in range(2):
-            n, pos = _read_long(value, pos)
-            pos += n
-        _, pos = _read_long(value, pos)
-        return _read_long(value, pos)[0]
-    except IndexError:
-        return None
+    return wire.peek_long(value, strings=2, index=1)

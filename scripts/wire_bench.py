@@ -1,0 +1,149 @@
+"""Micro-benchmark of the hot paths that touch Avro bytes by hand (adr/0121): the connectors' telemetry
+encoder, the sink's batch file for ClickHouse, validate's decode and batch, the live hub's wire peeks.
+
+Uses only public names, so the same script measures any commit: ``PYTHONPATH=<tree> python
+scripts/wire_bench.py``. Prints µs per record, the best of ``--repeat`` runs (the machine is shared: the
+minimum is the least disturbed run, not an average of other processes' noise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import timeit
+from types import SimpleNamespace
+
+N = 1000  # records per timed run: short runs, so the best of many finds a quiet moment on a shared machine
+
+
+def _readings() -> list[tuple[str, str, int, int, dict]]:
+    return [(f"tenant-{i % 7:02d}-0000-0000-0000-000000000000", f"device-{i % 1000:05d}", 1_795_000_000_000 + i,
+             1_795_000_000_050 + i // 100, {"voltage": 229.5 + i % 10, "power_w": 81.0, "energy_kwh": 0.125 * i})
+            for i in range(N)]
+
+
+class _Msg:
+    __slots__ = ("_v",)
+
+    def __init__(self, v: bytes):
+        self._v = v
+
+    def value(self) -> bytes:
+        return self._v
+
+
+class _Registry:
+    """What validate asks of the registry view, every device registered with a type and tags."""
+
+    caught_up = threading.Event()
+    caught_up.set()
+
+    def __init__(self):
+        from streams.registry import DeviceInfo
+        self._info = DeviceInfo("active", "meter", ("site-a", "floor-2"))
+
+    def tenant_refused(self, tenant):
+        return None
+
+    def lookup(self, tenant, device):
+        return self._info
+
+    def tenant_published(self, tenant):
+        return True
+
+    def sync(self, timeout):
+        pass
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=40)
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--only", default="", help="run the cases whose name contains this")
+    args = ap.parse_args()
+
+    from connectors.telemetry_encoder import TelemetryEncoder
+    from gateway.live import hub
+    from schemas import codec, topics
+    from schemas.codec import telemetry_event_time
+    from sinks.clickhouse import avro_batch
+    from streams.validate import Validator
+
+    readings = _readings()
+    enc = TelemetryEncoder("mqtt")
+    values = [enc.encode(*r) for r in readings]  # warms the encoder's caches, as a running connector has them
+    items = [(v, i % 12, 1_000_000 + i) for i, v in enumerate(values)]
+    tel = codec("telemetry")
+    msgs = [_Msg(v) for v in values]
+    validator = Validator(SimpleNamespace(max_clock_skew_s=10**9), _Registry())
+    validator.process(msgs[:10])  # tail cache
+    topic = topics.TELEMETRY.name
+
+    def encode():
+        e = enc.encode
+        for r in readings:
+            e(*r)
+
+    def container():
+        avro_batch.container(items)
+
+    def receive_time():
+        rt = avro_batch.receive_time
+        for v in values:
+            rt(v)
+
+    def decode():
+        d = tel.decode
+        for v in values:
+            d(v)
+
+    def process():
+        validator.process(msgs)
+
+    def event_time():
+        et = telemetry_event_time
+        for v in values:
+            et(v)
+
+    def peek_tenant():
+        wt = hub.wire_tenant
+        for v in values:
+            wt(v)
+
+    def peek_device():
+        wd = hub.wire_device
+        for v in values:
+            wd(topic, v)
+
+    def hub_decode():
+        d = hub.decode
+        for i, v in enumerate(values):
+            d(topic, 0, i, v)
+
+    cases = {
+        "connectors: TelemetryEncoder.encode": encode,
+        "sinks: avro_batch.container (per record)": container,
+        "sinks: avro_batch.receive_time": receive_time,
+        "validate: codec('telemetry').decode": decode,
+        "validate: Validator.process (decode+check+enrich)": process,
+        "streams.status: telemetry_event_time": event_time,
+        "gateway live: wire_tenant": peek_tenant,
+        "gateway live: wire_device": peek_device,
+        "gateway live: decode": hub_decode,
+    }
+    out = {}
+    for name, fn in cases.items():
+        if args.only not in name:
+            continue
+        best = min(timeit.repeat(fn, number=1, repeat=args.repeat))
+        out[name] = best / N * 1e6
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for name, us in out.items():
+            print(f"{us:8.3f} µs  {name}")
+
+
+if __name__ == "__main__":
+    main()
