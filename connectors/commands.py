@@ -7,7 +7,11 @@ device it ``serves``. An attempt is delivered only while it is fresh: one older 
 (the command agent has retried or given up on it: a connector catching up after downtime) or past the
 command's ``expires_at`` is skipped without an answer, so stale writes never reach machinery and the agent
 records the command retried, timed out or expired itself. While the connector's link to its devices is
-down (``ready_to_deliver``), commands wait for it as long as they stay fresh."""
+down (``ready_to_deliver``), commands wait for it as long as they stay fresh.
+
+Records are taken in batches: the batch's commands are delivered one after the other on the connector's
+loop, then its offsets are committed, so a restart delivers at most one batch again (at least once: a
+device may see an attempt twice and de-duplicates by command id, adr/0052)."""
 
 from __future__ import annotations
 
@@ -30,6 +34,8 @@ log = logging.getLogger(__name__)
 # platform's default device protocol (adr/0052).
 DEFAULT_PROTOCOL = "mqtt"
 READY_POLL_S = 0.1
+BATCH = 500  # records handled between two synchronous commits
+YIELD_S = 0.002  # longest the router holds the connector's loop between two commands
 
 
 def protocol_of(cmd: dict) -> str:
@@ -55,7 +61,7 @@ class CommandRouter:
     def __init__(self, bootstrap: str, connector: BaseConnector, loop: asyncio.AbstractEventLoop, group_id: str):
         self.connector, self.loop = connector, loop
         self._codec = codec("command")
-        # offsets of records that are not ours are committed in the background; a delivered one at once
+        # offsets are stored once handled; committed in the background, and at once after a delivery
         self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id,
                                    "auto.offset.reset": "earliest", "enable.auto.commit": True,
                                    "enable.auto.offset.store": False})
@@ -78,46 +84,74 @@ class CommandRouter:
         c, conn = self._consumer, self.connector
         try:
             while not self._stop.is_set():
-                m = c.poll(0.2)
-                if m is None or m.error():
-                    continue
-                try:
-                    cmd = self._codec.decode(m.value())
-                except Exception as exc:
-                    log.warning("commands: skipping undecodable record: %s", exc)
-                    self._done(m, delivered=False)
-                    continue
-                mine = protocol_of(cmd) == conn.type_name and conn.serves(cmd["tenant_id"], cmd["device_id"])
+                msgs = [m for m in c.consume(BATCH, 0.2) if not m.error()]
+                mine = []
+                for m in msgs:
+                    try:
+                        cmd = self._codec.decode(m.value())
+                    except Exception as exc:
+                        log.warning("commands: skipping undecodable record: %s", exc)
+                        continue
+                    if protocol_of(cmd) == conn.type_name and conn.serves(cmd["tenant_id"], cmd["device_id"]):
+                        mine.append((cmd, deadline(cmd, emitted_at(m))))
+                # one hop to the connector's loop per batch; a batch cut short by stop() is not stored, so
+                # its fresh commands are delivered again after a restart (at least once, adr/0052)
+                if mine and not self._on_loop(self._deliver_all(mine)):
+                    break
+                for m in msgs:
+                    self._store(m)
                 if mine:
-                    self._handle(cmd, deadline(cmd, emitted_at(m)))
-                self._done(m, delivered=mine)
+                    self._commit()
         except Exception:
             log.exception("command consumer stopped")
         finally:
             c.close()
 
-    def _done(self, m: Message, *, delivered: bool) -> None:
-        """Stores the record's offset (committed in the background); one that was ours is committed at once,
-        so a restart does not deliver it again."""
+    def _on_loop(self, coro) -> bool:
+        """Runs ``coro`` on the connector's loop; False when stop() cut it short."""
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        while True:
+            try:
+                fut.result(timeout=0.5)
+                return True
+            except FutureTimeout:
+                if self._stop.is_set():
+                    fut.cancel()
+                    return False
+
+    def _store(self, m: Message) -> None:
         try:
             self._consumer.store_offsets(m)
-            if delivered:
-                self._consumer.commit(m, asynchronous=False)
-        except KafkaException as exc:  # e.g. evicted from the group by a long wait: the next poll rejoins
-            log.warning("commands: offset of %s [%d] @%d not committed: %s", m.topic(), m.partition(), m.offset(),
-                        exc)
+        except KafkaException as exc:  # e.g. its partition was revoked meanwhile: another member has it
+            log.warning("commands: offset of %s [%d] @%d not stored: %s", m.topic(), m.partition(), m.offset(), exc)
 
-    def _handle(self, cmd: dict, until: int) -> None:
-        if not self._wait_ready(until):
+    def _commit(self) -> None:
+        """Commits what was handled at once, so a restart delivers again at most one batch's commands (the rest
+        of the offsets are committed in the background)."""
+        try:
+            self._consumer.commit(asynchronous=False)
+        except KafkaException as exc:  # e.g. evicted from the group by a long wait: the next consume rejoins
+            log.warning("commands: offsets not committed: %s", exc)
+
+    async def _deliver_all(self, batch: list[tuple[dict, int]]) -> None:
+        loop = self.loop
+        turn = loop.time() + YIELD_S
+        for cmd, until in batch:
+            await self._deliver(cmd, until)
+            if loop.time() >= turn:  # a connector whose delivery never waits still lets its uplink run
+                await asyncio.sleep(0)
+                turn = loop.time() + YIELD_S
+
+    async def _deliver(self, cmd: dict, until: int) -> None:
+        if not await self._ready(until):
             self.skipped += 1
             log.info("commands: attempt %s of %s to %s/%s is stale or expired; not delivered", cmd["attempt"],
                      cmd["command_id"], cmd["tenant_id"], cmd["device_id"])
             return
-        fut = asyncio.run_coroutine_threadsafe(self.connector.deliver_command(cmd), self.loop)
         try:
-            result = fut.result(timeout=max(1.0, (cmd.get("timeout_ms") or 30_000) / 1000))
-        except FutureTimeout:
-            fut.cancel()
+            async with asyncio.timeout(max(1.0, (cmd.get("timeout_ms") or 30_000) / 1000)):
+                result = await self.connector.deliver_command(cmd)
+        except TimeoutError:
             result = CommandResult(False, "device did not answer in time")
         except Exception as exc:  # a failing write must become a FAILED ack, not a dead consumer
             result = CommandResult(False, f"{type(exc).__name__}: {exc}")
@@ -130,11 +164,11 @@ class CommandRouter:
             cmd["tenant_id"], cmd["device_id"], cmd["command_id"], result.ack_status, reason=result.reason,
             result_json=json.dumps(result.result) if result.result is not None else None)
 
-    def _wait_ready(self, until: int) -> bool:
+    async def _ready(self, until: int) -> bool:
         """Whether the attempt is fresh and the connector can deliver, waiting while it is fresh."""
         while True:
             if now_ms() >= until or self._stop.is_set():
                 return False
             if self.connector.ready_to_deliver():
                 return True
-            self._stop.wait(READY_POLL_S)
+            await asyncio.sleep(READY_POLL_S)
