@@ -1,7 +1,8 @@
 """The connector contract (adr/0006, extended by adr/0040), in two tiers.
 
 ``BaseConnector`` is what the runtime calls: ``type_name``, ``async start()``, ``async stop()``,
-``health()`` and ``async deliver_command()``. Protocols subclass one of two convenience bases:
+``health()`` and, for commands (``connectors/commands.py``, adr/0122), ``serves()``, ``ready_to_deliver()`` and
+``async deliver_command()``. Protocols subclass one of two convenience bases:
 
 - ``ListeningConnector`` for push protocols (MQTT, CoAP, HTTP): the peer calls in; the protocol builds an
   ``UplinkContext`` from the authenticated identity and calls ``publish_uplink``.
@@ -61,10 +62,31 @@ class UplinkContext:
 
 @dataclass(frozen=True, slots=True)
 class CommandResult:
+    """What ``deliver_command`` did; ``CommandRouter`` turns it into the ``CommandAck`` it writes (adr/0122).
+
+    Synchronous protocols (Modbus, OPC-UA: the write is the outcome) answer ``ok`` → SUCCEEDED or not →
+    FAILED. Asynchronous protocols (MQTT, CoAP: the device answers later, over its own channel) answer
+    ``sent()`` → SENT once the command is handed to the device's transport, and write the device's own
+    answer as a ``CommandAck`` when it comes. ``not_delivered(reason)`` writes no ack at all: nothing
+    reached the device, and the command agent's timeout retries the attempt or ends the command."""
+
     ok: bool
     reason: str | None = None
     result: dict[str, Any] | None = None
-    status: str | None = None  # CommandAck status; default SUCCEEDED/FAILED. SENT: the device answers later
+    status: str | None = None  # CommandAck status; None: SUCCEEDED/FAILED from ok
+    answered: bool = True  # False: no CommandAck is written
+
+    @classmethod
+    def sent(cls) -> CommandResult:
+        return cls(True, status="SENT")
+
+    @classmethod
+    def not_delivered(cls, reason: str) -> CommandResult:
+        return cls(False, reason, answered=False)
+
+    @property
+    def ack_status(self) -> str:
+        return self.status or ("SUCCEEDED" if self.ok else "FAILED")
 
 
 class Registry(Protocol):
@@ -141,9 +163,15 @@ class BaseConnector(abc.ABC):
         """Whether commands for this device are this connector instance's to deliver."""
         return False
 
+    def ready_to_deliver(self) -> bool:
+        """False while the connector's own link to its devices is down (MQTT: the broker connection): the
+        router then holds commands, unanswered, until it is back or they go stale (adr/0122)."""
+        return True
+
     async def deliver_command(self, command: dict[str, Any]) -> CommandResult:
-        """Deliver a ``schemas/avro/command.avsc`` record to its device. Called only for devices this
-        instance ``serves``; the runtime turns the result into a ``CommandAck``."""
+        """Deliver a ``schemas/avro/command.avsc`` record to its device. Called by ``CommandRouter`` only for
+        fresh attempts of this protocol to devices this instance ``serves``; the router turns the result
+        into a ``CommandAck`` (see ``CommandResult`` for synchronous and asynchronous protocols)."""
         return CommandResult(False, f"{self.type_name} connectors cannot deliver commands")
 
     # -- what protocols call ---------------------------------------------------------------------------

@@ -125,7 +125,7 @@ class CoapConnector(ListeningConnector):
         key = f"{command['tenant_id']}:{command['device_id']}"
         self.pending.setdefault(key, {})[command["command_id"]] = command
         self.commands.notify(key)
-        return CommandResult(True, status="SENT")
+        return CommandResult.sent()
 
 
 class _TelemetryResource(resource.Resource):

@@ -11,6 +11,7 @@ from pathlib import Path
 from runtime.pki import PlatformPKI
 from runtime.settings import Settings
 
+from ..commands import CommandRouter
 from ..errors import ConfigError
 from ..process import admission_for
 from ..registry import DeviceRegistry
@@ -20,6 +21,10 @@ from .downlink import MqttDownlink
 from .settings import MqttFileConfig, MqttSettings, load_mqtt_file
 
 log = logging.getLogger(__name__)
+
+# One group for every MQTT instance, so each command is published once; the name the downlink's command
+# consumer had, so its committed offsets carry over (adr/0122).
+COMMANDS_GROUP = "fleetstream-downlink-mqtt"
 
 
 def run(s: Settings, config: Path | None = None) -> int:
@@ -41,19 +46,20 @@ async def _run(s: Settings, file: MqttFileConfig) -> int:
                       state_dir=str(s.root / "connectors"), **overrides)
     uplink = UplinkPublisher(s.bootstrap_servers, "mqtt", instance=ms.client_id)
     registry = DeviceRegistry(s.bootstrap_servers, f"mqtt-{ms.client_id}").start()
-    conn = MqttConnector(uplink, ms, admission_for(file, registry, require_registered=False))
+    conn = MqttConnector(uplink, ms, admission_for(file, registry, require_registered=False),
+                         downlink=MqttDownlink(s.bootstrap_servers, ms))  # shadows and device answers (adr/0052)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await conn.start()
-    downlink = MqttDownlink(s.bootstrap_servers, ms).start()  # commands and shadow deltas (adr/0052)
+    router = CommandRouter(s.bootstrap_servers, conn, loop, COMMANDS_GROUP).start()
     if not await asyncio.to_thread(conn.wait_connected, 15):
         log.error("could not connect to the broker at %s:%s", ms.host, ms.port)
     try:
         await stop.wait()
     finally:
-        await asyncio.to_thread(downlink.stop)
+        await asyncio.to_thread(router.stop)
         await conn.stop()
         registry.stop()
         await asyncio.to_thread(uplink.close)

@@ -23,12 +23,14 @@ import os
 import ssl
 import time
 from pathlib import Path
+from typing import Any
 
 from connectors import canonical
-from connectors.base import Admission, ConnectorHealth, ListeningConnector, UplinkContext
+from connectors.base import Admission, CommandResult, ConnectorHealth, ListeningConnector, UplinkContext
 from connectors.uplink import Batch, UplinkPublisher, now_ms
 from schemas.namespace import PREFIX, DeviceTopic, parse_topic
 
+from .downlink import MqttDownlink
 from .settings import MqttSettings, subscription
 from .subscriber import MqttSubscriber
 
@@ -71,13 +73,17 @@ def _read_alive(path: Path) -> float | None:
 class MqttConnector(ListeningConnector):
     """:param settings: broker, identity, shared-subscription group and window.
     :param admission: registry and rate-limit checks (``require_registered`` off: the broker admitted
-        the device by its certificate)."""
+        the device by its certificate).
+    :param downlink: commands and shadow deltas to devices, their answers back; started and stopped with
+        the connector. None: the connector delivers no commands."""
 
     type_name = "mqtt"
 
-    def __init__(self, uplink: UplinkPublisher, settings: MqttSettings, admission: Admission | None = None):
+    def __init__(self, uplink: UplinkPublisher, settings: MqttSettings, admission: Admission | None = None, *,
+                 downlink: MqttDownlink | None = None):
         super().__init__(uplink, admission)
         self.settings = settings
+        self.downlink = downlink
         self.stats.update(status_events=0, batches=0)
         filters = [subscription(settings.share_group, f"{PREFIX}/+/+/{ch}") for ch in settings.subscriptions]
         self.subscriber = MqttSubscriber(settings.host, settings.port, settings.client_id, None, filters,
@@ -100,6 +106,8 @@ class MqttConnector(ListeningConnector):
             self._last_alive = _read_alive(self._alive_file)
             self._heartbeat = asyncio.get_running_loop().create_task(self._beat(), name="mqtt-heartbeat")
         self.subscriber.start()
+        if self.downlink is not None:
+            self.downlink.start()
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
         return self.connected.wait(timeout)
@@ -107,6 +115,8 @@ class MqttConnector(ListeningConnector):
     async def stop(self) -> None:
         # stop taking messages, let Kafka confirm what was taken, acknowledge it, then disconnect: a
         # message confirmed after the DISCONNECT would be delivered again (a duplicate, not a loss)
+        if self.downlink is not None:
+            await asyncio.to_thread(self.downlink.stop)
         self.subscriber.pause()
         await asyncio.to_thread(self.uplink.flush)
         await self.subscriber.stop()
@@ -117,6 +127,19 @@ class MqttConnector(ListeningConnector):
     def health(self) -> ConnectorHealth:
         ok = self.connected.is_set()
         return ConnectorHealth(ok, "connected" if ok else "not connected to broker", dict(self.stats))
+
+    # -- commands (adr/0122) ---------------------------------------------------------------------------
+    def serves(self, tenant_id: str, device_id: str) -> bool:
+        """Any device: the broker routes by topic, and keeps a command for an offline device in its session."""
+        return self.downlink is not None
+
+    def ready_to_deliver(self) -> bool:
+        return self.downlink is not None and self.downlink.connected.is_set()
+
+    async def deliver_command(self, command: dict[str, Any]) -> CommandResult:
+        if self.downlink is None:
+            return await super().deliver_command(command)
+        return self.downlink.publish_command(command)
 
     # -- rate-limit credit for backlogs the platform caused (adr/0104) ----------------------------------
     def _on_connected(self, session_present: bool, down_since: float | None) -> None:

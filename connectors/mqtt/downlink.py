@@ -1,11 +1,12 @@
-"""The MQTT side of commands and shadows (adr/0052, adr/0053), run inside the MQTT connector process.
+"""The MQTT side of commands and shadows (adr/0052, adr/0053, adr/0122), run inside the MQTT connector process.
 
-Down (Kafka → devices): a consumer of ``fleetstream.commands`` publishes each delivery attempt whose
-``protocol`` is MQTT (or unset) to ``fs/<t>/<d>/commands``, and a consumer of ``fleetstream.shadows``
-publishes a document flagged ``publish_delta`` to ``fs/<t>/<d>/shadow/delta``. Both QoS 1; a command
-carries its remaining time to live as the MQTT 5 message expiry. The consumer starts from the earliest
-offset but never sends an attempt older than its timeout (the agent has moved on by then) or a delta
-older than five minutes.
+Down (Kafka → devices): ``publish_command`` publishes a delivery attempt to ``fs/<t>/<d>/commands``; it is
+``MqttConnector.deliver_command``, driven by the ``CommandRouter`` every protocol uses (which keeps only
+fresh attempts whose protocol is MQTT or unset and writes the SENT ack). A consumer of
+``fleetstream.shadows`` publishes a document flagged ``publish_delta`` to ``fs/<t>/<d>/shadow/delta``. Both
+QoS 1 from this client (its own session, client id ``<connector>-downlink``); a command carries its
+remaining time to live as the MQTT 5 message expiry. The shadow consumer starts from the earliest offset but
+never sends a delta older than five minutes.
 
 Up (devices → Kafka): ``fs/<t>/<d>/commands/ack`` becomes a ``CommandAck`` and
 ``fs/<t>/<d>/shadow/reported`` a REPORTED ``ShadowUpdate``. Tenant and device come from the topic (the
@@ -37,6 +38,7 @@ from paho.mqtt.properties import Properties
 from schemas import ValueDeserializationError, codec, device_key, topics
 from schemas.namespace import PREFIX, device_topics, parse_topic
 
+from ..base import CommandResult
 from .settings import MqttSettings, subscription
 
 log = logging.getLogger(__name__)
@@ -99,9 +101,11 @@ def delta_message(doc: dict) -> bytes:
 
 class MqttDownlink:
     """:param bootstrap: Kafka bootstrap servers.
-    :param settings: the connector's broker address and identity (its client id gets a ``-downlink`` suffix)."""
+    :param settings: the connector's broker address and identity (its client id gets a ``-downlink`` suffix).
+    :param group_id: the shadow consumer's group, shared by every instance (each delta is published once)."""
 
-    def __init__(self, bootstrap: str, settings: MqttSettings, *, group_id: str = "fleetstream-downlink-mqtt"):
+    def __init__(self, bootstrap: str, settings: MqttSettings, *,
+                 group_id: str = "fleetstream-downlink-mqtt-shadows"):
         self.settings = settings
         self.stats = {"commands": 0, "deltas": 0, "acks": 0, "reports": 0, "rejected": 0}
         self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
@@ -109,8 +113,7 @@ class MqttDownlink:
                                    "client.id": "fleetstream-mqtt-downlink"})
         self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id,
                                    "auto.offset.reset": "earliest", "enable.auto.commit": True})
-        self._codecs = {n: codec(n) for n in ("command", "shadow_document", "command_ack", "shadow_update",
-                                              "dead_letter")}
+        self._codecs = {n: codec(n) for n in ("shadow_document", "command_ack", "shadow_update", "dead_letter")}
         self.connected = threading.Event()
         self._stop = threading.Event()
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{settings.client_id}-downlink",
@@ -199,9 +202,25 @@ class MqttDownlink:
             self._producer.poll(0.05)
 
     # -- Kafka → devices ------------------------------------------------------------------------------
+    def publish_command(self, cmd: dict) -> CommandResult:
+        """QoS 1 with the remaining time to live as the message expiry; paho keeps it for a reconnect. SENT:
+        the device answers on ``commands/ack`` (``_on_message``)."""
+        props = Properties(PacketTypes.PUBLISH)
+        if cmd["expires_at"] is not None:
+            left_s = (cmd["expires_at"] - now_ms()) // 1000
+            if left_s <= 0:  # the expiry interval counts whole seconds; the command agent records it expired
+                return CommandResult.not_delivered("less than a second of its time to live left")
+            props.MessageExpiryInterval = int(left_s)
+        topic = device_topics(cmd["tenant_id"], cmd["device_id"])["commands"]
+        info = self.client.publish(topic, command_message(cmd), qos=1, properties=props)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):  # NO_CONN: queued for the reconnect
+            return CommandResult.not_delivered(f"the MQTT client refused it: {mqtt.error_string(info.rc)}")
+        self.stats["commands"] += 1
+        return CommandResult.sent()
+
     def _down(self) -> None:
         c = self._consumer
-        c.subscribe([topics.COMMANDS.name, topics.SHADOWS.name])
+        c.subscribe([topics.SHADOWS.name])
         try:
             while not self._stop.is_set():
                 if not self.connected.wait(0.5):
@@ -209,33 +228,15 @@ class MqttDownlink:
                 for m in c.consume(200, 0.2):
                     if m.error() or m.value() is None:
                         continue
-                    age_ms = now_ms() - m.timestamp()[1]
                     try:
-                        if m.topic() == topics.COMMANDS.name:
-                            self._deliver_command(self._codecs["command"].decode(m.value()), age_ms)
-                        else:
-                            self._deliver_delta(self._codecs["shadow_document"].decode(m.value()), age_ms)
+                        self._deliver_delta(self._codecs["shadow_document"].decode(m.value()),
+                                            now_ms() - m.timestamp()[1])
                     except ValueDeserializationError as exc:
                         log.warning("downlink: skipping undecodable record on %s: %s", m.topic(), exc)
         except Exception:
             log.exception("mqtt downlink consumer stopped")
         finally:
             c.close()
-
-    def _deliver_command(self, cmd: dict, age_ms: int) -> None:
-        if cmd["protocol"] not in (None, "mqtt"):
-            return
-        if age_ms > cmd["timeout_ms"]:
-            return  # a stale attempt (a consumer catching up): the command agent has already moved on
-        props = Properties(PacketTypes.PUBLISH)
-        if cmd["expires_at"] is not None:
-            left_s = (cmd["expires_at"] - now_ms()) // 1000
-            if left_s <= 0:
-                return  # the command agent records it expired
-            props.MessageExpiryInterval = int(left_s)
-        topic = device_topics(cmd["tenant_id"], cmd["device_id"])["commands"]
-        self.client.publish(topic, command_message(cmd), qos=1, properties=props)
-        self.stats["commands"] += 1
 
     def _deliver_delta(self, doc: dict, age_ms: int) -> None:
         if not doc["publish_delta"] or age_ms > MAX_DELTA_AGE_MS:
