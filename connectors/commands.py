@@ -13,8 +13,7 @@ import logging
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from confluent_kafka import Consumer
-
+from runtime.kafka import MANUAL_COMMIT, KafkaLike, clients
 from schemas import codec, topics
 
 from .base import BaseConnector, CommandResult
@@ -33,11 +32,10 @@ class CommandRouter:
     :param loop: the connector's event loop, where ``deliver_command`` runs.
     :param group_id: one per site, so two sites each see every command and keep their own devices'."""
 
-    def __init__(self, bootstrap: str, connector: BaseConnector, loop: asyncio.AbstractEventLoop, group_id: str):
+    def __init__(self, kafka: KafkaLike, connector: BaseConnector, loop: asyncio.AbstractEventLoop, group_id: str):
         self.connector, self.loop = connector, loop
         self._codec = codec("command")
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id,
-                                   "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        self._consumer = clients(kafka).consumer(group_id, MANUAL_COMMIT)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="commands", daemon=True)
         self.delivered = 0

@@ -11,8 +11,9 @@ import logging
 import threading
 import time
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
+from runtime.kafka import READER, KafkaLike, clients
 from schemas import codec, split_key, topics
 
 log = logging.getLogger(__name__)
@@ -21,21 +22,18 @@ ALLOWED_STATUSES = frozenset({"provisioned", "active"})
 
 
 class DeviceRegistry:
-    """:param bootstrap: Kafka bootstrap servers. :param name: used in the consumer's client id."""
+    """:param kafka: the process's Kafka clients (``settings.kafka``; a bootstrap string in tests).
+    :param name: used in the consumer's client id."""
 
-    def __init__(self, bootstrap: str, name: str = "connector"):
+    def __init__(self, kafka: KafkaLike, name: str = "connector"):
         self._entries: dict[str, dict] = {}
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._stop = threading.Event()
         self._codec = codec("registry_entry")
-        self._consumer = Consumer({
-            "bootstrap.servers": bootstrap,
-            # offsets are never committed: every process rebuilds the whole view on start
-            "group.id": f"fleetstream-registry-{name}-{time.time_ns()}",
-            "enable.auto.commit": False,
-            "client.id": f"fleetstream-registry-{name}",
-        })
+        # offsets are never committed: every process rebuilds the whole view on start
+        self._consumer = clients(kafka).consumer(f"fleetstream-registry-{name}-{time.time_ns()}", READER,
+                                                 client_id=f"fleetstream-registry-{name}")
         self._thread = threading.Thread(target=self._run, name="registry", daemon=True)
 
     def start(self) -> DeviceRegistry:
@@ -122,7 +120,7 @@ class DeviceRegistry:
 
 
 def _kid(pem: str) -> str:
-    from .auth.device_jwt import key_id
+    from runtime.device_jwt import key_id
 
     try:
         return key_id(pem)

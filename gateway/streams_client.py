@@ -23,8 +23,9 @@ import logging
 import threading
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
+from runtime.kafka import CONTROL_PRODUCER, READER, KafkaLike, clients
 from schemas import ValueDeserializationError, codec, split_key, topics
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,10 @@ _RANK = {"ACTIVE": 0, "ACKNOWLEDGED": 1, "CLEARED": 2}
 
 
 class StreamsClient:
-    """:param bootstrap: Kafka bootstrap servers. Call ``start`` once, ``close`` at shutdown."""
+    """:param kafka: the process's Kafka clients (``settings.kafka``). Call ``start`` once, ``close`` at shutdown."""
 
-    def __init__(self, bootstrap: str):
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: KafkaLike):
+        self.kafka = clients(kafka)
         self.shadows: dict[tuple[str, str], dict] = {}
         self.commands: dict[tuple[str, str], dict[str, dict]] = {}
         self.alerts: dict[str, dict[str, dict]] = {}  # tenant → alert id → latest Alert record
@@ -44,9 +45,7 @@ class StreamsClient:
         self._waiters: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                                   "linger.ms": 2, "partitioner": "consistent_random",
-                                   "client.id": "fleetstream-gateway-streams"})
+        self._producer = self.kafka.producer(CONTROL_PRODUCER, client_id="fleetstream-gateway-streams")
         self._threads = [threading.Thread(target=self._poll, name="streams-client-producer", daemon=True),
                          threading.Thread(target=self._follow, name="streams-client-view", daemon=True)]
         self.on_record: list = []  # extra (topic, key, value) hooks, e.g. the rules view
@@ -137,8 +136,7 @@ class StreamsClient:
 
     def _follow(self) -> None:
         names = [topics.SHADOWS.name, topics.COMMAND_STATES.name, topics.ALERTS.name]
-        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "fleetstream-gateway-view",
-                      "enable.auto.commit": False})
+        c = self.kafka.consumer("fleetstream-gateway-view", READER)
         try:
             while True:  # a broker that has just started may not lead its partitions yet
                 try:

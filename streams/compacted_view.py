@@ -13,14 +13,16 @@ import threading
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
+from runtime.kafka import READER, KafkaLike, clients
+
 log = logging.getLogger(__name__)
 
 
 class CompactedTopicView:
     batch = 1000
 
-    def __init__(self, bootstrap: str, topic: str, name: str):
-        self.bootstrap, self.topic, self.name = bootstrap, topic, name
+    def __init__(self, kafka: KafkaLike, topic: str, name: str):
+        self.kafka, self.topic, self.name = clients(kafka), topic, name
         self.caught_up = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -58,15 +60,13 @@ class CompactedTopicView:
     def _ends(self, timeout: float) -> dict[int, int]:
         with self._probe_lock:
             if self._probe is None:
-                self._probe = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"fleetstream-{self.name}-probe",
-                                        "enable.auto.commit": False})
+                self._probe = self.kafka.consumer(f"fleetstream-{self.name}-probe", READER)
             md = self._probe.list_topics(self.topic, timeout=timeout).topics[self.topic]
             return {p: self._probe.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout)[1]
                     for p in md.partitions}
 
     def _run(self) -> None:
-        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"fleetstream-{self.name}",
-                      "enable.auto.commit": False, "enable.partition.eof": False})
+        c = self.kafka.consumer(f"fleetstream-{self.name}", READER)
         try:
             while True:  # a broker that has just started may not lead its partitions yet
                 try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from runtime.kafka import KafkaLike
 from schemas import ValueDeserializationError, codec, split_key, topics
 
 from .compacted_view import CompactedTopicView
@@ -37,8 +38,8 @@ class DeviceInfo:
 class TenantView(CompactedTopicView):
     """Tenant status from ``fleetstream.tenants``; only tenants that are not active are kept."""
 
-    def __init__(self, bootstrap: str, topic: str = topics.TENANTS.name):
-        super().__init__(bootstrap, topic, "tenant-view")
+    def __init__(self, kafka: KafkaLike, topic: str = topics.TENANTS.name):
+        super().__init__(kafka, topic, "tenant-view")
         self.refused: dict[str, str] = {}  # tenant id → status (suspended, deleted)
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
@@ -60,16 +61,16 @@ class TenantView(CompactedTopicView):
 
 
 class RegistryView(CompactedTopicView):
-    """:param bootstrap: Kafka bootstrap servers.
+    """:param kafka: the process's Kafka clients (``settings.kafka``; a bootstrap string in tests).
     :param topic: the compacted registry topic (default ``fleetstream.registry``).
     :param tenant_topic: the compacted tenant topic, followed by ``tenant_view`` (None: not followed)."""
 
-    def __init__(self, bootstrap: str, topic: str = topics.REGISTRY.name,
+    def __init__(self, kafka: KafkaLike, topic: str = topics.REGISTRY.name,
                  tenant_topic: str | None = topics.TENANTS.name):
-        super().__init__(bootstrap, topic, "registry-view")
+        super().__init__(kafka, topic, "registry-view")
         self.devices: dict[tuple[str, str], DeviceInfo] = {}
         self.tenants: dict[str, int] = {}  # entries per tenant: does the control plane publish for it?
-        self.tenant_view = TenantView(bootstrap, tenant_topic) if tenant_topic else None
+        self.tenant_view = TenantView(kafka, tenant_topic) if tenant_topic else None
 
     def start(self):
         if self.tenant_view is not None:

@@ -11,6 +11,7 @@ import json
 import logging
 from dataclasses import dataclass
 
+from runtime.kafka import KafkaLike
 from schemas import topics
 
 from .compacted_view import CompactedTopicView
@@ -36,8 +37,8 @@ class Rule:
 class RulesView(CompactedTopicView):
     batch = 500
 
-    def __init__(self, bootstrap: str, topic: str = topics.RULES.name):
-        super().__init__(bootstrap, topic, "rules-view")
+    def __init__(self, kafka: KafkaLike, topic: str = topics.RULES.name):
+        super().__init__(kafka, topic, "rules-view")
         self.by_tenant: dict[str, dict[str, Rule]] = {}
 
     def rules_of(self, tenant_id: str) -> dict[str, Rule]:

@@ -39,15 +39,15 @@ async def _run(s: Settings, file: MqttFileConfig) -> int:
     ms = MqttSettings(host=s.mqtt_broker_host, port=s.mqtt_tls_port, ca_file=str(pki.ca_cert), cert_file=cert,
                       key_file=key, max_skew_ms=s.max_clock_skew_s * 1000,
                       state_dir=str(s.root / "connectors"), **overrides)
-    uplink = UplinkPublisher(s.bootstrap_servers, "mqtt", instance=ms.client_id)
-    registry = DeviceRegistry(s.bootstrap_servers, f"mqtt-{ms.client_id}").start()
+    uplink = UplinkPublisher(s.kafka, "mqtt", instance=ms.client_id)
+    registry = DeviceRegistry(s.kafka, f"mqtt-{ms.client_id}").start()
     conn = MqttConnector(uplink, ms, admission_for(file, registry, require_registered=False))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await conn.start()
-    downlink = MqttDownlink(s.bootstrap_servers, ms).start()  # commands and shadow deltas (adr/0052)
+    downlink = MqttDownlink(s.kafka, ms).start()  # commands and shadow deltas (adr/0052)
     if not await asyncio.to_thread(conn.wait_connected, 15):
         log.error("could not connect to the broker at %s:%s", ms.host, ms.port)
     try:
