@@ -21,8 +21,9 @@ import logging
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaException, Message
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaException, Message
 
+from runtime.kafka import AUTO_COMMIT_STORED, KafkaLike, clients
 from schemas import codec, topics
 
 from .base import BaseConnector, CommandResult
@@ -58,13 +59,11 @@ class CommandRouter:
     :param loop: the connector's event loop, where ``deliver_command`` runs.
     :param group_id: one per site, so two sites each see every command and keep their own devices'."""
 
-    def __init__(self, bootstrap: str, connector: BaseConnector, loop: asyncio.AbstractEventLoop, group_id: str):
+    def __init__(self, kafka: KafkaLike, connector: BaseConnector, loop: asyncio.AbstractEventLoop, group_id: str):
         self.connector, self.loop = connector, loop
         self._codec = codec("command")
         # offsets are stored once handled; committed in the background, and at once after a delivery
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id,
-                                   "auto.offset.reset": "earliest", "enable.auto.commit": True,
-                                   "enable.auto.offset.store": False})
+        self._consumer = clients(kafka).consumer(group_id, AUTO_COMMIT_STORED)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="commands", daemon=True)
         self.delivered = 0

@@ -35,8 +35,8 @@ def run_site(s: Settings, site: SiteConfigBase | Any, source: str, build: Build,
 
 
 async def _run(s: Settings, site: SiteConfigBase | Any, source: str, build: Build, commands: bool) -> int:
-    uplink = UplinkPublisher(s.bootstrap_servers, source)
-    registry = DeviceRegistry(s.bootstrap_servers, f"{source}-{site.site_id}").start()
+    uplink = UplinkPublisher(s.kafka, source)
+    registry = DeviceRegistry(s.kafka, f"{source}-{site.site_id}").start()
     if not await asyncio.to_thread(registry.wait_ready, 60):
         log.warning("registry not caught up after 60 s; unknown devices are refused until it is")
     conn = build(uplink, admission_for(site, registry))
@@ -45,7 +45,7 @@ async def _run(s: Settings, site: SiteConfigBase | Any, source: str, build: Buil
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await conn.start()
-    router = CommandRouter(s.bootstrap_servers, conn, loop, f"fleetstream-{source}-{site.site_id}").start() \
+    router = CommandRouter(s.kafka, conn, loop, f"fleetstream-{source}-{site.site_id}").start() \
         if commands else None
     log.info("%s connector %s (tenant %s) running", source, site.site_id, getattr(site, "tenant_id", "any"))
     try:

@@ -8,11 +8,10 @@ on the data path (adr/0001: Kafka is the only road)."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
-
+from runtime.compacted import CompactedTable
+from runtime.kafka import KafkaLike
 from schemas import codec, split_key, topics
 
 log = logging.getLogger(__name__)
@@ -21,35 +20,27 @@ ALLOWED_STATUSES = frozenset({"provisioned", "active"})
 
 
 class DeviceRegistry:
-    """:param bootstrap: Kafka bootstrap servers. :param name: used in the consumer's client id."""
+    """:param kafka: the process's Kafka clients (``settings.kafka``; a bootstrap string in tests).
+    :param name: used in the consumer's client id."""
 
-    def __init__(self, bootstrap: str, name: str = "connector"):
-        self._entries: dict[str, dict] = {}
-        self._lock = threading.Lock()
-        self._ready = threading.Event()
-        self._stop = threading.Event()
-        self._codec = codec("registry_entry")
-        self._consumer = Consumer({
-            "bootstrap.servers": bootstrap,
-            # offsets are never committed: every process rebuilds the whole view on start
-            "group.id": f"fleetstream-registry-{name}-{time.time_ns()}",
-            "enable.auto.commit": False,
-            "client.id": f"fleetstream-registry-{name}",
-        })
-        self._thread = threading.Thread(target=self._run, name="registry", daemon=True)
+    def __init__(self, kafka: KafkaLike, name: str = "connector"):
+        # the latest entry per ``tenant:device`` (runtime.compacted, adr/0125); offsets are never committed:
+        # every process rebuilds the whole view on start
+        self._entries = CompactedTable(kafka, topics.REGISTRY.name, name="registry", key=_device_key,
+                                       decode=codec("registry_entry").decode, on_caught_up=self._known,
+                                       group_id=f"fleetstream-registry-{name}-{time.time_ns()}",
+                                       client_id=f"fleetstream-registry-{name}")
 
     def start(self) -> DeviceRegistry:
-        self._thread.start()
+        self._entries.start()
         return self
 
     def wait_ready(self, timeout: float = 30.0) -> bool:
         """True once everything the topic held at start-up has been read."""
-        return self._ready.wait(timeout)
+        return self._entries.wait_caught_up(timeout)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(5)
+        self._entries.stop()
 
     def get(self, tenant_id: str, device_id: str) -> dict | None:
         return self._entries.get(f"{tenant_id}:{device_id}")
@@ -66,59 +57,12 @@ class DeviceRegistry:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _run(self) -> None:
-        c = self._consumer
-        try:
-            md = c.list_topics(topics.REGISTRY.name, timeout=30).topics[topics.REGISTRY.name]
-            parts = [TopicPartition(topics.REGISTRY.name, p, OFFSET_BEGINNING) for p in md.partitions]
-            c.assign(parts)
-            marks = self._watermarks(parts)
-            ends = {p: hi for p, (_lo, hi) in marks.items()}
-            positions = {p: lo for p, (lo, _hi) in marks.items()}
-            self._check_caught_up(ends, positions)
-            while not self._stop.is_set():
-                for m in c.consume(500, 0.2):
-                    if m.error():
-                        if m.error().code() != KafkaError._PARTITION_EOF:
-                            log.warning("registry consumer: %s", m.error())
-                        continue
-                    positions[m.partition()] = m.offset() + 1
-                    self._apply(m.key(), m.value())
-                if not self._ready.is_set():
-                    self._check_caught_up(ends, positions)
-        except Exception:  # a dead registry thread must be loud: every reading would be refused
-            log.exception("registry consumer stopped")
-        finally:
-            c.close()
+    def _known(self) -> None:
+        log.info("registry: %d devices known", len(self._entries))
 
-    def _watermarks(self, parts: list[TopicPartition]) -> dict[int, tuple[int, int]]:
-        # a just-created topic answers "not leader" for a moment: retry rather than give up the view
-        for attempt in range(60):
-            try:
-                return {p.partition: self._consumer.get_watermark_offsets(p, timeout=10) for p in parts}
-            except KafkaException as exc:
-                if self._stop.wait(min(0.2 * (attempt + 1), 2)):
-                    raise
-                log.info("registry: waiting for partition leaders: %s", exc)
-        raise RuntimeError("registry topic partitions have no leader")
 
-    def _check_caught_up(self, ends: dict[int, int], positions: dict[int, int]) -> None:
-        if all(positions[p] >= end for p, end in ends.items()):
-            self._ready.set()
-            log.info("registry: %d devices known", len(self._entries))
-
-    def _apply(self, key: bytes | None, value: bytes | None) -> None:
-        if key is None:
-            return
-        try:
-            k = ":".join(split_key(key))
-            with self._lock:
-                if value is None:
-                    self._entries.pop(k, None)
-                else:
-                    self._entries[k] = self._codec.decode(value)
-        except Exception as exc:  # one bad entry must not stop the view
-            log.warning("registry: skipping undecodable entry %r: %s", key, exc)
+def _device_key(key: bytes) -> str:
+    return ":".join(split_key(key))
 
 
 def _kid(pem: str) -> str:

@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError
 
 from runtime import observability as obs
-from runtime.kafka_tuning import HOT_PRODUCER
+from runtime.kafka import UPLINK_PRODUCER, KafkaLike, clients
 from schemas import codec, device_key, topics
 from schemas.limits import MAX_PAYLOAD_BYTES
 
@@ -115,27 +115,20 @@ def now_ms() -> int:
 
 
 class UplinkPublisher:
-    """:param bootstrap: Kafka bootstrap servers.
+    """:param kafka: the process's Kafka clients (``settings.kafka``; a bootstrap string in tests).
     :param source: connector type written into records and headers (``mqtt``, ``modbus``, ...).
     :param instance: which connector instance wrote a record (header ``fs-instance``): tracing, and the
         proof in the MQTT takeover test of who wrote what."""
 
-    def __init__(self, bootstrap: str, source: str, *, instance: str | None = None,
+    def __init__(self, kafka: KafkaLike, source: str, *, instance: str | None = None,
                  extra_config: dict[str, Any] | None = None):
         self.source = source
         self._telemetry = TelemetryEncoder(source)  # byte-identical to codec("telemetry"), ~5x cheaper
         self._dead = codec("dead_letter")
         self._event = codec("device_event")
         self._ack = codec("command_ack")
-        self._producer = Producer({
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,  # retries never duplicate or reorder a device's records
-            "acks": "all",
-            **HOT_PRODUCER,  # linger 5 ms: at most one produce request per partition per 5 ms (adr/0072)
-            "compression.type": "lz4",
-            "client.id": f"fleetstream-{source}",
-            **(extra_config or {}),
-        })
+        # idempotent, linger 5 ms: at most one produce request per partition per 5 ms (adr/0072)
+        self._producer = clients(kafka).producer(UPLINK_PRODUCER, extra_config or {}, client_id=f"fleetstream-{source}")
         self._headers = [("fs-source", source.encode())]
         if instance:
             self._headers.append(("fs-instance", instance.encode()))

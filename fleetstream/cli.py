@@ -228,7 +228,7 @@ def _run_sink(s: Settings) -> None:
     ch = ClickHouse(s.chdb_dsn)
     try:
         create_all(ch)
-        run_forever(ch, stop, bootstrap=s.bootstrap_servers, group_prefix=s.sink_group_prefix,
+        run_forever(ch, stop, kafka=s.kafka, group_prefix=s.sink_group_prefix,
                     batch_size=s.sink_batch_size, batch_ms=s.sink_batch_ms,
                     commit_delay_ms=s.sink_test_commit_delay_ms)
     finally:
@@ -294,13 +294,14 @@ def cmd_rotate_signing_key(args) -> int:
 
 
 def cmd_topics_tail(args) -> int:
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import TopicPartition
 
+    from runtime.kafka import READER
     from schemas import codec_by_fingerprint
 
     s = _settings(args)
-    c = Consumer({"bootstrap.servers": s.bootstrap_servers, "group.id": f"fleetstream-tail-{time.time_ns()}",
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest" if args.from_beginning else "latest"})
+    c = s.kafka.consumer(f"fleetstream-tail-{time.time_ns()}", READER,
+                         {"auto.offset.reset": "earliest" if args.from_beginning else "latest"})
     md = c.list_topics(args.topic, timeout=10).topics.get(args.topic)
     if md is None or md.error is not None:
         print(f"no topic {args.topic!r}", file=sys.stderr)

@@ -60,7 +60,7 @@ class Admin:
         db = self.db
         with self._lazy:
             if self._outbox is None:
-                self._outbox = Outbox(db, self.s.app_dsn, self.s.bootstrap_servers).start()
+                self._outbox = Outbox(db, self.s.app_dsn, self.s.kafka).start()
             return self._outbox
 
     @property

@@ -60,9 +60,9 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
         st.auth_state = AuthState(s.app_dsn, st.db.pool).start()
         st.keys = KeyRing(s.root / "keys" / "jwt", revocation=st.auth_state)
         # control-plane records reach Kafka when their change commits (adr/0108)
-        st.outbox = Outbox(st.db, s.app_dsn, s.bootstrap_servers).start()
+        st.outbox = Outbox(st.db, s.app_dsn, s.kafka).start()
         st.admin = Admin(s, db=st.db, outbox=st.outbox)  # control plane: broker, registry topic, tenant CAs
-        st.status_updater = StatusUpdater(st.admin, s.bootstrap_servers)
+        st.status_updater = StatusUpdater(st.admin, s.kafka)
         st.status_updater.start()
         st.reconcile_stop = threading.Event()
         threading.Thread(target=_reconcile_broker, args=(st.admin, st.reconcile_stop), name="broker-reconcile",
@@ -73,17 +73,17 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
         from .ota.service import OtaService  # issue 8: artifacts, signing, campaign driver
         st.ota = OtaService(s, st.db).start()
         st.sink = None
-        st.streams = StreamsClient(s.bootstrap_servers).start()  # agents' state view (adr/0050)
+        st.streams = StreamsClient(s.kafka).start()  # agents' state view (adr/0050)
         st.sinks = []
         if run_sink:
             # telemetry first: /readyz reports st.sink; events, alerts and commands ride beside it
-            st.sinks = build_sinks(st.clickhouse, bootstrap=s.bootstrap_servers, group_prefix=s.sink_group_prefix,
+            st.sinks = build_sinks(st.clickhouse, kafka=s.kafka, group_prefix=s.sink_group_prefix,
                                    batch_size=s.sink_batch_size, batch_ms=s.sink_batch_ms,
                                    commit_delay_ms=s.sink_test_commit_delay_ms)
             st.sink = st.sinks[0]
             for sink in st.sinks:
                 sink.start()
-        st.live = LiveHub(s.bootstrap_servers, queue_size=s.live_queue_size)
+        st.live = LiveHub(s.kafka, queue_size=s.live_queue_size)
         await st.live.start()
         try:
             yield

@@ -15,8 +15,9 @@ import threading
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import KafkaException
 
+from runtime.kafka import MANUAL_COMMIT, KafkaLike, clients
 from schemas import codec, topics
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,9 @@ def _is_uuid(value: str) -> bool:
 
 class StatusUpdater(threading.Thread):
     """:param admin: the control plane (its pool and registry publisher).
-    :param bootstrap: Kafka. :param batch: events per poll. :param wait_s: longest wait for a batch."""
+    :param kafka: the process's Kafka clients. :param batch: events per poll. :param wait_s: longest wait for a batch."""
 
-    def __init__(self, admin, bootstrap: str, *, group_id: str = "fleetstream-status-updater",
+    def __init__(self, admin, kafka: KafkaLike, *, group_id: str = "fleetstream-status-updater",
                  batch: int = 2000, wait_s: float = 0.5):
         super().__init__(name="status-updater", daemon=True)
         self.admin = admin
@@ -63,9 +64,7 @@ class StatusUpdater(threading.Thread):
         self.stats = {"events": 0, "writes": 0, "activated": 0, "errors": 0}
         self._codec = codec("device_event")
         self._stopping = threading.Event()
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id,
-                                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                                   "client.id": "fleetstream-status-updater"})
+        self._consumer = clients(kafka).consumer(group_id, MANUAL_COMMIT, client_id="fleetstream-status-updater")
 
     def stop(self) -> None:
         self._stopping.set()

@@ -3,9 +3,10 @@ agents' state from compacted topics into an in-memory view.
 
 - Writes: commands to ``fleetstream.command-requests``, desired shadow changes to
   ``fleetstream.shadow-updates`` (each with a ``request_id``), rules to ``fleetstream.rules``.
-- Reads: ``fleetstream.shadows`` (latest document per device) and ``fleetstream.command-states``
-  (latest state per command) are followed from the beginning by one thread per gateway process; every
-  gateway instance holds the whole view, so any instance answers any tenant.
+- Reads: ``fleetstream.shadows`` (latest document per device), ``fleetstream.command-states`` (latest state
+  per command) and ``fleetstream.alerts`` are followed from the beginning by one compacted-topic follower
+  per gateway process (``runtime.compacted``, adr/0125); every gateway instance holds the whole view, so any
+  instance answers any tenant.
 - A shadow PATCH with ``If-Match`` is a request/response over Kafka: the gateway registers the request id,
   produces the update, and the shadow agent's next document for that device carries the request id and
   its outcome (``applied`` or ``version_mismatch``), which the waiting request receives.
@@ -23,8 +24,8 @@ import logging
 import threading
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
-
+from runtime.compacted import CompactedFollower
+from runtime.kafka import CONTROL_PRODUCER, KafkaLike, clients
 from schemas import ValueDeserializationError, codec, split_key, topics
 
 log = logging.getLogger(__name__)
@@ -33,34 +34,34 @@ _RANK = {"ACTIVE": 0, "ACKNOWLEDGED": 1, "CLEARED": 2}
 
 
 class StreamsClient:
-    """:param bootstrap: Kafka bootstrap servers. Call ``start`` once, ``close`` at shutdown."""
+    """:param kafka: the process's Kafka clients (``settings.kafka``). Call ``start`` once, ``close`` at shutdown."""
 
-    def __init__(self, bootstrap: str):
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: KafkaLike):
+        self.kafka = clients(kafka)
         self.shadows: dict[tuple[str, str], dict] = {}
         self.commands: dict[tuple[str, str], dict[str, dict]] = {}
         self.alerts: dict[str, dict[str, dict]] = {}  # tenant → alert id → latest Alert record
-        self.caught_up = threading.Event()
         self._waiters: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                                   "linger.ms": 2, "partitioner": "consistent_random",
-                                   "client.id": "fleetstream-gateway-streams"})
-        self._threads = [threading.Thread(target=self._poll, name="streams-client-producer", daemon=True),
-                         threading.Thread(target=self._follow, name="streams-client-view", daemon=True)]
+        self._producer = self.kafka.producer(CONTROL_PRODUCER, client_id="fleetstream-gateway-streams")
+        self._poller = threading.Thread(target=self._poll, name="streams-client-producer", daemon=True)
+        self._view = CompactedFollower(
+            self.kafka, [topics.SHADOWS.name, topics.COMMAND_STATES.name, topics.ALERTS.name],
+            name="streams-client-view", group_id="fleetstream-gateway-view", on_record=self._apply, poll_s=0.1)
+        self.caught_up = self._view.caught_up
         self.on_record: list = []  # extra (topic, key, value) hooks, e.g. the rules view
 
     def start(self) -> StreamsClient:
-        for t in self._threads:
-            t.start()
+        self._poller.start()
+        self._view.start()
         return self
 
     def close(self) -> None:
         self._producer.flush(5)
         self._stop.set()
-        for t in self._threads:
-            t.join(5)
+        self._poller.join(5)
+        self._view.stop()
 
     # -- writes ---------------------------------------------------------------------------------------
     async def produce(self, topic: str, key: bytes, value: bytes | None) -> None:
@@ -134,43 +135,6 @@ class StreamsClient:
             log.warning("streams view: skipping undecodable record on %s (%r): %s", topic, key, exc)
         for hook in self.on_record:
             hook(topic, key, value)
-
-    def _follow(self) -> None:
-        names = [topics.SHADOWS.name, topics.COMMAND_STATES.name, topics.ALERTS.name]
-        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "fleetstream-gateway-view",
-                      "enable.auto.commit": False})
-        try:
-            while True:  # a broker that has just started may not lead its partitions yet
-                try:
-                    tps, ends = [], {}
-                    for name in names:
-                        md = c.list_topics(name, timeout=30).topics[name]
-                        for p in md.partitions:
-                            tp = TopicPartition(name, p, OFFSET_BEGINNING)
-                            tps.append(tp)
-                            ends[(name, p)] = c.get_watermark_offsets(tp, timeout=10)[1]
-                    break
-                except KafkaException as exc:
-                    log.warning("streams view: waiting for topics: %s", exc)
-                    if self._stop.wait(1):
-                        return
-            c.assign(tps)
-            pending = {k for k, hi in ends.items() if hi > 0}
-            if not pending:
-                self.caught_up.set()
-            while not self._stop.is_set():
-                for m in c.consume(500, 0.1):
-                    if m.error():
-                        continue
-                    self._apply(m.topic(), m.key(), m.value())
-                    if pending and m.offset() + 1 >= ends.get((m.topic(), m.partition()), 0):
-                        pending.discard((m.topic(), m.partition()))
-                        if not pending:
-                            self.caught_up.set()
-        except Exception:
-            log.exception("streams view stopped")
-        finally:
-            c.close()
 
 
 def _resolve(fut: asyncio.Future, doc: dict) -> None:

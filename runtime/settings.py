@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .pki import write_private
+
+if TYPE_CHECKING:
+    from .kafka import KafkaClients
 
 DEFAULT_APP_PASSWORD = "fleetstream-app"
 # settings holding a secret: handed to child processes in their environment, never written to a file
@@ -31,6 +35,10 @@ class Settings(BaseSettings):
     kafka_controller_port: int = 19093
     kafka_bootstrap: str | None = Field(None, description="external Kafka; unset = the local broker")
     kafka_partitions: int = 6
+    kafka_client_id: str = Field("fleetstream", description="client.id of Kafka clients whose use names none")
+    kafka_security: dict[str, str] = Field(default_factory=dict, description="librdkafka security properties "
+                                           "(security.protocol, ssl.*, sasl.*) merged into every Kafka client, as "
+                                           "JSON; empty = PLAINTEXT (adr/0125)", json_schema_extra=SECRET)
 
     mqtt_tls_port: int = 18883
     mqtt_host: str | None = Field(None, description="external MQTT broker; unset = the local Mosquitto")
@@ -110,6 +118,13 @@ class Settings(BaseSettings):
     @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap or f"{self.host}:{self.kafka_port}"
+
+    @property
+    def kafka(self) -> KafkaClients:
+        """The factory of this process's Kafka clients (adr/0125)."""
+        from .kafka import KafkaClients
+
+        return KafkaClients.from_settings(self)
 
     @property
     def mqtt_broker_host(self) -> str:

@@ -106,7 +106,7 @@ def main() -> None:
             producer.start()
             producer.join()
             produce_s = time.monotonic() - t_p
-        sink = BatchingSink(ClickHouseTelemetrySink(ch), bootstrap=bootstrap, topic=topics.TELEMETRY.name,
+        sink = BatchingSink(ClickHouseTelemetrySink(ch), kafka=bootstrap, topic=topics.TELEMETRY.name,
                             record="telemetry", group_id=f"sink-tp-{uuid.uuid4().hex[:8]}",
                             batch_size=a.batch_size, batch_ms=a.batch_ms)
         me = psutil.Process()

@@ -26,9 +26,10 @@ import threading
 import time
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from runtime import observability as obs
+from runtime.kafka import SINK_MEMBER, KafkaLike, clients
 from schemas import ValueDeserializationError, codec, codec_by_fingerprint
 
 log = logging.getLogger(__name__)
@@ -63,11 +64,12 @@ class BaseSink(abc.ABC):
 
 class BatchingSink(threading.Thread):
     """:param sink: what writes the decoded records.
+    :param kafka: the process's Kafka clients (``settings.kafka``; a bootstrap string in tests).
     :param topic: Kafka topic (its values are ``record`` Avro records).
     :param topics: several topics instead of one; values are decoded by their schema fingerprint.
     :param commit_delay_ms: test only: a pause between write and commit, the window a crash test kills in."""
 
-    def __init__(self, sink: BaseSink, *, bootstrap: str, topic: str | None = None, record: str | None = None,
+    def __init__(self, sink: BaseSink, *, kafka: KafkaLike, topic: str | None = None, record: str | None = None,
                  group_id: str, batch_size: int = 5000, batch_ms: int = 250, topics: list[str] | None = None,
                  commit_delay_ms: int = 0, consumer_config: dict | None = None):
         self.topics = topics or [topic]
@@ -78,17 +80,11 @@ class BatchingSink(threading.Thread):
         self.codec = codec(record) if record else None
         self.batch_size, self.batch_s = batch_size, batch_ms / 1000
         self.commit_delay_s = commit_delay_ms / 1000
-        self.consumer = Consumer({
-            "bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False,
-            "auto.offset.reset": "earliest", "enable.partition.eof": False,
-            # an idle fetch waits up to 500 ms at the broker, which answers as soon as data arrives
-            # (fetch.min.bytes 1): fewer idle round trips, no added latency
-            "fetch.wait.max.ms": 500, "partition.assignment.strategy": "cooperative-sticky",
-            # a crashed sink's partitions move to a live member after 10 s, not the 45 s default
-            "session.timeout.ms": 10000,
-            **obs.consumer_stats_config(group_id),  # fleetstream_kafka_consumer_lag
-            **(consumer_config or {}),  # a hot topic's sink batches its fetches too (adr/0072)
-        })
+        # idle fetches wait 500 ms at the broker; a crashed member's partitions move after 10 s (SINK_MEMBER)
+        self.consumer = clients(kafka).consumer(
+            group_id, SINK_MEMBER,
+            obs.consumer_stats_config(group_id),  # fleetstream_kafka_consumer_lag
+            consumer_config or {})  # a hot topic's sink batches its fetches too (adr/0072)
         self._stopping = threading.Event()
         self.stats = {"batches": 0, "records": 0, "undecodable": 0, "last_write_ms": 0.0, "maintain_errors": 0,
                       "kafka_errors": 0}

@@ -22,7 +22,6 @@ def create_app(s: Settings, *, app_id: str = "fleetstream-streams") -> faust.App
     faust_fetch.install()
     app = faust.App(
         app_id,
-        broker=f"kafka://{s.bootstrap_servers}",
         datadir=str(s.root / "streams"),
         store="memory://",  # tables are rebuilt from their changelog topics on start
         key_serializer="raw",
@@ -42,11 +41,12 @@ def create_app(s: Settings, *, app_id: str = "fleetstream-streams") -> faust.App
         broker_session_timeout=15,  # a worker killed hard hands its partitions over within ~15 s
         broker_heartbeat_interval=3,
         producer_partitioner=crc32_partitioner,  # the same partition as confluent-kafka producers (adr/0050)
+        **s.kafka.faust_options(),  # brokers and security from the one Kafka client factory (adr/0125)
     )
     from . import commands, rules, shadows, status, validate
 
-    registry = RegistryView(s.bootstrap_servers).start()
-    rules_view = RulesView(s.bootstrap_servers).start()
+    registry = RegistryView(s.kafka).start()
+    rules_view = RulesView(s.kafka).start()
     validate.register(app, s, registry)
     commands.register(app, registry)
     device_activity.register(app, on_both=status.register(app, s, registry),

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, Producer, TopicPartition
 
-from runtime.kafka_tuning import HOT_CONSUMER
+from runtime.kafka import BATCH_PRODUCER, PIPE_CONSUMER, READER, KafkaLike, clients
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +35,17 @@ class DeliveryFailed(RuntimeError):
 
 
 class BatchPipe:
-    """:param group: consumer group of the loop.
+    """:param kafka: the process's Kafka clients (``settings.kafka``; a bootstrap string in tests).
+    :param group: consumer group of the loop.
     :param legacy_group: a group that consumed ``source`` before (the Faust app's); where this loop's group
         has no committed offset for a partition, it starts where that group stopped instead of the
         beginning, so switching a running installation over re-reads nothing.
     :param before_start: runs on the loop's thread before it joins the group (e.g. wait for a view)."""
 
-    def __init__(self, bootstrap: str, source: str, group: str, process: Process, *, batch: int = 5000,
+    def __init__(self, kafka: KafkaLike, source: str, group: str, process: Process, *, batch: int = 5000,
                  linger_s: float = 0.0, legacy_group: str | None = None, before_start: Callable[[], None] | None = None,
                  name: str = "batch-pipe"):
-        self.bootstrap, self.source, self.group, self.process = bootstrap, source, group, process
+        self.kafka, self.source, self.group, self.process = clients(kafka), source, group, process
         self.batch, self.linger_s, self.legacy_group, self.before_start = batch, linger_s, legacy_group, before_start
         self.stats = {"batches": 0, "records": 0, "produced": 0, "restarts": 0, "cpu_s": 0.0}
         # per batch: ms from its oldest record's Kafka timestamp to its commit (what the stage itself adds)
@@ -75,22 +76,11 @@ class BatchPipe:
                 self._stop.wait(1)
 
     def _serve(self) -> None:
-        consumer = Consumer({
-            "bootstrap.servers": self.bootstrap, "group.id": self.group, "enable.auto.commit": False,
-            "auto.offset.reset": "earliest", "session.timeout.ms": 15000, "heartbeat.interval.ms": 3000,
-            **HOT_CONSUMER,  # one fetch per batch of records under load, not one per record (adr/0072)
-        })
+        # one fetch per batch of records under load, not one per record (adr/0072)
+        consumer = self.kafka.consumer(self.group, PIPE_CONSUMER)
         failures: list[KafkaError] = []
-        producer = Producer({
-            "bootstrap.servers": self.bootstrap, "enable.idempotence": True, "acks": "all",
-            "partitioner": "consistent_random",  # CRC-32, as every fleetstream producer (adr/0050)
-            # every batch ends in flush(), which sends at once whatever linger says; a long linger keeps the
-            # producer from also sending pieces of the batch while it is being produced (adr/0072: the
-            # broker's CPU follows requests; 2 ms made ~8 produce requests per batch)
-            "linger.ms": 100, "queue.buffering.max.messages": 1_000_000,
-            "delivery.report.only.error": True,  # no Python callback per delivered record
-            "on_delivery": lambda err, msg: failures.append(err),
-        })
+        # linger 100 ms: every batch ends in flush() (adr/0072); only failures are reported
+        producer = self.kafka.producer(BATCH_PRODUCER, {"on_delivery": lambda err, msg: failures.append(err)})
         consumer.subscribe([self.source], on_assign=self._on_assign)
         try:
             while not self._stop.is_set():
@@ -164,8 +154,7 @@ class BatchPipe:
         missing = [TopicPartition(tp.topic, tp.partition) for tp in partitions if mine.get(tp.partition, -1) < 0]
         if not missing:
             return
-        old = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.legacy_group,
-                        "enable.auto.commit": False})
+        old = self.kafka.consumer(self.legacy_group, READER)
         try:
             theirs = {tp.partition: tp.offset for tp in old.committed(missing, timeout=10)}
         finally:

@@ -22,7 +22,9 @@ import logging
 import marshal
 from typing import NamedTuple
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
+
+from runtime.kafka import KafkaLike, clients
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +64,10 @@ def unpack(data: bytes) -> list[tuple[bytes, bytes, dict]]:
             for k, v, t, d, dt, tags, values in marshal.loads(data[4:])]
 
 
-def ensure_topic(bootstrap: str, name: str, like: str, replication: int) -> int:
+def ensure_topic(kafka: KafkaLike, name: str, like: str, replication: int) -> int:
     """Creates the bundle topic with as many partitions as ``like`` (the telemetry topic) if it does not
     exist yet; returns that partition count."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = clients(kafka).admin()
     md = admin.list_topics(timeout=30)
     partitions = len(md.topics[like].partitions)
     if name in md.topics:

@@ -13,12 +13,14 @@ import logging
 import time
 
 import faust
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
+
+from runtime.kafka import KafkaLike, clients
 
 log = logging.getLogger(__name__)
 
 
-def declare(app: faust.App, bootstrap: str, timeout_s: float = 30.0) -> None:
+def declare(app: faust.App, kafka: KafkaLike, timeout_s: float = 30.0) -> None:
     wanted = {}
     for table in app.tables.values():
         topic = table.changelog_topic
@@ -26,7 +28,7 @@ def declare(app: faust.App, bootstrap: str, timeout_s: float = 30.0) -> None:
             topic.get_topic_name(), num_partitions=table.partitions or app.conf.topic_partitions,
             replication_factor=app.conf.topic_replication_factor,
             config={"cleanup.policy": "compact"})
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = clients(kafka).admin()
     existing = admin.list_topics(timeout=30).topics
     missing = [t for name, t in wanted.items() if name not in existing]
     if missing:

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 from faust.transport.drivers import aiokafka as driver
 
-from runtime.kafka_tuning import HOT_CONSUMER_AIOKAFKA
-
-# device-activity acts on whole bundles; 50 ms of waiting is invisible next to a rule's for-duration
-FETCH = {**HOT_CONSUMER_AIOKAFKA, "fetch_max_wait_ms": 50}
+from runtime.kafka import AGENT_CONSUMER_AIOKAFKA as FETCH
 
 _create = driver.AIOKafkaConsumerThread._create_worker_consumer
 

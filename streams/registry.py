@@ -3,8 +3,9 @@
 
 Every worker needs every device's entry (validation of any partition may need any device after a
 rebalance, and entries are small), so each worker reads the whole compacted topic into memory with a
-plain consumer (no consumer group) and follows it. ``caught_up`` turns true once the high-water marks seen
-at start have been read: before that, "not in the registry" means nothing (adr/0051).
+plain consumer (no consumer group) and follows it (``runtime.compacted``, adr/0125). ``caught_up`` turns true
+once the high-water marks seen at start have been read: before that, "not in the registry" means nothing
+(adr/0051).
 
 Beside it the view follows the compacted ``fleetstream.tenants`` topic (key tenant id, value
 ``TenantEntry``): a suspended or deleted tenant's readings are refused whatever its devices' entries say
@@ -16,9 +17,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from runtime.compacted import CompactedFollower
+from runtime.kafka import KafkaLike
 from schemas import ValueDeserializationError, codec, split_key, topics
-
-from .compacted_view import CompactedTopicView
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +35,14 @@ class DeviceInfo:
     offline_after_s: int | None = None  # attributes["offline_after_s"]: inactivity timeout of this device
 
 
-class TenantView(CompactedTopicView):
+class TenantView(CompactedFollower):
     """Tenant status from ``fleetstream.tenants``; only tenants that are not active are kept."""
 
-    def __init__(self, bootstrap: str, topic: str = topics.TENANTS.name):
-        super().__init__(bootstrap, topic, "tenant-view")
+    def __init__(self, kafka: KafkaLike, topic: str = topics.TENANTS.name):
+        super().__init__(kafka, [topic], name="tenant-view", batch=1000)
         self.refused: dict[str, str] = {}  # tenant id → status (suspended, deleted)
 
-    def apply(self, key: bytes | None, value: bytes | None) -> None:
+    def apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         if key is None:
             return
         tenant = key.decode(errors="replace")
@@ -59,27 +60,27 @@ class TenantView(CompactedTopicView):
             self.refused[tenant] = e["status"]
 
 
-class RegistryView(CompactedTopicView):
-    """:param bootstrap: Kafka bootstrap servers.
+class RegistryView(CompactedFollower):
+    """:param kafka: the process's Kafka clients (``settings.kafka``; a bootstrap string in tests).
     :param topic: the compacted registry topic (default ``fleetstream.registry``).
     :param tenant_topic: the compacted tenant topic, followed by ``tenant_view`` (None: not followed)."""
 
-    def __init__(self, bootstrap: str, topic: str = topics.REGISTRY.name,
+    def __init__(self, kafka: KafkaLike, topic: str = topics.REGISTRY.name,
                  tenant_topic: str | None = topics.TENANTS.name):
-        super().__init__(bootstrap, topic, "registry-view")
+        super().__init__(kafka, [topic], name="registry-view", batch=1000)
         self.devices: dict[tuple[str, str], DeviceInfo] = {}
         self.tenants: dict[str, int] = {}  # entries per tenant: does the control plane publish for it?
-        self.tenant_view = TenantView(bootstrap, tenant_topic) if tenant_topic else None
+        self.tenant_view = TenantView(kafka, tenant_topic) if tenant_topic else None
 
     def start(self):
         if self.tenant_view is not None:
             self.tenant_view.start()
         return super().start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         if self.tenant_view is not None:
-            self.tenant_view.stop()
-        super().stop()
+            self.tenant_view.stop(timeout)
+        super().stop(timeout)
 
     def sync(self, timeout: float = 2.0) -> bool:
         """Catches up both the registry and the tenant view (a resumed tenant's entry can be behind its first
@@ -99,7 +100,7 @@ class RegistryView(CompactedTopicView):
     def tenant_published(self, tenant_id: str) -> bool:
         return self.tenants.get(tenant_id, 0) > 0
 
-    def apply(self, key: bytes | None, value: bytes | None) -> None:
+    def apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         if key is None:
             return
         try:

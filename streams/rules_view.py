@@ -1,5 +1,6 @@
 """Every tenant's enabled rules, as every streams worker sees them: followed from the compacted
-``fleetstream.rules`` topic (key ``tenant:rule_id``, JSON value, tombstone on delete) by a plain consumer.
+``fleetstream.rules`` topic (key ``tenant:rule_id``, JSON value, tombstone on delete) by a plain consumer
+(``runtime.compacted``, adr/0125).
 
 Rules are looked up by tenant only: the rules agent evaluates a reading against the rules of the reading's
 own tenant (taken from the record key), so one tenant's rules never see another tenant's data (adr/0055).
@@ -11,9 +12,9 @@ import json
 import logging
 from dataclasses import dataclass
 
+from runtime.compacted import CompactedFollower
+from runtime.kafka import KafkaLike
 from schemas import topics
-
-from .compacted_view import CompactedTopicView
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +34,15 @@ class Rule:
         return self.condition["type"] == "inactivity"
 
 
-class RulesView(CompactedTopicView):
-    batch = 500
-
-    def __init__(self, bootstrap: str, topic: str = topics.RULES.name):
-        super().__init__(bootstrap, topic, "rules-view")
+class RulesView(CompactedFollower):
+    def __init__(self, kafka: KafkaLike, topic: str = topics.RULES.name):
+        super().__init__(kafka, [topic], name="rules-view", batch=500)
         self.by_tenant: dict[str, dict[str, Rule]] = {}
 
     def rules_of(self, tenant_id: str) -> dict[str, Rule]:
         return self.by_tenant.get(tenant_id) or {}
 
-    def apply(self, key: bytes | None, value: bytes | None) -> None:
+    def apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         if key is None:
             return
         tenant, _, rule_id = key.decode().partition(":")

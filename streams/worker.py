@@ -12,6 +12,6 @@ from .app import create_app
 
 def run(s: Settings, loglevel: str = "info") -> None:
     app = create_app(s)
-    changelogs.declare(app, s.bootstrap_servers)
+    changelogs.declare(app, s.kafka)
     worker = faust.Worker(app, loglevel=loglevel, logfile=None)
     worker.execute_from_commandline()

@@ -44,16 +44,16 @@ async def _run(s: Settings, file: MqttFileConfig) -> int:
     ms = MqttSettings(host=s.mqtt_broker_host, port=s.mqtt_tls_port, ca_file=str(pki.ca_cert), cert_file=cert,
                       key_file=key, max_skew_ms=s.max_clock_skew_s * 1000,
                       state_dir=str(s.root / "connectors"), **overrides)
-    uplink = UplinkPublisher(s.bootstrap_servers, "mqtt", instance=ms.client_id)
-    registry = DeviceRegistry(s.bootstrap_servers, f"mqtt-{ms.client_id}").start()
+    uplink = UplinkPublisher(s.kafka, "mqtt", instance=ms.client_id)
+    registry = DeviceRegistry(s.kafka, f"mqtt-{ms.client_id}").start()
     conn = MqttConnector(uplink, ms, admission_for(file, registry, require_registered=False),
-                         downlink=MqttDownlink(s.bootstrap_servers, ms))  # shadows and device answers (adr/0052)
+                         downlink=MqttDownlink(s.kafka, ms))  # shadows and device answers (adr/0052)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await conn.start()
-    router = CommandRouter(s.bootstrap_servers, conn, loop, COMMANDS_GROUP).start()
+    router = CommandRouter(s.kafka, conn, loop, COMMANDS_GROUP).start()
     if not await asyncio.to_thread(conn.wait_connected, 15):
         log.error("could not connect to the broker at %s:%s", ms.host, ms.port)
     try:

@@ -31,10 +31,10 @@ import threading
 import time
 
 import paho.mqtt.client as mqtt
-from confluent_kafka import Consumer, Producer
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from runtime.kafka import AUTO_COMMIT, CONTROL_PRODUCER, KafkaLike, clients
 from schemas import ValueDeserializationError, codec, device_key, topics
 from schemas.namespace import PREFIX, device_topics, parse_topic
 
@@ -100,19 +100,16 @@ def delta_message(doc: dict) -> bytes:
 
 
 class MqttDownlink:
-    """:param bootstrap: Kafka bootstrap servers.
+    """:param kafka: the process's Kafka clients (``settings.kafka``; a bootstrap string in tests).
     :param settings: the connector's broker address and identity (its client id gets a ``-downlink`` suffix).
     :param group_id: the shadow consumer's group, shared by every instance (each delta is published once)."""
 
-    def __init__(self, bootstrap: str, settings: MqttSettings, *,
+    def __init__(self, kafka: KafkaLike, settings: MqttSettings, *,
                  group_id: str = "fleetstream-downlink-mqtt-shadows"):
         self.settings = settings
         self.stats = {"commands": 0, "deltas": 0, "acks": 0, "reports": 0, "rejected": 0}
-        self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                                   "linger.ms": 2, "partitioner": "consistent_random",
-                                   "client.id": "fleetstream-mqtt-downlink"})
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id,
-                                   "auto.offset.reset": "earliest", "enable.auto.commit": True})
+        self._producer = clients(kafka).producer(CONTROL_PRODUCER, client_id="fleetstream-mqtt-downlink")
+        self._consumer = clients(kafka).consumer(group_id, AUTO_COMMIT)
         self._codecs = {n: codec(n) for n in ("shadow_document", "command_ack", "shadow_update", "dead_letter")}
         self.connected = threading.Event()
         self._stop = threading.Event()

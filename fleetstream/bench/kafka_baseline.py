@@ -7,10 +7,10 @@ import threading
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import NewTopic
 
-from runtime.kafka_tuning import HOT_PRODUCER
+from runtime.kafka import READER, UPLINK_PRODUCER, KafkaClients
 from schemas import codec, device_key
 
 TOPIC = "fleetstream.bench.baseline"
@@ -30,7 +30,8 @@ def sample_records(n: int, devices: int = 1000) -> list[tuple[bytes, bytes]]:
 
 
 def measure(bootstrap: str, n: int = 100_000, partitions: int = 6, timeout: float = 120) -> dict:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    kafka = KafkaClients(bootstrap)
+    admin = kafka.admin()
     fs = admin.create_topics([NewTopic(TOPIC, partitions, 1)])
     try:
         fs[TOPIC].result(15)
@@ -38,8 +39,8 @@ def measure(bootstrap: str, n: int = 100_000, partitions: int = 6, timeout: floa
         if "TOPIC_ALREADY_EXISTS" not in str(exc):
             raise
     records = sample_records(n)
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"fleetstream-bench-baseline-{time.time_ns()}",
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 10, "auto.offset.reset": "earliest"})
+    consumer = kafka.consumer(f"fleetstream-bench-baseline-{time.time_ns()}", READER,
+                              {"fetch.wait.max.ms": 10, "auto.offset.reset": "earliest"})
     highs = _high_watermarks(consumer, partitions)
     consumer.assign([TopicPartition(TOPIC, p, o) for p, o in highs.items()])
     consumed, last_consumed = [0], [0.0]
@@ -53,8 +54,7 @@ def measure(bootstrap: str, n: int = 100_000, partitions: int = 6, timeout: floa
                 last_consumed[0] = time.monotonic()
 
     # the connectors' settings (connectors/uplink.py): idempotent, acks=all, lz4, linger 5 ms
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                         **HOT_PRODUCER, "compression.type": "lz4"})
+    producer = kafka.producer(UPLINK_PRODUCER)
     reader = threading.Thread(target=consume, daemon=True)
     reader.start()
     t0 = time.monotonic()

@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 import httpx
 import psutil
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import OffsetSpec
 
-from runtime.kafka_tuning import HOT_CONSUMER
+from runtime.kafka import HOT_CONSUMER, READER, KafkaClients
 from schemas.codec import telemetry_event_time as event_time_of
 
 from .stats import Reservoir
@@ -54,11 +54,10 @@ class TopicLatencyProbe(Sampler):
     def __init__(self, bootstrap: str, topic: str):
         super().__init__(f"probe-{topic}", 0)
         self.topic = topic
-        self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"fleetstream-bench-{time.time_ns()}",
-                           "enable.auto.commit": False, "auto.offset.reset": "latest",
-                           # the probe is a consumer like the live hub: it waits as they do, so it neither
-                           # flatters its own latency nor costs the broker more than a platform consumer
-                           **HOT_CONSUMER})
+        # the probe is a consumer like the live hub: it waits as they do, so it neither flatters its own
+        # latency nor costs the broker more than a platform consumer
+        self.c = KafkaClients(bootstrap).consumer(f"fleetstream-bench-{time.time_ns()}", READER,
+                                                  {"auto.offset.reset": "latest"}, HOT_CONSUMER)
         md = self.c.list_topics(topic, timeout=10).topics[topic]
         self.c.assign([TopicPartition(topic, p, -1) for p in md.partitions])  # only what comes from now on
         self.produced, self.observed = Reservoir(), Reservoir()
@@ -89,9 +88,9 @@ class LagSampler(Sampler):
 
     def __init__(self, bootstrap: str, groups: dict[str, str], every_s: float = 1.0):
         super().__init__("probe-lag", every_s)
-        self.bootstrap = bootstrap
-        self.admin = AdminClient({"bootstrap.servers": bootstrap})
-        self.wm = Consumer({"bootstrap.servers": bootstrap, "group.id": f"fleetstream-bench-wm-{time.time_ns()}"})
+        self.kafka = KafkaClients(bootstrap)
+        self.admin = self.kafka.admin()
+        self.wm = self.kafka.consumer(f"fleetstream-bench-wm-{time.time_ns()}")
         self.groups = groups  # group id → topic
         self.parts = {t: list(self.wm.list_topics(t, timeout=10).topics[t].partitions) for t in set(groups.values())}
         self.series: list[dict] = []
@@ -106,7 +105,7 @@ class LagSampler(Sampler):
                 return self._lag()
             except KafkaException:
                 # after a broker restart the client may keep a fenced leader epoch for good: start afresh
-                self.admin = AdminClient({"bootstrap.servers": self.bootstrap})
+                self.admin = self.kafka.admin()
                 raise
 
     def _lag(self) -> dict[str, int | None]:

@@ -42,7 +42,9 @@ def settings_env(s: Settings, *, secrets: bool = True) -> dict[str, str]:
     """The settings as ``FLEETSTREAM_*`` variables for a child; ``secrets=False`` leaves out every secret
     setting (what may be written to a file)."""
     hidden = set() if secrets else Settings.secret_fields()
-    env = {f"FLEETSTREAM_{k.upper()}": str(v) for k, v in s.model_dump().items() if v is not None and k not in hidden}
+    # dicts and lists as JSON, which is how pydantic-settings reads them back (str() would give Python's repr)
+    env = {f"FLEETSTREAM_{k.upper()}": json.dumps(v) if isinstance(v, dict | list) else str(v)
+           for k, v in s.model_dump().items() if v is not None and k not in hidden}
     env["FLEETSTREAM_DATA_DIR"] = str(s.root)
     return env
 

@@ -21,9 +21,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+from confluent_kafka import OFFSET_END, TopicPartition
 
-from runtime.kafka_tuning import HOT_CONSUMER
+from runtime.kafka import LIVE_CONSUMER, KafkaLike, clients
 from schemas import ValueDeserializationError, codec, codec_by_fingerprint, topics
 from schemas.wire import peek_string
 
@@ -122,11 +122,11 @@ class Subscriber:
 
 
 class LiveHub:
-    """:param bootstrap: Kafka bootstrap servers.
+    """:param kafka: the process's Kafka clients (``settings.kafka``; a bootstrap string in tests).
     :param queue_size: per-subscriber buffer (``Subscriber.maxsize``)."""
 
-    def __init__(self, bootstrap: str, *, queue_size: int = 256):
-        self.bootstrap, self.queue_size = bootstrap, queue_size
+    def __init__(self, kafka: KafkaLike, *, queue_size: int = 256):
+        self.kafka, self.queue_size = clients(kafka), queue_size
         self._subs: dict[str, set[Subscriber]] = collections.defaultdict(set)
         # per watched tenant: the devices any of its subscribers can match (None: any). Replaced, never
         # mutated, so the consumer thread always reads a consistent value.
@@ -183,11 +183,9 @@ class LiveHub:
 
     # -- the consumer thread ----------------------------------------------------------------------------
     def _consume(self) -> None:
-        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"fleetstream-live-{uuid.uuid4().hex}",
-                      "enable.auto.commit": False, "enable.partition.eof": False,
-                      # the broker answers when 64 KiB are ready or 20 ms passed: at most 50 fetches a
-                      # second at any load, instead of one per handful of readings (adr/0072)
-                      **HOT_CONSUMER})
+        # the broker answers when 64 KiB are ready or 20 ms passed: at most 50 fetches a second at any load,
+        # instead of one per handful of readings (adr/0072)
+        c = self.kafka.consumer(f"fleetstream-live-{uuid.uuid4().hex}", LIVE_CONSUMER)
         try:
             while not self._stop.is_set():
                 try:

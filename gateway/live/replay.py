@@ -6,7 +6,9 @@ from __future__ import annotations
 import time
 import uuid
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
+
+from runtime.kafka import READER, KafkaLike, clients
 
 from .hub import LiveEvent, decode
 
@@ -14,9 +16,8 @@ MAX_SCANNED = 200_000  # records read per resume, across partitions; beyond that
 TIMEOUT_S = 20
 
 
-def replay(bootstrap: str, tenant_id: str, device_id: str, start: dict[tuple[str, int], int]) -> list[LiveEvent]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"fleetstream-replay-{uuid.uuid4().hex}",
-                  "enable.auto.commit": False, "enable.partition.eof": False})
+def replay(kafka: KafkaLike, tenant_id: str, device_id: str, start: dict[tuple[str, int], int]) -> list[LiveEvent]:
+    c = clients(kafka).consumer(f"fleetstream-replay-{uuid.uuid4().hex}", READER)
     try:
         ends, assign = {}, []
         for (topic, partition), offset in start.items():

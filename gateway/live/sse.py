@@ -79,7 +79,7 @@ async def device_events(
         try:
             yield "retry: 2000\n\n"
             if seen:
-                missed = await asyncio.to_thread(replay, st.settings.bootstrap_servers, tenant, device_id,
+                missed = await asyncio.to_thread(replay, st.settings.kafka, tenant, device_id,
                                                  {tp: o + 1 for tp, o in seen.items()})
                 for ev in missed:
                     yield _frame(ev, seen)

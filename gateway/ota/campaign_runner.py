@@ -16,10 +16,9 @@ import logging
 import threading
 import time
 
-from confluent_kafka import Consumer
-
 from gateway import outbox
 from gateway.db.session import Database
+from runtime.kafka import AUTO_COMMIT_STORED, KafkaLike, clients
 from schemas import codec, device_key, topics
 
 from . import campaigns as store
@@ -36,19 +35,17 @@ REQUEST_TOPIC = getattr(topics, "COMMAND_REQUESTS", topics.COMMANDS).name
 
 class CampaignRunner:
     """:param db: the gateway's database (application role; tenant transactions only).
-    :param bootstrap: Kafka bootstrap servers.
+    :param kafka: the process's Kafka clients (``settings.kafka``; a bootstrap string in tests).
     :param links: issues each job's per-device download link.
     :param base_url: how devices reach the gateway (``…/v1/firmware/download/<token>``).
     :param tick_s: how often campaigns are planned.
     :param link_ttl_s: lifetime of a download link (a redelivered job carries a fresh one)."""
 
-    def __init__(self, db: Database, bootstrap: str, links: DownloadLinks, base_url: str, *, tick_s: float = 1.0,
+    def __init__(self, db: Database, kafka: KafkaLike, links: DownloadLinks, base_url: str, *, tick_s: float = 1.0,
                  link_ttl_s: int = 3600, group_id: str = "fleetstream-ota"):
         self.db, self.links, self.base_url = db, links, base_url.rstrip("/")
         self.tick_s, self.link_ttl_s = tick_s, link_ttl_s
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id,
-                                   "auto.offset.reset": "earliest", "enable.auto.commit": True,
-                                   "enable.auto.offset.store": False})
+        self._consumer = clients(kafka).consumer(group_id, AUTO_COMMIT_STORED)
         self._command_codec, self._ack_codec = codec("command"), codec("command_ack")
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._tick_loop, name="ota-campaigns", daemon=True),

@@ -23,7 +23,7 @@ class OtaService:
         self.signer = ManifestSigner(keystore)
         self.links = DownloadLinks(keystore)
         self.base_url = s.gateway_url
-        self.runner = CampaignRunner(db, s.bootstrap_servers, self.links, self.base_url) if run_campaigns else None
+        self.runner = CampaignRunner(db, s.kafka, self.links, self.base_url) if run_campaigns else None
 
     def start(self) -> OtaService:
         if self.runner is not None:

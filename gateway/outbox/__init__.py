@@ -12,6 +12,7 @@ import threading
 import time
 
 from gateway.db.session import Database
+from runtime.kafka import KafkaLike
 
 from . import store
 from .relay import OutboxRelay
@@ -24,12 +25,12 @@ WAIT_S = 5.0
 
 class Outbox:
     """:param db: a pool for ``wait`` (one short query per wake-up).
-    :param dsn: application-role DSN for the relay's own session. :param bootstrap: Kafka."""
+    :param dsn: application-role DSN for the relay's own session. :param kafka: the process's Kafka clients."""
 
-    def __init__(self, db: Database, dsn: str, bootstrap: str, *, producer_config: dict | None = None):
+    def __init__(self, db: Database, dsn: str, kafka: KafkaLike, *, producer_config: dict | None = None):
         self.db = db
         self._published = threading.Condition()
-        self.relay = OutboxRelay(dsn, bootstrap, on_published=self._wake, producer_config=producer_config)
+        self.relay = OutboxRelay(dsn, kafka, on_published=self._wake, producer_config=producer_config)
 
     def start(self) -> Outbox:
         self.relay.start()

@@ -22,7 +22,9 @@ import time
 from collections.abc import Callable
 
 import psycopg
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaException
+
+from runtime.kafka import CONTROL_PRODUCER, KafkaLike, clients
 
 log = logging.getLogger(__name__)
 
@@ -40,21 +42,19 @@ CONNECT_KW = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "
 
 class OutboxRelay(threading.Thread):
     """:param dsn: application-role DSN (the relay uses definer functions only).
-    :param bootstrap: Kafka bootstrap servers.
+    :param kafka: the process's Kafka clients (``settings.kafka``; a bootstrap string in tests).
     :param on_published: called with the ids just marked (wakes waiting requests in this process).
     :param producer_config: extra librdkafka settings (tests shorten ``message.timeout.ms``)."""
 
-    def __init__(self, dsn: str, bootstrap: str, *, on_published: Callable[[list[int]], None] | None = None,
+    def __init__(self, dsn: str, kafka: KafkaLike, *, on_published: Callable[[list[int]], None] | None = None,
                  producer_config: dict | None = None):
         super().__init__(name="outbox-relay", daemon=True)
         self.dsn = dsn
         self.on_published = on_published or (lambda ids: None)
         # consistent_random (CRC-32 of the key) is the partitioner every platform producer and the stream
         # agents share (schemas/partitioner.py); idempotence keeps the order within a partition on retries
-        self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                                   "linger.ms": 2, "partitioner": "consistent_random",
-                                   "message.timeout.ms": 30_000, "client.id": "fleetstream-outbox",
-                                   **(producer_config or {})})
+        self._producer = clients(kafka).producer(CONTROL_PRODUCER, {"message.timeout.ms": 30_000},
+                                                 producer_config or {}, client_id="fleetstream-outbox")
         self.stats = {"published": 0, "failed": 0, "batches": 0, "rounds": 0}
         self._stopping = threading.Event()
         self._conn: psycopg.Connection | None = None

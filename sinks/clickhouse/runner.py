@@ -6,7 +6,7 @@ adr/0060). Each sink is its own consumer-group member, so a slow table never hol
 
 from __future__ import annotations
 
-from runtime.kafka_tuning import SINK_CONSUMER
+from runtime.kafka import SINK_CONSUMER, KafkaLike
 from schemas import topics
 from sinks.base import BatchingSink
 
@@ -14,9 +14,9 @@ from .client import ClickHouse
 from .sink import ClickHouseRecordSink, ClickHouseTelemetrySink
 
 
-def build_sinks(ch: ClickHouse, *, bootstrap: str, group_prefix: str = "fleetstream-sink-clickhouse",
+def build_sinks(ch: ClickHouse, *, kafka: KafkaLike, group_prefix: str = "fleetstream-sink-clickhouse",
                 batch_size: int = 5000, batch_ms: int = 250, commit_delay_ms: int = 0) -> list[BatchingSink]:
-    common = {"bootstrap": bootstrap, "batch_size": batch_size, "batch_ms": batch_ms}
+    common = {"kafka": kafka, "batch_size": batch_size, "batch_ms": batch_ms}
     return [
         BatchingSink(ClickHouseTelemetrySink(ch), topic=topics.TELEMETRY.name, record="telemetry",
                      group_id=group_prefix, commit_delay_ms=commit_delay_ms, consumer_config=SINK_CONSUMER, **common),

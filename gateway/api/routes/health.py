@@ -57,12 +57,9 @@ def readyz(request: Request):
 def _kafka(st) -> str:
     """A metadata request for the raw telemetry topic on one long-lived admin client (it reconnects by
     itself): every partition must have a leader, or writes to it would wait."""
-    from confluent_kafka.admin import AdminClient
-
     admin = getattr(st, "kafka_admin", None)
     if admin is None:
-        admin = st.kafka_admin = AdminClient({"bootstrap.servers": st.settings.bootstrap_servers,
-                                              "socket.timeout.ms": int(PROBE_TIMEOUT_S * 1000)})
+        admin = st.kafka_admin = st.settings.kafka.admin({"socket.timeout.ms": int(PROBE_TIMEOUT_S * 1000)})
     name = topics.TELEMETRY_RAW.name
     try:
         md = admin.list_topics(name, timeout=PROBE_TIMEOUT_S).topics.get(name)

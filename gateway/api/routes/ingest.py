@@ -75,7 +75,7 @@ class _Ingest:
                                         trusted_proxies=getattr(s, "ingest_trusted_proxies", []))
         rate = TokenBuckets(getattr(s, "ingest_rate_per_s", 100.0), getattr(s, "ingest_burst", 200.0))
         # the key lookup already refused unknown and suspended devices; admission adds the rate limit
-        self.connector = HttpIngestConnector(UplinkPublisher(s.bootstrap_servers, "http", instance="gateway"),
+        self.connector = HttpIngestConnector(UplinkPublisher(s.kafka, "http", instance="gateway"),
                                              Admission(None, rate, require_registered=False),
                                              max_skew_ms=s.max_clock_skew_s * 1000)
 

@@ -1,0 +1,140 @@
+"""Every Kafka client a fleetstream process builds comes from here (adr/0125), with the settings of its use.
+
+``KafkaClients`` is built once per process from ``Settings`` (``settings.kafka``) and handed down in place of
+a bootstrap string. Each client's config is, in this order: the bootstrap servers and a client id, the named
+profiles of its use (below), then ``security`` (``FLEETSTREAM_KAFKA_SECURITY``: ``security.protocol``,
+``ssl.*``, ``sasl.*``), merged into every client last so no profile or override can drop it. Empty security
+is PLAINTEXT, the local stack.
+
+The profiles name what a client is for. Tuning (adr/0072), measured on the 2-core machine (2026-11-26): the
+broker's CPU follows the number of requests, not records. A consumer left at librdkafka's
+``fetch.min.bytes=1`` re-fetches as soon as anything arrives, so at 5,000 msg/s it alone cost the broker
+50–80 µs per record; letting the broker hold a fetch until 64 KiB are ready or a short wait passes cost
+~20 µs per record for produce and consume together, and 3 µs when records flow freely. Every hot consumer
+therefore waits; the wait bounds the latency each hop may add.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # confluent_kafka is imported when a client is built, not by every settings user
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka.admin import AdminClient
+
+    from .settings import Settings
+
+Config = Mapping[str, Any]
+
+# -- tuning (adr/0072) --------------------------------------------------------------------------------------
+# A consumer of a topic every reading passes through (raw, validated telemetry). 20 ms per hop keeps
+# publish → WebSocket (two consumer hops after the connector) well inside its 100 ms p99 budget.
+HOT_FETCH_WAIT_MS = 20
+FETCH_MIN_BYTES = 65536  # ≈500 telemetry records
+HOT_CONSUMER: dict[str, int] = {"fetch.min.bytes": FETCH_MIN_BYTES, "fetch.wait.max.ms": HOT_FETCH_WAIT_MS}
+
+# The telemetry sink: its batches last a second anyway, so a longer wait costs nothing and idles cheaper.
+SINK_CONSUMER: dict[str, int] = {"fetch.min.bytes": FETCH_MIN_BYTES, "fetch.wait.max.ms": 100}
+
+# aiokafka's names for the same two settings (the Faust worker's consumer)
+HOT_CONSUMER_AIOKAFKA: dict[str, int] = {"fetch_min_bytes": FETCH_MIN_BYTES, "fetch_max_wait_ms": HOT_FETCH_WAIT_MS}
+# device-activity acts on whole bundles; 50 ms of waiting is invisible next to a rule's for-duration
+AGENT_CONSUMER_AIOKAFKA: dict[str, int] = {**HOT_CONSUMER_AIOKAFKA, "fetch_max_wait_ms": 50}
+
+# A producer of the hot topics: one request per partition leader every few ms, not one per record.
+HOT_PRODUCER: dict[str, int | str] = {"linger.ms": 5, "batch.num.messages": 10000}
+
+# -- producers: every platform producer is idempotent with acks=all, so retries never duplicate or reorder a
+# device's records; all of them partition by CRC-32 of the key, librdkafka's default ``consistent_random``
+# (the rule the stream agents share, schemas/partitioner.py)
+IDEMPOTENT: dict[str, Any] = {"enable.idempotence": True, "acks": "all"}
+# the connectors' uplink: hot topics, lz4 on the wire (it matters on a real network, adr/0072)
+UPLINK_PRODUCER: dict[str, Any] = {**IDEMPOTENT, **HOT_PRODUCER, "compression.type": "lz4"}
+# commands, shadow updates, outbox entries: a few records at a time, sent almost at once
+CONTROL_PRODUCER: dict[str, Any] = {**IDEMPOTENT, "linger.ms": 2, "partitioner": "consistent_random"}
+# validate's batch loop: every batch ends in flush(), which sends at once whatever linger says; a long linger
+# keeps the producer from also sending pieces of the batch while it is being produced (2 ms made ~8 produce
+# requests per batch); errors are the only delivery reports (no Python callback per delivered record)
+BATCH_PRODUCER: dict[str, Any] = {**IDEMPOTENT, "partitioner": "consistent_random", "linger.ms": 100,
+                                  "queue.buffering.max.messages": 1_000_000, "delivery.report.only.error": True}
+
+# -- consumers ------------------------------------------------------------------------------------------------
+# reads without ever committing: compacted-topic followers, probes, replays, tools (no group membership either,
+# they assign their partitions); no end-of-partition events (librdkafka's default, relied upon)
+READER: dict[str, Any] = {"enable.auto.commit": False, "enable.partition.eof": False}
+# a group member that commits after its work is done (at least once); a new group starts at the beginning
+MANUAL_COMMIT: dict[str, Any] = {"enable.auto.commit": False, "auto.offset.reset": "earliest"}
+# a group member whose work is idempotent enough for librdkafka's background commits
+AUTO_COMMIT: dict[str, Any] = {"auto.offset.reset": "earliest", "enable.auto.commit": True}
+# ... of only the offsets it stored after handling their records
+AUTO_COMMIT_STORED: dict[str, Any] = {**AUTO_COMMIT, "enable.auto.offset.store": False}
+# validate's batch loop (adr/0057): a worker killed hard hands its partitions over within ~15 s
+PIPE_CONSUMER: dict[str, Any] = {**MANUAL_COMMIT, "session.timeout.ms": 15000, "heartbeat.interval.ms": 3000,
+                                 **HOT_CONSUMER}
+# the sinks (adr/0065): an idle fetch waits up to 500 ms at the broker, which answers as soon as data arrives
+# (fetch.min.bytes 1), so fewer idle round trips and no added latency; a crashed sink's partitions move to a
+# live member after 10 s, not the 45 s default. The telemetry sink adds SINK_CONSUMER.
+SINK_MEMBER: dict[str, Any] = {**MANUAL_COMMIT, "enable.partition.eof": False, "fetch.wait.max.ms": 500,
+                               "partition.assignment.strategy": "cooperative-sticky", "session.timeout.ms": 10000}
+# the gateway's live hub: every validated reading, read now and never committed (the broker answers when
+# 64 KiB are ready or 20 ms passed: at most 50 fetches a second at any load)
+LIVE_CONSUMER: dict[str, Any] = {**READER, **HOT_CONSUMER}
+
+
+@dataclass(frozen=True)
+class KafkaClients:
+    """The factory: ``producer``, ``consumer`` and ``admin`` take profiles (merged left to right, later wins)
+    and return confluent-kafka clients; ``faust_options`` is the same for the Faust worker's aiokafka clients.
+
+    :param bootstrap_servers: ``host:port[,host:port…]``.
+    :param client_id: the ``client.id`` of clients whose use does not name its own.
+    :param security: librdkafka security properties, merged into every client last."""
+
+    bootstrap_servers: str
+    client_id: str = "fleetstream"
+    security: Mapping[str, Any] = field(default_factory=dict, repr=False)  # may hold a SASL password
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> KafkaClients:
+        return cls(s.bootstrap_servers, s.kafka_client_id, dict(s.kafka_security))
+
+    def config(self, *profiles: Config, client_id: str | None = None) -> dict[str, Any]:
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, "client.id": client_id or self.client_id}
+        for p in profiles:
+            conf.update(p)
+        conf.update(self.security)
+        return conf
+
+    def producer(self, *profiles: Config, client_id: str | None = None) -> Producer:
+        from confluent_kafka import Producer
+
+        return Producer(self.config(*profiles, client_id=client_id))
+
+    def consumer(self, group_id: str, *profiles: Config, client_id: str | None = None) -> Consumer:
+        from confluent_kafka import Consumer
+
+        return Consumer(self.config({"group.id": group_id}, *profiles, client_id=client_id))
+
+    def admin(self, *profiles: Config, client_id: str | None = None) -> AdminClient:
+        from confluent_kafka.admin import AdminClient
+
+        return AdminClient(self.config(*profiles, client_id=client_id))
+
+    def faust_options(self) -> dict[str, Any]:
+        """``faust.App`` settings for the brokers and their security. Faust's consumer fetch tuning is
+        ``AGENT_CONSUMER_AIOKAFKA`` (streams/faust_fetch.py sets it: Faust exposes no option for it)."""
+        if self.security:
+            # aiokafka spells security differently (an ssl.SSLContext, faust credentials); issue 15 maps it
+            raise NotImplementedError("Kafka security settings are not mapped to the Faust worker yet (issue 15)")
+        return {"broker": f"kafka://{self.bootstrap_servers}"}
+
+
+def clients(kafka: KafkaClients | str) -> KafkaClients:
+    """The factory itself, or one for a bare bootstrap string (PLAINTEXT: tests and tools). Processes pass
+    ``settings.kafka`` so their clients carry the configured security."""
+    return kafka if isinstance(kafka, KafkaClients) else KafkaClients(kafka)
+
+
+KafkaLike = KafkaClients | str
