@@ -8,12 +8,12 @@ others, each also dead-lettered)."""
 
 from __future__ import annotations
 
-import threading
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 
 from connectors.auth.device_jwt import DeviceJwtVerifier, DeviceKey
 from connectors.base import Admission
@@ -23,12 +23,16 @@ from connectors.http.errors import http_headers
 from connectors.ratelimit import TokenBuckets
 from connectors.registry import ALLOWED_STATUSES
 from connectors.uplink import UplinkPublisher
+from fleetstream.settings import Settings
+from gateway.admin import Admin
+from gateway.api.deps import AdminDep, AuthStateDep, DbDep, SettingsDep, per_app
+from gateway.auth.revocation import AuthState
 from gateway.crud import credentials as creds_crud
 from gateway.crud import devices as devices_crud
+from gateway.db.session import Database
 from gateway.errors import ApiError, ErrorResponse
 
 router = APIRouter(prefix="/ingest", tags=["ingest"])
-_lock = threading.Lock()
 
 
 class Rejected(BaseModel):
@@ -41,9 +45,11 @@ class IngestAccepted(BaseModel):
     rejected: list[Rejected]
 
 
-class _Ingest:
-    def __init__(self, app: Any):
-        s, db = app.state.settings, app.state.db
+class IngestService:
+    """The gateway's HTTP ingest: device authentication against Postgres and the tenant CAs, and the
+    connector that admits and publishes readings."""
+
+    def __init__(self, s: Settings, db: Database, admin: Admin, auth_state: AuthState):
 
         def key_lookup(tenant_id: str, device_id: str, kid: str) -> DeviceKey | None:
             # only the key of the device the token names (iss = tenant, sub = device): adr/0106
@@ -56,14 +62,14 @@ class _Ingest:
 
         def tenant_ca(tenant_id: str) -> str | None:
             try:
-                return app.state.admin.cas.ca_certificate_pem(tenant_id)
+                return admin.cas.ca_certificate_pem(tenant_id)
             except Exception:  # no CA: no such tenant
                 return None
 
         def device_status(tenant_id: str, device_id: str) -> str | None:
             with db.tenant_tx(tenant_id) as conn:
                 row = devices_crud.get_device(conn, tenant_id=tenant_id, device_id=device_id)
-            if row and app.state.auth_state.tenant_refused(tenant_id):
+            if row and auth_state.tenant_refused(tenant_id):
                 return "suspended"  # the tenant's, not the device's: refused all the same (adr/0107)
             return row["status"] if row else None
 
@@ -77,13 +83,13 @@ class _Ingest:
                                              max_skew_ms=s.max_clock_skew_s * 1000)
 
 
-def _service(request: Request) -> _Ingest:
-    svc = getattr(request.app.state, "ingest", None)
-    if svc is None:
-        with _lock:
-            svc = getattr(request.app.state, "ingest", None) or _Ingest(request.app)
-            request.app.state.ingest = svc
-    return svc
+async def get_ingest(conn: HTTPConnection, s: SettingsDep, db: DbDep, admin: AdminDep,
+                     auth_state: AuthStateDep) -> IngestService:
+    """One service per app, made at the first ingest request (its Kafka producer is not needed before)."""
+    return per_app(conn, "ingest", lambda: IngestService(s, db, admin, auth_state))
+
+
+IngestDep = Annotated[IngestService, Depends(get_ingest)]
 
 
 def _api_error(err: ConnectorError) -> ApiError:
@@ -94,11 +100,10 @@ def _api_error(err: ConnectorError) -> ApiError:
              responses={s: {"model": ErrorResponse} for s in (400, 401, 403, 413, 429, 503)},
              summary="Send readings as a device",
              description='Body: `{"ts": <epoch ms>, "values": {...}}` or a list of them (the canonical payload).')
-async def ingest(request: Request, authorization: Annotated[str | None, Header()] = None,
+async def ingest(request: Request, svc: IngestDep, authorization: Annotated[str | None, Header()] = None,
                  x_client_cert: Annotated[str | None, Header()] = None) -> IngestAccepted:
     # The request guard (gateway/api/request_guard.py) has already refused a body over MAX_PAYLOAD_BYTES,
     # Content-Length or chunked, with 413 before this runs.
-    svc = _service(request)
     peer = request.client.host if request.client else None
     try:
         tenant_id, device_id = await run_in_threadpool(svc.auth.authenticate, authorization, x_client_cert, peer)
