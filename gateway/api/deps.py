@@ -24,10 +24,11 @@ from starlette.requests import HTTPConnection
 from fleetstream.settings import Settings
 from fleetstream.stack.pki import PlatformPKI
 from gateway.admin import Admin
-from gateway.auth.revocation import AuthState, TokenRevoked
+from gateway.auth.revocation import TokenRevoked
 from gateway.auth.tokens import PLATFORM_SCOPE, KeyRing, Principal, TokenError
 from gateway.db.session import Database
 from gateway.errors import ApiError
+from gateway.http_ingest import IngestService
 from gateway.live.hub import LiveHub
 from gateway.ota.service import OtaService
 from gateway.outbox import Outbox
@@ -62,11 +63,6 @@ async def get_admin(conn: HTTPConnection) -> Admin:
 async def get_pki(admin: Annotated[Admin, Depends(get_admin)]) -> PlatformPKI:
     """The platform root CA whose certificate goes out with every device certificate."""
     return admin.pki
-
-
-async def get_auth_state(conn: HTTPConnection) -> AuthState:
-    """Suspended tenants and revoked clients, kept current by LISTEN/NOTIFY (adr/0107)."""
-    return conn.app.state.auth_state
 
 
 async def get_outbox(conn: HTTPConnection) -> Outbox:
@@ -112,7 +108,6 @@ DbDep = Annotated[Database, Depends(get_db)]
 KeysDep = Annotated[KeyRing, Depends(get_keys)]
 AdminDep = Annotated[Admin, Depends(get_admin)]
 PKIDep = Annotated[PlatformPKI, Depends(get_pki)]
-AuthStateDep = Annotated[AuthState, Depends(get_auth_state)]
 OutboxDep = Annotated[Outbox, Depends(get_outbox)]
 ClickHouseDep = Annotated[ClickHouse, Depends(get_clickhouse)]
 StoreDep = Annotated[TelemetryStore, Depends(get_store)]
@@ -138,6 +133,16 @@ def per_app(conn: HTTPConnection, name: str, build: Callable[[], T]) -> T:
                 value = build()
                 setattr(st, name, value)
     return value
+
+
+async def get_ingest(conn: HTTPConnection) -> IngestService:
+    """Devices' HTTP ingest, made at the first ``POST /v1/ingest``. Built from the state directly rather than
+    from the accessors above: sub-dependencies would be resolved on every request of this hot route."""
+    st = conn.app.state
+    return per_app(conn, "ingest", lambda: IngestService(st.settings, st.db, st.admin, st.auth_state))
+
+
+IngestDep = Annotated[IngestService, Depends(get_ingest)]
 
 
 # -- who is asking ------------------------------------------------------------------------------------------
