@@ -168,7 +168,7 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 def require(scope: str):
     """A tenant route's guard: the token must carry ``scope`` (and therefore be a tenant token)."""
 
-    def check(principal: PrincipalDep) -> Principal:
+    async def check(principal: PrincipalDep) -> Principal:
         if scope not in principal.scopes or not principal.tenant_id:
             raise ApiError(403, "insufficient_scope", f"this route needs the {scope} scope")
         return principal
@@ -176,7 +176,7 @@ def require(scope: str):
     return check
 
 
-def require_platform_admin(principal: PrincipalDep) -> Principal:
+async def require_platform_admin(principal: PrincipalDep) -> Principal:
     """Tenant management: a platform token (``platform_admin`` claim and the platform scope) only."""
     if not principal.platform_admin or PLATFORM_SCOPE not in principal.scopes:
         raise ApiError(403, "platform_admin_required", "this route needs a platform administrator token")
