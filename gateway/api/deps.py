@@ -1,25 +1,160 @@
-"""Route dependencies. The tenant comes only from the verified token, never from path, query or body."""
+"""Route dependencies: everything a handler uses arrives as a typed parameter (adr/0124).
+
+The tenant comes only from the verified token, never from path, query or body (``PrincipalDep`` and the
+scope guards). The gateway's components are created once by the lifespan in gateway/app.py and kept in the
+app state; this module is the only code that reads them there. A handler names what it touches in its
+signature (``db: DbDep, store: StoreDep``), and a test swaps one with
+``app.dependency_overrides[get_store] = lambda: fake``.
+
+Every accessor takes the bare ``HTTPConnection``, so it serves REST, SSE and WebSocket routes alike and adds
+no parameter to the OpenAPI document. Accessors are ``async`` so FastAPI runs them on the event loop: a
+plain ``def`` dependency would cost a thread-pool hop per request for one attribute read.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import threading
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
+from gateway.admin import Admin
 from gateway.auth.revocation import TokenRevoked
-from gateway.auth.tokens import PLATFORM_SCOPE, Principal, TokenError
+from gateway.auth.tokens import PLATFORM_SCOPE, KeyRing, Principal, TokenError
+from gateway.db.session import Database
 from gateway.errors import ApiError
+from gateway.http_ingest import IngestService
+from gateway.live.hub import LiveHub
+from gateway.ota.service import OtaService
+from gateway.outbox import Outbox
+from gateway.streams_client import StreamsClient
+from runtime.pki import PlatformPKI
+from runtime.settings import Settings
+from sinks.base import BatchingSink
+from sinks.clickhouse.client import ClickHouse
+from sinks.clickhouse.store import TelemetryStore
 
+T = TypeVar("T")
+
+
+# -- the components the lifespan creates --------------------------------------------------------------------
+async def get_settings(conn: HTTPConnection) -> Settings:
+    return conn.app.state.settings
+
+
+async def get_db(conn: HTTPConnection) -> Database:
+    """The application-role Postgres pool; tenant data only through ``db.tenant_tx(tenant_id)`` (RLS)."""
+    return conn.app.state.db
+
+
+async def get_keys(conn: HTTPConnection) -> KeyRing:
+    """Token signing and verification keys (verification refuses suspended tenants, revoked clients)."""
+    return conn.app.state.keys
+
+
+async def get_admin(conn: HTTPConnection) -> Admin:
+    """Control-plane operations: Postgres, broker and registry topic together."""
+    return conn.app.state.admin
+
+
+async def get_pki(admin: Annotated[Admin, Depends(get_admin)]) -> PlatformPKI:
+    """The platform root CA whose certificate goes out with every device certificate."""
+    return admin.pki
+
+
+async def get_outbox(conn: HTTPConnection) -> Outbox:
+    """The transactional outbox's relay, to wait until Kafka has what a transaction wrote (adr/0108)."""
+    return conn.app.state.outbox
+
+
+async def get_clickhouse(conn: HTTPConnection) -> ClickHouse:
+    return conn.app.state.clickhouse
+
+
+async def get_store(conn: HTTPConnection) -> TelemetryStore:
+    """Tenant-scoped telemetry reads from ClickHouse."""
+    return conn.app.state.store
+
+
+async def get_sink(conn: HTTPConnection) -> BatchingSink | None:
+    """The embedded telemetry sink, or None when this gateway does not host one."""
+    return conn.app.state.sink
+
+
+async def get_streams(conn: HTTPConnection) -> StreamsClient:
+    """The agents' state view (commands, shadows, alerts) and a producer to their topics (adr/0050)."""
+    return conn.app.state.streams
+
+
+async def get_ota(conn: HTTPConnection) -> OtaService:
+    return conn.app.state.ota
+
+
+async def get_hub(conn: HTTPConnection) -> LiveHub:
+    """The process's one live-delivery consumer (adr/0063)."""
+    return conn.app.state.live
+
+
+async def get_components(conn: HTTPConnection) -> list[object]:
+    """Every component in the app state, for liveness: their worker threads must all be running."""
+    return list(vars(conn.app.state).get("_state", {}).values())
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+DbDep = Annotated[Database, Depends(get_db)]
+KeysDep = Annotated[KeyRing, Depends(get_keys)]
+AdminDep = Annotated[Admin, Depends(get_admin)]
+PKIDep = Annotated[PlatformPKI, Depends(get_pki)]
+OutboxDep = Annotated[Outbox, Depends(get_outbox)]
+ClickHouseDep = Annotated[ClickHouse, Depends(get_clickhouse)]
+StoreDep = Annotated[TelemetryStore, Depends(get_store)]
+SinkDep = Annotated[BatchingSink | None, Depends(get_sink)]
+StreamsDep = Annotated[StreamsClient, Depends(get_streams)]
+OtaDep = Annotated[OtaService, Depends(get_ota)]
+HubDep = Annotated[LiveHub, Depends(get_hub)]
+ComponentsDep = Annotated[list[object], Depends(get_components)]
+
+_per_app_lock = threading.Lock()
+
+
+def per_app(conn: HTTPConnection, name: str, build: Callable[[], T]) -> T:
+    """The app's one ``name``, made by ``build()`` the first time a route asks (once, under a lock) and kept
+    in the app state with the lifespan's components, so liveness sees its threads too. For clients nobody
+    should pay for until they are used: the readiness probe's Kafka admin client, the HTTP ingest service."""
+    st = conn.app.state
+    value = getattr(st, name, None)
+    if value is None:
+        with _per_app_lock:
+            value = getattr(st, name, None)
+            if value is None:
+                value = build()
+                setattr(st, name, value)
+    return value
+
+
+async def get_ingest(conn: HTTPConnection) -> IngestService:
+    """Devices' HTTP ingest, made at the first ``POST /v1/ingest``. Built from the state directly rather than
+    from the accessors above: sub-dependencies would be resolved on every request of this hot route."""
+    st = conn.app.state
+    return per_app(conn, "ingest", lambda: IngestService(st.settings, st.db, st.admin, st.auth_state))
+
+
+IngestDep = Annotated[IngestService, Depends(get_ingest)]
+
+
+# -- who is asking ------------------------------------------------------------------------------------------
 bearer = HTTPBearer(auto_error=False)
 
 
-def get_principal(request: Request,
+def get_principal(keys: KeysDep,
                   creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
     if creds is None:
         raise ApiError(401, "unauthenticated", "a Bearer token is required", {"WWW-Authenticate": "Bearer"})
     try:
-        return request.app.state.keys.verify(creds.credentials)
+        return keys.verify(creds.credentials)
     except TokenRevoked as exc:  # a valid token whose tenant is suspended or client revoked (adr/0107)
         challenge = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         raise ApiError(exc.status, exc.code, str(exc), challenge) from exc
@@ -33,7 +168,7 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 def require(scope: str):
     """A tenant route's guard: the token must carry ``scope`` (and therefore be a tenant token)."""
 
-    def check(principal: PrincipalDep) -> Principal:
+    async def check(principal: PrincipalDep) -> Principal:
         if scope not in principal.scopes or not principal.tenant_id:
             raise ApiError(403, "insufficient_scope", f"this route needs the {scope} scope")
         return principal
@@ -41,7 +176,7 @@ def require(scope: str):
     return check
 
 
-def require_platform_admin(principal: PrincipalDep) -> Principal:
+async def require_platform_admin(principal: PrincipalDep) -> Principal:
     """Tenant management: a platform token (``platform_admin`` claim and the platform scope) only."""
     if not principal.platform_admin or PLATFORM_SCOPE not in principal.scopes:
         raise ApiError(403, "platform_admin_required", "this route needs a platform administrator token")

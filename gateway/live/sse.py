@@ -18,6 +18,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from gateway.api.deps import DbDep, HubDep, KeysDep, SettingsDep
 from gateway.crud.devices import get_device
 from gateway.errors import ApiError, not_found
 
@@ -51,24 +52,22 @@ def format_event_id(seen: dict[tuple[str, int], int]) -> str:
             response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}, 401: {}, 403: {}, 404: {}})
 async def device_events(
-    request: Request, device_id: str,
+    request: Request, device_id: str, keys: KeysDep, db: DbDep, hub: HubDep, s: SettingsDep,
     authorization: Annotated[str | None, Header()] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     access_token: Annotated[str | None, Query(description="for clients that cannot set headers")] = None,
     heartbeat: Annotated[float, Query(ge=1, le=120, description="seconds of silence before a heartbeat")] = 15,
 ):
-    st = request.app.state
-    principal = principal_from_token(st.keys, bearer(authorization) or access_token)
+    principal = principal_from_token(keys, bearer(authorization) or access_token)
     seen = parse_event_id(last_event_id)
 
     def exists():
-        with st.db.tenant_tx(principal.tenant_id) as conn:
+        with db.tenant_tx(principal.tenant_id) as conn:
             return get_device(conn, tenant_id=principal.tenant_id, device_id=device_id) is not None
 
     if not await run_in_threadpool(exists):
         raise not_found(f"device {device_id!r}")
 
-    hub = st.live
     tenant = principal.tenant_id
     # subscribe before replaying: events dispatched from here on are buffered; the replay reads up to the
     # high watermark, and what both deliver is sent once (offsets at or below the last sent are skipped)
@@ -79,7 +78,7 @@ async def device_events(
         try:
             yield "retry: 2000\n\n"
             if seen:
-                missed = await asyncio.to_thread(replay, st.settings.kafka, tenant, device_id,
+                missed = await asyncio.to_thread(replay, s.kafka, tenant, device_id,
                                                  {tp: o + 1 for tp, o in seen.items()})
                 for ev in missed:
                     yield _frame(ev, seen)

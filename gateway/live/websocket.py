@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from gateway.api.deps import HubDep, KeysDep
 from gateway.errors import ApiError
 
 from .auth import bearer, principal_from_token
@@ -75,14 +76,14 @@ class Connection:
 
 
 @router.websocket("/stream")
-async def stream(ws: WebSocket):
+async def stream(ws: WebSocket, keys: KeysDep, hub: HubDep):
     await ws.accept()
     try:
         token = ws.query_params.get("access_token") or bearer(ws.headers.get("authorization"))
         if token is None:
             first = json.loads(await asyncio.wait_for(ws.receive_text(), 10))
             token = first.get("token") if isinstance(first, dict) and first.get("type") == "auth" else None
-        principal = principal_from_token(ws.app.state.keys, token)
+        principal = principal_from_token(keys, token)
     except ApiError as exc:
         await ws.close(4401 if exc.status == 401 else 4403, exc.message[:120])
         return
@@ -90,7 +91,6 @@ async def stream(ws: WebSocket):
         await _close_quietly(ws, 4401, "authenticate with access_token= or a first auth message")
         return
 
-    hub = ws.app.state.live
     conn = Connection()
     # no subscription yet: interested in no device, so the hub decodes nothing for this connection
     sub = hub.subscribe(Subscriber(principal.tenant_id, conn.matches, maxsize=hub.queue_size, devices=frozenset()))

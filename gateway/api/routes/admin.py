@@ -6,9 +6,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Query, status
 
-from gateway.api.deps import PlatformAdmin, require_platform_admin
+from gateway.api.deps import AdminDep, KeysDep, PlatformAdmin, require_platform_admin
 from gateway.crud import tenants as tenants_crud
 from gateway.errors import ERROR_RESPONSES, not_found
 from gateway.models.admin import TenantCreate, TenantCreated, TenantList, TenantPublic, TenantUpdate
@@ -19,8 +19,7 @@ router = APIRouter(prefix="/admin", tags=["admin"], responses=ERROR_RESPONSES,
 
 @router.post("/tenants", status_code=status.HTTP_201_CREATED, response_model=TenantCreated,
              summary="Create a tenant, its CA and its first API client (secret shown once)")
-def create_tenant(request: Request, body: TenantCreate) -> TenantCreated:
-    admin = request.app.state.admin
+def create_tenant(body: TenantCreate, admin: AdminDep) -> TenantCreated:
     out = admin.create_tenant(body.name)
     with admin.platform_tx() as conn:
         row = tenants_crud.get_tenant(conn, tenant_id=out["tenant_id"])
@@ -29,17 +28,17 @@ def create_tenant(request: Request, body: TenantCreate) -> TenantCreated:
 
 
 @router.get("/tenants", response_model=TenantList, summary="All tenants")
-def list_tenants(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+def list_tenants(admin: AdminDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                  cursor: uuid.UUID | None = None) -> TenantList:
-    with request.app.state.admin.platform_tx() as conn:
+    with admin.platform_tx() as conn:
         rows = tenants_crud.list_tenants(conn, limit=limit, after=str(cursor) if cursor else None)
     nxt = str(rows[-1]["id"]) if len(rows) == limit else None
     return TenantList(data=[TenantPublic.of(r) for r in rows], count=len(rows), next_cursor=nxt)
 
 
 @router.get("/tenants/{tenant_id}", response_model=TenantPublic, summary="One tenant")
-def get_tenant(request: Request, tenant_id: uuid.UUID) -> TenantPublic:
-    with request.app.state.admin.platform_tx() as conn:
+def get_tenant(tenant_id: uuid.UUID, admin: AdminDep) -> TenantPublic:
+    with admin.platform_tx() as conn:
         row = tenants_crud.get_tenant(conn, tenant_id=str(tenant_id))
     if row is None:
         raise not_found(f"tenant {tenant_id}")
@@ -48,9 +47,10 @@ def get_tenant(request: Request, tenant_id: uuid.UUID) -> TenantPublic:
 
 @router.patch("/tenants/{tenant_id}", response_model=TenantPublic,
               summary="Rename or suspend/reactivate a tenant (a suspended tenant's tokens are refused at once)")
-def update_tenant(request: Request, tenant_id: uuid.UUID, body: TenantUpdate, principal: PlatformAdmin) -> TenantPublic:
-    row = request.app.state.admin.update_tenant(str(tenant_id), name=body.name, status=body.status,
-                                                actor=f"platform:{principal.client_id}")
+def update_tenant(tenant_id: uuid.UUID, body: TenantUpdate, principal: PlatformAdmin,
+                  admin: AdminDep) -> TenantPublic:
+    row = admin.update_tenant(str(tenant_id), name=body.name, status=body.status,
+                              actor=f"platform:{principal.client_id}")
     if row is None:
         raise not_found(f"tenant {tenant_id}")
     return TenantPublic.of(row)
@@ -58,15 +58,14 @@ def update_tenant(request: Request, tenant_id: uuid.UUID, body: TenantUpdate, pr
 
 @router.delete("/tenants/{tenant_id}", response_model=TenantPublic,
                summary="Delete a tenant: no more tokens; its data is kept per retention, never hard-deleted here")
-def delete_tenant(request: Request, tenant_id: uuid.UUID, principal: PlatformAdmin) -> TenantPublic:
-    row = request.app.state.admin.update_tenant(str(tenant_id), status="deleted",
-                                                actor=f"platform:{principal.client_id}")
+def delete_tenant(tenant_id: uuid.UUID, principal: PlatformAdmin, admin: AdminDep) -> TenantPublic:
+    row = admin.update_tenant(str(tenant_id), status="deleted", actor=f"platform:{principal.client_id}")
     if row is None:
         raise not_found(f"tenant {tenant_id}")
     return TenantPublic.of(row)
 
 
 @router.post("/signing-keys/rotate", summary="Start signing tokens with a new key; old keys keep verifying")
-def rotate_signing_key(request: Request) -> dict:
-    kid = request.app.state.keys.rotate()
+def rotate_signing_key(keys: KeysDep) -> dict:
+    kid = keys.rotate()
     return {"kid": kid, "jwks_url": "/v1/.well-known/jwks.json"}

@@ -10,12 +10,13 @@ import json
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
-from gateway.api.deps import require
+from gateway.api.deps import StreamsDep, require
 from gateway.auth.tokens import Principal
 from gateway.errors import ERROR_RESPONSES, ApiError, documented, not_found
+from gateway.streams_client import StreamsClient
 from schemas import codec, device_key, topics
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], responses=ERROR_RESPONSES)
@@ -46,10 +47,10 @@ def _out(a: dict) -> AlertOut:
 
 
 @router.get("", response_model=AlertList, summary="The tenant's alerts, newest first")
-async def list_alerts(request: Request, principal: Annotated[Principal, Depends(require("devices:read"))],
+async def list_alerts(principal: Annotated[Principal, Depends(require("devices:read"))], streams: StreamsDep,
                       state: State | None = None, severity: Severity | None = None, device_id: str | None = None,
                       rule_id: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> AlertList:
-    rows = [a for a in request.app.state.streams.alerts.get(principal.tenant_id, {}).values()
+    rows = [a for a in streams.alerts.get(principal.tenant_id, {}).values()
             if (state is None or a["state"] == state) and (severity is None or a["severity"] == severity)
             and (device_id is None or a["device_id"] == device_id) and (rule_id is None or a["rule_id"] == rule_id)]
     rows.sort(key=lambda a: a["time"], reverse=True)
@@ -57,9 +58,9 @@ async def list_alerts(request: Request, principal: Annotated[Principal, Depends(
 
 
 @router.get("/{alert_id}", response_model=AlertOut, summary="One alert")
-async def get_alert(request: Request, alert_id: str,
-                    principal: Annotated[Principal, Depends(require("devices:read"))]) -> AlertOut:
-    a = request.app.state.streams.alerts.get(principal.tenant_id, {}).get(alert_id)
+async def get_alert(alert_id: str, principal: Annotated[Principal, Depends(require("devices:read"))],
+                    streams: StreamsDep) -> AlertOut:
+    a = streams.alerts.get(principal.tenant_id, {}).get(alert_id)
     if a is None:
         raise not_found(f"alert {alert_id!r}")
     return _out(a)
@@ -67,20 +68,19 @@ async def get_alert(request: Request, alert_id: str,
 
 @router.post("/{alert_id}/acknowledge", response_model=AlertOut, summary="Acknowledge an active alert",
              responses=documented({409: "the alert is already acknowledged or cleared"}))
-async def acknowledge_alert(request: Request, alert_id: str,
-                            principal: Annotated[Principal, Depends(require("rules:write"))]) -> AlertOut:
-    return await _move(request, principal.tenant_id, alert_id, "ACKNOWLEDGED")
+async def acknowledge_alert(alert_id: str, principal: Annotated[Principal, Depends(require("rules:write"))],
+                            streams: StreamsDep) -> AlertOut:
+    return await _move(streams, principal.tenant_id, alert_id, "ACKNOWLEDGED")
 
 
 @router.post("/{alert_id}/clear", response_model=AlertOut, summary="Clear an alert",
              responses=documented({409: "the alert is already cleared"}))
-async def clear_alert(request: Request, alert_id: str,
-                      principal: Annotated[Principal, Depends(require("rules:write"))]) -> AlertOut:
-    return await _move(request, principal.tenant_id, alert_id, "CLEARED")
+async def clear_alert(alert_id: str, principal: Annotated[Principal, Depends(require("rules:write"))],
+                      streams: StreamsDep) -> AlertOut:
+    return await _move(streams, principal.tenant_id, alert_id, "CLEARED")
 
 
-async def _move(request: Request, tenant_id: str, alert_id: str, state: str) -> AlertOut:
-    streams = request.app.state.streams
+async def _move(streams: StreamsClient, tenant_id: str, alert_id: str, state: str) -> AlertOut:
     a = streams.alerts.get(tenant_id, {}).get(alert_id)
     if a is None:
         raise not_found(f"alert {alert_id!r}")

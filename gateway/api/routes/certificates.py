@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Query, Response, status
 
-from gateway.api.deps import DevicesRead, DevicesWrite
+from gateway.api.deps import AdminDep, DbDep, DevicesRead, DevicesWrite, PKIDep
 from gateway.crud import credentials as creds_crud
 from gateway.crud import devices as devices_crud
 from gateway.errors import ERROR_RESPONSES, not_found
@@ -31,20 +31,19 @@ def _device_or_404(conn, tenant_id: str, device_id: str) -> dict:
 
 @router.post("/devices/{device_id}/certificates", status_code=status.HTTP_201_CREATED,
              response_model=CertificateIssued, summary="Sign the device's CSR, or generate a key pair (shown once)")
-def issue_certificate(request: Request, device_id: str, body: CertificateRequest,
-                      principal: DevicesWrite) -> CertificateIssued:
-    admin = request.app.state.admin
+def issue_certificate(device_id: str, body: CertificateRequest, principal: DevicesWrite, admin: AdminDep,
+                      pki: PKIDep) -> CertificateIssued:
     issued = admin.issue_certificate(principal.tenant_id, device_id, days=body.days, actor=principal.client_id,
                                      csr_pem=body.csr_pem.encode() if body.csr_pem else None)
     return CertificateIssued(serial=issued.serial, fingerprint_sha256=issued.fingerprint_sha256,
                              not_after=issued.not_after, certificate_pem=issued.certificate_pem,
-                             ca_pem=admin.pki.ca_cert.read_text(), private_key_pem=issued.private_key_pem)
+                             ca_pem=pki.ca_cert.read_text(), private_key_pem=issued.private_key_pem)
 
 
 @router.get("/devices/{device_id}/certificates", response_model=list[CertificatePublic],
             summary="The device's certificates")
-def list_certificates(request: Request, device_id: str, principal: DevicesRead) -> list[CertificatePublic]:
-    with request.app.state.db.tenant_tx(principal.tenant_id) as conn:
+def list_certificates(device_id: str, principal: DevicesRead, db: DbDep) -> list[CertificatePublic]:
+    with db.tenant_tx(principal.tenant_id) as conn:
         _device_or_404(conn, principal.tenant_id, device_id)
         rows = creds_crud.list_certificates(conn, tenant_id=principal.tenant_id, device_id=device_id)
     return [CertificatePublic.of(r) for r in rows]
@@ -52,54 +51,53 @@ def list_certificates(request: Request, device_id: str, principal: DevicesRead) 
 
 @router.post("/devices/{device_id}/certificates/{serial}/revoke", response_model=CertificatePublic,
              summary="Revoke a certificate (listed in the tenant CRL)")
-def revoke_certificate(request: Request, device_id: str, serial: str, principal: DevicesWrite) -> CertificatePublic:
-    row = request.app.state.admin.revoke_certificate(principal.tenant_id, device_id, serial,
-                                                     actor=principal.client_id)
+def revoke_certificate(device_id: str, serial: str, principal: DevicesWrite,
+                       admin: AdminDep) -> CertificatePublic:
+    row = admin.revoke_certificate(principal.tenant_id, device_id, serial, actor=principal.client_id)
     return CertificatePublic.of(row)
 
 
 @router.post("/devices/{device_id}/keys", status_code=status.HTTP_201_CREATED, response_model=KeyPublic,
              summary="Register an ES256 public key the device signs its HTTP/CoAP JWTs with (proof of possession)")
-def add_key(request: Request, device_id: str, body: KeyCreate, principal: DevicesWrite) -> KeyPublic:
-    row = request.app.state.admin.add_jwt_key(principal.tenant_id, device_id, body.public_key_pem, proof=body.proof,
-                                              actor=principal.client_id)
+def add_key(device_id: str, body: KeyCreate, principal: DevicesWrite, admin: AdminDep) -> KeyPublic:
+    row = admin.add_jwt_key(principal.tenant_id, device_id, body.public_key_pem, proof=body.proof,
+                            actor=principal.client_id)
     return KeyPublic.of(row)
 
 
 @router.get("/devices/{device_id}/keys", response_model=list[KeyPublic], summary="The device's JWT keys")
-def list_keys(request: Request, device_id: str, principal: DevicesRead) -> list[KeyPublic]:
-    with request.app.state.db.tenant_tx(principal.tenant_id) as conn:
+def list_keys(device_id: str, principal: DevicesRead, db: DbDep) -> list[KeyPublic]:
+    with db.tenant_tx(principal.tenant_id) as conn:
         _device_or_404(conn, principal.tenant_id, device_id)
         rows = creds_crud.list_keys(conn, tenant_id=principal.tenant_id, device_id=device_id)
     return [KeyPublic.of(r) for r in rows]
 
 
 @router.post("/devices/{device_id}/keys/{key_id}/revoke", response_model=KeyPublic, summary="Revoke a JWT key")
-def revoke_key(request: Request, device_id: str, key_id: str, principal: DevicesWrite) -> KeyPublic:
-    row = request.app.state.admin.revoke_jwt_key(principal.tenant_id, device_id, key_id, actor=principal.client_id)
+def revoke_key(device_id: str, key_id: str, principal: DevicesWrite, admin: AdminDep) -> KeyPublic:
+    row = admin.revoke_jwt_key(principal.tenant_id, device_id, key_id, actor=principal.client_id)
     return KeyPublic.of(row)
 
 
 @router.get("/ca/certificate", summary="The tenant's issuing CA certificate and the platform root (PEM)",
             response_class=Response, responses={200: {"content": {"application/x-pem-file": {}}}})
-def ca_certificate(request: Request, principal: DevicesRead) -> Response:
-    admin = request.app.state.admin
+def ca_certificate(principal: DevicesRead, admin: AdminDep, pki: PKIDep) -> Response:
     tenant_ca = admin.cas.ca_certificate_pem(principal.tenant_id)
     if tenant_ca is None:
         raise not_found("tenant CA")
-    pem = tenant_ca + admin.pki.ca_cert.read_text()
+    pem = tenant_ca + pki.ca_cert.read_text()
     return Response(pem, media_type="application/x-pem-file")
 
 
 @router.get("/ca/crl", summary="The tenant CA's certificate revocation list (DER, or PEM with ?format=pem)",
             response_class=Response,
             responses={200: {"content": {"application/pkix-crl": {}, "application/x-pem-file": {}}}})
-def crl(request: Request, principal: DevicesRead,
+def crl(principal: DevicesRead, admin: AdminDep,
         format: Annotated[str, Query(pattern="^(der|pem)$")] = "der") -> Response:
     import base64
     import textwrap
 
-    der = request.app.state.admin.crl_der(principal.tenant_id)
+    der = admin.crl_der(principal.tenant_id)
     if format == "pem":
         body = "\n".join(textwrap.wrap(base64.b64encode(der).decode(), 64))
         return Response(f"-----BEGIN X509 CRL-----\n{body}\n-----END X509 CRL-----\n",

@@ -8,14 +8,15 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from gateway.api.deps import require
+from gateway.api.deps import DbDep, StreamsDep, require
 from gateway.auth.tokens import Principal
 from gateway.crud.devices import get_device
+from gateway.db.session import Database
 from gateway.errors import ERROR_RESPONSES, ApiError, not_found
 from schemas import codec, device_key, topics
 from schemas.strict import JsonObject, Text
@@ -70,9 +71,9 @@ def _out(st: dict) -> CommandOut:
                       history=[list(h) for h in json.loads(st["history_json"])])
 
 
-async def _device_or_404(request: Request, tenant_id: str, device_id: str) -> None:
+async def _device_or_404(db: Database, tenant_id: str, device_id: str) -> None:
     def run():
-        with request.app.state.db.tenant_tx(tenant_id) as conn:
+        with db.tenant_tx(tenant_id) as conn:
             return get_device(conn, tenant_id=tenant_id, device_id=device_id)
 
     if await run_in_threadpool(run) is None:
@@ -82,16 +83,16 @@ async def _device_or_404(request: Request, tenant_id: str, device_id: str) -> No
 @router.post("/{device_id}/commands", status_code=202, response_model=CommandOut,
              responses={200: {"model": CommandOut, "description": "a command with this idempotency key exists: its current state"}},
              summary="Send a command; returns its id and state (200 with the existing one for a repeated idempotency key)")
-async def send_command(request: Request, device_id: str, body: CommandIn,
+async def send_command(device_id: str, body: CommandIn,
                        principal: Annotated[Principal, Depends(require("commands:write"))],
+                       db: DbDep, streams: StreamsDep,
                        idempotency_key: Annotated[str | None, Header(max_length=128)] = None):
     tenant = principal.tenant_id
-    await _device_or_404(request, tenant, device_id)
+    await _device_or_404(db, tenant, device_id)
     params = json.dumps(body.params, separators=(",", ":"))
     if len(params) > MAX_PARAMS_BYTES:
         raise ApiError(413, "params_too_large", f"params take at most {MAX_PARAMS_BYTES} bytes of JSON")
     key = body.idempotency_key or idempotency_key
-    streams = request.app.state.streams
     if key:
         command_id = str(uuid.uuid5(ID_NAMESPACE, f"{tenant}:{device_id}:{key}"))
         existing = streams.command(tenant, device_id, command_id)
@@ -111,22 +112,24 @@ async def send_command(request: Request, device_id: str, body: CommandIn,
 
 
 @router.get("/{device_id}/commands/{command_id}", response_model=CommandOut, summary="One command's state")
-async def get_command(request: Request, device_id: str, command_id: str,
-                      principal: Annotated[Principal, Depends(require("devices:read"))]) -> CommandOut:
-    st = request.app.state.streams.command(principal.tenant_id, device_id, command_id)
+async def get_command(device_id: str, command_id: str,
+                      principal: Annotated[Principal, Depends(require("devices:read"))],
+                      streams: StreamsDep) -> CommandOut:
+    st = streams.command(principal.tenant_id, device_id, command_id)
     if st is None:
         raise not_found(f"command {command_id!r}")
     return _out(st)
 
 
 @router.get("/{device_id}/commands", response_model=CommandList, summary="A device's commands, newest first")
-async def list_commands(request: Request, device_id: str,
+async def list_commands(device_id: str,
                         principal: Annotated[Principal, Depends(require("devices:read"))],
+                        db: DbDep, streams: StreamsDep,
                         status: Status | None = None, name: str | None = None,
                         since: Annotated[int | None, Query(description="created at or after (epoch ms)")] = None,
                         limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> CommandList:
-    await _device_or_404(request, principal.tenant_id, device_id)
-    rows = [s for s in request.app.state.streams.device_commands(principal.tenant_id, device_id)
+    await _device_or_404(db, principal.tenant_id, device_id)
+    rows = [s for s in streams.device_commands(principal.tenant_id, device_id)
             if (status is None or s["status"] == status) and (name is None or s["name"] == name)
             and (since is None or s["created_at"] >= since)]
     rows.sort(key=lambda s: s["created_at"], reverse=True)

@@ -10,8 +10,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
-from gateway.api.deps import DevicesRead, DevicesWrite
+from gateway.api.deps import AdminDep, DbDep, DevicesRead, DevicesWrite, PKIDep, SettingsDep
 from gateway.crud import devices as devices_crud
+from gateway.db.session import Database
 from gateway.errors import ERROR_RESPONSES, ApiError, not_found
 from gateway.identity.provisioning import create_devices, import_devices, issue_certificates, parse_csv
 from gateway.models.devices import (
@@ -37,21 +38,20 @@ CONFLICT = {409: {"model": ERROR_RESPONSES[404]["model"], "description": "the ch
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DevicePublic, responses=CONFLICT,
              summary="Register a device and authorise its MQTT namespace")
-def create_device(request: Request, body: DeviceCreate, principal: DevicesWrite) -> DevicePublic:
-    admin = request.app.state.admin
+def create_device(body: DeviceCreate, principal: DevicesWrite, admin: AdminDep, db: DbDep) -> DevicePublic:
     admin.create_device(principal.tenant_id, body.device_id, device_type=body.device_type, tags=body.tags,
                         attributes=body.attributes, actor=principal.client_id)
-    return _get(request, principal.tenant_id, body.device_id)
+    return _get(db, principal.tenant_id, body.device_id)
 
 
 @router.get("", response_model=DeviceList, summary="List devices (keyset pagination, filters)")
-def list_devices(request: Request, principal: DevicesRead,
+def list_devices(principal: DevicesRead, db: DbDep,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None,
                  status_: Annotated[Status | None, Query(alias="status")] = None,
                  device_type: Annotated[str | None, Query(alias="type", pattern=DEVICE_ID_PATTERN)] = None,
                  tag: Annotated[str | None, Query(pattern=TAG_PATTERN)] = None) -> DeviceList:
     after = _decode_cursor(cursor) if cursor else None
-    with request.app.state.db.tenant_tx(principal.tenant_id) as conn:
+    with db.tenant_tx(principal.tenant_id) as conn:
         rows = devices_crud.list_devices(conn, tenant_id=principal.tenant_id, limit=limit, after=after,
                                          status=status_, device_type=device_type, tag=tag)
     nxt = base64.urlsafe_b64encode(rows[-1]["device_id"].encode()).decode() if len(rows) == limit else None
@@ -62,7 +62,7 @@ def list_devices(request: Request, principal: DevicesRead,
              openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}, "example":
                             "device_id,device_type,tags,attributes\nmeter-1,meter,site-a;floor-2,\"{\"\"k\"\": 1}\"\n"}},
                             "required": True}})
-async def import_csv(request: Request, principal: DevicesWrite) -> ImportReport:
+async def import_csv(request: Request, principal: DevicesWrite, admin: AdminDep) -> ImportReport:
     from fastapi.concurrency import run_in_threadpool
 
     raw = await request.body()
@@ -71,17 +71,17 @@ async def import_csv(request: Request, principal: DevicesWrite) -> ImportReport:
     except UnicodeDecodeError as exc:
         raise ApiError(422, "invalid_csv", "the CSV must be UTF-8") from exc
     rows = parse_csv(text)
-    results = await run_in_threadpool(import_devices, request.app.state.admin, principal.tenant_id, rows,
+    results = await run_in_threadpool(import_devices, admin, principal.tenant_id, rows,
                                       actor=principal.client_id)
     created = sum(1 for r in results if r["status"] == "created")
     return ImportReport(created=created, failed=len(results) - created, rows=[ImportRowResult(**r) for r in results])
 
 
 @router.post("/bulk", response_model=BulkDeviceReport, summary="Register many devices in one call (one broker round trip)")
-def create_bulk(request: Request, body: BulkDeviceCreate, principal: DevicesWrite) -> BulkDeviceReport:
+def create_bulk(body: BulkDeviceCreate, principal: DevicesWrite, admin: AdminDep,
+                pki: PKIDep) -> BulkDeviceReport:
     """Each device is created or reported (``device_exists``); the broker authorises all new ones together,
     so a fleet costs one call instead of one per device (adr/0035)."""
-    admin = request.app.state.admin
     items = [({"index": i, "device_id": d.device_id},
               {"device_id": d.device_id, "device_type": d.device_type, "tags": d.tags, "attributes": d.attributes})
              for i, d in enumerate(body.devices)]
@@ -93,25 +93,25 @@ def create_bulk(request: Request, body: BulkDeviceCreate, principal: DevicesWrit
             if (c := issued.get(r["device_id"])) and r.get("status") == "created":
                 r.update(certificate_pem=c.certificate_pem, private_key_pem=c.private_key_pem, serial=c.serial)
     return BulkDeviceReport(created=len(created), failed=len(results) - len(created),
-                            ca_pem=admin.pki.ca_cert.read_text(), devices=[BulkDeviceResult(**r) for r in results])
+                            ca_pem=pki.ca_cert.read_text(), devices=[BulkDeviceResult(**r) for r in results])
 
 
 @router.get("/{device_id}", response_model=DevicePublic, summary="One device")
-def get_device(request: Request, device_id: str, principal: DevicesRead) -> DevicePublic:
-    return _get(request, principal.tenant_id, device_id)
+def get_device(device_id: str, principal: DevicesRead, db: DbDep) -> DevicePublic:
+    return _get(db, principal.tenant_id, device_id)
 
 
 @router.patch("/{device_id}", response_model=DevicePublic, summary="Update type, tags and attributes")
-def update_device(request: Request, device_id: str, body: DeviceUpdate, principal: DevicesWrite) -> DevicePublic:
-    row = request.app.state.admin.update_device(principal.tenant_id, device_id, actor=principal.client_id,
-                                                attributes=body.attributes, tags=body.tags,
-                                                device_type=body.device_type)
+def update_device(device_id: str, body: DeviceUpdate, principal: DevicesWrite,
+                  admin: AdminDep) -> DevicePublic:
+    row = admin.update_device(principal.tenant_id, device_id, actor=principal.client_id,
+                              attributes=body.attributes, tags=body.tags, device_type=body.device_type)
     return DevicePublic.of(row)
 
 
 def _lifecycle(action: str, summary: str):
-    def handler(request: Request, device_id: str, principal: DevicesWrite) -> DevicePublic:
-        row = request.app.state.admin.change_status(principal.tenant_id, device_id, action, actor=principal.client_id)
+    def handler(device_id: str, principal: DevicesWrite, admin: AdminDep) -> DevicePublic:
+        row = admin.change_status(principal.tenant_id, device_id, action, actor=principal.client_id)
         return DevicePublic.of(row)
 
     handler.__name__ = f"{action}_device"
@@ -125,9 +125,8 @@ _lifecycle("decommission", "Decommission for good: credentials revoked, broker c
 
 
 @router.get("/{device_id}/connection", response_model=ConnectionInfo, summary="How this device connects")
-def connection(request: Request, device_id: str, principal: DevicesRead) -> ConnectionInfo:
-    _get(request, principal.tenant_id, device_id)
-    s = request.app.state.settings
+def connection(device_id: str, principal: DevicesRead, db: DbDep, s: SettingsDep) -> ConnectionInfo:
+    _get(db, principal.tenant_id, device_id)
     tenant = principal.tenant_id
     return ConnectionInfo(
         tenant_id=tenant, device_id=device_id,
@@ -138,8 +137,8 @@ def connection(request: Request, device_id: str, principal: DevicesRead) -> Conn
         ca_certificate_url=f"{s.gateway_url}/v1/ca/certificate")
 
 
-def _get(request: Request, tenant_id: str, device_id: str) -> DevicePublic:
-    with request.app.state.db.tenant_tx(tenant_id) as conn:
+def _get(db: Database, tenant_id: str, device_id: str) -> DevicePublic:
+    with db.tenant_tx(tenant_id) as conn:
         row = devices_crud.get_device(conn, tenant_id=tenant_id, device_id=device_id)
     if row is None:
         raise not_found(f"device {device_id!r}")

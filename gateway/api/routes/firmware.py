@@ -6,12 +6,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
-from gateway.api.deps import require
+from gateway.api.deps import DbDep, OtaDep, require
 from gateway.auth.tokens import Principal
 from gateway.crud.devices import get_device
 from gateway.errors import ERROR_RESPONSES, ApiError, documented, not_found
@@ -66,13 +66,13 @@ def _out(r: dict) -> ReleaseOut:
 
 @router.post("", status_code=201, response_model=ReleaseOut, summary="Upload a firmware release (immutable)",
              responses=documented({409: "this device type already has this version"}))
-async def upload_firmware(request: Request, principal: OtaWrite,
+async def upload_firmware(principal: OtaWrite, db: DbDep, ota: OtaDep,
                           device_type: Annotated[str, Form(pattern=DEVICE_TYPE)],
                           version: Annotated[str, Form(min_length=1, max_length=128)],
                           file: Annotated[UploadFile, File(description="the firmware image")]) -> ReleaseOut:
     if not is_semver(version):
         raise ApiError(422, "invalid_version", f"version {version!r} is not a semantic version (MAJOR.MINOR.PATCH)")
-    ota, tenant = request.app.state.ota, principal.tenant_id
+    tenant = principal.tenant_id
 
     def store():
         try:
@@ -82,7 +82,7 @@ async def upload_firmware(request: Request, principal: OtaWrite,
         kid = ota.signer.key_id(tenant)
         manifest = build_manifest(tenant_id=tenant, device_type=device_type, version=version, sha256=sha, size=size,
                                   kid=kid)
-        with request.app.state.db.tenant_tx(tenant) as conn:
+        with db.tenant_tx(tenant) as conn:
             try:
                 return releases.create_release(conn, tenant_id=tenant, device_type=device_type, version=version,
                                                sha256=sha, size=size, manifest_json=manifest,
@@ -94,10 +94,10 @@ async def upload_firmware(request: Request, principal: OtaWrite,
 
 
 @router.get("", response_model=ReleaseList, summary="Firmware releases of this tenant")
-async def list_firmware(request: Request, principal: OtaWrite,
+async def list_firmware(principal: OtaWrite, db: DbDep,
                         device_type: Annotated[str | None, Query(pattern=DEVICE_TYPE)] = None) -> ReleaseList:
     def run():
-        with request.app.state.db.tenant_tx(principal.tenant_id) as conn:
+        with db.tenant_tx(principal.tenant_id) as conn:
             return releases.list_releases(conn, tenant_id=principal.tenant_id, device_type=device_type)
 
     rows = await run_in_threadpool(run)
@@ -105,8 +105,8 @@ async def list_firmware(request: Request, principal: OtaWrite,
 
 
 @router.get("/signing-key", response_model=SigningKeyOut, summary="The public key devices verify manifests with")
-async def signing_key(request: Request, principal: OtaWrite) -> SigningKeyOut:
-    signer = request.app.state.ota.signer
+async def signing_key(principal: OtaWrite, ota: OtaDep) -> SigningKeyOut:
+    signer = ota.signer
     return SigningKeyOut(key_id=await run_in_threadpool(signer.key_id, principal.tenant_id),
                          public_key_pem=signer.public_key_pem(principal.tenant_id))
 
@@ -116,15 +116,14 @@ async def signing_key(request: Request, principal: OtaWrite) -> SigningKeyOut:
             responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
                              "description": "the artifact (or the requested range of it)"},
                        **documented({403: "link expired or forged"})})
-async def download(request: Request, token: str) -> FileResponse:
-    ota = request.app.state.ota
+async def download(token: str, db: DbDep, ota: OtaDep) -> FileResponse:
     try:
         claims = ota.links.verify(token)
     except LinkError as exc:
         raise ApiError(403, "invalid_link", str(exc)) from exc
 
     def run():
-        with request.app.state.db.tenant_tx(claims.tenant_id) as conn:
+        with db.tenant_tx(claims.tenant_id) as conn:
             return releases.release_with_sha(conn, tenant_id=claims.tenant_id, sha256=claims.sha256)
 
     if await run_in_threadpool(run) is None:  # the release was deleted with its tenant
@@ -137,9 +136,9 @@ async def download(request: Request, token: str) -> FileResponse:
 
 
 @router.get("/{device_type}/{version}", response_model=ReleaseOut, summary="One release")
-async def get_firmware(request: Request, principal: OtaWrite, device_type: str, version: str) -> ReleaseOut:
+async def get_firmware(principal: OtaWrite, device_type: str, version: str, db: DbDep) -> ReleaseOut:
     def run():
-        with request.app.state.db.tenant_tx(principal.tenant_id) as conn:
+        with db.tenant_tx(principal.tenant_id) as conn:
             return releases.get_release(conn, tenant_id=principal.tenant_id, device_type=device_type, version=version)
 
     row = await run_in_threadpool(run)
@@ -150,11 +149,12 @@ async def get_firmware(request: Request, principal: OtaWrite, device_type: str, 
 
 @router.post("/{device_type}/{version}/links", response_model=LinkOut, status_code=201,
              summary="A short-lived download link for one device (campaign jobs carry their own)")
-async def create_link(request: Request, principal: OtaWrite, device_type: str, version: str, body: LinkIn) -> LinkOut:
-    tenant, ota = principal.tenant_id, request.app.state.ota
+async def create_link(principal: OtaWrite, device_type: str, version: str, body: LinkIn, db: DbDep,
+                      ota: OtaDep) -> LinkOut:
+    tenant = principal.tenant_id
 
     def run():
-        with request.app.state.db.tenant_tx(tenant) as conn:
+        with db.tenant_tx(tenant) as conn:
             rel = releases.get_release(conn, tenant_id=tenant, device_type=device_type, version=version)
             dev = get_device(conn, tenant_id=tenant, device_id=body.device_id)
             return rel, dev

@@ -5,8 +5,9 @@ graphql-transport-ws protocol (adr/0064).
 Same tokens and scopes as REST: ``Authorization: Bearer`` on HTTP; on WebSocket the token goes in the
 ``connection_init`` payload (``{"Authorization": "Bearer …"}`` or ``{"token": …}``) or as ``?access_token=``,
 and a connection without a valid one is closed with 4403. Every resolver reads through the same tenant-
-requiring layers as REST (``tenant_tx`` for Postgres, ``TelemetryStore`` for ClickHouse); mutations call
-the REST handlers themselves, so validation and errors are the same.
+requiring layers as REST (``tenant_tx`` for Postgres, ``TelemetryStore`` for ClickHouse), which the context
+getter takes from the same typed dependencies as REST (adr/0124); mutations call the REST handlers themselves,
+so validation and errors are the same.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from strawberry.scalars import JSON
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import Info
 
+from gateway.api.deps import DbDep, HubDep, KeysDep, StoreDep, StreamsDep
 from gateway.auth.tokens import Principal, TokenError
 from gateway.crud.devices import get_device
 from gateway.errors import ApiError
@@ -59,7 +61,7 @@ def _principal(info: Info, scope: str) -> Principal:
         if not token:
             raise GraphQLApiError(ApiError(401, "unauthenticated", "a Bearer token is required"))
         try:
-            p = ctx["request"].app.state.keys.verify(token)
+            p = ctx["keys"].verify(token)
         except TokenError as exc:
             raise GraphQLApiError(ApiError(401, "invalid_token", f"token rejected: {exc}")) from exc
         ctx["principal"] = p
@@ -75,10 +77,6 @@ def _text(**args: str | None) -> None:
             check_text(value) if value is not None else None
         except ValueError as exc:
             raise GraphQLApiError(ApiError(400, "invalid_request", f"{name}: {exc}")) from None
-
-
-def _state(info: Info):
-    return info.context["request"].app.state
 
 
 async def _call(fn, *args, **kw):
@@ -121,7 +119,7 @@ class Device:
     @strawberry.field(description="The last value of each metric")
     async def latest(self, info: Info) -> list[MetricValue]:
         p = _principal(info, "telemetry:read")
-        rows = await _call(_state(info).store.latest, tenant_id=p.tenant_id, device_ids=[self.id])
+        rows = await _call(info.context["store"].latest, tenant_id=p.tenant_id, device_ids=[self.id])
         return [MetricValue(metric=r.metric, ts=r.ts, value=r.value) for r in rows]
 
     @strawberry.field(description="Raw points, or buckets with interval (30s, 1m, 1h …) and agg")
@@ -131,7 +129,7 @@ class Device:
                         limit: int = 1000) -> list[Point]:
         p = _principal(info, "telemetry:read")
         _text(metric=metric, interval=interval, agg=agg)
-        store = _state(info).store
+        store = info.context["store"]
         try:
             start, end = rest.time_range(from_, to, dt.timedelta(days=1))
             if interval is not None:
@@ -153,7 +151,7 @@ class Device:
     @strawberry.field(description="The shadow document (desired, reported, delta, version)")
     def shadow(self, info: Info) -> JSON | None:
         p = _principal(info, "devices:read")
-        doc = _state(info).streams.shadow(p.tenant_id, self.id)
+        doc = info.context["streams"].shadow(p.tenant_id, self.id)
         if doc is None:
             return None
         return {"version": doc["version"], "desired": json.loads(doc["desired_json"]),
@@ -162,15 +160,15 @@ class Device:
     @strawberry.field(description="Commands and their states, newest first")
     def commands(self, info: Info, limit: int = 20) -> list[JSON]:
         p = _principal(info, "devices:read")
-        rows = sorted(_state(info).streams.device_commands(p.tenant_id, self.id), key=lambda s: s["created_at"],
-                      reverse=True)
+        rows = sorted(info.context["streams"].device_commands(p.tenant_id, self.id),
+                      key=lambda s: s["created_at"], reverse=True)
         return [{"command_id": s["command_id"], "name": s["name"], "status": s["status"],
                  "created_at": s["created_at"], "updated_at": s["updated_at"]} for s in rows[:max(1, min(limit, 1000))]]
 
     @strawberry.field(description="Alert history, newest first (from ClickHouse)")
     async def alerts(self, info: Info, limit: int = 20) -> list[Alert]:
         p = _principal(info, "telemetry:read")
-        rows = await _call(_state(info).store.alerts, tenant_id=p.tenant_id, device_id=self.id,
+        rows = await _call(info.context["store"].alerts, tenant_id=p.tenant_id, device_id=self.id,
                            limit=max(1, min(limit, 1000)))
         return [Alert(alert_id=r["alert_id"], rule_id=r["rule_id"], severity=r["severity"], state=r["state"],
                       time=r["time"], message=r["message"]) for r in rows]
@@ -187,7 +185,7 @@ class Query:
     async def device(self, info: Info, id: str) -> Device | None:
         p = _principal(info, "devices:read")
         _text(id=id)
-        db = _state(info).db
+        db = info.context["db"]
 
         def run():
             with db.tenant_tx(p.tenant_id) as conn:
@@ -201,7 +199,7 @@ class Query:
                       limit: int = 100) -> list[Device]:
         p = _principal(info, "devices:read")
         _text(device_type=device_type, tag=tag)
-        db = _state(info).db
+        db = info.context["db"]
         n = max(1, min(limit, MAX_DEVICES))
 
         def run():
@@ -220,10 +218,10 @@ class Mutation:
     async def set_desired(self, info: Info, device_id: str, state: JSON, if_match: int | None = None) -> JSON:
         from . import shadow
 
-        p = _principal(info, "devices:write")
+        p, ctx = _principal(info, "devices:write"), info.context
         try:
-            resp = await shadow.patch_desired(info.context["request"], device_id, state, p,
-                                              None if if_match is None else str(if_match))
+            resp = await shadow.patch_desired(device_id, state, p, db=ctx["db"], streams=ctx["streams"],
+                                              if_match=None if if_match is None else str(if_match))
         except ApiError as exc:
             raise GraphQLApiError(exc) from exc
         return json.loads(resp.body)
@@ -235,10 +233,11 @@ class Mutation:
 
         from . import commands
 
-        p = _principal(info, "commands:write")
+        p, ctx = _principal(info, "commands:write"), info.context
         try:
             body = commands.CommandIn(name=name, params=params or {}, idempotency_key=idempotency_key)
-            out = await commands.send_command(info.context["request"], device_id, body, p, None)
+            out = await commands.send_command(device_id, body, p, db=ctx["db"], streams=ctx["streams"],
+                                              idempotency_key=None)
         except ValidationError as exc:
             raise GraphQLApiError(ApiError(400, "invalid_request", str(exc.errors()[0]["msg"]))) from exc
         except ApiError as exc:
@@ -252,7 +251,7 @@ class Mutation:
 
         p = _principal(info, "rules:write")
         try:
-            out = await alerts.acknowledge_alert(info.context["request"], alert_id, p)
+            out = await alerts.acknowledge_alert(alert_id, p, streams=info.context["streams"])
         except ApiError as exc:
             raise GraphQLApiError(exc) from exc
         return out.model_dump(mode="json")
@@ -271,7 +270,7 @@ class Subscription:
     async def telemetry(self, info: Info, device_ids: list[str] | None = None,
                         metrics: list[str] | None = None) -> AsyncGenerator[TelemetryEvent, None]:
         p = _principal(info, "telemetry:read")
-        hub = _state(info).live
+        hub = info.context["hub"]
         devices, wanted = (set(device_ids) if device_ids is not None else None), set(metrics or ())
 
         def matches(ev) -> bool:
@@ -295,15 +294,17 @@ class _Router(GraphQLRouter):
         """Refuses a subscription connection without a valid tenant token before any operation runs."""
         token = _token(context)
         try:
-            p = context["request"].app.state.keys.verify(token or "")
+            p = context["keys"].verify(token or "")
         except TokenError as exc:
             raise ConnectionRejectionError({"code": "invalid_token"}) from exc
         context["principal"] = p
         return await super().on_ws_connect(context)
 
 
-async def _context() -> dict:
-    return {}
+async def _context(keys: KeysDep, db: DbDep, store: StoreDep, streams: StreamsDep, hub: HubDep) -> dict:
+    """``info.context`` of every operation, HTTP or WebSocket: the REST dependencies by name (strawberry adds
+    ``request``, ``response`` and, on WebSocket, ``connection_params``; ``_principal`` adds ``principal``)."""
+    return {"keys": keys, "db": db, "store": store, "streams": streams, "hub": hub}
 
 
 schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)

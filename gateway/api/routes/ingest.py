@@ -8,30 +8,17 @@ others, each also dead-lettered)."""
 
 from __future__ import annotations
 
-import threading
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from connectors.http import (
-    ALLOWED_STATUSES,
-    Admission,
-    ConnectorError,
-    DeviceAuthenticator,
-    HttpIngestConnector,
-    TokenBuckets,
-    UplinkPublisher,
-    http_headers,
-)
-from gateway.crud import credentials as creds_crud
-from gateway.crud import devices as devices_crud
+from connectors.http import ConnectorError, http_headers
+from gateway.api.deps import IngestDep
 from gateway.errors import ApiError, ErrorResponse
-from runtime.device_jwt import DeviceJwtVerifier, DeviceKey
 
 router = APIRouter(prefix="/ingest", tags=["ingest"])
-_lock = threading.Lock()
 
 
 class Rejected(BaseModel):
@@ -44,51 +31,6 @@ class IngestAccepted(BaseModel):
     rejected: list[Rejected]
 
 
-class _Ingest:
-    def __init__(self, app: Any):
-        s, db = app.state.settings, app.state.db
-
-        def key_lookup(tenant_id: str, device_id: str, kid: str) -> DeviceKey | None:
-            # only the key of the device the token names (iss = tenant, sub = device): adr/0106
-            with db.pool.connection() as conn:
-                row = creds_crud.device_key(conn, tenant_id=tenant_id, device_id=device_id, key_id=kid)
-            if row is None:
-                return None
-            return DeviceKey(kid, tenant_id, device_id, row["public_key_pem"],
-                             active=row["device_status"] in ALLOWED_STATUSES and row["tenant_status"] == "active")
-
-        def tenant_ca(tenant_id: str) -> str | None:
-            try:
-                return app.state.admin.cas.ca_certificate_pem(tenant_id)
-            except Exception:  # no CA: no such tenant
-                return None
-
-        def device_status(tenant_id: str, device_id: str) -> str | None:
-            with db.tenant_tx(tenant_id) as conn:
-                row = devices_crud.get_device(conn, tenant_id=tenant_id, device_id=device_id)
-            if row and app.state.auth_state.tenant_refused(tenant_id):
-                return "suspended"  # the tenant's, not the device's: refused all the same (adr/0107)
-            return row["status"] if row else None
-
-        self.auth = DeviceAuthenticator(DeviceJwtVerifier(key_lookup), tenant_ca=tenant_ca,
-                                        device_status=device_status,
-                                        trusted_proxies=getattr(s, "ingest_trusted_proxies", []))
-        rate = TokenBuckets(getattr(s, "ingest_rate_per_s", 100.0), getattr(s, "ingest_burst", 200.0))
-        # the key lookup already refused unknown and suspended devices; admission adds the rate limit
-        self.connector = HttpIngestConnector(UplinkPublisher(s.kafka, "http", instance="gateway"),
-                                             Admission(None, rate, require_registered=False),
-                                             max_skew_ms=s.max_clock_skew_s * 1000)
-
-
-def _service(request: Request) -> _Ingest:
-    svc = getattr(request.app.state, "ingest", None)
-    if svc is None:
-        with _lock:
-            svc = getattr(request.app.state, "ingest", None) or _Ingest(request.app)
-            request.app.state.ingest = svc
-    return svc
-
-
 def _api_error(err: ConnectorError) -> ApiError:
     return ApiError(err.status, err.code, str(err), http_headers(err) or None)
 
@@ -97,11 +39,10 @@ def _api_error(err: ConnectorError) -> ApiError:
              responses={s: {"model": ErrorResponse} for s in (400, 401, 403, 413, 429, 503)},
              summary="Send readings as a device",
              description='Body: `{"ts": <epoch ms>, "values": {...}}` or a list of them (the canonical payload).')
-async def ingest(request: Request, authorization: Annotated[str | None, Header()] = None,
+async def ingest(request: Request, svc: IngestDep, authorization: Annotated[str | None, Header()] = None,
                  x_client_cert: Annotated[str | None, Header()] = None) -> IngestAccepted:
     # The request guard (gateway/api/request_guard.py) has already refused a body over MAX_PAYLOAD_BYTES,
     # Content-Length or chunked, with 413 before this runs.
-    svc = _service(request)
     peer = request.client.host if request.client else None
     try:
         tenant_id, device_id = await run_in_threadpool(svc.auth.authenticate, authorization, x_client_cert, peer)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
+from gateway.api.deps import DbDep, KeysDep, SettingsDep
 from gateway.auth.passwords import verify_secret
 from gateway.crud.tenants import find_client
 from gateway.errors import ApiError
@@ -23,14 +24,14 @@ class TokenResponse(BaseModel):
 
 
 @router.post("/oauth/token", response_model=TokenResponse, summary="Exchange client credentials for a token")
-async def token(request: Request, grant_type: Annotated[str, Form()], client_id: Annotated[str, Form()],
-                client_secret: Annotated[str, Form()], scope: Annotated[str | None, Form()] = None) -> TokenResponse:
+async def token(db: DbDep, keys: KeysDep, s: SettingsDep, grant_type: Annotated[str, Form()],
+                client_id: Annotated[str, Form()], client_secret: Annotated[str, Form()],
+                scope: Annotated[str | None, Form()] = None) -> TokenResponse:
     if grant_type != "client_credentials":
         raise ApiError(400, "unsupported_grant_type", "only grant_type=client_credentials is supported")
-    st = request.app.state
 
     def lookup():
-        with st.db.anonymous_tx() as conn:
+        with db.anonymous_tx() as conn:
             return find_client(conn, client_id)
 
     client = await run_in_threadpool(lookup)
@@ -46,11 +47,11 @@ async def token(request: Request, grant_type: Annotated[str, Form()], client_id:
         if missing:
             raise ApiError(400, "invalid_scope", f"client may not request: {' '.join(missing)}")
         granted = asked
-    ttl = st.settings.token_ttl_s
-    tok = st.keys.issue(tenant_id=str(client["tenant_id"]), client_id=client_id, scopes=granted, ttl_s=ttl)
+    ttl = s.token_ttl_s
+    tok = keys.issue(tenant_id=str(client["tenant_id"]), client_id=client_id, scopes=granted, ttl_s=ttl)
     return TokenResponse(access_token=tok, expires_in=ttl, scope=" ".join(granted))
 
 
 @router.get("/.well-known/jwks.json", summary="Public keys that verify fleetstream tokens")
-def jwks(request: Request) -> dict:
-    return request.app.state.keys.jwks()
+def jwks(keys: KeysDep) -> dict:
+    return keys.jwks()

@@ -8,11 +8,11 @@ import datetime as dt
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, model_validator
 
-from gateway.api.deps import require
+from gateway.api.deps import DbDep, OtaDep, require
 from gateway.auth.tokens import Principal
 from gateway.errors import ERROR_RESPONSES, ApiError, documented, not_found
 from gateway.models.devices import Tag
@@ -132,13 +132,13 @@ def _uuid(campaign_id: str) -> str:
 
 @router.post("", status_code=201, response_model=CampaignOut, summary="Start a staged rollout",
              responses=documented({409: "a targeted device is already in a running campaign"}))
-async def create_campaign(request: Request, principal: OtaWrite, body: CampaignIn) -> CampaignOut:
+async def create_campaign(principal: OtaWrite, body: CampaignIn, db: DbDep) -> CampaignOut:
     if problem := validate_waves(body.waves):
         raise ApiError(422, "invalid_waves", problem)
     tenant, t = principal.tenant_id, body.target
 
     def run():
-        with request.app.state.db.tenant_tx(tenant) as conn:
+        with db.tenant_tx(tenant) as conn:
             if get_release(conn, tenant_id=tenant, device_type=t.device_type, version=body.target_version) is None:
                 raise ApiError(422, "unknown_release", f"no firmware {t.device_type} {body.target_version}; upload it first")
             if t.device_ids is not None:
@@ -166,11 +166,11 @@ async def create_campaign(request: Request, principal: OtaWrite, body: CampaignI
 
 
 @router.get("", response_model=CampaignList, summary="Campaigns of this tenant, newest first")
-async def list_campaigns(request: Request, principal: OtaWrite) -> CampaignList:
+async def list_campaigns(principal: OtaWrite, db: DbDep) -> CampaignList:
     tenant = principal.tenant_id
 
     def run():
-        with request.app.state.db.tenant_tx(tenant) as conn:
+        with db.tenant_tx(tenant) as conn:
             return [_out(c, store.wave_counts(conn, tenant_id=tenant, campaign_id=c["id"]))
                     for c in store.list_campaigns(conn, tenant_id=tenant)]
 
@@ -179,11 +179,11 @@ async def list_campaigns(request: Request, principal: OtaWrite) -> CampaignList:
 
 
 @router.get("/{campaign_id}", response_model=CampaignOut, summary="A campaign with per-wave status")
-async def get_campaign(request: Request, principal: OtaWrite, campaign_id: str) -> CampaignOut:
+async def get_campaign(principal: OtaWrite, campaign_id: str, db: DbDep) -> CampaignOut:
     tenant, cid = principal.tenant_id, _uuid(campaign_id)
 
     def run():
-        with request.app.state.db.tenant_tx(tenant) as conn:
+        with db.tenant_tx(tenant) as conn:
             c = store.get_campaign(conn, tenant_id=tenant, campaign_id=cid)
             return c and (c, store.wave_counts(conn, tenant_id=tenant, campaign_id=cid))
 
@@ -194,13 +194,13 @@ async def get_campaign(request: Request, principal: OtaWrite, campaign_id: str) 
 
 
 @router.get("/{campaign_id}/devices", response_model=JobList, summary="Per-device status of a campaign")
-async def campaign_devices(request: Request, principal: OtaWrite, campaign_id: str,
+async def campaign_devices(principal: OtaWrite, campaign_id: str, db: DbDep,
                            state: Annotated[str | None, Query(max_length=32)] = None,
                            wave: Annotated[int | None, Query(ge=0)] = None) -> JobList:
     tenant, cid = principal.tenant_id, _uuid(campaign_id)
 
     def run():
-        with request.app.state.db.tenant_tx(tenant) as conn:
+        with db.tenant_tx(tenant) as conn:
             if store.get_campaign(conn, tenant_id=tenant, campaign_id=cid) is None:
                 return None
             return store.list_jobs(conn, tenant_id=tenant, campaign_id=cid, state=state, wave=wave)
@@ -214,13 +214,12 @@ async def campaign_devices(request: Request, principal: OtaWrite, campaign_id: s
 
 @router.post("/{campaign_id}/{action}", response_model=CampaignOut, summary="Pause, resume or cancel a campaign",
              responses=documented({409: "the campaign's state does not allow this"}))
-async def campaign_action(request: Request, principal: OtaWrite, campaign_id: str,
-                          action: Literal["pause", "resume", "cancel"]) -> CampaignOut:
+async def campaign_action(principal: OtaWrite, campaign_id: str, action: Literal["pause", "resume", "cancel"],
+                          db: DbDep, ota: OtaDep) -> CampaignOut:
     tenant, cid = principal.tenant_id, _uuid(campaign_id)
-    ota = request.app.state.ota
 
     def run():
-        with request.app.state.db.tenant_tx(tenant) as conn:
+        with db.tenant_tx(tenant) as conn:
             c = store.get_campaign(conn, tenant_id=tenant, campaign_id=cid, lock=True)
             if c is None:
                 raise not_found(f"campaign {campaign_id!r}")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, status
 
-from gateway.api.deps import DevicesRead, DevicesWrite
+from gateway.api.deps import AdminDep, DbDep, DevicesRead, DevicesWrite, PKIDep, SettingsDep
 from gateway.crud import audit, device_types
 from gateway.crud import claim_tokens as claims_crud
 from gateway.errors import ERROR_RESPONSES, ApiError, ErrorResponse, documented, not_found
@@ -30,11 +30,11 @@ router = APIRouter(tags=["provisioning"], responses=ERROR_RESPONSES)
 
 @router.post("/claim-tokens", status_code=status.HTTP_201_CREATED, response_model=ClaimTokenCreated,
              summary="Create a claim token (the secret is shown once)")
-def create_claim_token(request: Request, body: ClaimTokenCreate, principal: DevicesWrite) -> ClaimTokenCreated:
+def create_claim_token(body: ClaimTokenCreate, principal: DevicesWrite, db: DbDep) -> ClaimTokenCreated:
     import datetime as dt
 
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=body.expires_in_s)
-    with request.app.state.db.tenant_tx(principal.tenant_id) as conn:
+    with db.tenant_tx(principal.tenant_id) as conn:
         row, secret = claims_crud.create(conn, tenant_id=principal.tenant_id, name=body.name, expires_at=expires,
                                          max_uses=body.max_uses, device_type=body.device_type, tags=body.tags)
         audit.record(conn, tenant_id=principal.tenant_id, actor=principal.client_id, action="claim_token.create",
@@ -43,15 +43,15 @@ def create_claim_token(request: Request, body: ClaimTokenCreate, principal: Devi
 
 
 @router.get("/claim-tokens", response_model=ClaimTokenList, summary="The tenant's claim tokens (no secrets)")
-def list_claim_tokens(request: Request, principal: DevicesWrite) -> ClaimTokenList:
-    with request.app.state.db.tenant_tx(principal.tenant_id) as conn:
+def list_claim_tokens(principal: DevicesWrite, db: DbDep) -> ClaimTokenList:
+    with db.tenant_tx(principal.tenant_id) as conn:
         rows = claims_crud.list_tokens(conn, tenant_id=principal.tenant_id)
     return ClaimTokenList(data=[ClaimTokenPublic.of(r) for r in rows], count=len(rows))
 
 
 @router.get("/claim-tokens/{token_id}", response_model=ClaimTokenPublic, summary="One claim token")
-def get_claim_token(request: Request, token_id: uuid.UUID, principal: DevicesWrite) -> ClaimTokenPublic:
-    with request.app.state.db.tenant_tx(principal.tenant_id) as conn:
+def get_claim_token(token_id: uuid.UUID, principal: DevicesWrite, db: DbDep) -> ClaimTokenPublic:
+    with db.tenant_tx(principal.tenant_id) as conn:
         row = claims_crud.get(conn, tenant_id=principal.tenant_id, token_id=str(token_id))
     if row is None:
         raise not_found(f"claim token {token_id}")
@@ -59,8 +59,8 @@ def get_claim_token(request: Request, token_id: uuid.UUID, principal: DevicesWri
 
 
 @router.post("/claim-tokens/{token_id}/revoke", response_model=ClaimTokenPublic, summary="Revoke a claim token")
-def revoke_claim_token(request: Request, token_id: uuid.UUID, principal: DevicesWrite) -> ClaimTokenPublic:
-    with request.app.state.db.tenant_tx(principal.tenant_id) as conn:
+def revoke_claim_token(token_id: uuid.UUID, principal: DevicesWrite, db: DbDep) -> ClaimTokenPublic:
+    with db.tenant_tx(principal.tenant_id) as conn:
         row = claims_crud.revoke(conn, tenant_id=principal.tenant_id, token_id=str(token_id))
         if row is None:
             raise not_found(f"claim token {token_id}")
@@ -74,23 +74,21 @@ def revoke_claim_token(request: Request, token_id: uuid.UUID, principal: Devices
              responses={401: {"model": ErrorResponse, "description": "unknown, revoked or expired claim token"},
                         403: {"model": ErrorResponse, "description": "claim token has no uses left"},
                         409: {"model": ErrorResponse, "description": "device id already registered"}})
-def provision(request: Request, body: ProvisionRequest) -> ProvisionResponse:
-    admin = request.app.state.admin
+def provision(body: ProvisionRequest, admin: AdminDep, pki: PKIDep, s: SettingsDep) -> ProvisionResponse:
     out = provision_with_claim(admin, claim_token=body.claim_token, device_id=body.device_id,
                                csr_pem=body.csr_pem.encode())
-    s = request.app.state.settings
     return ProvisionResponse(tenant_id=out.tenant_id, device_id=out.device_id, certificate_pem=out.certificate_pem,
-                             ca_pem=admin.pki.ca_cert.read_text(), serial=out.serial, mqtt_host=s.public_host,
+                             ca_pem=pki.ca_cert.read_text(), serial=out.serial, mqtt_host=s.public_host,
                              mqtt_port=s.mqtt_tls_port, topics=device_topics(out.tenant_id, out.device_id))
 
 
 @router.post("/device-types", status_code=status.HTTP_201_CREATED, response_model=DeviceTypePublic,
              summary="Create a device type (profile): defaults new devices of the type start with",
              responses=documented({409: "a device type of this name exists"}))
-def create_device_type(request: Request, body: DeviceTypeCreate, principal: DevicesWrite) -> DeviceTypePublic:
+def create_device_type(body: DeviceTypeCreate, principal: DevicesWrite, db: DbDep) -> DeviceTypePublic:
     import psycopg
 
-    with request.app.state.db.tenant_tx(principal.tenant_id) as conn:
+    with db.tenant_tx(principal.tenant_id) as conn:
         try:
             with conn.transaction():
                 row = device_types.create(conn, tenant_id=principal.tenant_id, name=body.name,
@@ -104,15 +102,15 @@ def create_device_type(request: Request, body: DeviceTypeCreate, principal: Devi
 
 
 @router.get("/device-types", response_model=DeviceTypeList, summary="The tenant's device types")
-def list_device_types(request: Request, principal: DevicesRead) -> DeviceTypeList:
-    with request.app.state.db.tenant_tx(principal.tenant_id) as conn:
+def list_device_types(principal: DevicesRead, db: DbDep) -> DeviceTypeList:
+    with db.tenant_tx(principal.tenant_id) as conn:
         rows = device_types.list_types(conn, tenant_id=principal.tenant_id)
     return DeviceTypeList(data=[DeviceTypePublic.of(r) for r in rows], count=len(rows))
 
 
 @router.get("/device-types/{name}", response_model=DeviceTypePublic, summary="One device type")
-def get_device_type(request: Request, name: str, principal: DevicesRead) -> DeviceTypePublic:
-    with request.app.state.db.tenant_tx(principal.tenant_id) as conn:
+def get_device_type(name: str, principal: DevicesRead, db: DbDep) -> DeviceTypePublic:
+    with db.tenant_tx(principal.tenant_id) as conn:
         row = device_types.get(conn, tenant_id=principal.tenant_id, name=name)
     if row is None:
         raise not_found(f"device type {name!r}")
@@ -121,8 +119,8 @@ def get_device_type(request: Request, name: str, principal: DevicesRead) -> Devi
 
 @router.delete("/device-types/{name}", status_code=status.HTTP_204_NO_CONTENT,
                summary="Delete a device type (devices keep their type name and values)")
-def delete_device_type(request: Request, name: str, principal: DevicesWrite) -> None:
-    with request.app.state.db.tenant_tx(principal.tenant_id) as conn:
+def delete_device_type(name: str, principal: DevicesWrite, db: DbDep) -> None:
+    with db.tenant_tx(principal.tenant_id) as conn:
         if not device_types.delete(conn, tenant_id=principal.tenant_id, name=name):
             raise not_found(f"device type {name!r}")
         audit.record(conn, tenant_id=principal.tenant_id, actor=principal.client_id, action="device_type.delete",

@@ -12,16 +12,17 @@ import datetime as dt
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from gateway.api.deps import require
+from gateway.api.deps import DbDep, OutboxDep, SettingsDep, StoreDep, require
 from gateway.auth.tokens import Principal
 from gateway.crud import rules as crud
 from gateway.crud.devices import get_device
+from gateway.db.session import Database
 from gateway.errors import ERROR_RESPONSES, ApiError, documented, not_found
-from gateway.outbox import enqueue
+from gateway.outbox import Outbox, enqueue
 from schemas import topics
 from schemas.rules import RuleDocument, evaluate, in_scope
 from schemas.strict import Text
@@ -84,34 +85,29 @@ def _enqueue(conn, row: dict | None, tenant_id: str, rule_id: str) -> int:
                    value=rule_record(row) if row else None)
 
 
-def _tx(request: Request, tenant_id: str):
-    return request.app.state.db.tenant_tx(tenant_id)
-
-
-async def _save(request: Request, tenant_id: str, fn) -> dict | None:
+async def _save(db: Database, outbox: Outbox, tenant_id: str, fn) -> dict | None:
     """Runs ``fn(conn)`` in a tenant transaction with its rule's record in the same transaction's outbox, and
     returns once Kafka has the record (or the wait ran out: the relay still publishes it)."""
-    st = request.app.state
 
     def run():
-        with st.db.tenant_tx(tenant_id) as conn:
+        with db.tenant_tx(tenant_id) as conn:
             row = fn(conn)
             published = _enqueue(conn, row, tenant_id, str(row["rule_id"])) if row is not None else None
         return row, published
 
     row, published = await run_in_threadpool(run)
     if published is not None:
-        await run_in_threadpool(st.outbox.wait, [published])
+        await run_in_threadpool(outbox.wait, [published])
     return row
 
 
 RESOLVE_TIMEOUT_S = 3
 
 
-async def _check_webhooks(request: Request, body: RuleDocument) -> None:
+async def _check_webhooks(webhook_allow: str, body: RuleDocument) -> None:
     """422 for a webhook whose target is not a public address (or named by the allow-list): its literal
     address, or what its name resolves to now. The rules agent checks again when it sends (adr/0110)."""
-    policy = WebhookPolicy.parse(request.app.state.settings.webhook_allow)
+    policy = WebhookPolicy.parse(webhook_allow)
     for i, action in enumerate(body.actions):
         if action.type != "webhook":
             continue
@@ -125,18 +121,19 @@ async def _check_webhooks(request: Request, body: RuleDocument) -> None:
 
 
 @router.post("", status_code=201, response_model=RuleOut, summary="Create a rule (validated; version 1)")
-async def create_rule(request: Request, body: RuleIn, principal: Writer) -> RuleOut:
-    await _check_webhooks(request, body)
+async def create_rule(body: RuleIn, principal: Writer, db: DbDep, outbox: OutboxDep,
+                      s: SettingsDep) -> RuleOut:
+    await _check_webhooks(s.webhook_allow, body)
     t = principal.tenant_id
-    row = await _save(request, t, lambda c: crud.create_rule(c, tenant_id=t, name=body.name, document=_doc(body),
-                                                              enabled=body.enabled))
+    row = await _save(db, outbox, t, lambda c: crud.create_rule(c, tenant_id=t, name=body.name,
+                                                                document=_doc(body), enabled=body.enabled))
     return _out(row)
 
 
 @router.get("", response_model=RuleList, summary="The tenant's rules")
-async def list_rules(request: Request, principal: Reader, enabled: bool | None = None) -> RuleList:
+async def list_rules(principal: Reader, db: DbDep, enabled: bool | None = None) -> RuleList:
     def run():
-        with _tx(request, principal.tenant_id) as c:
+        with db.tenant_tx(principal.tenant_id) as c:
             return crud.list_rules(c, tenant_id=principal.tenant_id, enabled=enabled)
 
     rows = await run_in_threadpool(run)
@@ -144,9 +141,9 @@ async def list_rules(request: Request, principal: Reader, enabled: bool | None =
 
 
 @router.get("/{rule_id}", response_model=RuleOut, summary="One rule, current version")
-async def get_rule(request: Request, rule_id: str, principal: Reader) -> RuleOut:
+async def get_rule(rule_id: str, principal: Reader, db: DbDep) -> RuleOut:
     def run():
-        with _tx(request, principal.tenant_id) as c:
+        with db.tenant_tx(principal.tenant_id) as c:
             return crud.get_rule(c, tenant_id=principal.tenant_id, rule_id=_uuid(rule_id))
 
     row = await run_in_threadpool(run)
@@ -156,9 +153,9 @@ async def get_rule(request: Request, rule_id: str, principal: Reader) -> RuleOut
 
 
 @router.get("/{rule_id}/versions", summary="Every saved version of a rule")
-async def rule_versions(request: Request, rule_id: str, principal: Reader) -> dict:
+async def rule_versions(rule_id: str, principal: Reader, db: DbDep) -> dict:
     def run():
-        with _tx(request, principal.tenant_id) as c:
+        with db.tenant_tx(principal.tenant_id) as c:
             return crud.rule_versions(c, tenant_id=principal.tenant_id, rule_id=_uuid(rule_id))
 
     rows = await run_in_threadpool(run)
@@ -169,56 +166,56 @@ async def rule_versions(request: Request, rule_id: str, principal: Reader) -> di
 
 @router.put("/{rule_id}", response_model=RuleOut, summary="Replace a rule's document (a new version); If-Match: version",
             responses=documented({412: "If-Match is not the current version"}))
-async def replace_rule(request: Request, rule_id: str, body: RuleIn, principal: Writer,
-                       if_match: Annotated[str | None, Header()] = None) -> RuleOut:
-    await _check_webhooks(request, body)
-    return await _update(request, principal.tenant_id, rule_id, document=_doc(body), enabled=body.enabled,
+async def replace_rule(rule_id: str, body: RuleIn, principal: Writer, db: DbDep, outbox: OutboxDep,
+                       s: SettingsDep, if_match: Annotated[str | None, Header()] = None) -> RuleOut:
+    await _check_webhooks(s.webhook_allow, body)
+    return await _update(db, outbox, principal.tenant_id, rule_id, document=_doc(body), enabled=body.enabled,
                          expected=_version(if_match))
 
 
 @router.post("/{rule_id}/enable", response_model=RuleOut, summary="Enable a rule")
-async def enable_rule(request: Request, rule_id: str, principal: Writer) -> RuleOut:
-    return await _update(request, principal.tenant_id, rule_id, enabled=True)
+async def enable_rule(rule_id: str, principal: Writer, db: DbDep, outbox: OutboxDep) -> RuleOut:
+    return await _update(db, outbox, principal.tenant_id, rule_id, enabled=True)
 
 
 @router.post("/{rule_id}/disable", response_model=RuleOut, summary="Disable a rule (its active alerts stay)")
-async def disable_rule(request: Request, rule_id: str, principal: Writer) -> RuleOut:
-    return await _update(request, principal.tenant_id, rule_id, enabled=False)
+async def disable_rule(rule_id: str, principal: Writer, db: DbDep, outbox: OutboxDep) -> RuleOut:
+    return await _update(db, outbox, principal.tenant_id, rule_id, enabled=False)
 
 
 @router.delete("/{rule_id}", status_code=204, summary="Delete a rule and its versions")
-async def delete_rule(request: Request, rule_id: str, principal: Writer) -> Response:
+async def delete_rule(rule_id: str, principal: Writer, db: DbDep, outbox: OutboxDep) -> Response:
     t = principal.tenant_id
     rid = _uuid(rule_id)
 
     def run():
-        with _tx(request, t) as c:
+        with db.tenant_tx(t) as c:
             return _enqueue(c, None, t, rid) if crud.delete_rule(c, tenant_id=t, rule_id=rid) else None
 
     published = await run_in_threadpool(run)
     if published is None:
         raise not_found(f"rule {rule_id!r}")
-    await run_in_threadpool(request.app.state.outbox.wait, [published])
+    await run_in_threadpool(outbox.wait, [published])
     return Response(status_code=204)
 
 
 @router.post("/dry-run", response_model=DryRunOut, summary="Evaluate a rule against a device's recent telemetry")
-async def dry_run(request: Request, body: DryRunIn, principal: Reader) -> DryRunOut:
-    t, st = principal.tenant_id, request.app.state
+async def dry_run(body: DryRunIn, principal: Reader, db: DbDep, store: StoreDep) -> DryRunOut:
+    t = principal.tenant_id
     doc = body.rule.model_dump(mode="json", exclude_none=True)
     metrics = sorted(_metrics(doc["condition"]))
     end = dt.datetime.now(dt.UTC)
     start = end - dt.timedelta(hours=body.hours)
 
     def run():
-        with st.db.tenant_tx(t) as c:
+        with db.tenant_tx(t) as c:
             dev = get_device(c, tenant_id=t, device_id=body.device_id)
         if dev is None:
             return None, {}
         merged: dict[int, dict] = {}
         for m in metrics:
-            for p in st.store.raw_points(tenant_id=t, device_id=body.device_id, metric=m, start=start, end=end,
-                                         limit=100_000):
+            for p in store.raw_points(tenant_id=t, device_id=body.device_id, metric=m, start=start, end=end,
+                                      limit=100_000):
                 merged.setdefault(int(p.ts.timestamp() * 1000), {})[m] = p.value
         return dev, merged
 
@@ -240,7 +237,7 @@ async def dry_run(request: Request, body: DryRunIn, principal: Reader) -> DryRun
                      transitions=transitions)
 
 
-async def _update(request: Request, tenant_id: str, rule_id: str, *, document: dict | None = None,
+async def _update(db: Database, outbox: Outbox, tenant_id: str, rule_id: str, *, document: dict | None = None,
                   enabled: bool | None = None, expected: int | None = None) -> RuleOut:
     rid = _uuid(rule_id)
 
@@ -251,7 +248,7 @@ async def _update(request: Request, tenant_id: str, rule_id: str, *, document: d
         except crud.VersionConflict as exc:
             raise ApiError(412, "version_mismatch", f"If-Match {expected}: {exc}") from exc
 
-    row = await _save(request, tenant_id, fn)
+    row = await _save(db, outbox, tenant_id, fn)
     if row is None:
         raise not_found(f"rule {rule_id!r}")
     return _out(row)

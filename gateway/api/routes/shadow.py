@@ -13,10 +13,10 @@ import time
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header
 from pydantic import BaseModel
 
-from gateway.api.deps import require
+from gateway.api.deps import DbDep, StreamsDep, require
 from gateway.auth.tokens import Principal
 from gateway.errors import ERROR_RESPONSES, ApiError, documented
 from schemas import codec, device_key, topics
@@ -59,10 +59,10 @@ def _if_match(value: str | None) -> int | None:
 
 
 @router.get("/{device_id}/shadow", response_model=ShadowOut, summary="The device's shadow (version 0: none yet)")
-async def get_shadow(request: Request, device_id: str,
-                     principal: Annotated[Principal, Depends(require("devices:read"))]):
-    await _device_or_404(request, principal.tenant_id, device_id)
-    out = _out(device_id, request.app.state.streams.shadow(principal.tenant_id, device_id))
+async def get_shadow(device_id: str, principal: Annotated[Principal, Depends(require("devices:read"))],
+                     db: DbDep, streams: StreamsDep):
+    await _device_or_404(db, principal.tenant_id, device_id)
+    out = _out(device_id, streams.shadow(principal.tenant_id, device_id))
     return _with_etag(out)
 
 
@@ -70,16 +70,17 @@ async def get_shadow(request: Request, device_id: str,
               responses=documented({412: "If-Match is not the current version",
                                     504: "the shadow agent did not answer in time"}),
               summary="Merge into desired state (null deletes a key); If-Match: version makes it conditional")
-async def patch_desired(request: Request, device_id: str, body: JsonObject,
+async def patch_desired(device_id: str, body: JsonObject,
                         principal: Annotated[Principal, Depends(require("devices:write"))],
+                        db: DbDep, streams: StreamsDep,
                         if_match: Annotated[str | None, Header()] = None):
     tenant = principal.tenant_id
-    await _device_or_404(request, tenant, device_id)
+    await _device_or_404(db, tenant, device_id)
     expected = _if_match(if_match)
     state = json.dumps(body, separators=(",", ":"))
     if len(state) > MAX_BYTES:
         raise ApiError(413, "shadow_too_large", f"a shadow holds at most {MAX_BYTES} bytes")
-    streams, request_id = request.app.state.streams, str(uuid.uuid4())
+    request_id = str(uuid.uuid4())
     rec = {"tenant_id": tenant, "device_id": device_id, "side": "DESIRED", "state_json": state,
            "time": time.time_ns() // 1_000_000, "expected_version": expected, "request_id": request_id}
     answer = streams.expect(request_id)

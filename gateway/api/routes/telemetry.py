@@ -12,13 +12,14 @@ import datetime as dt
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from gateway.api.deps import require
+from gateway.api.deps import DbDep, StoreDep, require
 from gateway.auth.tokens import Principal
 from gateway.crud.devices import get_device
+from gateway.db.session import Database
 from gateway.errors import ERROR_RESPONSES, ApiError, not_found
 from gateway.models.devices import DEVICE_ID_PATTERN, TAG_PATTERN
 from sinks.clickhouse.store import AGGS, align
@@ -119,7 +120,7 @@ def bucket_range(start: dt.datetime, end: dt.datetime, interval_s: int) -> tuple
 @router.get("/{device_id}/telemetry", response_model=TelemetryPage,
             summary="Raw points of one metric, or downsampled with interval= and agg=")
 async def device_telemetry(
-    request: Request, device_id: str, principal: TelemetryRead,
+    device_id: str, principal: TelemetryRead, db: DbDep, store: StoreDep,
     metric: Annotated[str, Query(min_length=1, max_length=128)],
     start: Annotated[dt.datetime | None, Query(alias="from")] = None,
     end: Annotated[dt.datetime | None, Query(alias="to")] = None,
@@ -128,15 +129,14 @@ async def device_telemetry(
     interval: Annotated[str | None, Query(description="bucket size: 30s, 1m, 15m, 1h, 1d …")] = None,
     agg: Annotated[str, Query(description="avg | min | max | sum | count | last")] = "avg",
 ) -> TelemetryPage:
-    st = request.app.state
     if interval is not None:
         interval_s, agg = parse_interval(interval), check_agg(agg)
         start, end = bucket_range(*time_range(start, end, dt.timedelta(days=1)), interval_s)
 
         def series():
-            _require_device(st, principal.tenant_id, device_id)
-            return st.store.downsampled(tenant_id=principal.tenant_id, device_ids=[device_id], metric=metric,
-                                        start=start, end=end, interval_s=interval_s, agg=agg)[device_id]
+            _require_device(db, principal.tenant_id, device_id)
+            return store.downsampled(tenant_id=principal.tenant_id, device_ids=[device_id], metric=metric,
+                                     start=start, end=end, interval_s=interval_s, agg=agg)[device_id]
 
         s = await run_in_threadpool(series)
         return TelemetryPage(device_id=device_id, metric=metric, interval=interval, agg=agg, source=s.source,
@@ -148,9 +148,9 @@ async def device_telemetry(
     after = _decode_cursor(cursor) if cursor else None
 
     def raw():
-        _require_device(st, principal.tenant_id, device_id)
-        return st.store.raw_points(tenant_id=principal.tenant_id, device_id=device_id, metric=metric,
-                                   start=start, end=end, limit=limit, after=after)
+        _require_device(db, principal.tenant_id, device_id)
+        return store.raw_points(tenant_id=principal.tenant_id, device_id=device_id, metric=metric,
+                                start=start, end=end, limit=limit, after=after)
 
     points = await run_in_threadpool(raw)
     nxt = _encode_cursor(points[-1].ts) if len(points) == limit else None
@@ -159,27 +159,23 @@ async def device_telemetry(
 
 
 @router.get("/{device_id}/telemetry/latest", response_model=DeviceLatest, summary="The last value of each metric")
-async def device_latest(request: Request, device_id: str, principal: TelemetryRead) -> DeviceLatest:
-    st = request.app.state
-
+async def device_latest(device_id: str, principal: TelemetryRead, db: DbDep, store: StoreDep) -> DeviceLatest:
     def run():
-        _require_device(st, principal.tenant_id, device_id)
-        return st.store.latest(tenant_id=principal.tenant_id, device_ids=[device_id])
+        _require_device(db, principal.tenant_id, device_id)
+        return store.latest(tenant_id=principal.tenant_id, device_ids=[device_id])
 
     latest = await run_in_threadpool(run)
     return DeviceLatest(device_id=device_id, values={x.metric: LatestValue(ts=x.ts, value=x.value) for x in latest})
 
 
 @fleet_router.get("/latest", response_model=FleetLatest, summary="Latest values of devices picked by type or tag")
-async def fleet_latest(request: Request, principal: TelemetryRead,
+async def fleet_latest(principal: TelemetryRead, db: DbDep, store: StoreDep,
                        device_type: Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)] = None,
                        tag: Annotated[str | None, Query(pattern=TAG_PATTERN)] = None,
                        metric: Annotated[list[str] | None, Query(max_length=100)] = None) -> FleetLatest:
-    st = request.app.state
-
     def run():
-        ids = select_devices(st.db, principal.tenant_id, device_type=device_type, tag=tag)
-        return ids, (st.store.latest(tenant_id=principal.tenant_id, device_ids=ids, metrics=metric) if ids else [])
+        ids = select_devices(db, principal.tenant_id, device_type=device_type, tag=tag)
+        return ids, store.latest(tenant_id=principal.tenant_id, device_ids=ids, metrics=metric) if ids else []
 
     ids, latest = await run_in_threadpool(run)
     by_device: dict[str, dict[str, LatestValue]] = {d: {} for d in ids}
@@ -190,7 +186,7 @@ async def fleet_latest(request: Request, principal: TelemetryRead,
 
 @fleet_router.get("/series", response_model=FleetSeries, summary="One metric downsampled across devices picked by type or tag")
 async def fleet_series(
-    request: Request, principal: TelemetryRead,
+    principal: TelemetryRead, db: DbDep, store: StoreDep,
     metric: Annotated[str, Query(min_length=1, max_length=128)],
     interval: str, agg: str = "avg",
     device_type: Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)] = None,
@@ -200,14 +196,13 @@ async def fleet_series(
 ) -> FleetSeries:
     interval_s, agg = parse_interval(interval), check_agg(agg)
     start, end = bucket_range(*time_range(start, end, dt.timedelta(days=1)), interval_s)
-    st = request.app.state
 
     def run():
-        ids = select_devices(st.db, principal.tenant_id, device_type=device_type, tag=tag)
+        ids = select_devices(db, principal.tenant_id, device_type=device_type, tag=tag)
         if not ids:
             return {}
-        return st.store.downsampled(tenant_id=principal.tenant_id, device_ids=ids, metric=metric, start=start,
-                                    end=end, interval_s=interval_s, agg=agg)
+        return store.downsampled(tenant_id=principal.tenant_id, device_ids=ids, metric=metric, start=start,
+                                 end=end, interval_s=interval_s, agg=agg)
 
     series = await run_in_threadpool(run)
     source = next(iter(series.values())).source if series else "telemetry"
@@ -217,20 +212,20 @@ async def fleet_series(
 
 
 @fleet_router.get("/retention", response_model=Retention, summary="How long this tenant's raw telemetry is kept")
-async def get_retention(request: Request, principal: TelemetryRead) -> Retention:
-    days = await run_in_threadpool(request.app.state.store.retention, tenant_id=principal.tenant_id)
+async def get_retention(principal: TelemetryRead, store: StoreDep) -> Retention:
+    days = await run_in_threadpool(store.retention, tenant_id=principal.tenant_id)
     return Retention(days=days or 365)
 
 
 @fleet_router.put("/retention", response_model=Retention,
                   summary="Set raw retention in days (rows written from now on; hourly rollups keep 4x as long)")
-async def put_retention(request: Request, body: Retention,
-                        principal: Annotated[Principal, Depends(require("devices:write"))]) -> Retention:
-    await run_in_threadpool(request.app.state.store.set_retention, tenant_id=principal.tenant_id, days=body.days)
+async def put_retention(body: Retention, principal: Annotated[Principal, Depends(require("devices:write"))],
+                        store: StoreDep) -> Retention:
+    await run_in_threadpool(store.set_retention, tenant_id=principal.tenant_id, days=body.days)
     return body
 
 
-def select_devices(db, tenant_id: str, *, device_type: str | None, tag: str | None) -> list[str]:
+def select_devices(db: Database, tenant_id: str, *, device_type: str | None, tag: str | None) -> list[str]:
     """Device ids of the tenant (RLS-scoped transaction) with that type and/or tag, at most MAX_DEVICES."""
     if device_type is None and tag is None:
         raise ApiError(400, "selector_required", "pick devices with device_type= and/or tag=")
@@ -244,8 +239,8 @@ def select_devices(db, tenant_id: str, *, device_type: str | None, tag: str | No
     return [r["device_id"] for r in rows]
 
 
-def _require_device(st, tenant_id: str, device_id: str) -> None:
-    with st.db.tenant_tx(tenant_id) as conn:
+def _require_device(db: Database, tenant_id: str, device_id: str) -> None:
+    with db.tenant_tx(tenant_id) as conn:
         if get_device(conn, tenant_id=tenant_id, device_id=device_id) is None:
             raise not_found(f"device {device_id!r}")
 
