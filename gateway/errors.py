@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -10,6 +12,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from schemas.errors import FleetstreamError
 from schemas.strict import printable
+
+T = TypeVar("T")
 
 
 class ErrorBody(BaseModel):
@@ -29,6 +33,13 @@ class ApiError(FleetstreamError):
 
 def not_found(what: str) -> ApiError:
     return ApiError(404, "not_found", f"{what} not found")
+
+
+def found(row: T | None, what: str) -> T:
+    """``row``, or a 404 naming ``what`` when the tenant has no such thing (RLS hides other tenants' rows)."""
+    if row is None:
+        raise not_found(what)
+    return row
 
 
 def _body(code: str, message: str) -> dict:

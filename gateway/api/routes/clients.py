@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 from gateway.api.deps import AuditRead, ClientsWrite, DbDep
 from gateway.crud import audit
 from gateway.crud import clients as clients_crud
-from gateway.errors import ERROR_RESPONSES, not_found
+from gateway.errors import ERROR_RESPONSES, found, not_found
 from gateway.models.admin import AuditEntry, AuditList, ClientCreate, ClientCreated, ClientList, ClientPublic
 
 router = APIRouter(tags=["clients"], responses=ERROR_RESPONSES)
@@ -37,9 +37,7 @@ def list_clients(principal: ClientsWrite, db: DbDep) -> ClientList:
 def get_client(client_id: str, principal: ClientsWrite, db: DbDep) -> ClientPublic:
     with db.tenant_tx(principal.tenant_id) as conn:
         row = clients_crud.get_client(conn, tenant_id=principal.tenant_id, client_id=client_id)
-    if row is None:
-        raise not_found(f"client {client_id!r}")
-    return ClientPublic.of(row)
+    return ClientPublic.of(found(row, f"client {client_id!r}"))
 
 
 @router.post("/clients/{client_id}/revoke", response_model=ClientPublic,

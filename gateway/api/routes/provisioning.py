@@ -10,7 +10,7 @@ from fastapi import APIRouter, status
 from gateway.api.deps import AdminDep, DbDep, DevicesRead, DevicesWrite, PKIDep, SettingsDep
 from gateway.crud import audit, device_types
 from gateway.crud import claim_tokens as claims_crud
-from gateway.errors import ERROR_RESPONSES, ApiError, ErrorResponse, documented, not_found
+from gateway.errors import ERROR_RESPONSES, ApiError, ErrorResponse, documented, found, not_found
 from gateway.identity.provisioning import provision_with_claim
 from gateway.models.provisioning import (
     ClaimTokenCreate,
@@ -112,9 +112,7 @@ def list_device_types(principal: DevicesRead, db: DbDep) -> DeviceTypeList:
 def get_device_type(name: str, principal: DevicesRead, db: DbDep) -> DeviceTypePublic:
     with db.tenant_tx(principal.tenant_id) as conn:
         row = device_types.get(conn, tenant_id=principal.tenant_id, name=name)
-    if row is None:
-        raise not_found(f"device type {name!r}")
-    return DeviceTypePublic.of(row)
+    return DeviceTypePublic.of(found(row, f"device type {name!r}"))
 
 
 @router.delete("/device-types/{name}", status_code=status.HTTP_204_NO_CONTENT,
