@@ -147,6 +147,7 @@ def _print_welcome(s: Settings, demo: dict | None, took: float, timings: dict) -
     print(f"  gateway     {s.gateway_url}   (OpenAPI: {s.gateway_url}/docs)")
     print(f"  MQTT (mTLS) mqtts://{s.public_host}:{s.mqtt_tls_port}   CA: {s.pki_dir / 'ca.crt'}")
     print(f"  Kafka       {s.bootstrap_servers}   (fleetstream topics tail fleetstream.telemetry)")
+    print(f"  Schemas     {s.schema_registry_endpoint}   (Schema Registry; values: Confluent wire format, subjects <topic>-value)")
     print(f"  logs        {s.logs_dir}")
     if demo:
         d0 = demo["devices"][0]["device_id"]
@@ -194,12 +195,20 @@ def _observe(s: Settings, role: str) -> None:
         observability.serve_metrics(s, role)
 
 
+def _bind_schema_ids(s: Settings) -> None:
+    """Every process that reads or writes records registers and binds its schema ids first (adr/0140)."""
+    from runtime.schema_registry import bind
+
+    bind(s)
+
+
 def cmd_run(args) -> int:
     s = _settings(args)
     if _refuse_unsafe(s, args.role):
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     _observe(s, args.role)
+    _bind_schema_ids(s)
     if args.role == "gateway":
         import uvicorn
 
@@ -245,6 +254,7 @@ def cmd_connector(args) -> int:
     import importlib
 
     _observe(s, f"connector-{args.kind}")
+    _bind_schema_ids(s)
     run = importlib.import_module(f"connectors.{args.kind}.__main__").run
     return run(s, Path(args.config) if args.config else None)
 
@@ -296,9 +306,10 @@ def cmd_rotate_signing_key(args) -> int:
 def cmd_topics_tail(args) -> int:
     from confluent_kafka import Consumer, TopicPartition
 
-    from schemas import codec_by_fingerprint
+    from schemas import codec_for
 
     s = _settings(args)
+    _bind_schema_ids(s)
     c = Consumer({"bootstrap.servers": s.bootstrap_servers, "group.id": f"fleetstream-tail-{time.time_ns()}",
                   "enable.auto.commit": False, "auto.offset.reset": "earliest" if args.from_beginning else "latest"})
     md = c.list_topics(args.topic, timeout=10).topics.get(args.topic)
@@ -313,7 +324,7 @@ def cmd_topics_tail(args) -> int:
             if m is None or m.error():
                 continue
             try:
-                value = codec_by_fingerprint(m.value()).decode(m.value())
+                value = codec_for(m.value()).decode(m.value())
             except Exception:
                 value = {"undecoded": m.value().decode("utf-8", "replace")}
             if "raw" in value and isinstance(value["raw"], bytes):

@@ -29,7 +29,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from runtime import observability as obs
-from schemas import ValueDeserializationError, codec, codec_by_fingerprint
+from schemas import ValueDeserializationError, codec, codec_for
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ class BatchingSink(threading.Thread):
         records = []
         for m in msgs:
             try:
-                rec = (self.codec or codec_by_fingerprint(m.value())).decode(m.value())
+                rec = (self.codec or codec_for(m.value())).decode(m.value())
                 rec.update(kafka_topic=m.topic(), kafka_partition=m.partition(), kafka_offset=m.offset())
                 records.append(rec)
             except ValueDeserializationError as exc:

@@ -249,7 +249,7 @@ def bench_mqtt(s: Settings, seconds: float) -> float:
     # the rate that counts: records the connector confirmed in Kafka, counted from the topic
     from confluent_kafka import Consumer, TopicPartition
 
-    from schemas import codec_by_fingerprint, topics
+    from schemas import codec_for, topics
 
     cons = Consumer({"bootstrap.servers": s.bootstrap_servers, "group.id": f"bench-{time.time_ns()}"})
     md = cons.list_topics(topics.TELEMETRY_RAW.name, timeout=10).topics[topics.TELEMETRY_RAW.name]
@@ -259,7 +259,7 @@ def bench_mqtt(s: Settings, seconds: float) -> float:
         for m in cons.consume(1000, 0.5):
             if m.error():
                 continue
-            rec = codec_by_fingerprint(m.value()).decode(m.value())
+            rec = codec_for(m.value()).decode(m.value())
             if rec["tenant_id"] == tenant:
                 got += 1
                 first = rec["receive_time"] if first is None else min(first, rec["receive_time"])
