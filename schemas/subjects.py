@@ -9,6 +9,8 @@ processes that need them (``runtime.schema_registry``). Pure: no HTTP here.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 from . import topics
 from .codec import load_schema
@@ -24,11 +26,15 @@ SUBJECTS: dict[str, str] = {value_subject(t.name): t.record for t in topics.ALL 
 
 
 def registered_text(record: str) -> str:
-    """The schema text registered for ``record``: the ``.avsc`` as compact JSON, the same bytes from every
-    process (a registry that compares texts then finds the existing version instead of adding one).
+    """The schema text registered for ``record``: its ``.avsc`` as ``schema_text`` writes it."""
+    return schema_text(load_schema(record))
+
+
+def schema_text(schema: Mapping[str, Any]) -> str:
+    """An Avro schema as compact JSON, the same bytes from every process (a registry that compares texts
+    then finds the existing version instead of adding one).
 
     The left brace of a string default ``"{}"`` is written as the JSON escape ``\\u007b``: Apicurio 3.0.9
     rewrites the text ``: "{}"`` to ``:{}`` before parsing an Avro schema, which then fails ("Failed to
     discover artifact type from content"). Every JSON parser reads both as the same string."""
-    text = json.dumps(load_schema(record), separators=(",", ":"))
-    return text.replace(':"{}"', ':"\\u007b}"')
+    return json.dumps(schema, separators=(",", ":")).replace(':"{}"', ':"\\u007b}"')
