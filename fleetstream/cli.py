@@ -87,19 +87,27 @@ def _up_detached(s: Settings, args) -> int:
     argv = [sys.executable, "-m", "fleetstream.cli", "--data-dir", str(s.root), "up"]
     if args.with_fleet:
         argv += ["--with-fleet", "--devices", str(args.devices)]
-    with open(s.logs_dir / "supervisor.log", "ab") as out:
+    log_file = s.logs_dir / "supervisor.log"
+    with open(log_file, "ab") as out:
+        start = out.tell()  # this run's part of the log (it is appended to)
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            print(f"fleetstream failed to start; see {s.logs_dir / 'supervisor.log'}", file=sys.stderr)
+            print(f"fleetstream failed to start; see {log_file}", file=sys.stderr)
             return 1
         state = supervisor.read_state(s)
         if state and "gateway" in state.get("children", {}) and _gateway_up(s):
-            print((s.logs_dir / "supervisor.log").read_text().split("fleetstream is up")[-1][-4000:]
-                  if args.with_fleet else f"fleetstream is up (pid {proc.pid}); `fleetstream status`")
-            return 0
+            if not args.with_fleet:
+                print(f"fleetstream is up (pid {proc.pid}); `fleetstream status`")
+                return 0
+            with open(log_file, "rb") as f:  # the welcome comes once the demo fleet runs
+                f.seek(start)
+                welcome = f.read().decode(errors="replace").partition("\nfleetstream is up")[2]
+            if welcome:
+                print("fleetstream is up" + welcome[-4000:])
+                return 0
         time.sleep(0.5)
     print("fleetstream did not become ready in 180 s", file=sys.stderr)
     return 1
@@ -266,6 +274,7 @@ def cmd_admin(args) -> int:
     s = _settings(args)
     if _refuse_unsafe(s, "admin"):
         return 2
+    _bind_schema_ids(s)  # what it changes reaches the registry topics through the outbox, encoded here
     admin = Admin(s)
     try:
         if args.admin_cmd == "create-tenant":

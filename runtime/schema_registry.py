@@ -11,15 +11,18 @@ Any Confluent-compatible registry works: Confluent Schema Registry, Karapace, Re
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import ssl
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
-
-import httpx
 
 from schemas.codec import bind_ids
 from schemas.subjects import SUBJECTS, registered_text
@@ -41,14 +44,27 @@ class IncompatibleSchema(RuntimeError):
     """The registry refused a schema as incompatible with its subject's versions (HTTP 409)."""
 
 
+@dataclass
+class Response:
+    status_code: int
+    text: str
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
 class SchemaRegistry:
-    """A small client of the Confluent Schema Registry REST API (the calls fleetstream makes)."""
+    """A small client of the Confluent Schema Registry REST API (the calls fleetstream makes). The standard
+    library's HTTP: a few calls at start-up and one per writer schema met later need no more."""
 
     def __init__(self, url: str, *, user: str | None = None, password: str | None = None,
                  ca_file: str | None = None, timeout: float = 10.0):
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, auth=(user, password or "") if user else None,
-                                  verify=ca_file or True, headers={"Accept": CONTENT_TYPE})
+        self.timeout = timeout
+        self._headers = {"Accept": CONTENT_TYPE, "Content-Type": CONTENT_TYPE}
+        if user:
+            self._headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+        self._tls = ssl.create_default_context(cafile=ca_file) if self.url.startswith("https:") else None
         self._lock = threading.Lock()  # one fetch per unknown id at a time
 
     @classmethod
@@ -57,17 +73,21 @@ class SchemaRegistry:
                    ca_file=str(s.schema_registry_ca_file) if s.schema_registry_ca_file else None)
 
     def close(self) -> None:
-        self._http.close()
+        pass  # no connections kept
 
-    def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> httpx.Response:
+    def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Response:
+        req = urllib.request.Request(self.url + path, method=method, headers=self._headers,
+                                     data=None if body is None else json.dumps(body).encode())
         try:
-            r = self._http.request(method, path, content=None if body is None else json.dumps(body),
-                                   headers={"Content-Type": CONTENT_TYPE} if body is not None else None)
-        except httpx.HTTPError as exc:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=self._tls) as r:
+                resp = Response(r.status, r.read().decode())
+        except urllib.error.HTTPError as exc:
+            resp = Response(exc.code, exc.read().decode(errors="replace"))
+        except (OSError, ValueError) as exc:  # refused, reset, timed out, TLS
             raise SchemaRegistryUnavailable(f"Schema Registry {self.url}: {exc}") from exc
-        if r.status_code >= 500:
-            raise SchemaRegistryUnavailable(f"Schema Registry {self.url}: {method} {path}: {r.status_code} {r.text}")
-        return r
+        if resp.status_code >= 500:
+            raise SchemaRegistryUnavailable(f"Schema Registry {self.url}: {method} {path}: {resp.status_code} {resp.text}")
+        return resp
 
     def ready(self) -> bool:
         """Answers its API (the readiness probe of the local stack and of start-up)."""
@@ -123,14 +143,14 @@ class SchemaRegistry:
             pause = min(pause * 2, 2.0)
 
 
-def _message(r: httpx.Response) -> str:
+def _message(r: Response) -> str:
     try:
         return str(r.json().get("message", r.text))
     except ValueError:
         return r.text
 
 
-def _raise_for(r: httpx.Response, what: str) -> None:
+def _raise_for(r: Response, what: str) -> None:
     if r.status_code >= 400:
         raise RuntimeError(f"Schema Registry: {what}: HTTP {r.status_code}: {_message(r)}")
 
