@@ -38,6 +38,7 @@ SCHEMA_FILES = {
     "command_state": "command_state.avsc",
     "shadow_document": "shadow_document.avsc",
     "action_outcome": "action_outcome.avsc",
+    "rule_entry": "rule_entry.avsc",
 }
 
 # What fetches a writer schema by id (the registry's text, parsed), None when the registry has no such id.

@@ -171,10 +171,10 @@ def main() -> None:
                 p.produce(topics.REGISTRY.name, codec("registry_entry").encode(entry), device_key(tenant, f"d{d}"))
         for i in range(a.rules):
             doc = {"tenant_id": tenant, "rule_id": f"r{i}", "version": 1, "enabled": True,
-                   "document": {"name": f"r{i}", "actions": [{"type": "alert"}],
-                                "condition": {"type": "threshold", "metric": "temperature", "op": ">",
-                                              "value": 60 + i}}}
-            p.produce(topics.RULES.name, json.dumps(doc).encode(), f"{tenant}:r{i}".encode())
+                   "document_json": json.dumps({"name": f"r{i}", "actions": [{"type": "alert"}],
+                                                "condition": {"type": "threshold", "metric": "temperature",
+                                                              "op": ">", "value": 60 + i}})}
+            p.produce(topics.RULES.name, codec("rule_entry").encode(doc), f"{tenant}:r{i}".encode())
         p.flush(30)
         stack.start_platform(roles=("streams",))
         time.sleep(8)  # group join and assignment

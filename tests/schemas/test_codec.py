@@ -85,7 +85,10 @@ def test_an_unknown_id_or_another_records_schema_is_a_clear_error(rebind):
         codec("telemetry").decode(b"\x00\x00\x00\x03\x89" + body)
 
 
-def test_without_a_registry_an_unknown_id_is_unknown():
+def test_without_a_registry_an_unknown_id_is_unknown(monkeypatch):
+    monkeypatch.setattr(codecs, "_IDS", codecs._IDS)  # whatever this session bound, put back after the test
+    monkeypatch.setattr(codecs, "_CODECS", {})
+    codecs.bind_local_ids()
     with pytest.raises(ValueDeserializationError, match="unknown schema id 7"):
         codec("telemetry").decode(b"\x00\x00\x00\x00\x07" + codec("telemetry").encode(TELEMETRY)[5:])
 
