@@ -157,7 +157,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="fs-probe-"))
     s = Settings(data_dir=root, kafka_port=19092 + off, kafka_controller_port=19093 + off,
                  mqtt_tls_port=18883 + off, postgres_port=15432 + off, gateway_port=18080 + off,
-                 streams_web_port=18090 + off)
+                 schema_registry_port=18081 + off, streams_web_port=18090 + off)
     stack = Stack(s)
     try:
         stack.start_infra()

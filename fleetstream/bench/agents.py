@@ -51,7 +51,8 @@ def bench_agents(n: int, devices: int, port_offset: int) -> dict:
     root = Path(tempfile.mkdtemp(prefix="fleetstream-bench-streams-"))
     s = Settings(data_dir=root, kafka_port=19092 + port_offset, kafka_controller_port=19093 + port_offset,
                  mqtt_tls_port=18883 + port_offset, postgres_port=15432 + port_offset,
-                 gateway_port=18080 + port_offset, streams_web_port=18090 + port_offset)
+                 gateway_port=18080 + port_offset, schema_registry_port=18081 + port_offset,
+                 streams_web_port=18090 + port_offset)
     stack = Stack(s)
     try:
         stack.start_infra()

@@ -25,8 +25,8 @@ OFFSET = int(os.environ.get("FLEETSTREAM_BENCH_PORT_OFFSET", "200"))  # the conn
 
 def _settings() -> Settings:
     ports = {k: v + OFFSET for k, v in dict(kafka_port=29092, kafka_controller_port=29093, mqtt_tls_port=28883,
-                                            postgres_port=25432, gateway_port=28080, streams_web_port=28090,
-                                            metrics_port=0).items()}
+                                            postgres_port=25432, gateway_port=28080, schema_registry_port=28081,
+                                            streams_web_port=28090, metrics_port=0).items()}
     ports["metrics_port"] = 0
     # the per-device limits would otherwise be what we measure (one device sends everything here)
     return Settings(data_dir=Path(tempfile.mkdtemp(prefix="fleetstream-bench-")), ingest_rate_per_s=1e9,
