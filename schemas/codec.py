@@ -180,6 +180,19 @@ def bound_ids() -> dict[str, int]:
     return dict(_IDS.ids)
 
 
+def current_binding() -> object:
+    """What is bound now (ids, fetch, writer schemas met), for ``restore_binding``: a process that starts a
+    second stack of its own (a test) binds that stack's registry and puts the first one back after."""
+    return _IDS
+
+
+def restore_binding(binding: object) -> None:
+    global _IDS
+    assert isinstance(binding, _Ids)
+    _IDS = binding
+    _CODECS.clear()
+
+
 # -- Telemetry read and written by hand where decoding or encoding a whole record costs too much ----------
 def telemetry_event_time(data: bytes) -> int:
     """A Telemetry record's ``event_time`` read straight from the wire, without decoding the record:

@@ -22,13 +22,19 @@ TELEMETRY = {"tenant_id": "t1", "device_id": "d1", "event_time": 1795719647123, 
 
 
 @pytest.fixture
-def rebind(monkeypatch):
-    """Binds this process's ids again with another writer-schema fetch, for one test."""
-    def bind(fetch):
-        monkeypatch.setattr(codecs, "_IDS", codecs._IDS)  # both put back after the test
-        monkeypatch.setattr(codecs, "_CODECS", {})
-        codecs.bind_ids(codecs.bound_ids(), fetch)
-    return bind
+def rebind():
+    """Binds this process's ids again with another writer-schema fetch, for one test; puts them back."""
+    saved = codecs.current_binding()
+    yield lambda fetch: codecs.bind_ids(codecs.bound_ids(), fetch)
+    codecs.restore_binding(saved)
+
+
+@pytest.fixture
+def local_ids():
+    saved = codecs.current_binding()
+    codecs.bind_local_ids()
+    yield
+    codecs.restore_binding(saved)
 
 
 def _encode(schema: dict, sid: int, record: dict) -> bytes:
@@ -85,17 +91,13 @@ def test_an_unknown_id_or_another_records_schema_is_a_clear_error(rebind):
         codec("telemetry").decode(b"\x00\x00\x00\x03\x89" + body)
 
 
-def test_without_a_registry_an_unknown_id_is_unknown(monkeypatch):
-    monkeypatch.setattr(codecs, "_IDS", codecs._IDS)  # whatever this session bound, put back after the test
-    monkeypatch.setattr(codecs, "_CODECS", {})
-    codecs.bind_local_ids()
+def test_without_a_registry_an_unknown_id_is_unknown(local_ids):
     with pytest.raises(ValueDeserializationError, match="unknown schema id 7"):
         codec("telemetry").decode(b"\x00\x00\x00\x00\x07" + codec("telemetry").encode(TELEMETRY)[5:])
 
 
-def test_codecs_refuse_to_work_before_the_ids_are_bound(monkeypatch):
-    monkeypatch.setattr(codecs, "_IDS", codecs._Ids())
-    monkeypatch.setattr(codecs, "_CODECS", {})
+def test_codecs_refuse_to_work_before_the_ids_are_bound(rebind):
+    codecs.restore_binding(type(codecs.current_binding())())  # nothing bound (rebind puts the ids back)
     with pytest.raises(SchemaIdsUnbound, match="runtime.schema_registry.bind"):
         codec("telemetry")
     with pytest.raises(ValueError, match="no schema id for"):

@@ -16,7 +16,7 @@ import pytest
 from fleetstream.stack.supervisor import Stack
 from runtime.schema_registry import SchemaRegistry, register_all
 from runtime.settings import Settings
-from schemas.codec import bound_ids
+from schemas.codec import bound_ids, current_binding, restore_binding
 from tests.conftest import PORT_OFFSET
 from tests.utils.factories import Factory, publish_json, wait_for
 
@@ -35,6 +35,7 @@ def watched_stack(tmp_path_factory):
     stack = Stack(s)
     stop = threading.Event()
     watcher = threading.Thread(target=stack.watch, args=(stop,), daemon=True)
+    session_ids = current_binding()  # start_infra binds this stack's registry; the session's comes back after
     try:
         stack.start_infra()
         stack.start_platform()
@@ -45,6 +46,7 @@ def watched_stack(tmp_path_factory):
         if watcher.is_alive():
             watcher.join(10)
         stack.stop()
+        restore_binding(session_ids)
 
 
 def _restarted(stack: Stack, victim: str, since: float) -> bool:
