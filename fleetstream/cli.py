@@ -348,6 +348,20 @@ def cmd_topics_tail(args) -> int:
     return 0
 
 
+def cmd_schemas_check(args) -> int:
+    """CI against a real registry: would it accept every ``.avsc`` of this tree? Registers nothing (adr/0140)."""
+    from runtime.schema_registry import SchemaRegistry, check_all
+
+    reg = SchemaRegistry.from_settings(_settings(args))
+    verdicts = check_all(reg)
+    for subject, verdict in verdicts.items():
+        print(f"{verdict:<13}{subject}")
+    refused = [s for s, v in verdicts.items() if v == "incompatible"]
+    if refused:
+        print(f"{len(refused)} schema change(s) the registry at {reg.url} would refuse", file=sys.stderr)
+    return 1 if refused else 0
+
+
 def cmd_simulate(args) -> int:
     from fleetstream.sim.run import simulate
 
@@ -415,6 +429,11 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("-n", type=int, help="stop after N records")
     tail.add_argument("--timeout", type=float, help="stop after this many seconds")
     tail.set_defaults(fn=cmd_topics_tail)
+
+    sch = sub.add_parser("schemas", help="Avro schemas and the Schema Registry")
+    sch_sub = sch.add_subparsers(dest="schemas_cmd", required=True)
+    sch_sub.add_parser("check", help="is every .avsc compatible with what the registry holds? (CI; registers "
+                       "nothing)").set_defaults(fn=cmd_schemas_check)
 
     sim = sub.add_parser("simulate", help="run a simulated fleet")
     sim.add_argument("--fleet", help="fleet.json (e.g. written by `up --with-fleet`); default: provision --devices")

@@ -118,10 +118,13 @@ class SchemaRegistry:
         _raise_for(r, f"registering under {subject}")
         return int(r.json()["id"])
 
-    def compatible(self, subject: str, schema: str, version: str = "latest") -> bool:
-        """Whether ``subject``'s rule would accept ``schema`` against ``version`` (nothing registered)."""
+    def compatible(self, subject: str, schema: str, version: str = "latest") -> bool | None:
+        """Whether ``subject``'s rule would accept ``schema`` against ``version`` (nothing registered); None
+        when the subject has no such version yet (a new subject accepts anything)."""
         r = self._call("POST", f"/compatibility/subjects/{quote(subject, safe='')}/versions/{version}",
                        {"schemaType": "AVRO", "schema": schema})
+        if r.status_code == 404:
+            return None
         _raise_for(r, f"checking compatibility with {subject}")
         return bool(r.json()["is_compatible"])
 
@@ -168,6 +171,16 @@ def register_all(reg: SchemaRegistry) -> dict[str, int]:
             log.info("%s has id %s under %s and %s elsewhere; writing with %s", record, sid, subject,
                      ids[record], ids[record])
     return ids
+
+
+def check_all(reg: SchemaRegistry) -> dict[str, str]:
+    """Subject → "compatible", "incompatible" or "new": what the registry's rules say of the repo's
+    ``.avsc`` files, registering nothing (``fleetstream schemas check``, a CI step against a real registry)."""
+    verdicts = {}
+    for subject, record in SUBJECTS.items():
+        ok = reg.compatible(subject, registered_text(record))
+        verdicts[subject] = "new" if ok is None else "compatible" if ok else "incompatible"
+    return verdicts
 
 
 def bind(s: Settings, *, wait_s: float = 120.0) -> dict[str, int]:

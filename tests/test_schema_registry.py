@@ -7,6 +7,7 @@ ClickHouse's ``AvroConfluent`` format (through chdb)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from runtime import schema_registry
-from runtime.schema_registry import IncompatibleSchema, SchemaRegistry, register_all
+from runtime.schema_registry import IncompatibleSchema, SchemaRegistry, check_all, register_all
 from schemas import codec, topics, wire
 from schemas.codec import SCHEMA_FILES, bound_ids, load_schema
 from schemas.namespace import device_topics
@@ -66,6 +67,9 @@ def test_an_incompatible_change_to_an_avsc_is_refused_and_the_process_does_not_s
                         lambda record: breaking if record == "telemetry" else registered_text(record))
     with pytest.raises(IncompatibleSchema, match=r"fleetstream\.telemetry[.a-z]*-value: .*Incompatible"):
         register_all(registry)
+    verdicts = check_all(registry)  # what `fleetstream schemas check` prints, and exits 1 on
+    assert {k for k, v in verdicts.items() if v == "incompatible"} == {
+        value_subject(topics.TELEMETRY_RAW.name), value_subject(topics.TELEMETRY.name)}
     assert registry._call("GET", f"/subjects/{subject}/versions").json() == versions  # nothing registered
     # the same change with a default is a new version: the rule refuses, it does not freeze
     assert registry.compatible(subject, _telemetry_changed(name="firmware", type="string", default=""))
@@ -86,10 +90,14 @@ def _base_schemas() -> dict[str, dict] | None:
     return out
 
 
-def test_every_current_avsc_is_compatible_with_the_registry_and_the_base_branch(registry):
-    """The CI check: a schema change the registry would refuse fails here, before it reaches a deployment."""
-    for subject, record in SUBJECTS.items():
-        assert registry.compatible(subject, registered_text(record)), f"{record}.avsc vs {subject}"
+def test_every_current_avsc_is_compatible_with_the_registry_and_the_base_branch(registry, settings):
+    """The CI check: a schema change the registry would refuse fails here, before it reaches a deployment.
+    (Against a production registry: `fleetstream schemas check` with its URL.)"""
+    assert set(check_all(registry).values()) == {"compatible"}
+    env = {**os.environ, "FLEETSTREAM_SCHEMA_REGISTRY_PORT": str(settings.schema_registry_port)}
+    cli = subprocess.run([sys.executable, "-m", "fleetstream.cli", "schemas", "check"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 0 and cli.stdout.count("compatible ") == len(SUBJECTS), cli.stdout + cli.stderr
     base = _base_schemas()
     if base is None:
         pytest.skip("no git history with a main branch to compare against")
