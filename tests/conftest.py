@@ -13,7 +13,7 @@ import pytest
 
 from fleetstream.stack.supervisor import Stack
 from runtime.settings import Settings
-from schemas.codec import bind_local_ids
+from schemas.codec import bind_local_ids, current_binding, restore_binding
 from tests.utils.factories import Factory
 
 # FLEETSTREAM_TEST_PORT_OFFSET lets several test sessions run side by side on one machine; keep every port
@@ -34,6 +34,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "stack" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _schema_ids_stay_the_sessions():
+    """A test that starts a stack of its own in this process (the benchmark's smoke test) binds that stack's
+    registry, which stops with it: put back what was bound before the test (adr/0140)."""
+    saved = current_binding()
+    yield
+    if current_binding() is not saved:
+        restore_binding(saved)
 
 
 @pytest.fixture(scope="session")
