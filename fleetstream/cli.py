@@ -87,19 +87,27 @@ def _up_detached(s: Settings, args) -> int:
     argv = [sys.executable, "-m", "fleetstream.cli", "--data-dir", str(s.root), "up"]
     if args.with_fleet:
         argv += ["--with-fleet", "--devices", str(args.devices)]
-    with open(s.logs_dir / "supervisor.log", "ab") as out:
+    log_file = s.logs_dir / "supervisor.log"
+    with open(log_file, "ab") as out:
+        start = out.tell()  # this run's part of the log (it is appended to)
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            print(f"fleetstream failed to start; see {s.logs_dir / 'supervisor.log'}", file=sys.stderr)
+            print(f"fleetstream failed to start; see {log_file}", file=sys.stderr)
             return 1
         state = supervisor.read_state(s)
         if state and "gateway" in state.get("children", {}) and _gateway_up(s):
-            print((s.logs_dir / "supervisor.log").read_text().split("fleetstream is up")[-1][-4000:]
-                  if args.with_fleet else f"fleetstream is up (pid {proc.pid}); `fleetstream status`")
-            return 0
+            if not args.with_fleet:
+                print(f"fleetstream is up (pid {proc.pid}); `fleetstream status`")
+                return 0
+            with open(log_file, "rb") as f:  # the welcome comes once the demo fleet runs
+                f.seek(start)
+                welcome = f.read().decode(errors="replace").partition("\nfleetstream is up")[2]
+            if welcome:
+                print("fleetstream is up" + welcome[-4000:])
+                return 0
         time.sleep(0.5)
     print("fleetstream did not become ready in 180 s", file=sys.stderr)
     return 1
@@ -147,6 +155,7 @@ def _print_welcome(s: Settings, demo: dict | None, took: float, timings: dict) -
     print(f"  gateway     {s.gateway_url}   (OpenAPI: {s.gateway_url}/docs)")
     print(f"  MQTT (mTLS) mqtts://{s.public_host}:{s.mqtt_tls_port}   CA: {s.pki_dir / 'ca.crt'}")
     print(f"  Kafka       {s.bootstrap_servers}   (fleetstream topics tail fleetstream.telemetry)")
+    print(f"  Schemas     {s.schema_registry_endpoint}   (Schema Registry; values: Confluent wire format, subjects <topic>-value)")
     print(f"  logs        {s.logs_dir}")
     if demo:
         d0 = demo["devices"][0]["device_id"]
@@ -194,12 +203,20 @@ def _observe(s: Settings, role: str) -> None:
         observability.serve_metrics(s, role)
 
 
+def _bind_schema_ids(s: Settings) -> None:
+    """Every process that reads or writes records registers and binds its schema ids first (adr/0140)."""
+    from runtime.schema_registry import bind
+
+    bind(s)
+
+
 def cmd_run(args) -> int:
     s = _settings(args)
     if _refuse_unsafe(s, args.role):
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     _observe(s, args.role)
+    _bind_schema_ids(s)
     if args.role == "gateway":
         import uvicorn
 
@@ -245,6 +262,7 @@ def cmd_connector(args) -> int:
     import importlib
 
     _observe(s, f"connector-{args.kind}")
+    _bind_schema_ids(s)
     run = importlib.import_module(f"connectors.{args.kind}.__main__").run
     return run(s, Path(args.config) if args.config else None)
 
@@ -256,6 +274,7 @@ def cmd_admin(args) -> int:
     s = _settings(args)
     if _refuse_unsafe(s, "admin"):
         return 2
+    _bind_schema_ids(s)  # what it changes reaches the registry topics through the outbox, encoded here
     admin = Admin(s)
     try:
         if args.admin_cmd == "create-tenant":
@@ -297,9 +316,10 @@ def cmd_topics_tail(args) -> int:
     from confluent_kafka import TopicPartition
 
     from runtime.kafka import READER
-    from schemas import codec_by_fingerprint
+    from schemas import codec_for
 
     s = _settings(args)
+    _bind_schema_ids(s)
     c = s.kafka.consumer(f"fleetstream-tail-{time.time_ns()}", READER,
                          {"auto.offset.reset": "earliest" if args.from_beginning else "latest"})
     md = c.list_topics(args.topic, timeout=10).topics.get(args.topic)
@@ -314,7 +334,7 @@ def cmd_topics_tail(args) -> int:
             if m is None or m.error():
                 continue
             try:
-                value = codec_by_fingerprint(m.value()).decode(m.value())
+                value = codec_for(m.value()).decode(m.value())
             except Exception:
                 value = {"undecoded": m.value().decode("utf-8", "replace")}
             if "raw" in value and isinstance(value["raw"], bytes):
@@ -327,6 +347,20 @@ def cmd_topics_tail(args) -> int:
     finally:
         c.close()
     return 0
+
+
+def cmd_schemas_check(args) -> int:
+    """CI against a real registry: would it accept every ``.avsc`` of this tree? Registers nothing (adr/0140)."""
+    from runtime.schema_registry import SchemaRegistry, check_all
+
+    reg = SchemaRegistry.from_settings(_settings(args))
+    verdicts = check_all(reg)
+    for subject, verdict in verdicts.items():
+        print(f"{verdict:<13}{subject}")
+    refused = [s for s, v in verdicts.items() if v == "incompatible"]
+    if refused:
+        print(f"{len(refused)} schema change(s) the registry at {reg.url} would refuse", file=sys.stderr)
+    return 1 if refused else 0
 
 
 def cmd_simulate(args) -> int:
@@ -396,6 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("-n", type=int, help="stop after N records")
     tail.add_argument("--timeout", type=float, help="stop after this many seconds")
     tail.set_defaults(fn=cmd_topics_tail)
+
+    sch = sub.add_parser("schemas", help="Avro schemas and the Schema Registry")
+    sch_sub = sch.add_subparsers(dest="schemas_cmd", required=True)
+    sch_sub.add_parser("check", help="is every .avsc compatible with what the registry holds? (CI; registers "
+                       "nothing)").set_defaults(fn=cmd_schemas_check)
 
     sim = sub.add_parser("simulate", help="run a simulated fleet")
     sim.add_argument("--fleet", help="fleet.json (e.g. written by `up --with-fleet`); default: provision --devices")

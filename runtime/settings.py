@@ -40,6 +40,17 @@ class Settings(BaseSettings):
                                            "(security.protocol, ssl.*, sasl.*) merged into every Kafka client, as "
                                            "JSON; empty = PLAINTEXT (adr/0125)", json_schema_extra=SECRET)
 
+    # Schema Registry (adr/0140): any Confluent-compatible one by URL; unset = the local Apicurio
+    schema_registry_port: int = 18081
+    schema_registry_url: str | None = Field(None, description="Confluent-compatible Schema Registry base URL "
+                                            "(Confluent, Karapace, Redpanda, Apicurio's …/apis/ccompat/v7); "
+                                            "unset = the local Apicurio")
+    schema_registry_user: str | None = Field(None, description="basic-auth user of the Schema Registry")
+    schema_registry_password: str | None = Field(None, description="basic-auth password of the Schema Registry",
+                                                 json_schema_extra=SECRET)
+    schema_registry_ca_file: Path | None = Field(None, description="CA bundle that signs the registry's TLS "
+                                                 "certificate, when it is not a public one")
+
     mqtt_tls_port: int = 18883
     mqtt_host: str | None = Field(None, description="external MQTT broker; unset = the local Mosquitto")
 
@@ -125,6 +136,11 @@ class Settings(BaseSettings):
         from .kafka import KafkaClients
 
         return KafkaClients.from_settings(self)
+
+    @property
+    def schema_registry_endpoint(self) -> str:
+        """Where the Confluent-compatible API answers (what tools call ``schema.registry.url``)."""
+        return self.schema_registry_url or f"http://{self.host}:{self.schema_registry_port}/apis/ccompat/v7"
 
     @property
     def mqtt_broker_host(self) -> str:

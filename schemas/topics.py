@@ -35,7 +35,7 @@ ALERTS = TopicSpec("fleetstream.alerts", "alerts raised, acknowledged, cleared",
 REGISTRY = TopicSpec("fleetstream.registry", "device registry, latest entry per device", "registry_entry", compact=True)
 TENANTS = TopicSpec("fleetstream.tenants", "tenant status, latest entry per tenant (adr/0107)", "tenant_entry",
                     compact=True)
-RULES = TopicSpec("fleetstream.rules", "tenant rules, latest version per rule (JSON)", None, compact=True)
+RULES = TopicSpec("fleetstream.rules", "tenant rules, latest version per rule", "rule_entry", compact=True)
 DEAD_LETTER = TopicSpec("fleetstream.dlq", "refused input with a reason and the raw bytes", "dead_letter", retention_ms=14 * DAY_MS)
 
 # stream agents (issue 5, adr/0050): requests in, state views out (compacted, read by the gateway)

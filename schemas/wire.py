@@ -1,15 +1,15 @@
 """The bytes of every fleetstream Kafka value: its framing, and the Avro binary primitives that the hot paths
 write and read by hand (adr/0121).
 
-Framing (adr/0002) is the Avro specification's single-object encoding::
+Framing (adr/0002, adr/0140) is the Confluent wire format, what every registry-aware Kafka tool reads::
 
-    C3 01 | 8-byte little-endian CRC-64-AVRO fingerprint of the writer schema | Avro binary body
+    00 | 4-byte big-endian schema id (assigned by the Schema Registry) | Avro binary body
 
-Only the "Framing" section below knows that: ``schema_id``, ``header``/``parse_header`` (the pair every
-writer and reader goes through), ``header_error``, ``describe`` and ``HEADER_LEN``. A header is a fixed
-prefix per schema, so "is this value of schema S" is ``value[:HEADER_LEN] == header`` and the body starts
-at ``HEADER_LEN`` whatever the framing. Changing the framing (e.g. to Confluent's magic 0 + 4-byte
-registry id) is a change of that section only.
+Only the "Framing" section below knows that: ``header``/``parse_header`` (the pair every writer and reader
+goes through), ``header_error``, ``describe`` and ``HEADER_LEN``. The ids themselves come from the
+registry at start-up (``runtime.schema_registry``, bound in ``schemas.codec``): this module never computes
+one. A header is a fixed prefix per schema, so "is this value of schema S" is ``value[:HEADER_LEN] ==
+header`` and the body starts at ``HEADER_LEN`` whatever the framing.
 
 The primitives are the Avro specification's binary encoding written out in Python for the records that are
 too hot for fastavro's per-record schema walk (adr/0045, 0065): zig-zag varint longs, strings and bytes,
@@ -25,31 +25,24 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fastavro.schema import fingerprint, to_parsing_canonical_form
-
 from .errors import ValueDeserializationError
 
 # -- Framing ---------------------------------------------------------------------------------------------
-_MAGIC = b"\xc3\x01"
-_FINGERPRINT = struct.Struct("<Q")
-HEADER_LEN = 10  # bytes before the Avro body of every framed value
-
-
-def schema_id(schema: Mapping[str, Any]) -> int:
-    """What a value's header names for this (parsed) writer schema: its CRC-64-AVRO fingerprint."""
-    return int(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"), 16)
+_MAGIC = 0
+_HEADER = struct.Struct(">BI")  # magic byte, then the registry's schema id (unsigned 4 bytes, big-endian)
+HEADER_LEN = 5  # bytes before the Avro body of every framed value
 
 
 def header(sid: int) -> bytes:
-    """The bytes written before the Avro body of every value of schema ``sid``."""
-    return _MAGIC + _FINGERPRINT.pack(sid)
+    """The bytes written before the Avro body of every value of schema ``sid`` (a registry id)."""
+    return _HEADER.pack(_MAGIC, sid)
 
 
 def parse_header(data: bytes) -> int:
     """The schema id a value's header names; ``ValueDeserializationError`` when it has no header."""
-    if data[:2] != _MAGIC or len(data) < HEADER_LEN:
-        raise ValueDeserializationError("not Avro single-object encoded")
-    return _FINGERPRINT.unpack_from(data, 2)[0]
+    if len(data) < HEADER_LEN or data[0] != _MAGIC:
+        raise ValueDeserializationError("not in the Confluent wire format (magic byte 0, then a 4-byte schema id)")
+    return _HEADER.unpack_from(data)[1]
 
 
 def header_error(data: bytes, expected: int) -> str:
@@ -58,12 +51,12 @@ def header_error(data: bytes, expected: int) -> str:
         found = parse_header(data)
     except ValueDeserializationError as exc:
         return str(exc)
-    return f"schema {describe(found)} is not {expected:016x}"
+    return f"{describe(found)} is not {describe(expected)}"
 
 
 def describe(sid: int) -> str:
     """A schema id as messages show it."""
-    return f"fingerprint {sid:016x}"
+    return f"schema id {sid}"
 
 
 # -- Encoding --------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from schemas import codec  # noqa: E402
+from schemas.codec import bind_local_ids  # noqa: E402
 from sinks.clickhouse.client import ClickHouse  # noqa: E402
 from sinks.clickhouse.schema import create_all  # noqa: E402
 from sinks.clickhouse.sink import ClickHouseTelemetrySink  # noqa: E402
@@ -178,6 +179,7 @@ def main() -> None:
     ap.add_argument("--ws", default="auto", help="uvicorn WebSocket implementation: auto | websockets | websockets-sansio | wsproto")
     ap.add_argument("--skip-storage", action="store_true")
     args = ap.parse_args()
+    bind_local_ids()  # no registry: only this process reads what it encodes
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="fs-measure-") as tmp:
         storage = None if args.skip_storage else measure_storage(args.points, Path(tmp))

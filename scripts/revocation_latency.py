@@ -33,7 +33,7 @@ from fleetstream.stack.supervisor import Stack, settings_env
 from runtime.settings import Settings
 
 PORTS = dict(kafka_port=29092, kafka_controller_port=29093, mqtt_tls_port=28883, postgres_port=25432,
-             gateway_port=28080, streams_web_port=28090)
+             gateway_port=28080, schema_registry_port=28081, streams_web_port=28090)
 
 
 def _replica(s: Settings, port: int) -> Child:

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from schemas import codec
+from schemas.codec import bind_local_ids
 from sinks.clickhouse.client import ClickHouse
 from sinks.clickhouse.schema import create_all
 from sinks.clickhouse.sink import ClickHouseTelemetrySink
@@ -72,6 +73,7 @@ def main() -> None:
     ap.add_argument("--live-batches", type=int, default=10, help="live inserts (seconds) between refreshes")
     ap.add_argument("--rounds", type=int, default=6, help="rounds of live inserts + one refresh")
     a = ap.parse_args()
+    bind_local_ids()  # no registry: the sink here reads what this process encodes
     tel = codec("telemetry")
     try:
         from sinks.clickhouse import rollups

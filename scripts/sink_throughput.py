@@ -31,10 +31,12 @@ from confluent_kafka import Producer
 
 from runtime.settings import Settings
 from schemas import codec, device_key, topics
+from schemas.codec import bind_local_ids
 
 
 def _produce(bootstrap: str, total: int, rate: float, tenants: list[str], devices: int, t0: int) -> None:
     """Child process: ``total`` smart-meter-like records, paced at ``rate``/s (0: as fast as possible)."""
+    bind_local_ids()  # a spawned process: binds the same fixed ids as the sink's
     tel = codec("telemetry")
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "partitioner": "consistent_random"})
     start = time.monotonic()
@@ -80,6 +82,7 @@ def main() -> None:
     ap.add_argument("--bootstrap", help="use this Kafka instead of starting one")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    bind_local_ids()  # no registry: producer and sink here are this script's alone
 
     from sinks.base import BatchingSink
     from sinks.clickhouse.client import ClickHouse

@@ -157,7 +157,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="fs-probe-"))
     s = Settings(data_dir=root, kafka_port=19092 + off, kafka_controller_port=19093 + off,
                  mqtt_tls_port=18883 + off, postgres_port=15432 + off, gateway_port=18080 + off,
-                 streams_web_port=18090 + off)
+                 schema_registry_port=18081 + off, streams_web_port=18090 + off)
     stack = Stack(s)
     try:
         stack.start_infra()
@@ -171,10 +171,10 @@ def main() -> None:
                 p.produce(topics.REGISTRY.name, codec("registry_entry").encode(entry), device_key(tenant, f"d{d}"))
         for i in range(a.rules):
             doc = {"tenant_id": tenant, "rule_id": f"r{i}", "version": 1, "enabled": True,
-                   "document": {"name": f"r{i}", "actions": [{"type": "alert"}],
-                                "condition": {"type": "threshold", "metric": "temperature", "op": ">",
-                                              "value": 60 + i}}}
-            p.produce(topics.RULES.name, json.dumps(doc).encode(), f"{tenant}:r{i}".encode())
+                   "document_json": json.dumps({"name": f"r{i}", "actions": [{"type": "alert"}],
+                                                "condition": {"type": "threshold", "metric": "temperature",
+                                                              "op": ">", "value": 60 + i}})}
+            p.produce(topics.RULES.name, codec("rule_entry").encode(doc), f"{tenant}:r{i}".encode())
         p.flush(30)
         stack.start_platform(roles=("streams",))
         time.sleep(8)  # group join and assignment

@@ -70,6 +70,13 @@ def main() -> None:
     from sinks.clickhouse import avro_batch
     from streams.validate import Validator
 
+    try:  # trees since adr/0140 bind schema ids at start-up; no registry here: fixed local ids
+        from schemas.codec import bind_local_ids
+    except ImportError:
+        pass
+    else:
+        bind_local_ids()
+
     readings = _readings()
     enc = TelemetryEncoder("mqtt")
     values = [enc.encode(*r) for r in readings]  # warms the encoder's caches, as a running connector has them

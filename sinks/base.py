@@ -30,7 +30,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from runtime import observability as obs
 from runtime.kafka import SINK_MEMBER, KafkaLike, clients
-from schemas import ValueDeserializationError, codec, codec_by_fingerprint
+from schemas import ValueDeserializationError, codec, codec_for
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ class BatchingSink(threading.Thread):
         records = []
         for m in msgs:
             try:
-                rec = (self.codec or codec_by_fingerprint(m.value())).decode(m.value())
+                rec = (self.codec or codec_for(m.value())).decode(m.value())
                 rec.update(kafka_topic=m.topic(), kafka_partition=m.partition(), kafka_offset=m.offset())
                 records.append(rec)
             except ValueDeserializationError as exc:

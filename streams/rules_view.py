@@ -1,6 +1,6 @@
 """Every tenant's enabled rules, as every streams worker sees them: followed from the compacted
-``fleetstream.rules`` topic (key ``tenant:rule_id``, JSON value, tombstone on delete) by a plain consumer
-(``runtime.compacted``, adr/0125).
+``fleetstream.rules`` topic (key ``tenant:rule_id``, a ``rule_entry`` record carrying the JSON rule document,
+tombstone on delete) by a plain consumer.
 
 Rules are looked up by tenant only: the rules agent evaluates a reading against the rules of the reading's
 own tenant (taken from the record key), so one tenant's rules never see another tenant's data (adr/0055).
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from runtime.compacted import CompactedFollower
 from runtime.kafka import KafkaLike
-from schemas import topics
+from schemas import ValueDeserializationError, codec, topics
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,11 @@ class RulesView(CompactedFollower):
             mine.pop(rule_id, None)
             return
         try:
-            doc = json.loads(value)
-            d = doc["document"]
+            doc = codec("rule_entry").decode(value)
+            d = json.loads(doc["document_json"])
             rule = Rule(tenant, rule_id, int(doc["version"]), d["name"], d.get("scope", {}), d["condition"],
                         tuple(d["actions"]))
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueDeserializationError, ValueError, KeyError, TypeError) as exc:
             log.warning("rules view: ignoring malformed rule %r: %s", key, exc)
             return
         if doc.get("tenant_id") != tenant:

@@ -136,8 +136,8 @@ class Validator:
             out.append((DLQ, key, self.dcodec.encode(_dead(rec, *problem, raw, now))))
             return
         if rec["device_type"] is None and not rec["tags"]:
-            value = raw
-        elif plain:
+            value = raw  # as it came, whichever version of the schema wrote it
+        elif plain and self.tcodec.matches(raw):  # the tail swap needs the repo schema's layout
             value = raw[:-len(TELEMETRY_PLAIN_TAIL)] + self._tail(rec["device_type"], rec["tags"])
         else:
             value = self.tcodec.encode(rec)

@@ -13,6 +13,7 @@ import pytest
 
 from fleetstream.stack.supervisor import Stack
 from runtime.settings import Settings
+from schemas.codec import bind_local_ids, current_binding, restore_binding
 from tests.utils.factories import Factory
 
 # FLEETSTREAM_TEST_PORT_OFFSET lets several test sessions run side by side on one machine; keep every port
@@ -20,13 +21,29 @@ from tests.utils.factories import Factory
 PORT_OFFSET = int(os.environ.get("FLEETSTREAM_TEST_PORT_OFFSET", "0"))
 TEST_PORTS = {k: v + PORT_OFFSET for k, v in dict(
     kafka_port=29092, kafka_controller_port=29093, mqtt_tls_port=28883, postgres_port=25432,
-    gateway_port=28080, streams_web_port=28090, metrics_port=28100).items()}
+    gateway_port=28080, schema_registry_port=28081, streams_web_port=28090, metrics_port=28100).items()}
+
+
+def pytest_configure(config):
+    # Unit tests encode and decode without a registry; the `infra` fixture binds the registry's ids instead
+    # (Stack.start_infra), before anything reads what this process writes (adr/0140).
+    bind_local_ids()
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "stack" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _schema_ids_stay_the_sessions():
+    """A test that starts a stack of its own in this process (the benchmark's smoke test) binds that stack's
+    registry, which stops with it: put back what was bound before the test (adr/0140)."""
+    saved = current_binding()
+    yield
+    if current_binding() is not saved:
+        restore_binding(saved)
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +55,7 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def infra(settings):
-    """Kafka, Mosquitto and Postgres (migrated), topics created."""
+    """Kafka, Mosquitto, Postgres (migrated) and the Schema Registry; topics created, schema ids bound."""
     stack = Stack(settings)
     try:
         stack.start_infra()

@@ -22,7 +22,8 @@ from tests.utils.factories import wait_for
 PORTS = {k: str(v + PORT_OFFSET) for k, v in {
     "FLEETSTREAM_KAFKA_PORT": 27092, "FLEETSTREAM_KAFKA_CONTROLLER_PORT": 27093,
     "FLEETSTREAM_MQTT_TLS_PORT": 26883, "FLEETSTREAM_POSTGRES_PORT": 27432,
-    "FLEETSTREAM_GATEWAY_PORT": 26080, "FLEETSTREAM_STREAMS_WEB_PORT": 26090}.items()}
+    "FLEETSTREAM_GATEWAY_PORT": 26080, "FLEETSTREAM_SCHEMA_REGISTRY_PORT": 26081,
+    "FLEETSTREAM_STREAMS_WEB_PORT": 26090}.items()}
 
 
 def fleetstream(*args, env, timeout=200):
@@ -44,11 +45,15 @@ def test_up_detach_status_down_leaves_no_orphans(stack_env, tmp_path):
         status = json.loads(st.stdout)
         comps = status["components"]
         assert status["running"] is True
-        for name in ("kafka", "mosquitto", "postgres", "gateway", "clickhouse", "streams", "connector-mqtt"):
+        for name in ("kafka", "schema-registry", "mosquitto", "postgres", "gateway", "clickhouse", "streams",
+                     "connector-mqtt"):
             assert comps[name]["state"] == "up", (name, comps[name])
         assert comps["gateway"]["url"] == f"http://localhost:{PORTS['FLEETSTREAM_GATEWAY_PORT']}"
         assert comps["mosquitto"]["mqtt_tls"] == f"mqtts://localhost:{PORTS['FLEETSTREAM_MQTT_TLS_PORT']}"
         assert comps["kafka"]["bootstrap"] == f"127.0.0.1:{PORTS['FLEETSTREAM_KAFKA_PORT']}"
+        registry = f"http://127.0.0.1:{PORTS['FLEETSTREAM_SCHEMA_REGISTRY_PORT']}/apis/ccompat/v7"
+        assert comps["schema-registry"]["url"] == registry
+        assert "Schemas     " + registry in up.stdout  # printed beside Kafka
         assert st.returncode == 0
 
         created = fleetstream("admin", "create-tenant", "cli-tenant", "--json", env=stack_env, timeout=60)

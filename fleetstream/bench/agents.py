@@ -51,7 +51,8 @@ def bench_agents(n: int, devices: int, port_offset: int) -> dict:
     root = Path(tempfile.mkdtemp(prefix="fleetstream-bench-streams-"))
     s = Settings(data_dir=root, kafka_port=19092 + port_offset, kafka_controller_port=19093 + port_offset,
                  mqtt_tls_port=18883 + port_offset, postgres_port=15432 + port_offset,
-                 gateway_port=18080 + port_offset, streams_web_port=18090 + port_offset)
+                 gateway_port=18080 + port_offset, schema_registry_port=18081 + port_offset,
+                 streams_web_port=18090 + port_offset)
     stack = Stack(s)
     try:
         stack.start_infra()
@@ -66,8 +67,8 @@ def bench_agents(n: int, devices: int, port_offset: int) -> dict:
             p.produce(topics.REGISTRY.name, codec("registry_entry").encode(entry), device_key(tenant, f"d{d}"))
         for i, cond in enumerate(RULES):
             doc = {"tenant_id": tenant, "rule_id": f"r{i}", "version": 1, "enabled": True,
-                   "document": {"name": f"r{i}", "condition": cond, "actions": [{"type": "alert"}]}}
-            p.produce(topics.RULES.name, json.dumps(doc).encode(), f"{tenant}:r{i}".encode())
+                   "document_json": json.dumps({"name": f"r{i}", "condition": cond, "actions": [{"type": "alert"}]})}
+            p.produce(topics.RULES.name, codec("rule_entry").encode(doc), f"{tenant}:r{i}".encode())
         p.flush(30)
         stats_url = f"http://{s.host}:{s.streams_web_port}/stats/"
         _wait(lambda: _get(f"http://{s.host}:{s.streams_web_port}/rules/{tenant}/", s).keys() >= {f"r{i}" for i in range(len(RULES))})

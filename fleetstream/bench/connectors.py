@@ -25,8 +25,8 @@ OFFSET = int(os.environ.get("FLEETSTREAM_BENCH_PORT_OFFSET", "200"))  # the conn
 
 def _settings() -> Settings:
     ports = {k: v + OFFSET for k, v in dict(kafka_port=29092, kafka_controller_port=29093, mqtt_tls_port=28883,
-                                            postgres_port=25432, gateway_port=28080, streams_web_port=28090,
-                                            metrics_port=0).items()}
+                                            postgres_port=25432, gateway_port=28080, schema_registry_port=28081,
+                                            streams_web_port=28090, metrics_port=0).items()}
     ports["metrics_port"] = 0
     # the per-device limits would otherwise be what we measure (one device sends everything here)
     return Settings(data_dir=Path(tempfile.mkdtemp(prefix="fleetstream-bench-")), ingest_rate_per_s=1e9,
@@ -249,7 +249,7 @@ def bench_mqtt(s: Settings, seconds: float) -> float:
     # the rate that counts: records the connector confirmed in Kafka, counted from the topic
     from confluent_kafka import Consumer, TopicPartition
 
-    from schemas import codec_by_fingerprint, topics
+    from schemas import codec_for, topics
 
     cons = Consumer({"bootstrap.servers": s.bootstrap_servers, "group.id": f"bench-{time.time_ns()}"})
     md = cons.list_topics(topics.TELEMETRY_RAW.name, timeout=10).topics[topics.TELEMETRY_RAW.name]
@@ -259,7 +259,7 @@ def bench_mqtt(s: Settings, seconds: float) -> float:
         for m in cons.consume(1000, 0.5):
             if m.error():
                 continue
-            rec = codec_by_fingerprint(m.value()).decode(m.value())
+            rec = codec_for(m.value()).decode(m.value())
             if rec["tenant_id"] == tenant:
                 got += 1
                 first = rec["receive_time"] if first is None else min(first, rec["receive_time"])

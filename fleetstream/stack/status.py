@@ -8,7 +8,7 @@ import urllib.request
 from runtime.pki import PlatformPKI
 from runtime.settings import Settings
 
-from . import kafka, mosquitto, postgres
+from . import kafka, mosquitto, postgres, schema_registry
 from .process import port_open
 from .supervisor import pid_alive, read_state
 
@@ -32,6 +32,7 @@ def collect(s: Settings) -> dict:
 
     add("kafka", lambda: port_open(s.host, s.kafka_port) and kafka.kafka_ready(s.bootstrap_servers),
         bootstrap=s.bootstrap_servers)
+    add("schema-registry", lambda: schema_registry.registry_ready(s), url=s.schema_registry_endpoint)
     add("mosquitto", lambda: port_open(s.host, s.mqtt_tls_port) and mosquitto.mqtt_ready(s, pki),
         mqtt_tls=f"mqtts://{s.public_host}:{s.mqtt_tls_port}", ca_file=str(pki.ca_cert))
     add("postgres", lambda: port_open(s.host, s.postgres_port) and postgres.postgres_ready(s.app_dsn),

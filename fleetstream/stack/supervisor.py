@@ -1,5 +1,5 @@
-"""The local stack: infrastructure (Kafka, Mosquitto, Postgres) and the platform's own processes,
-started in dependency order, health-checked, and stopped in reverse (adr/0005 for the topology)."""
+"""The local stack: infrastructure (Kafka, Mosquitto, Postgres, the Schema Registry) and the platform's own
+processes, started in dependency order, health-checked, and stopped in reverse (adr/0005 for the topology)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.pki import PlatformPKI, write_private
+from runtime.schema_registry import bind as bind_schema_ids
 from runtime.settings import Settings
 
-from . import kafka, mosquitto, postgres
+from . import kafka, mosquitto, postgres, schema_registry
 from .process import Child, port_open
 
 log = logging.getLogger("fleetstream.stack")
@@ -92,6 +93,7 @@ class Stack:
         pg = self._spawn(postgres.postgres_child(s))
         mq = self._spawn(mosquitto.mosquitto_child(s, self.pki))
         kf = self._spawn(kafka.kafka_child(s))
+        sr = None if s.schema_registry_url else self._spawn(schema_registry.registry_child(s))
         pg.wait_until(lambda: port_open(s.host, s.postgres_port) and postgres.postgres_ready(
             postgres.maintenance_dsn(s)), 30, "postgres accepting connections")
         postgres.ensure_database(s)
@@ -106,6 +108,12 @@ class Stack:
                       "kafka metadata")
         kafka.ensure_topics(s.bootstrap_servers, s.kafka_partitions)
         self.timings["kafka"] = time.monotonic() - t0
+        if sr is not None:
+            sr.wait_until(lambda: schema_registry.registry_ready(s), 120, "schema registry API")
+        # registered here once, so the platform's processes find them; this process may encode too (tests,
+        # benchmarks), so it binds the ids as they do
+        bind_schema_ids(s, wait_s=30)
+        self.timings["schema-registry"] = time.monotonic() - t0
 
     # -- platform -------------------------------------------------------------------------------------
     def platform_child(self, role: str, extra_args: list[str] | None = None) -> Child:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from confluent_kafka import OFFSET_END, TopicPartition
 
 from runtime.kafka import LIVE_CONSUMER, KafkaLike, clients
-from schemas import ValueDeserializationError, codec, codec_by_fingerprint, topics
+from schemas import ValueDeserializationError, codec, codec_for, topics
 from schemas.wire import peek_string
 
 log = logging.getLogger(__name__)
@@ -263,7 +263,7 @@ def decode(topic: str, partition: int, offset: int, value: bytes) -> LiveEvent |
     try:
         name = _RECORDS.get(topic)
         c = codec(name) if name else None
-        rec = (c if c is not None and c.matches(value) else codec_by_fingerprint(value)).decode(value)
+        rec = (c if c is not None and c.matches(value) else codec_for(value)).decode(value)
     except (ValueDeserializationError, TypeError):
         return None
     kind = KINDS[topic][0]

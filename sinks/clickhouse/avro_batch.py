@@ -1,7 +1,7 @@
 """Telemetry batches decoded by ClickHouse instead of Python (adr/0065).
 
 A Kafka value is a header naming the schema, then the Avro body (``schemas.wire``). The body of every
-record of the telemetry schema is already a valid Avro datum, so a batch becomes an Avro object container
+record written with the repo's telemetry schema is already a valid Avro datum of it, so a batch becomes an Avro object container
 file by concatenation: one header naming the schema, one block holding the bodies, one sync marker.
 ClickHouse's Avro reader (C++) then does what fastavro did per record in Python, and an ``INSERT … SELECT …
 ARRAY JOIN`` turns each record's ``values`` map into one row per metric, the same rows
@@ -18,10 +18,8 @@ import os
 import re
 from collections.abc import Iterable
 
-from schemas import codec, wire
+from schemas import wire
 from schemas.codec import load_schema
-
-TELEMETRY_HEADER = codec("telemetry").header  # what every telemetry value starts with
 
 
 def _schema() -> dict:
@@ -39,7 +37,8 @@ FILE_HEADER = wire.container_header(_schema(), _SYNC)
 
 
 def container(items: Iterable[tuple[bytes, int, int]]) -> tuple[bytes, int]:
-    """(value, partition, offset) of telemetry records (header already checked) → (Avro file, record count)."""
+    """(value, partition, offset) of telemetry records written with the repo's schema (header already checked)
+    → (Avro file, record count)."""
     parts: list[bytes] = []
     n = 0
     part_cache: dict[int, bytes] = {}

@@ -64,11 +64,12 @@ class ClickHouseTelemetrySink(BaseSink):
             self.ch.insert_columns("telemetry", cols, COLUMNS)
 
     def write_raw(self, items: list[tuple[bytes, int, int]]) -> int:
-        header = avro_batch.TELEMETRY_HEADER
-        good = [it for it in items if it[0].startswith(header)]
-        bad = len(items) - len(good)
-        if bad:
-            log.error("skipping %d records on the telemetry topic that are not telemetry records", bad)
+        tel = codec("telemetry")
+        good = [it for it in items if tel.matches(it[0])]
+        # another writer schema (an older or newer version of the record, adr/0140) or not telemetry at all:
+        # decoded here, by schema resolution, or skipped and logged
+        other = [it for it in items if not tel.matches(it[0])] if len(good) < len(items) else []
+        bad = self._write_decoded_here(other) if other else 0
         if not good:
             return bad
         self._unrolled = True

@@ -12,7 +12,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from schemas import codec, codec_by_fingerprint, device_key, topics
+from schemas import codec, codec_for, device_key, topics
 
 
 def new_tenant_id() -> str:
@@ -56,7 +56,7 @@ def records(bootstrap: str, topic: str, match: Callable[[dict], bool], *, count:
             for m in c.consume(500, 0.3):
                 if m.error():
                     continue
-                rec = codec_by_fingerprint(m.value()).decode(m.value())
+                rec = codec_for(m.value()).decode(m.value())
                 if match(rec):
                     found.append((rec, dict(m.headers() or [])) if headers else rec)
         return found

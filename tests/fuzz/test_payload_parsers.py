@@ -18,8 +18,6 @@ from schemas import codec
 
 NOW = 1_795_719_647_000
 SKEW = 300_000
-ENCODER = TelemetryEncoder("fuzz")
-TELEMETRY = codec("telemetry")
 
 # values a device may put anywhere: every JSON scalar plus what JSON parsers let through (NaN, ±Infinity,
 # integers far past a double, lone surrogates) and what CBOR adds (bytes, tuples, None keys)
@@ -65,8 +63,8 @@ def _check(readings_out, rejected, items: int | None) -> None:
             if type(v) is str:
                 assert len(v) <= canonical.MAX_STRING_LEN
                 v.encode()
-        data = ENCODER.encode("t", "d", r.event_time, NOW, r.values)
-        back = TELEMETRY.decode(data)
+        data = TelemetryEncoder("fuzz").encode("t", "d", r.event_time, NOW, r.values)  # ids bound now
+        back = codec("telemetry").decode(data)
         assert back["event_time"] == r.event_time and back["values"] == r.values
 
 

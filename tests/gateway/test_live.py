@@ -19,6 +19,7 @@ from websockets.sync.client import connect
 
 from schemas import codec, device_key, topics
 from schemas.namespace import device_topics
+from schemas.wire import HEADER_LEN
 from tests.utils.factories import publish_json
 from tests.utils.kafka import find_records
 
@@ -305,4 +306,4 @@ def test_hub_device_interest_follows_subscribers_and_reads_every_record_kind():
     assert wire_device(topics.ALERTS.name, alert) == "dev-a"
     assert wire_device(topics.DEVICE_EVENTS.name, event) == "dev-e"
     assert wire_device(topics.TELEMETRY.name, _tel("t", "dev-t", 1)) == "dev-t"
-    assert wire_device(topics.TELEMETRY.name, _tel("t", "dev-t", 1)[:14]) is None
+    assert wire_device(topics.TELEMETRY.name, _tel("t", "dev-t", 1)[:HEADER_LEN + 4]) is None  # device cut short

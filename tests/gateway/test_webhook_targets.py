@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from confluent_kafka import Producer
 
-from schemas import topics
+from schemas import codec, topics
 from schemas.webhook_targets import WebhookPolicy
 from tests.streams.rulekit import RuleKit, now_ms
 from tests.utils.factories import wait_for
@@ -110,9 +110,9 @@ def test_an_allow_listed_private_target_is_accepted(stack, factory, gateway, set
 def _publish_rule(settings, tenant_id: str, document: dict) -> str:
     """Puts a rule on the rules topic as the gateway would have saved it before its name was re-pointed."""
     rid = str(uuid.uuid4())
-    rec = {"tenant_id": tenant_id, "rule_id": rid, "version": 1, "enabled": True, "document": document}
+    rec = {"tenant_id": tenant_id, "rule_id": rid, "version": 1, "enabled": True, "document_json": json.dumps(document)}
     p = Producer({"bootstrap.servers": settings.bootstrap_servers})
-    p.produce(topics.RULES.name, json.dumps(rec).encode(), f"{tenant_id}:{rid}".encode())
+    p.produce(topics.RULES.name, codec("rule_entry").encode(rec), f"{tenant_id}:{rid}".encode())
     assert p.flush(10) == 0
     return rid
 

@@ -1,4 +1,4 @@
-"""The one wire module (adr/0121): its framing is the Avro single-object encoding, its hand-written primitives
+"""The one wire module (adr/0121): its framing is the Confluent wire format (adr/0140), its hand-written primitives
 write and read exactly what fastavro does, and nothing else in the tree frames values or reaches into another
 package's private names."""
 
@@ -72,16 +72,16 @@ def test_readers_refuse_truncated_or_negative_lengths(truncated):
         wire.read_double(truncated, 0)
 
 
-def test_framing_is_the_avro_single_object_encoding():
+def test_framing_is_the_confluent_wire_format():
     c = codec("telemetry")
-    assert c.header == b"\xc3\x01" + c.fingerprint.to_bytes(8, "little") and len(c.header) == wire.HEADER_LEN
-    assert wire.parse_header(c.header + b"body") == c.fingerprint == wire.schema_id(c.schema)
-    for bad in (b"", b"\xc3\x01\x00", b"{}" + b"\x00" * 10):
-        with pytest.raises(ValueDeserializationError, match="not Avro single-object encoded"):
+    assert c.header == b"\x00" + c.schema_id.to_bytes(4, "big") and len(c.header) == wire.HEADER_LEN == 5
+    assert wire.parse_header(c.header + b"body") == c.schema_id
+    assert wire.parse_header(wire.header(2**32 - 1)) == 2**32 - 1
+    for bad in (b"", b"\x00\x00\x00\x01", b"\xc3\x01" + b"\x00" * 10, b"{}" + b"\x00" * 10):
+        with pytest.raises(ValueDeserializationError, match="not in the Confluent wire format"):
             wire.parse_header(bad)
     other = codec("alert")
-    assert wire.header_error(other.header, c.fingerprint) == (
-        f"schema fingerprint {other.fingerprint:016x} is not {c.fingerprint:016x}")
+    assert wire.header_error(other.header, c.schema_id) == f"schema id {other.schema_id} is not schema id {c.schema_id}"
     assert c.matches(c.header + b"\x00") and not c.matches(other.header + b"\x00") and not c.matches(b"")
 
 
@@ -139,6 +139,6 @@ def test_no_module_imports_a_private_name_from_another_package():
 
 
 def test_only_the_wire_module_writes_the_framing():
-    magic = ('b"\\xc3\\x01"', "b'\\xc3\\x01'", 'b"\\xC3\\x01"')
-    writers = [str(p.relative_to(ROOT)) for p in _sources() if any(m in p.read_text() for m in magic)]
+    layout = ('">BI"', "'>BI'")  # the header's struct: magic byte, big-endian 4-byte id
+    writers = [str(p.relative_to(ROOT)) for p in _sources() if any(m in p.read_text() for m in layout)]
     assert writers == ["schemas/wire.py"]

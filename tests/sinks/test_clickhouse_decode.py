@@ -16,7 +16,6 @@ from sinks.clickhouse.rows import COLUMNS
 from sinks.clickhouse.schema import create_all
 from sinks.clickhouse.sink import ClickHouseTelemetrySink
 
-TEL = codec("telemetry")
 NOW = int(time.time() * 1000) // 1000 * 1000  # whole seconds: stays inside every TTL
 
 
@@ -55,7 +54,7 @@ def _records() -> list[dict]:
 
 
 def _items(records: list[dict], partition: int = 3, first_offset: int = 2**33) -> list[tuple[bytes, int, int]]:
-    return [(TEL.encode(r), partition, first_offset + i) for i, r in enumerate(records)]
+    return [(codec("telemetry").encode(r), partition, first_offset + i) for i, r in enumerate(records)]
 
 
 def _rows(ch: ClickHouse) -> list[tuple]:
@@ -84,7 +83,7 @@ def test_clickhouse_decoding_stores_what_fastavro_decoding_stores(chdb_path):
     assert fast_sink.write_raw(items) == 0
     assert fast_sink.fallbacks == 0  # the ClickHouse path did it
     slow_sink = ClickHouseTelemetrySink(slow, decode_in_clickhouse=False)
-    decoded = [TEL.decode(v) | {"kafka_partition": p, "kafka_offset": o} for v, p, o in items]
+    decoded = [codec("telemetry").decode(v) | {"kafka_partition": p, "kafka_offset": o} for v, p, o in items]
     slow_sink.write(decoded)
 
     got, want = _rows(fast), _rows(slow)
@@ -123,7 +122,7 @@ def test_fallback_writes_again_what_an_interrupted_insert_already_wrote_and_it_c
     sink = ClickHouseTelemetrySink(ch, decode_in_clickhouse=True)
     items = _items(_records()[:3], partition=1, first_offset=100)
     sink.write(  # as if an earlier attempt had landed the first record before failing
-        [TEL.decode(items[0][0]) | {"kafka_partition": 1, "kafka_offset": 100}])
+        [codec("telemetry").decode(items[0][0]) | {"kafka_partition": 1, "kafka_offset": 100}])
     value, p, o = items[2]
     items[2] = (value[:12], p, o)
 
@@ -140,7 +139,7 @@ def test_container_and_wire_readers():
     data, n = avro_batch.container(_items(_records()[:2]))
     assert n == 2 and data.startswith(b"Obj\x01") and data.endswith(b"fleetstream-sync")
     rec = _records()[0]
-    assert avro_batch.receive_time(TEL.encode(rec)) == rec["receive_time"]
-    assert avro_batch.receive_time(b"\xc3\x01" + b"\x00" * 8) is None
+    assert avro_batch.receive_time(codec("telemetry").encode(rec)) == rec["receive_time"]
+    assert avro_batch.receive_time(codec("telemetry").header) is None
     with pytest.raises(ValueError):
         avro_batch.insert_sql("fleetstream", "/tmp/x'; DROP TABLE t")

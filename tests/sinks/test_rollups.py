@@ -17,7 +17,6 @@ from sinks.clickhouse.schema import create_all
 from sinks.clickhouse.sink import ClickHouseTelemetrySink
 from tests.sinks.rollup_check import assert_rollups_equal_raw, raw_truth, rollup_table
 
-TEL = codec("telemetry")
 TOPIC = "fleetstream.telemetry"
 DEVICES, METRICS = ["d-0", "d-1", "d-2"], ["temp", "power"]
 HOUR_MS = 3_600_000
@@ -42,7 +41,7 @@ class Feed:
         items = []
         for device, ts, values, rx in readings:
             part = int(device[-1]) % 2
-            items.append((TEL.encode({"tenant_id": self.tenant, "device_id": device, "event_time": ts,
+            items.append((codec("telemetry").encode({"tenant_id": self.tenant, "device_id": device, "event_time": ts,
                                       "receive_time": rx, "protocol": "mqtt", "values": values}),
                           part, self.next[part]))
             self.next[part] += 1

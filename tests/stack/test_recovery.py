@@ -14,7 +14,9 @@ import httpx
 import pytest
 
 from fleetstream.stack.supervisor import Stack
+from runtime.schema_registry import SchemaRegistry, register_all
 from runtime.settings import Settings
+from schemas.codec import bound_ids, current_binding, restore_binding
 from tests.conftest import PORT_OFFSET
 from tests.utils.factories import Factory, publish_json, wait_for
 
@@ -22,7 +24,7 @@ from tests.utils.factories import Factory, publish_json, wait_for
 # (seen: "address already in use" for a gateway port up there); clear of the other suites' ports
 PORTS = {k: v + PORT_OFFSET for k, v in dict(
     kafka_port=12592, kafka_controller_port=12593, mqtt_tls_port=12583, postgres_port=12532,
-    gateway_port=12580, streams_web_port=12590).items()}
+    gateway_port=12580, schema_registry_port=12581, streams_web_port=12590).items()}
 
 pytestmark = pytest.mark.integration
 
@@ -33,6 +35,7 @@ def watched_stack(tmp_path_factory):
     stack = Stack(s)
     stop = threading.Event()
     watcher = threading.Thread(target=stack.watch, args=(stop,), daemon=True)
+    session_ids = current_binding()  # start_infra binds this stack's registry; the session's comes back after
     try:
         stack.start_infra()
         stack.start_platform()
@@ -43,6 +46,7 @@ def watched_stack(tmp_path_factory):
         if watcher.is_alive():
             watcher.join(10)
         stack.stop()
+        restore_binding(session_ids)
 
 
 def _restarted(stack: Stack, victim: str, since: float) -> bool:
@@ -123,3 +127,18 @@ def test_kafka_mosquitto_and_postgres_killed_hard_come_back_without_a_human(watc
     restarted = [e["component"] for e in stack.events if e["event"] == "restarted"]
     for victim in ("kafka", "mosquitto", "postgres"):
         assert victim in restarted
+
+
+def test_the_schema_registry_killed_hard_comes_back_with_the_same_ids(watched_stack):
+    """Its H2 file outlives a kill -9: a process starting afterwards gets the ids the running ones write with
+    (adr/0140)."""
+    stack, s = watched_stack, watched_stack.s
+    bound = bound_ids()
+    child = next(c for c in stack.children if c.name == "schema-registry")
+    killed_at = time.time()
+    os.kill(child.pid, signal.SIGKILL)
+    wait_for(lambda: _restarted(stack, "schema-registry", killed_at), timeout=120,
+             what="the supervisor to restart the schema registry")
+    reg = SchemaRegistry.from_settings(s)
+    reg.wait_ready(180)
+    assert register_all(reg) == bound

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from schemas import codec, codec_by_fingerprint, device_key, topics
+from schemas import codec, codec_for, device_key, topics
 
 
 def find_records(bootstrap: str, topic: str, match: Callable[[dict], bool], *, count: int = 1,
@@ -21,7 +21,7 @@ def find_records(bootstrap: str, topic: str, match: Callable[[dict], bool], *, c
             m = c.poll(0.2)
             if m is None or m.error() or m.value() is None:  # a tombstone matches nothing
                 continue
-            rec = codec_by_fingerprint(m.value()).decode(m.value())
+            rec = codec_for(m.value()).decode(m.value())
             if match(rec):
                 found.append(rec)
         return found
@@ -45,7 +45,7 @@ def records_to_end(bootstrap: str, topic: str, key: bytes | None = None,
                     continue
                 if key is None or m.key() == key:
                     v = m.value()
-                    out.append(None if v is None else (decode or (lambda b: codec_by_fingerprint(b).decode(b)))(v))
+                    out.append(None if v is None else (decode or (lambda b: codec_for(b).decode(b)))(v))
                 if m.offset() + 1 >= ends[m.partition()]:
                     done.add(m.partition())
         return out
@@ -81,7 +81,7 @@ def probe_validate(bootstrap: str, tenant: str, device: str, ready: Callable[[st
                 m = c.poll(0.2)
                 if m is None or m.error() or m.value() is None:
                     continue
-                rec = codec_by_fingerprint(m.value()).decode(m.value())
+                rec = codec_for(m.value()).decode(m.value())
                 if rec.get("tenant_id") == tenant and rec.get("device_id") == device:
                     verdict = (m.topic(), rec)
             if verdict is not None:

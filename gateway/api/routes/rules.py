@@ -23,7 +23,7 @@ from gateway.crud.devices import get_device
 from gateway.db.session import Database
 from gateway.errors import ERROR_RESPONSES, ApiError, documented, not_found
 from gateway.outbox import Outbox, enqueue
-from schemas import topics
+from schemas import codec, topics
 from schemas.rules import RuleDocument, evaluate, in_scope
 from schemas.strict import Text
 from schemas.webhook_targets import REFUSED_HINT, WebhookPolicy
@@ -75,8 +75,9 @@ def _doc(body: RuleDocument) -> dict:
 
 
 def rule_record(row: dict) -> bytes:
-    return json.dumps({"tenant_id": str(row["tenant_id"]), "rule_id": str(row["rule_id"]), "version": row["version"],
-                       "enabled": row["enabled"], "document": row["document"]}).encode()
+    return codec("rule_entry").encode({"tenant_id": str(row["tenant_id"]), "rule_id": str(row["rule_id"]),
+                                       "version": row["version"], "enabled": row["enabled"],
+                                       "document_json": json.dumps(row["document"])})
 
 
 def _enqueue(conn, row: dict | None, tenant_id: str, rule_id: str) -> int:

@@ -58,6 +58,24 @@ app.kubernetes.io/component: {{ .role }}
   value: {{ .Values.kafka.saslMechanism | quote }}
 - name: FLEETSTREAM_KAFKA_PARTITIONS
   value: {{ .Values.kafka.partitions.telemetry | quote }}
+- name: FLEETSTREAM_SCHEMA_REGISTRY_URL
+  value: {{ .Values.schemaRegistry.url | quote }}
+{{- with .Values.schemaRegistry.auth.existingSecret }}
+- name: FLEETSTREAM_SCHEMA_REGISTRY_USER
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.schemaRegistry.auth.userKey }}
+- name: FLEETSTREAM_SCHEMA_REGISTRY_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.schemaRegistry.auth.passwordKey }}
+{{- end }}
+{{- with .Values.schemaRegistry.caFile }}
+- name: FLEETSTREAM_SCHEMA_REGISTRY_CA_FILE
+  value: {{ . | quote }}
+{{- end }}
 - name: FLEETSTREAM_MQTT_HOST
   value: {{ .Values.emqx.host | quote }}
 - name: FLEETSTREAM_MQTT_TLS_PORT

@@ -41,4 +41,5 @@ module "platform" {
 
 output "eks_cluster_name" { value = module.platform.eks_cluster_name }
 output "msk_bootstrap_brokers_iam" { value = module.platform.msk_bootstrap_brokers_iam }
+output "schema_registry_url" { value = module.platform.schema_registry_url }
 output "workloads_role_arn" { value = module.platform.workloads_role_arn }

@@ -34,10 +34,18 @@ variable "platform_ca_pem" {
   type    = string
   default = ""
 }
+variable "schema_registry_url" {
+  # Any Confluent-compatible registry (adr/0140). Default: Apicurio Registry on this environment's EKS
+  # cluster (namespace schema-registry, SQL storage on its RDS PostgreSQL). AWS Glue Schema Registry has no
+  # Confluent-compatible API and frames values differently, so it is not a drop-in (adr/0140).
+  type    = string
+  default = ""
+}
 
 locals {
-  name = "fleetstream-${var.env}"
-  tags = { project = "fleetstream", env = var.env, managed-by = "terraform" }
+  name                = "fleetstream-${var.env}"
+  schema_registry_url = var.schema_registry_url != "" ? var.schema_registry_url : "http://apicurio-registry.schema-registry.svc.cluster.local:8080/apis/ccompat/v7"
+  tags                = { project = "fleetstream", env = var.env, managed-by = "terraform" }
 }
 
 data "aws_caller_identity" "current" {}
@@ -185,3 +193,4 @@ output "rds_endpoint" { value = module.rds.endpoint }
 output "workloads_role_arn" { value = module.workloads_role.role_arn }
 output "data_subnet_cidrs" { value = module.network.data_subnet_cidrs }
 output "alarm_topic_arn" { value = module.observability.alarm_topic_arn }
+output "schema_registry_url" { value = local.schema_registry_url } # helm: schemaRegistry.url
