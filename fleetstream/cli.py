@@ -242,7 +242,7 @@ def _run_sink(s: Settings) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    ch = ClickHouse(s.chdb_dsn)
+    ch = ClickHouse(s.chdb_dsn, cluster=s.clickhouse_cluster)
     try:
         create_all(ch)
         run_forever(ch, stop, kafka=s.kafka, group_prefix=s.sink_group_prefix,

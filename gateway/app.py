@@ -67,7 +67,7 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
         st.reconcile_stop = threading.Event()
         threading.Thread(target=_reconcile_broker, args=(st.admin, st.reconcile_stop), name="broker-reconcile",
                          daemon=True).start()
-        st.clickhouse = ClickHouse(s.chdb_dsn)
+        st.clickhouse = ClickHouse(s.chdb_dsn, cluster=s.clickhouse_cluster)
         create_all(st.clickhouse)
         st.store = TelemetryStore(st.clickhouse)
         from .ota.service import OtaService  # issue 8: artifacts, signing, campaign driver

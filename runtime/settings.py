@@ -68,6 +68,8 @@ class Settings(BaseSettings):
                                           json_schema_extra=SECRET)
     clickhouse_dsn: str | None = Field(None, description="chdb:///path (embedded) or http(s)://… (server)",
                                        json_schema_extra=SECRET)
+    clickhouse_cluster: str | None = Field(None, description="a ClickHouse server cluster's name (remote_servers): "
+                                           "replicated tables behind Distributed ones, adr/0136; unset = one node")
 
     token_ttl_s: int = 900
     coap_port: int = Field(5683, description="CoAP telemetry endpoint devices are told about")

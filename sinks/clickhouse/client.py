@@ -11,10 +11,18 @@ from pathlib import Path
 
 import clickhouse_connect
 
+from .cluster import INSERT_SETTINGS
+
 
 class ClickHouse:
-    def __init__(self, dsn: str, database: str = "fleetstream"):
-        self.dsn, self.database = dsn, database
+    def __init__(self, dsn: str, database: str = "fleetstream", cluster: str | None = None):
+        """:param cluster: a ClickHouse cluster's name: the schema is created ``ON CLUSTER`` with replicated
+            local tables behind Distributed ones (``cluster.py``, adr/0136); None = one node."""
+        self.dsn, self.database, self.cluster = dsn, database, cluster
+        if cluster and dsn.startswith("chdb:"):
+            raise ValueError("an embedded ClickHouse (chdb) is one node: unset the ClickHouse cluster")
+        # inserts through Distributed tables are acknowledged once every shard has them (cluster.py)
+        self._insert_settings = dict(INSERT_SETTINGS) if cluster else None
         if dsn.startswith("chdb:"):
             Path(dsn.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
         self._client = clickhouse_connect.get_client(dsn=dsn)
@@ -34,12 +42,14 @@ class ClickHouse:
 
     def insert(self, table: str, rows: list[list], columns: list[str]) -> None:
         with self._lock:
-            self._client.insert(table, rows, column_names=columns, database=self.database)
+            self._client.insert(table, rows, column_names=columns, database=self.database,
+                                settings=self._insert_settings)
 
     def insert_columns(self, table: str, data: list[list], columns: list[str]) -> None:
         """``data`` holds one list per column (no row-to-column transposition in clickhouse-connect)."""
         with self._lock:
-            self._client.insert(table, data, column_names=columns, database=self.database, column_oriented=True)
+            self._client.insert(table, data, column_names=columns, database=self.database, column_oriented=True,
+                                settings=self._insert_settings)
 
     def close(self) -> None:
         with self._lock:

@@ -176,6 +176,11 @@ def statements(db: str = "fleetstream") -> list[str]:
 
 
 def create_all(client, database: str = "fleetstream") -> None:
+    if getattr(client, "cluster", None):
+        from . import cluster  # builds on the single-node statements above
+
+        cluster.create_all(client, database, client.cluster)
+        return
     client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
     stmts = statements(database)
     client.command(stmts[0])
