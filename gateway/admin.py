@@ -20,6 +20,7 @@ from runtime.settings import Settings
 
 from .broker.access import BrokerAccess
 from .broker.dynsec import BrokerAuthError, DynSecAdmin
+from .broker.emqx import EmqxAdmin
 from .crud import audit, device_types
 from .crud import credentials as creds_crud
 from .crud import devices as devices_crud
@@ -30,6 +31,13 @@ from .identity.certificates import CertificateRequestError, IssuedCertificate, T
 from .identity.secrets import keystore_from_settings
 from .outbox import Outbox
 from .registry_publisher import enqueue_device, enqueue_new_device, enqueue_tenant
+
+
+def emqx_admin(s: Settings) -> EmqxAdmin:
+    if not (s.emqx_api_url and s.emqx_api_key and s.emqx_api_secret):
+        raise ApiError(503, "broker_unavailable", "FLEETSTREAM_MQTT_BROKER=emqx needs FLEETSTREAM_EMQX_API_URL, "
+                       "FLEETSTREAM_EMQX_API_KEY and FLEETSTREAM_EMQX_API_SECRET")
+    return EmqxAdmin(s.emqx_api_url, s.emqx_api_key, s.emqx_api_secret)
 
 
 class Admin:
@@ -64,17 +72,20 @@ class Admin:
             return self._outbox
 
     @property
-    def dynsec(self) -> DynSecAdmin:
+    def dynsec(self) -> DynSecAdmin | EmqxAdmin:
         with self._lazy:
+            if self._dynsec is None and self.s.mqtt_broker == "emqx":
+                self._dynsec = emqx_admin(self.s)
             if self._dynsec is None:
                 tls = tls_context(self.pki, *self.pki.service_files("fleetstream-admin"))
                 self._dynsec = DynSecAdmin(self.s.mqtt_broker_host, self.s.mqtt_tls_port, tls)
             return self._dynsec
 
     @property
-    def access(self) -> BrokerAccess:
-        """Who may connect at all (revoked serials, suspended devices and tenants), adr/0100."""
-        return BrokerAccess(self.dynsec)
+    def access(self) -> BrokerAccess | EmqxAdmin:
+        """Who may connect at all (revoked serials, suspended devices and tenants), adr/0100; EMQX, adr/0139."""
+        broker = self.dynsec
+        return broker if isinstance(broker, EmqxAdmin) else BrokerAccess(broker)
 
     def close(self) -> None:
         if self._dynsec is not None:

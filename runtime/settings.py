@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,6 +53,14 @@ class Settings(BaseSettings):
 
     mqtt_tls_port: int = 18883
     mqtt_host: str | None = Field(None, description="external MQTT broker; unset = the local Mosquitto")
+    mqtt_broker: Literal["mosquitto", "emqx"] = Field(
+        "mosquitto", description="which broker the control plane talks to (adr/0139): Mosquitto with the platform's "
+        "access plugin and dynamic security, or EMQX through its REST API and HTTP authorization hook")
+    emqx_api_url: str | None = Field(None, description="EMQX REST API, e.g. http://emqx-dashboard:18083/api/v5")
+    emqx_api_key: str | None = None
+    emqx_api_secret: str | None = Field(None, json_schema_extra=SECRET)
+    broker_hook_secret: str | None = Field(None, description="bearer token EMQX's HTTP authorization source sends; "
+                                           "unset = the hook answers 404", json_schema_extra=SECRET)
 
     postgres_port: int = 15432
     postgres_dsn: str | None = Field(None, description="owner DSN of an external Postgres", json_schema_extra=SECRET)
@@ -69,7 +77,7 @@ class Settings(BaseSettings):
     clickhouse_dsn: str | None = Field(None, description="chdb:///path (embedded) or http(s)://… (server)",
                                        json_schema_extra=SECRET)
     clickhouse_cluster: str | None = Field(None, description="a ClickHouse server cluster's name (remote_servers): "
-                                           "replicated tables behind Distributed ones, adr/0136; unset = one node")
+                                           "replicated tables behind Distributed ones, adr/0138; unset = one node")
 
     token_ttl_s: int = 900
     coap_port: int = Field(5683, description="CoAP telemetry endpoint devices are told about")

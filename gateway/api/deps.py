@@ -24,6 +24,7 @@ from starlette.requests import HTTPConnection
 from gateway.admin import Admin
 from gateway.auth.revocation import TokenRevoked
 from gateway.auth.tokens import PLATFORM_SCOPE, KeyRing, Principal, TokenError
+from gateway.broker.emqx import DeviceStatusCache, authorize
 from gateway.db.session import Database
 from gateway.errors import ApiError
 from gateway.http_ingest import IngestService
@@ -143,6 +144,27 @@ async def get_ingest(conn: HTTPConnection) -> IngestService:
 
 
 IngestDep = Annotated[IngestService, Depends(get_ingest)]
+
+
+async def get_broker_authz(conn: HTTPConnection) -> Callable[[dict], str]:
+    """EMQX's authorization hook (adr/0139): tenant status from the revocation cache, device status from
+    Postgres behind a short cache; made at the first call."""
+    st = conn.app.state
+
+    def build() -> Callable[[dict], str]:
+        def lookup(tenant_id: str, device_id: str) -> str | None:
+            with st.db.tenant_tx(tenant_id) as c:
+                row = c.execute("select status from devices where tenant_id = %s and device_id = %s",
+                                (tenant_id, device_id)).fetchone()
+            return row["status"] if row else None
+
+        cut = DeviceStatusCache(lookup)
+        return lambda req: authorize(req, tenant_refused=st.auth_state.tenant_refused, device_cut=cut)
+
+    return per_app(conn, "broker_authz", build)
+
+
+BrokerAuthzDep = Annotated[Callable[[dict], str], Depends(get_broker_authz)]
 
 
 # -- who is asking ------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from .request_guard import BodyLimit, BodyLimits
 from .routes import admin as control_admin
 from .routes import (
     alerts,
+    broker_hooks,
     certificates,
     clients,
     commands,
@@ -45,6 +46,7 @@ api_router.include_router(ingest.router)
 
 root_router = APIRouter()
 root_router.include_router(health.router)
+root_router.include_router(broker_hooks.router)  # adr/0139
 root_router.include_router(graphql_api.router, prefix="/graphql")  # issue 6
 
 # Request body limits (adr/0109), enforced by gateway/api/request_guard.py before any handler runs and

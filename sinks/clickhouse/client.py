@@ -17,7 +17,7 @@ from .cluster import INSERT_SETTINGS
 class ClickHouse:
     def __init__(self, dsn: str, database: str = "fleetstream", cluster: str | None = None):
         """:param cluster: a ClickHouse cluster's name: the schema is created ``ON CLUSTER`` with replicated
-            local tables behind Distributed ones (``cluster.py``, adr/0136); None = one node."""
+            local tables behind Distributed ones (``cluster.py``, adr/0138); None = one node."""
         self.dsn, self.database, self.cluster = dsn, database, cluster
         if cluster and dsn.startswith("chdb:"):
             raise ValueError("an embedded ClickHouse (chdb) is one node: unset the ClickHouse cluster")

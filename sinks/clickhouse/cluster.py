@@ -1,4 +1,4 @@
-"""The ClickHouse schema for a cluster (adr/0136): the single-node tables of ``schema.py`` become
+"""The ClickHouse schema for a cluster (adr/0138): the single-node tables of ``schema.py`` become
 ``Replicated*MergeTree`` tables named ``<name>_local`` on every shard, with a ``Distributed`` table under the
 original name in front of them, all created ``ON CLUSTER``. Readers and the sink keep using the original
 names, so nothing above this module knows whether it talks to one node or a cluster.

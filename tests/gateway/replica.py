@@ -16,12 +16,12 @@ from fleetstream.stack.supervisor import settings_env
 
 
 @contextmanager
-def second_gateway(settings, port_shift: int = 7):
+def second_gateway(settings, port_shift: int = 7, env: dict[str, str] | None = None):
     port = settings.gateway_port + port_shift
     tag = uuid.uuid4().hex[:6]
     env = {**settings_env(settings), "FLEETSTREAM_GATEWAY_PORT": str(port),
            "FLEETSTREAM_CLICKHOUSE_DSN": f"chdb://{settings.root / f'clickhouse-replica-{tag}'}",
-           "FLEETSTREAM_SINK_GROUP_PREFIX": f"replica-{tag}"}
+           "FLEETSTREAM_SINK_GROUP_PREFIX": f"replica-{tag}", **(env or {})}
     child = Child(f"gateway-replica-{tag}", [sys.executable, "-m", "fleetstream.cli", "run", "gateway"],
                   settings.logs_dir / f"gateway-replica-{tag}.log", env=env)
     child.start()

@@ -183,6 +183,20 @@ def test_emqx_values_authenticate_by_certificate_and_confine_devices_to_their_su
     assert (ROOT / "ops" / "compose" / "emqx-acl.conf").read_text() == v["acl"], "compose ACL drifted from the chart's"
 
 
+def test_emqx_asks_the_platforms_hook_first_and_the_gateway_can_answer_and_ban(docs):
+    """adr/0139: the hook before the ACL file, its body carrying what the hook reads; the gateway gets the
+    broker kind, the REST API's credentials and the hook's secret, all from a Secret."""
+    src = yaml.safe_load((CHART / "files" / "emqx-values.yaml").read_text())["emqxConfig"]["EMQX_AUTHORIZATION__SOURCES"]
+    assert src.index("type = http") < src.index("type = file")
+    assert "/internal/broker/emqx/authz" in src and '"Bearer "${FLEETSTREAM_HOOK_SECRET}' in src
+    for field in ("clientid", "username", "action", "topic"):
+        assert f'{field} = "${{{field}}}"' in src
+    env = {e["name"]: e for e in by_kind(docs, "Deployment")["fs-gateway"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FLEETSTREAM_MQTT_BROKER"]["value"] == "emqx"
+    for name in ("FLEETSTREAM_EMQX_API_KEY", "FLEETSTREAM_EMQX_API_SECRET", "FLEETSTREAM_BROKER_HOOK_SECRET"):
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "fleetstream-emqx", name
+
+
 def test_rendered_manifests_match_the_kubernetes_schemas(tmp_path, docs):
     out = tmp_path / "rendered.yaml"
     out.write_text(yaml.safe_dump_all([d for d in docs if not d["apiVersion"].startswith("monitoring.coreos.com")]))

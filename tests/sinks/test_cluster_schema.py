@@ -1,4 +1,4 @@
-"""The ClickHouse cluster schema (adr/0136). No ClickHouse server, Keeper or second node runs here, so this
+"""The ClickHouse cluster schema (adr/0138). No ClickHouse server, Keeper or second node runs here, so this
 checks what can be checked on chdb: every statement parses with ClickHouse's own parser, the structure keeps
 deduplication and rollups shard-local, and the local tables with their views — the part that runs on every
 shard — work when executed (replication and Distributed left out)."""

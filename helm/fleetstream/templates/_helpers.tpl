@@ -80,6 +80,25 @@ app.kubernetes.io/component: {{ .role }}
   value: {{ .Values.emqx.host | quote }}
 - name: FLEETSTREAM_MQTT_TLS_PORT
   value: {{ .Values.emqx.mqttsPort | quote }}
+- name: FLEETSTREAM_MQTT_BROKER
+  value: emqx
+- name: FLEETSTREAM_EMQX_API_URL
+  value: {{ .Values.emqx.apiUrl | quote }}
+- name: FLEETSTREAM_EMQX_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.emqx.existingSecret }}
+      key: {{ .Values.emqx.apiKeyKey }}
+- name: FLEETSTREAM_EMQX_API_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.emqx.existingSecret }}
+      key: {{ .Values.emqx.apiSecretKey }}
+- name: FLEETSTREAM_BROKER_HOOK_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.emqx.existingSecret }}
+      key: {{ .Values.emqx.hookSecretKey }}
 - name: FLEETSTREAM_GATEWAY_PORT
   value: {{ .Values.gateway.port | quote }}
 - name: FLEETSTREAM_STREAMS_WEB_PORT
@@ -99,6 +118,10 @@ app.kubernetes.io/component: {{ .role }}
     secretKeyRef:
       name: {{ .Values.clickhouse.existingSecret }}
       key: {{ .Values.clickhouse.dsnKey }}
+{{- with .Values.clickhouse.cluster }}
+- name: FLEETSTREAM_CLICKHOUSE_CLUSTER
+  value: {{ . | quote }}
+{{- end }}
 - name: FLEETSTREAM_SECRETS_MASTER_KEY
   valueFrom:
     secretKeyRef:
