@@ -8,12 +8,11 @@ import json
 import logging
 from typing import Any
 
-from asyncua import ua
-
 from ..base import Admission, CommandResult, ConnectorHealth, ListeningConnector, UplinkContext
 from ..canonical import Rejected, short
 from ..uplink import UplinkPublisher, now_ms
 from .adaptor import ValueRefused, to_reading, to_variant
+from .addressing import resolve_node_id
 from .config import OpcUaSiteConfig
 from .session import ServerSession
 
@@ -104,7 +103,8 @@ class OpcUaConnector(ListeningConnector):
             args = params.get("args", [])
             if not isinstance(args, list):
                 return CommandResult(False, "args must be a list")
-            out = await session.node(method.object_id).call_method(ua.NodeId.from_string(method.method_id), *args)
+            obj = await session.node(method.object_id)
+            out = await obj.call_method(resolve_node_id(method.method_id, session.namespaces), *args)
             self.stats["calls"] += 1
             return CommandResult(True, result={"output": out if isinstance(out, (int, float, str, bool, list))
                                                or out is None else repr(out)})
@@ -120,7 +120,7 @@ class OpcUaConnector(ListeningConnector):
             n = nodes.get(metric)
             if n is None or not n.writable:
                 return CommandResult(False, f"{metric!r} is not a writable node of {device.device_id}")
-            node = session.node(n.node_id)
+            node = await session.node(n.node_id, n.browse_path)
             try:
                 plan.append((node, to_variant(value, await node.read_data_type_as_variant_type())))
             except ValueError as exc:
