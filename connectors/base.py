@@ -229,8 +229,8 @@ class BaseConnector(abc.ABC):
             _failed(done, exc)
 
     def report_event(self, tenant_id: str, device_id: str, event_type: str, *, reason: str | None = None,
-                     details: dict[str, str] | None = None) -> None:
-        self.uplink.device_event(tenant_id, device_id, event_type, reason=reason, details=details)
+                     details: dict[str, str] | None = None, at_ms: int | None = None) -> None:
+        self.uplink.device_event(tenant_id, device_id, event_type, reason=reason, details=details, at_ms=at_ms)
 
 
 def _reading_raw(r: Reading, raw: bytes) -> bytes:
