@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .device_commands import DeviceTypeConfig, check_commands, effective_commands
 from .errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
@@ -36,6 +37,8 @@ class SiteConfigBase(BaseModel):
     site_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     tenant_id: str = Field(min_length=1, description="the tenant that provisioned this site")
     rate_limit: RateLimit = RateLimit()
+    device_types: dict[str, DeviceTypeConfig] = Field(
+        {}, description="named commands shared by the devices that name the type (adr/0152)")
 
 
 def check_unique_devices(field: str, groups: list[Any]) -> None:
@@ -47,6 +50,21 @@ def check_unique_devices(field: str, groups: list[Any]) -> None:
             if d.device_id in seen:
                 raise ValueError(f"{field}: device_id {d.device_id!r} appears twice in the site")
             seen.add(d.device_id)
+
+
+def check_device_commands(field: str, groups: list[Any], types: dict[str, DeviceTypeConfig],
+                          with_methods: bool) -> None:
+    """Each device's ``device_type`` exists and each of its named commands targets what the device has."""
+    for g in groups:
+        for d in g.devices:
+            if d.device_type is not None and d.device_type not in types:
+                raise ValueError(f"{field}: {d.device_id}: device_type {d.device_type!r} is not in device_types")
+            writable = {p.metric for p in getattr(d, "points", None) or getattr(d, "nodes", []) if p.writable}
+            methods = {m.name for m in d.methods} if with_methods else None
+            try:
+                check_commands(effective_commands(d.device_type, d.commands, types), writable, methods)
+            except ValueError as exc:
+                raise ValueError(f"{field}: {d.device_id}: {exc}") from None
 
 
 def _name(item: Any, index: int) -> str:

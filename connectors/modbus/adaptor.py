@@ -84,3 +84,13 @@ def to_wire(point: PointConfig, value) -> list[int]:
         return encode_value(raw, point.type, point.byte_order, point.word_order)
     except ValueError as exc:
         raise ValueError(f"{point.metric}: {exc}") from None
+
+
+def read_back(point: PointConfig, raw: list) -> float | bool | str | None:
+    """What a point holds after a write, for the command's result; None when it does not decode to a value
+    JSON can carry (NaN, a 64-bit count beyond 2^53)."""
+    try:
+        v = point_value(point, raw)
+    except ValueError:
+        return None
+    return None if isinstance(v, float) and not math.isfinite(v) else v

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..siteconfig import SiteConfigBase, check_unique_devices
+from ..device_commands import CommandConfig
+from ..siteconfig import SiteConfigBase, check_device_commands, check_unique_devices
 from .registers import (
     DATA_TYPE_SPECS,
     MAX_STRING_REGISTERS,
@@ -77,6 +78,8 @@ class DeviceConfig(BaseModel):
     unit_id: int = Field(ge=0, le=255)
     interval_s: float = Field(5.0, gt=0)
     offline_after_failures: int = Field(3, ge=1, description="polls in a row that read nothing before OFFLINE")
+    device_type: str | None = Field(None, description="a key of the site's device_types: its named commands")
+    commands: list[CommandConfig] = []
     points: list[PointConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -118,4 +121,5 @@ class ModbusSiteConfig(SiteConfigBase):
     @model_validator(mode="after")
     def _unique_devices(self) -> ModbusSiteConfig:
         check_unique_devices("gateways", self.gateways)
+        check_device_commands("gateways", self.gateways, self.device_types, with_methods=False)
         return self

@@ -14,15 +14,15 @@ health: ``ONLINE`` on the first good poll and when reads resume after failures; 
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from ..base import Admission, CommandResult, ConnectorHealth, PollGroup, PollingConnector, UplinkContext
 from ..canonical import Rejected
+from ..device_commands import CommandRefused, effective_commands, plan, succeeded, transient_failure
 from ..uplink import UplinkPublisher, now_ms
-from .adaptor import raw_bytes, to_reading, to_wire
+from .adaptor import raw_bytes, read_back, to_reading, to_wire
 from .config import DeviceConfig, GatewayConfig, ModbusSiteConfig, PointConfig
 from .errors import read_error_details
 from .link import DeviceRefused, LinkError, ModbusLink
@@ -190,20 +190,19 @@ class ModbusConnector(PollingConnector):
         return tenant_id == self.site.tenant_id and device_id in self._devices
 
     async def deliver_command(self, command: dict[str, Any]) -> CommandResult:
-        """``{"metric": value, ...}`` in ``params_json`` (or ``{"metric": m, "value": v}``): each metric must be
-        a ``writable`` point; values are engineering units (scale and offset are undone)."""
+        """The command contract of ``connectors/device_commands.py`` (docs/commands.md): ``write`` or a named
+        write of the site file; each value must be exactly representable by its point (never rounded); the
+        result reports what the registers hold after the write (read back). A link failure is left to the
+        command agent's retry while attempts remain."""
         link, dev = self._devices[command["device_id"]]
         try:
-            params = json.loads(command.get("params_json") or "{}")
-        except ValueError:
-            return CommandResult(False, "params_json is not JSON")
-        if isinstance(params, dict) and set(params) == {"metric", "value"}:
-            params = {params["metric"]: params["value"]}
-        if not isinstance(params, dict) or not params:
-            return CommandResult(False, "params must name at least one writable metric and its value")
+            action = plan(command["name"], command.get("params_json"), dev.device_id,
+                          effective_commands(dev.device_type, dev.commands, self.site.device_types), can_call=False)
+        except CommandRefused as exc:
+            return CommandResult(False, str(exc))
         points = {p.metric: p for p in dev.points}
         writes = []
-        for metric, value in params.items():
+        for metric, value in action.values.items():
             p = points.get(metric)
             if p is None or not p.writable:
                 return CommandResult(False, f"{metric!r} is not a writable point of {dev.device_id}")
@@ -211,10 +210,17 @@ class ModbusConnector(PollingConnector):
                 writes.append((p, to_wire(p, value)))
             except ValueError as exc:
                 return CommandResult(False, str(exc))
-        for p, regs in writes:  # validated all first: a bad value writes nothing
-            try:
+        holds: dict[str, Any] = {}
+        try:
+            for p, regs in writes:  # validated all first: a bad value writes nothing
                 await link.write(p.function, p.address, regs, dev.unit_id)
-            except LinkError as exc:
+                self.stats["writes"] += 1
+            for p, _ in writes:
+                holds[p.metric] = read_back(p, await link.read(p.function, p.address, p.registers, dev.unit_id))
+        except DeviceRefused as exc:
+            if not exc.transient:
                 return CommandResult(False, str(exc))
-            self.stats["writes"] += 1
-        return CommandResult(True, result={"written": {p.metric: params[p.metric] for p, _ in writes}})
+            return transient_failure(command, str(exc))
+        except LinkError as exc:
+            return transient_failure(command, str(exc))
+        return succeeded(action, {p.metric: action.values[p.metric] for p, _ in writes}, holds)

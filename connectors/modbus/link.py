@@ -38,6 +38,11 @@ class DeviceRefused(LinkError):
     def request_is_wrong(self) -> bool:
         return self.code in (1, 2, 3)
 
+    @property
+    def transient(self) -> bool:
+        """Acknowledge, busy, gateway path unavailable, gateway target silent: asking again later may work."""
+        return self.code in (5, 6, 10, 11)
+
 
 class ModbusLink:
     def __init__(self, host: str, port: int, *, timeout_s: float = 3.0, frame_gap_s: float = 0.0,

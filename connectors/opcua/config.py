@@ -8,7 +8,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..siteconfig import SiteConfigBase, check_unique_devices
+from ..device_commands import CommandConfig
+from ..siteconfig import SiteConfigBase, check_device_commands, check_unique_devices
 
 
 def split_path(path: str | Sequence[str]) -> list[str]:
@@ -98,6 +99,8 @@ class DeviceConfig(BaseModel):
     device_id: str = Field(pattern=_ID)
     nodes: list[NodeConfig] = Field(min_length=1)
     methods: list[MethodConfig] = []
+    device_type: str | None = Field(None, description="a key of the site's device_types: its named commands")
+    commands: list[CommandConfig] = []
 
     @model_validator(mode="after")
     def _unique(self) -> DeviceConfig:
@@ -132,4 +135,5 @@ class OpcUaSiteConfig(SiteConfigBase):
     @model_validator(mode="after")
     def _unique_devices(self) -> OpcUaSiteConfig:
         check_unique_devices("servers", self.servers)
+        check_device_commands("servers", self.servers, self.device_types, with_methods=True)
         return self
