@@ -9,6 +9,7 @@ An invalid file fails with every problem at once, each as ``site/<site_id>/<devi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -115,3 +116,55 @@ def load_site(path: Path | str, model: type[M]) -> M:
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"site: cannot read {path}: {exc}") from None
     return validate_site(raw, model)
+
+
+# which protocol a site file is for, by the key that lists its peers (docs/sites.md)
+PROTOCOL_KEYS = {"gateways": "modbus", "servers": "opcua"}
+
+
+@dataclass(frozen=True)
+class SiteFile:
+    protocol: str
+    path: Path
+    site: SiteConfigBase
+
+
+def site_protocol(raw: Any, path: Path | str = "site") -> str:
+    kinds = {PROTOCOL_KEYS[k] for k in PROTOCOL_KEYS if isinstance(raw, dict) and k in raw}
+    if len(kinds) != 1:
+        raise ConfigError(f"{path}: a site file lists either gateways (Modbus) or servers (OPC-UA)")
+    return kinds.pop()
+
+
+def load_site_dir(directory: Path | str) -> list[SiteFile]:
+    """Every ``*.yaml``/``*.yml`` site file of ``directory``, validated; one ``ConfigError`` naming every bad
+    file and problem, so ``fleetstream up --sites DIR`` starts all of them or none."""
+    from .modbus.config import ModbusSiteConfig
+    from .opcua.config import OpcUaSiteConfig
+
+    models = {"modbus": ModbusSiteConfig, "opcua": OpcUaSiteConfig}
+    d = Path(directory)
+    if not d.is_dir():
+        raise ConfigError(f"{d}: not a directory")
+    out, errors, ids = [], [], {}
+    for path in sorted([*d.glob("*.yaml"), *d.glob("*.yml")]):
+        try:
+            raw = yaml.safe_load(path.read_text())
+            protocol = site_protocol(raw, path)
+            site = validate_site(raw, models[protocol])
+        except (OSError, yaml.YAMLError) as exc:
+            errors.append(f"{path}: cannot read: {exc}")
+            continue
+        except ConfigError as exc:
+            errors.append(f"{path}:\n{exc}")
+            continue
+        if site.site_id in ids:
+            errors.append(f"{path}: site_id {site.site_id!r} is also used by {ids[site.site_id]}")
+            continue
+        ids[site.site_id] = path
+        out.append(SiteFile(protocol, path.resolve(), site))
+    if errors:
+        raise ConfigError("\n".join(errors))
+    if not out:
+        raise ConfigError(f"{d}: no site files (*.yaml)")
+    return out
