@@ -134,6 +134,10 @@ def test_a_healthy_subscription_with_unchanged_values_keeps_reporting_online(pla
     online = _events(settings, t, "by-uri", "ONLINE", count=3, since=since)
     assert len(online) >= 3 and all(e["source"] == "opcua" for e in online)
     assert online[-1]["details"]["nodes"] == "1"
+    # the same session all along: keep-alives kept the subscription healthy, no reconnect in between
+    assert not records(settings.bootstrap_servers, topics.DEVICE_EVENTS.name,
+                       lambda r: r["tenant_id"] == t and r["event_type"] == "OFFLINE" and since <= r["time"]
+                       <= online[-1]["time"], timeout=3)
 
 
 def test_restart_that_renumbers_namespaces_is_offline_then_resolved_again(plant, settings):
