@@ -102,3 +102,40 @@ def _acks(h, command_id):
 
     # everything on the acks topic up to now: the ack of ``last`` was written after attempt 1 was handled
     return records(h.bootstrap, topics.COMMAND_ACKS.name, lambda r: r["command_id"] == command_id, timeout=5)
+
+
+def test_the_command_agents_retry_carries_a_write_through_a_link_outage(harness):
+    """The command agent's own decisions (``streams.commands.CommandDriver``) driving the real connector:
+    attempt 1 meets a dead link and is left unanswered, the agent's timeout and backoff emit attempt 2, which
+    succeeds once the peer is back; the command ends ``succeeded`` with what the device holds."""
+    from schemas import topics
+    from streams.commands import CommandDriver, state_key
+    from tests.streams.unitkit import MemoryState, encoded
+
+    h, t0 = harness, 1_000_000
+    driver = CommandDriver(MemoryState(), lambda *_: h.protocol)
+    req = {"tenant_id": h.tenant, "device_id": "dev-1", "command_id": "retry-1", "name": "write",
+           "params_json": json.dumps({"values": {"setpoint": 33}}), "created_at": t0, "timeout_ms": 1000,
+           "expires_at": None, "attempt": 0, "idempotency_key": None, "protocol": h.protocol, "max_attempts": 3}
+    key = state_key(h.tenant, "dev-1", "retry-1")
+
+    def deliveries(emits):
+        return [e.record for e in emits if e.topic == topics.COMMANDS.name]
+
+    (first,) = deliveries(driver.on_batch([encoded("command", req, topics.COMMAND_REQUESTS.name)], t0))
+    h.peer.stop()
+    try:
+        r1 = h.peer.loop.run(h.conn.deliver_command(first))
+        assert not r1.answered and "attempt 1 of 3" in r1.reason, r1
+    finally:
+        h.peer.start()
+    assert deliveries(driver.on_tick(t0 + 1000, {0})) == []  # queued: attempt 1 went unanswered
+    (second,) = deliveries(driver.on_tick(t0 + 2000, {0}))  # after the backoff
+    assert second["attempt"] == 2
+    wait_for(lambda: h.conn.health().healthy, timeout=60, what="link back")
+    r2 = h.peer.loop.run(h.conn.deliver_command(second))
+    assert r2.ack_status == "SUCCEEDED" and r2.result["holds"] == {"setpoint": 33}, r2
+    ack = {"tenant_id": h.tenant, "device_id": "dev-1", "command_id": "retry-1", "status": r2.ack_status,
+           "time": t0 + 2100, "result_json": json.dumps(r2.result), "reason": r2.reason}
+    driver.on_batch([encoded("command_ack", ack, topics.COMMAND_ACKS.name)], t0 + 2100)
+    assert driver.state[key]["status"] == "succeeded" and h.peer.get("setpoint") == 33
