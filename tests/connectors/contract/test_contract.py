@@ -125,6 +125,7 @@ def test_the_command_agents_retry_carries_a_write_through_a_link_outage(harness)
     (first,) = deliveries(driver.on_batch([encoded("command", req, topics.COMMAND_REQUESTS.name)], t0))
     h.peer.stop()
     try:
+        wait_for(lambda: not h.conn.health().healthy, timeout=60, what="the connector noticing the outage")
         r1 = h.peer.loop.run(h.conn.deliver_command(first))
         assert not r1.answered and "attempt 1 of 3" in r1.reason, r1
     finally:
