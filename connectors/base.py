@@ -229,8 +229,10 @@ class BaseConnector(abc.ABC):
             _failed(done, exc)
 
     def report_event(self, tenant_id: str, device_id: str, event_type: str, *, reason: str | None = None,
-                     details: dict[str, str] | None = None) -> None:
-        self.uplink.device_event(tenant_id, device_id, event_type, reason=reason, details=details)
+                     details: dict[str, str] | None = None, at_ms: int | None = None) -> None:
+        """:param at_ms: when it happened, if not now (adr/0151: OFFLINE stamped with the last reading)."""
+        extra = {} if at_ms is None else {"at_ms": at_ms}
+        self.uplink.device_event(tenant_id, device_id, event_type, reason=reason, details=details, **extra)
 
 
 def _reading_raw(r: Reading, raw: bytes) -> bytes:

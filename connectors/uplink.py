@@ -188,10 +188,13 @@ class UplinkPublisher:
         obs.record_rejected(self.source, rec["reason_code"])
 
     def device_event(self, tenant_id: str, device_id: str, event_type: str, *, reason: str | None = None,
-                     details: dict[str, str] | None = None, done: Done | None = None) -> None:
+                     details: dict[str, str] | None = None, done: Done | None = None, at_ms: int | None = None) -> None:
+        """:param at_ms: when it happened, if not now (a site connector's OFFLINE is stamped with the device's
+            last reading, so ``last_seen`` is the last reading, adr/0151)."""
         details = {clean_text(str(k), 100): clean_text(str(v), 500)
                    for k, v in list((details or {}).items())[:50]}
-        rec = {"tenant_id": tenant_id, "device_id": device_id, "event_type": event_type, "time": now_ms(),
+        rec = {"tenant_id": tenant_id, "device_id": device_id, "event_type": event_type,
+               "time": now_ms() if at_ms is None else at_ms,
                "source": self.source, "reason": reason and clean_text(reason), "details": details}
         self._produce(topics.DEVICE_EVENTS.name, device_key(tenant_id, device_id), self._event.encode(rec), done)
 

@@ -46,6 +46,16 @@ def cmd_up(args) -> int:
     if state and supervisor.pid_alive(state.get("supervisor_pid")):
         print(f"fleetstream is already running (pid {state['supervisor_pid']}); `fleetstream down` stops it")
         return 1
+    sites = []
+    if args.sites:
+        from connectors.errors import ConfigError
+        from connectors.siteconfig import load_site_dir
+
+        try:  # every file valid, or nothing starts
+            sites = [(f.protocol, f.site.site_id, f.path) for f in load_site_dir(args.sites)]
+        except ConfigError as exc:
+            print(f"fleetstream: --sites {args.sites}: invalid site files:\n{exc}", file=sys.stderr)
+            return 2
     if args.detach:
         return _up_detached(s, args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -59,6 +69,10 @@ def cmd_up(args) -> int:
         stack.write_state()
         stack.start_platform()
         stack.write_state()
+        if sites:
+            stack.start_sites(sites)
+            stack.write_state()
+            print("fleetstream: site connectors: " + ", ".join(f"{p} {i} ({f})" for p, i, f in sites), flush=True)
         demo = None
         if args.with_fleet:
             demo = _demo_fleet(s, args.devices)
@@ -87,6 +101,8 @@ def _up_detached(s: Settings, args) -> int:
     argv = [sys.executable, "-m", "fleetstream.cli", "--data-dir", str(s.root), "up"]
     if args.with_fleet:
         argv += ["--with-fleet", "--devices", str(args.devices)]
+    if args.sites:
+        argv += ["--sites", str(Path(args.sites).resolve())]
     log_file = s.logs_dir / "supervisor.log"
     with open(log_file, "ab") as out:
         start = out.tell()  # this run's part of the log (it is appended to)
@@ -387,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--detach", action="store_true", help="start in the background and return when ready")
     up.add_argument("--with-fleet", action="store_true", help="also run a simulated demo fleet")
     up.add_argument("--devices", type=int, default=20)
+    up.add_argument("--sites", metavar="DIR", help="also run a Modbus/OPC-UA connector per site file (*.yaml) in DIR "
+                    "(docs/sites.md); an invalid file stops `up` before anything starts")
     up.set_defaults(fn=cmd_up)
     sub.add_parser("down", help="stop a running stack").set_defaults(fn=cmd_down)
     st = sub.add_parser("status", help="health and addresses of each component")

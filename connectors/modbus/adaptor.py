@@ -9,13 +9,18 @@ import math
 from ..canonical import Reading, Rejected
 from .config import PointConfig
 from .plan import ReadBlock
-from .registers import DATA_TYPE_SPECS, decode_registers, encode_value
+from .registers import DATA_TYPE_SPECS, Kind, decode_registers, encode_value
+
+# integers beyond this lose digits as a double (a reading's numbers are doubles): refused, not rounded
+EXACT_INT = 2 ** 53
 
 
-def point_value(point: PointConfig, raw: list) -> float | bool:
-    v = decode_registers(raw, point.type, point.byte_order, point.word_order)
-    if isinstance(v, bool):
+def point_value(point: PointConfig, raw: list) -> float | bool | str:
+    v = decode_registers(raw, point.type, point.byte_order, point.word_order, bit=point.bit or 0)
+    if isinstance(v, (bool, str)):
         return v
+    if isinstance(v, int) and abs(v) > EXACT_INT:
+        raise ValueError(f"{v} is beyond ±2^53 and cannot be carried exactly as a number")
     return float(v) * point.scale + point.offset
 
 
@@ -47,13 +52,45 @@ def raw_bytes(unit_id: int, blocks: list[tuple[ReadBlock, list]]) -> bytes:
         for b, regs in blocks]}, separators=(",", ":")).encode()
 
 
+# how far a raw count computed from an engineering value may be off a whole number and still be that number
+# (55.5 / 0.1 is 554.9999999999999 in binary floating point)
+RAW_TOLERANCE = 1e-6
+
+
 def to_wire(point: PointConfig, value) -> list[int]:
-    """Registers (or one bit) for an engineering ``value``: undoes scale and offset; ValueError if it
-    cannot be represented."""
-    if DATA_TYPE_SPECS[point.type].struct_code is None:
-        if not isinstance(value, (bool, int)):
+    """Registers (or one bit) for an engineering ``value``: undoes scale and offset; ValueError if the device
+    cannot hold exactly that value (12.7 to an int16 with scale 1 is refused, never rounded to 13)."""
+    spec = DATA_TYPE_SPECS[point.type]
+    if spec.kind is Kind.COIL:
+        if not isinstance(value, bool):
             raise ValueError(f"{point.metric} is a coil: the value must be true/false")
-        return encode_value(bool(value), point.type)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{point.metric} needs a number")
-    return encode_value((float(value) - point.offset) / point.scale, point.type, point.byte_order, point.word_order)
+        return encode_value(value, point.type)
+    if spec.kind is Kind.STRING:
+        if not isinstance(value, str):
+            raise ValueError(f"{point.metric} is text: the value must be a string")
+        return encode_value(value, point.type, point.byte_order, length=point.length)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{point.metric} needs a finite number")
+    raw = (value - point.offset) / point.scale
+    if spec.integer:
+        whole = round(raw)
+        if abs(raw - whole) > RAW_TOLERANCE * max(1.0, abs(raw)):
+            step = abs(point.scale)
+            raise ValueError(f"{point.metric}: {value!r} is not representable: {point.type.value} with scale "
+                             f"{point.scale:g} and offset {point.offset:g} holds steps of {step:g} "
+                             f"(nearest: {whole * point.scale + point.offset:g})")
+        raw = int(whole)
+    try:
+        return encode_value(raw, point.type, point.byte_order, point.word_order)
+    except ValueError as exc:
+        raise ValueError(f"{point.metric}: {exc}") from None
+
+
+def read_back(point: PointConfig, raw: list) -> float | bool | str | None:
+    """What a point holds after a write, for the command's result; None when it does not decode to a value
+    JSON can carry (NaN, a 64-bit count beyond 2^53)."""
+    try:
+        v = point_value(point, raw)
+    except ValueError:
+        return None
+    return None if isinstance(v, float) and not math.isfinite(v) else v

@@ -5,8 +5,17 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..siteconfig import SiteConfigBase, check_unique_devices
-from .registers import DATA_TYPE_SPECS, ByteOrder, DataType, RegisterType, WordOrder
+from ..device_commands import CommandConfig
+from ..siteconfig import SiteConfigBase, check_device_commands, check_unique_devices
+from .registers import (
+    DATA_TYPE_SPECS,
+    MAX_STRING_REGISTERS,
+    ByteOrder,
+    DataType,
+    Kind,
+    RegisterType,
+    WordOrder,
+)
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
@@ -26,26 +35,39 @@ class PointConfig(BaseModel):
     unit: str | None = None
     interval_s: float | None = Field(None, gt=0, description="overrides the device's interval")
     writable: bool = False
+    length: int | None = Field(None, ge=1, le=MAX_STRING_REGISTERS, description="type string: registers it spans")
+    bit: int | None = Field(None, ge=0, le=15, description="type bit: which bit of the register (0: least significant)")
 
     @model_validator(mode="after")
     def _fits_table(self) -> PointConfig:
         spec = DATA_TYPE_SPECS[self.type]
+        if (self.type is DataType.STRING) != (self.length is not None):
+            raise ValueError("length: required with type string, and only there")
+        if (self.type is DataType.BIT) != (self.bit is not None):
+            raise ValueError("bit: required with type bit, and only there")
+        if self.writable and not spec.writable:
+            raise ValueError(f"writable: type {self.type.value} cannot be written (read-modify-write of a register "
+                             "would race the device)")
+        if spec.kind in (Kind.STRING, Kind.REGISTER_BIT) and (self.scale != 1 or self.offset != 0):
+            raise ValueError(f"scale/offset: do not apply to type {self.type.value}")
         if self.function not in spec.register_types:
             allowed = ", ".join(sorted(t.value for t in spec.register_types))
             raise ValueError(f"function {self.function.value} cannot hold type {self.type.value} (use {allowed})")
-        if self.address + spec.registers > 65536:
+        if self.address + self.registers > 65536:
             raise ValueError(f"address {self.address} with type {self.type.value} runs past 65535")
         if self.writable and not self.function.writable:
             raise ValueError(f"writable: function {self.function.value} cannot be written (only holding, coil)")
         if self.scale == 0:
             raise ValueError("scale: must not be 0")
         if not spec.orders_apply and (self.byte_order is not ByteOrder.BIG or self.word_order is not WordOrder.BIG):
-            raise ValueError("byte_order/word_order: do not apply to type bool")
+            raise ValueError(f"byte_order/word_order: do not apply to type {self.type.value}")
+        if spec.kind is Kind.STRING and self.word_order is not WordOrder.BIG:
+            raise ValueError("word_order: does not apply to type string (text runs register by register)")
         return self
 
     @property
     def registers(self) -> int:
-        return DATA_TYPE_SPECS[self.type].registers
+        return self.length or DATA_TYPE_SPECS[self.type].registers
 
 
 class DeviceConfig(BaseModel):
@@ -55,6 +77,9 @@ class DeviceConfig(BaseModel):
     device_id: str = Field(pattern=_ID)
     unit_id: int = Field(ge=0, le=255)
     interval_s: float = Field(5.0, gt=0)
+    offline_after_failures: int = Field(3, ge=1, description="polls in a row that read nothing before OFFLINE")
+    device_type: str | None = Field(None, description="a key of the site's device_types: its named commands")
+    commands: list[CommandConfig] = []
     points: list[PointConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -96,4 +121,5 @@ class ModbusSiteConfig(SiteConfigBase):
     @model_validator(mode="after")
     def _unique_devices(self) -> ModbusSiteConfig:
         check_unique_devices("gateways", self.gateways)
+        check_device_commands("gateways", self.gateways, self.device_types, with_methods=False)
         return self

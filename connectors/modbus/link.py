@@ -17,9 +17,31 @@ from .registers import RegisterType
 
 log = logging.getLogger(__name__)
 
+EXCEPTIONS = {1: "illegal function", 2: "illegal data address", 3: "illegal data value", 4: "device failure",
+              5: "acknowledge", 6: "device busy", 8: "memory parity error", 10: "gateway path unavailable",
+              11: "gateway target failed to respond"}
+
 
 class LinkError(Exception):
     """The read or write did not happen: not connected, timed out, or the device answered an exception."""
+
+
+class DeviceRefused(LinkError):
+    """The device answered with a Modbus exception: ``code`` 1–3 (illegal function, address, value) say the
+    request is wrong, others (busy, gateway path unavailable, …) that the moment is."""
+
+    def __init__(self, msg: str, code: int):
+        super().__init__(msg)
+        self.code = code
+
+    @property
+    def request_is_wrong(self) -> bool:
+        return self.code in (1, 2, 3)
+
+    @property
+    def transient(self) -> bool:
+        """Acknowledge, busy, gateway path unavailable, gateway target silent: asking again later may work."""
+        return self.code in (5, 6, 10, 11)
 
 
 class ModbusLink:
@@ -75,9 +97,10 @@ class ModbusLink:
                 if self.frame_gap_s:
                     await asyncio.sleep(self.frame_gap_s)
             if rsp.isError():
-                msg = f"{self.name}: {what}: device answered {rsp}"
+                code = int(getattr(rsp, "exception_code", 0) or 0)
+                msg = f"{self.name}: {what}: device answered exception {code} ({EXCEPTIONS.get(code, 'unknown')})"
                 self._note(what, msg)
-                raise LinkError(msg)
+                raise DeviceRefused(msg, code)
             self._errors.pop(what, None)
             self._errors.pop("connect", None)
             return rsp

@@ -1,9 +1,10 @@
 """Batching: points of one unit and function whose registers are contiguous (or within ``max_gap``) are
-read with one request, up to the protocol's per-request limit."""
+read with one request, up to the protocol's per-request limit. A block the device refuses is halved until
+the refused points are isolated (``halves``, adr/0151)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .config import PointConfig
@@ -20,6 +21,20 @@ class ReadBlock:
     def slice_of(self, point: PointConfig, values: list) -> list:
         start = point.address - self.address
         return values[start:start + point.registers]
+
+
+def block_of(function: RegisterType, points: Sequence[PointConfig]) -> ReadBlock:
+    """One request spanning ``points`` (of one function), however far apart."""
+    start = min(p.address for p in points)
+    end = max(p.address + p.registers for p in points)
+    return ReadBlock(function, start, end - start, tuple(sorted(points, key=lambda p: p.address)))
+
+
+def halves(block: ReadBlock) -> tuple[ReadBlock, ReadBlock]:
+    """A block of two or more points split in two by address, to find the address a device refuses."""
+    pts = sorted(block.points, key=lambda p: p.address)
+    mid = len(pts) // 2
+    return block_of(block.function, pts[:mid]), block_of(block.function, pts[mid:])
 
 
 def plan_reads(points: Iterable[PointConfig], max_gap: int = 0) -> list[ReadBlock]:

@@ -61,6 +61,20 @@ def to_reading(metric: str, value: Any, source: dt.datetime | None, received_ms:
     return Reading(event_time(source, received_ms, max_skew_ms), {metric: to_value(value)})
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+INT_RANGES = {ua.VariantType.SByte: (-2 ** 7, 2 ** 7 - 1), ua.VariantType.Byte: (0, 2 ** 8 - 1),
+              ua.VariantType.Int16: (-2 ** 15, 2 ** 15 - 1), ua.VariantType.UInt16: (0, 2 ** 16 - 1),
+              ua.VariantType.Int32: (-2 ** 31, 2 ** 31 - 1), ua.VariantType.UInt32: (0, 2 ** 32 - 1),
+              ua.VariantType.Int64: (-2 ** 63, 2 ** 63 - 1), ua.VariantType.UInt64: (0, 2 ** 64 - 1)}
+
+
+def held(value: Any) -> Any:
+    """A node's value read back after a write, as JSON can carry it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value if isinstance(value, (bool, int, float, str)) or value is None else repr(value)
+
+
 def to_variant(value: Any, variant_type: ua.VariantType) -> ua.Variant:
     """JSON value → the node's type; ValueError when it does not fit (never a silent conversion)."""
     if variant_type == ua.VariantType.Boolean:
@@ -68,12 +82,18 @@ def to_variant(value: Any, variant_type: ua.VariantType) -> ua.Variant:
             raise ValueError("this node needs true/false")
         return ua.Variant(value, variant_type)
     if variant_type in (ua.VariantType.Float, ua.VariantType.Double):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError("this node needs a number")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError("this node needs a finite number")
+        if variant_type == ua.VariantType.Float and abs(value) > FLOAT32_MAX:
+            raise ValueError(f"{value!r} does not fit Float (single precision)")
         return ua.Variant(float(value), variant_type)
-    if variant_type.name.startswith(("Int", "UInt", "SByte", "Byte")):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
-            raise ValueError("this node needs an integer")
+    if variant_type in INT_RANGES:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"{value!r} is not representable: this node is {variant_type.name} (whole numbers)")
+        lo, hi = INT_RANGES[variant_type]
+        if not lo <= int(value) <= hi:
+            raise ValueError(f"{value!r} does not fit {variant_type.name} ({lo}..{hi})")
         return ua.Variant(int(value), variant_type)
     if variant_type == ua.VariantType.String:
         if not isinstance(value, str):

@@ -3,11 +3,27 @@ nodes belong to, and each device's node map (node id → metric), writable nodes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..siteconfig import SiteConfigBase, check_unique_devices
+from ..device_commands import CommandConfig
+from ..siteconfig import SiteConfigBase, check_device_commands, check_unique_devices
+
+
+def split_path(path: str | Sequence[str]) -> list[str]:
+    if isinstance(path, str):
+        return [p for p in path.split("/") if p]
+    return list(path)
+
+
+def describe(node_id: str | None, browse_path: str | Sequence[str] | None) -> str:
+    if node_id is not None:
+        return node_id
+    return "/" + "/".join(split_path(browse_path or []))
+
+
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
@@ -38,11 +54,35 @@ class SecurityConfig(BaseModel):
         return self
 
 
+# a node id as OPC-UA writes it: optional ns=<index>; or nsu=<URI>; then i=, s=, g= or b= (adr/0150)
+_NODE_ID = r"^(ns=\d+;|nsu=[^;]+;)?[isgb]=.+$"
+
+
 class NodeConfig(BaseModel):
+    """One metric, addressed by ``node_id`` or by ``browse_path`` (exactly one; see ``addressing.py``)."""
+
     model_config = ConfigDict(extra="forbid")
-    node_id: str = Field(min_length=3, description='e.g. "ns=2;i=2" or "ns=2;s=Boiler.Temp"')
+    node_id: str | None = Field(None, pattern=_NODE_ID,
+                                description='"ns=2;s=Boiler.Temp" or "nsu=urn:plant;s=Boiler.Temp"')
+    browse_path: str | list[str] | None = Field(
+        None, description='"/Objects/2:Boiler7/2:Pressure", or a list of segments (segments may be nsu=<URI>;Name)')
     metric: str = Field(min_length=1, max_length=128)
     writable: bool = False
+
+    @model_validator(mode="after")
+    def _one_address(self) -> NodeConfig:
+        if (self.node_id is None) == (self.browse_path is None):
+            raise ValueError("node_id/browse_path: give exactly one")
+        if isinstance(self.browse_path, str) and not self.browse_path.startswith("/"):
+            raise ValueError("browse_path: a path string starts at the root: /Objects/…")
+        if self.browse_path is not None and not [p for p in (
+                self.browse_path.split("/") if isinstance(self.browse_path, str) else self.browse_path) if p]:
+            raise ValueError("browse_path: is empty")
+        return self
+
+    @property
+    def address(self) -> str:
+        return describe(self.node_id, self.browse_path)
 
 
 class MethodConfig(BaseModel):
@@ -50,8 +90,8 @@ class MethodConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1)
-    object_id: str = Field(min_length=3)
-    method_id: str = Field(min_length=3)
+    object_id: str = Field(pattern=_NODE_ID)
+    method_id: str = Field(pattern=_NODE_ID)
 
 
 class DeviceConfig(BaseModel):
@@ -59,6 +99,8 @@ class DeviceConfig(BaseModel):
     device_id: str = Field(pattern=_ID)
     nodes: list[NodeConfig] = Field(min_length=1)
     methods: list[MethodConfig] = []
+    device_type: str | None = Field(None, description="a key of the site's device_types: its named commands")
+    commands: list[CommandConfig] = []
 
     @model_validator(mode="after")
     def _unique(self) -> DeviceConfig:
@@ -77,6 +119,9 @@ class ServerConfig(BaseModel):
     timeout_s: float = Field(4.0, gt=0)
     reconnect_min_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
+    online_every_s: float = Field(60.0, ge=1, description="while the subscription is healthy (data or keep-alives "
+                                  "arrive), each device is reported ONLINE this often, so unchanged values do not "
+                                  "make it look offline; keep it below the device's offline timeout")
     devices: list[DeviceConfig] = Field(min_length=1)
 
     @property
@@ -90,4 +135,5 @@ class OpcUaSiteConfig(SiteConfigBase):
     @model_validator(mode="after")
     def _unique_devices(self) -> OpcUaSiteConfig:
         check_unique_devices("servers", self.servers)
+        check_device_commands("servers", self.servers, self.device_types, with_methods=True)
         return self

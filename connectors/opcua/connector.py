@@ -12,12 +12,28 @@ from asyncua import ua
 
 from ..base import Admission, CommandResult, ConnectorHealth, ListeningConnector, UplinkContext
 from ..canonical import Rejected, short
+from ..device_commands import (
+    CommandConfig,
+    CommandRefused,
+    effective_commands,
+    plan,
+    succeeded,
+    transient_failure,
+)
 from ..uplink import UplinkPublisher, now_ms
-from .adaptor import ValueRefused, to_reading, to_variant
+from .adaptor import ValueRefused, held, to_reading, to_variant
+from .addressing import AddressError, resolve_node_id
 from .config import OpcUaSiteConfig
 from .session import ServerSession
 
 log = logging.getLogger(__name__)
+
+# status codes that say "not now" rather than "not this": the command agent's retry may succeed
+TRANSIENT_STATUS = frozenset({ua.StatusCodes.BadTimeout, ua.StatusCodes.BadCommunicationError,
+                              ua.StatusCodes.BadConnectionClosed, ua.StatusCodes.BadSessionClosed,
+                              ua.StatusCodes.BadSessionIdInvalid, ua.StatusCodes.BadServerNotConnected,
+                              ua.StatusCodes.BadNotConnected, ua.StatusCodes.BadTooManyOperations,
+                              ua.StatusCodes.BadResourceUnavailable})
 
 
 class OpcUaConnector(ListeningConnector):
@@ -85,47 +101,64 @@ class OpcUaConnector(ListeningConnector):
         return tenant_id == self.site.tenant_id and device_id in self._by_device
 
     async def deliver_command(self, command: dict[str, Any]) -> CommandResult:
-        """``write``: ``{"metric": value, …}`` for ``writable`` nodes, each written with the node's own
-        data type. Any other name must be one of the device's ``methods``: ``{"args": [...]}``."""
+        """The command contract of ``connectors/device_commands.py`` (docs/commands.md): ``write``, ``call`` or
+        a named command of the site file. Values are converted to the node's own data type or refused (never
+        rounded or clipped); a write's result reports what the nodes hold afterwards (read back). A lost
+        session or a timeout is left to the command agent's retry while attempts remain."""
         session = self._by_device[command["device_id"]]
         device = session.devices[command["device_id"]]
         try:
-            params = json.loads(command.get("params_json") or "{}")
-        except ValueError:
-            return CommandResult(False, "params_json is not JSON")
-        if not isinstance(params, dict):
-            return CommandResult(False, "params must be a JSON object")
+            action = plan(command["name"], command.get("params_json"), device.device_id, self._commands(device),
+                          can_call=True)
+        except CommandRefused as exc:
+            return CommandResult(False, str(exc))
         try:
-            if command["name"] == "write":
-                return await self._write(session, device, params)
-            method = next((m for m in device.methods if m.name == command["name"]), None)
-            if method is None:
-                return CommandResult(False, f"{device.device_id} has no method {command['name']!r}")
-            args = params.get("args", [])
-            if not isinstance(args, list):
-                return CommandResult(False, "args must be a list")
-            out = await session.node(method.object_id).call_method(ua.NodeId.from_string(method.method_id), *args)
-            self.stats["calls"] += 1
-            return CommandResult(True, result={"output": out if isinstance(out, (int, float, str, bool, list))
-                                               or out is None else repr(out)})
-        except (ConnectionError, TimeoutError) as exc:
-            return CommandResult(False, f"server unreachable: {exc}")
-        except Exception as exc:  # the server refused: status code in the message
+            if action.kind == "write":
+                return await self._write(session, device, action)
+            return await self._call(session, device, action)
+        except AddressError as exc:
+            return CommandResult(False, str(exc))
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            return transient_failure(command, f"server unreachable: {exc}")
+        except ua.UaStatusCodeError as exc:
+            if exc.code in TRANSIENT_STATUS:
+                return transient_failure(command, f"{type(exc).__name__}: {exc}")
+            return CommandResult(False, f"the server refused: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # the server refused in a way asyncua does not type
             return CommandResult(False, f"{type(exc).__name__}: {exc}")
 
-    async def _write(self, session: ServerSession, device, params: dict) -> CommandResult:
+    def _commands(self, device) -> dict[str, CommandConfig]:
+        """A device's methods answer to their own names (as before issue 16), then its type's and its own
+        named commands."""
+        out = {m.name: CommandConfig.model_construct(name=m.name, call=m.name, write=None) for m in device.methods}
+        out.update(effective_commands(device.device_type, device.commands, self.site.device_types))
+        return out
+
+    async def _call(self, session: ServerSession, device, action) -> CommandResult:
+        method = next((m for m in device.methods if m.name == action.method), None)
+        if method is None:
+            return CommandResult(False, f"{device.device_id} has no method {action.method!r}; it has: "
+                                 f"{', '.join(sorted(m.name for m in device.methods)) or 'none'}")
+        obj = await session.node(method.object_id)
+        out = await obj.call_method(resolve_node_id(method.method_id, session.namespaces), *action.args)
+        self.stats["calls"] += 1
+        return CommandResult(True, result={"output": out if isinstance(out, (int, float, str, bool, list))
+                                           or out is None else repr(out)})
+
+    async def _write(self, session: ServerSession, device, action) -> CommandResult:
         nodes = {n.metric: n for n in device.nodes}
-        plan = []
-        for metric, value in params.items():
+        plan_ = []
+        for metric, value in action.values.items():
             n = nodes.get(metric)
             if n is None or not n.writable:
                 return CommandResult(False, f"{metric!r} is not a writable node of {device.device_id}")
-            node = session.node(n.node_id)
+            node = await session.node(n.node_id, n.browse_path)
             try:
-                plan.append((node, to_variant(value, await node.read_data_type_as_variant_type())))
+                plan_.append((metric, node, to_variant(value, await node.read_data_type_as_variant_type())))
             except ValueError as exc:
                 return CommandResult(False, f"{metric}: {exc}")
-        for node, variant in plan:  # all converted first: a bad value writes nothing
+        for _, node, variant in plan_:  # all converted first: a bad value writes nothing
             await node.write_value(variant)
             self.stats["writes"] += 1
-        return CommandResult(True, result={"written": sorted(params)})
+        holds = {metric: held(await node.read_value()) for metric, node, _ in plan_}
+        return succeeded(action, {m: action.values[m] for m, _, _ in plan_}, holds)

@@ -129,6 +129,14 @@ class Stack:
             child.liveness = lambda: _http_ok(f"http://{self.s.host}:{self.s.gateway_port}/healthz")
         return child
 
+    def start_sites(self, sites: list[tuple[str, str, Path]]) -> None:
+        """One connector process per site file (``fleetstream up --sites DIR``): ``(protocol, site_id, path)``,
+        validated by the caller; supervised and restarted like the platform's roles."""
+        for protocol, site_id, path in sites:
+            name = f"site-{protocol}-{site_id}"
+            argv = [sys.executable, "-m", "fleetstream.cli", "connector", "run", protocol, "--config", str(path)]
+            self._spawn(Child(name, argv, self.s.logs_dir / f"{name}.log", env=settings_env(self.s)))
+
     def _single_connector_config(self) -> Path:
         """The local stack runs one MQTT connector: a plain subscription, which Mosquitto restores from its
         store after being killed, where a shared one is lost until the connector subscribes again (adr/0111)."""

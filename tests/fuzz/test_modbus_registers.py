@@ -1,5 +1,5 @@
 """Modbus register decoding under whatever a field device answers: ``decode_registers`` raises nothing but
-ValueError, the connector's reading of a poll holds only finite floats and bools, and every point that cannot
+ValueError, the connector's reading of a poll holds only finite floats, bools and text, and every point that cannot
 be read is refused on its own with a known code (the others of the poll still land)."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from connectors.modbus.registers import (
     DATA_TYPE_SPECS,
     ByteOrder,
     DataType,
+    Kind,
     RegisterType,
     WordOrder,
     decode_registers,
@@ -33,18 +34,26 @@ def test_decode_of_any_registers_returns_a_value_or_a_value_error(regs, dtype, b
         v = decode_registers(regs, dtype, bo, wo)
     except ValueError:
         return
-    assert type(v) in (bool, int, float)
+    assert type(v) in (bool, int, float, str)
 
 
 @given(st.data(), st.sampled_from(list(DataType)), st.sampled_from(list(ByteOrder)),
        st.sampled_from(list(WordOrder)))
 def test_decode_of_a_well_formed_read_gives_the_types_value(data, dtype, bo, wo):
     spec = DATA_TYPE_SPECS[dtype]
-    regs = data.draw(st.lists(words if spec.struct_code else st.integers(0, 1), min_size=spec.registers,
-                              max_size=spec.registers))
-    v = decode_registers(regs, dtype, bo, wo)
-    if spec.struct_code is None:
+    n = spec.registers or 3  # string: any count
+    regs = data.draw(st.lists(words if spec.kind is not Kind.COIL else st.integers(0, 1), min_size=n, max_size=n))
+    try:
+        v = decode_registers(regs, dtype, bo, wo, bit=data.draw(st.integers(0, 15)))
+    except ValueError:
+        assert spec.kind in (Kind.STRING, Kind.BCD)  # not UTF-8 text, a nibble above 9: refused, not guessed
+        return
+    if spec.kind in (Kind.COIL, Kind.REGISTER_BIT):
         assert type(v) is bool
+    elif spec.kind is Kind.STRING:
+        assert type(v) is str
+    elif spec.kind is Kind.BCD:
+        assert type(v) is int and 0 <= v < 10 ** (4 * spec.registers)
     elif spec.integer:
         bits = 16 * spec.registers
         signed = dtype.value.startswith("int")
@@ -56,6 +65,9 @@ def test_decode_of_a_well_formed_read_gives_the_types_value(data, dtype, bo, wo)
 
 def _point(i: int, dtype: DataType, scale: float, offset: float) -> PointConfig:
     fn = RegisterType.COIL if dtype is DataType.BOOL else RegisterType.HOLDING
+    if dtype in (DataType.STRING, DataType.BIT):  # no scale/offset; string spans 3, bit is bit 5
+        return PointConfig(metric=f"m{i}", address=i * 4, function=fn, type=dtype,
+                           **({"length": 3} if dtype is DataType.STRING else {"bit": 5}))
     return PointConfig(metric=f"m{i}", address=i * 4, function=fn, type=dtype, scale=scale, offset=offset)
 
 
@@ -77,4 +89,4 @@ def test_a_poll_of_any_answer_gives_finite_values_and_refuses_the_rest_point_by_
         assert r.code in REASON_CODES and r.reason
     if reading is not None:
         for v in reading.values.values():
-            assert type(v) is bool or (type(v) is float and math.isfinite(v))
+            assert type(v) in (bool, str) or (type(v) is float and math.isfinite(v))

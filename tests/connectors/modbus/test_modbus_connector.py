@@ -172,11 +172,12 @@ def test_plc_restart_mid_stream_is_a_read_error_event_and_polling_resumes_with_n
 
 def test_a_write_command_reaches_the_register_and_is_acknowledged(plant, settings):
     t, plc = plant["tenant"], plant["plc"]
-    cid = publish_command(settings.bootstrap_servers, t, "boiler-1", json.dumps({"setpoint": 55.5}),
+    cid = publish_command(settings.bootstrap_servers, t, "boiler-1", json.dumps({"values": {"setpoint": 55.5}}),
                           protocol="modbus")
     ack = records(settings.bootstrap_servers, topics.COMMAND_ACKS.name, lambda r: r["command_id"] == cid)[0]
     assert ack["status"] == "SUCCEEDED", ack
     assert plc.read(1, 10, 1) == [555]
+    assert json.loads(ack["result_json"]) == {"written": {"setpoint": 55.5}, "holds": {"setpoint": pytest.approx(55.5)}}
     bad = publish_command(settings.bootstrap_servers, t, "boiler-1", json.dumps({"water_temp": 1}),
                           protocol="modbus")
     nack = records(settings.bootstrap_servers, topics.COMMAND_ACKS.name, lambda r: r["command_id"] == bad)[0]

@@ -16,6 +16,7 @@ from connectors.modbus.registers import (
     DATA_TYPE_SPECS,
     ByteOrder,
     DataType,
+    Kind,
     RegisterType,
     WordOrder,
     decode_registers,
@@ -61,9 +62,78 @@ def test_encode_is_the_inverse_of_decode(regs, dtype, bo, wo, expected):
 
 def test_every_type_in_the_table_round_trips_and_has_its_register_count():
     for dtype, spec in DATA_TYPE_SPECS.items():
+        if spec.kind in (Kind.STRING, Kind.REGISTER_BIT):
+            continue  # below: text has the point's length; a bit in a register is not written
         regs = encode_value(1, dtype)
         assert len(regs) == spec.registers
         assert decode_registers(regs, dtype) == 1
+
+
+SIXTY_FOUR = [
+    ([0x0000, 0x0000, 0x0001, 0x0000], DataType.UINT64, B, WB, 65536),
+    ([0x0000, 0x0001, 0x0000, 0x0000], DataType.UINT64, B, WL, 65536),  # low word first
+    ([0xFFFF, 0xFFFF, 0xFFFF, 0xFFFE], DataType.INT64, B, WB, -2),
+    ([0x7FFF, 0xFFFF, 0xFFFF, 0xFFFF], DataType.INT64, B, WB, 2 ** 63 - 1),
+    ([0x0000, 0x0000, 0x1234], DataType.STRING, B, WB, ""),
+    ([0x4142, 0x4300, 0x0000], DataType.STRING, B, WB, "ABC"),  # NUL padded
+    ([0x4241, 0x4320, 0x2020], DataType.STRING, L, WB, "AB C"),  # bytes swapped per register, space padded
+    ([0x1234], DataType.BCD16, B, WB, 1234),
+    ([0x0012, 0x3456], DataType.BCD32, B, WB, 123456),
+    ([0x3456, 0x0012], DataType.BCD32, B, WL, 123456),
+]
+
+
+@pytest.mark.parametrize(("regs", "dtype", "bo", "wo", "expected"), SIXTY_FOUR)
+def test_64_bit_string_and_bcd_decode(regs, dtype, bo, wo, expected):
+    assert decode_registers(regs, dtype, bo, wo) == expected
+
+
+def test_64_bit_string_and_bcd_encode_back_exactly():
+    for regs, dtype, bo, wo, value in SIXTY_FOUR:
+        if dtype is DataType.STRING:
+            if value:
+                assert decode_registers(encode_value(value, dtype, bo, wo, length=len(regs)), dtype, bo, wo) == value
+            continue
+        assert encode_value(value, dtype, bo, wo) == regs
+
+
+def test_a_bit_inside_a_register_is_read_and_never_written():
+    assert decode_registers([0b0000_0100], DataType.BIT, bit=2) is True
+    assert decode_registers([0b0000_0100], DataType.BIT, bit=3) is False
+    assert decode_registers([0x8000], DataType.BIT, bit=15) is True
+    with pytest.raises(ValueError, match="cannot be written"):
+        encode_value(True, DataType.BIT)
+    msg = _bad(lambda r: r["gateways"][0]["devices"][0]["points"].append(
+        {"metric": "b", "address": 5, "type": "bit", "bit": 3, "writable": True}))
+    assert "b: writable: type bit cannot be written" in msg
+    assert "bit: required with type bit" in _bad(lambda r: r["gateways"][0]["devices"][0]["points"].append(
+        {"metric": "b", "address": 5, "type": "bit"}))
+
+
+def test_what_the_device_cannot_hold_exactly_is_refused_not_rounded():
+    with pytest.raises(ValueError, match="not a whole number"):
+        encode_value(12.7, DataType.INT16)
+    p = PointConfig(metric="sp", address=0, type=DataType.INT16)
+    with pytest.raises(ValueError, match=r"sp: 12.7 is not representable: int16 with scale 1 .*nearest: 13"):
+        to_wire(p, 12.7)
+    assert to_wire(p, 13) == [13] and to_wire(p, 13.0) == [13]
+    tenth = PointConfig(metric="sp", address=0, type=DataType.INT16, scale=0.1)
+    assert to_wire(tenth, 55.5) == [555]  # 554.9999999999999 in floating point is still 555 steps
+    with pytest.raises(ValueError, match="not representable"):
+        to_wire(tenth, 55.55)
+    with pytest.raises(ValueError, match="does not fit bcd16"):
+        encode_value(12345, DataType.BCD16)
+    with pytest.raises(ValueError, match="do not fit 2 registers"):
+        encode_value("hello", DataType.STRING, length=2)
+    with pytest.raises(ValueError, match="not binary-coded decimal"):
+        decode_registers([0x12A4], DataType.BCD16)
+
+
+def test_a_64_bit_value_beyond_2_to_the_53_is_refused_as_a_reading():
+    huge = PointConfig(metric="n", address=0, type=DataType.UINT64)
+    with pytest.raises(ValueError, match="beyond"):
+        point_value(huge, [0xFFFF] * 4)
+    assert point_value(huge, [0x001F, 0xFFFF, 0xFFFF, 0xFFFF]) == float(2 ** 53 - 1)
 
 
 def test_wrong_register_count_and_out_of_range_writes_are_refused():
@@ -125,7 +195,7 @@ def test_a_valid_site_file_loads():
 
 def test_config_errors_name_site_device_point_and_key():
     pts = lambda r: r["gateways"][0]["devices"][0]["points"]  # noqa: E731
-    msg = _bad(lambda r: pts(r)[0].update(type="int64"))
+    msg = _bad(lambda r: pts(r)[0].update(type="int128"))
     assert msg.startswith("site/plant-1/10.0.0.1/boiler-1/temp: type ")
     msg = _bad(lambda r: pts(r)[1].update(function="holding"))
     assert msg == "site/plant-1/10.0.0.1/boiler-1/run: function holding cannot hold type bool (use coil, discrete_input)"

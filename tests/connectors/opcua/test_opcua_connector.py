@@ -189,9 +189,11 @@ def test_server_restart_is_a_read_error_and_the_subscription_comes_back(plant, s
 def test_writes_and_method_calls_deliver_commands(plant, settings):
     t, peer = plant["tenant"], plant["peer"]
     wait_for(lambda: plant["conn"].health().healthy, timeout=60, what="sessions up")
-    cid = publish_command(settings.bootstrap_servers, t, "boiler-1", json.dumps({"setpoint": 72.5}), protocol="opcua")
+    cid = publish_command(settings.bootstrap_servers, t, "boiler-1", json.dumps({"values": {"setpoint": 72.5}}),
+                          protocol="opcua")
     ack = records(settings.bootstrap_servers, topics.COMMAND_ACKS.name, lambda r: r["command_id"] == cid)[0]
     assert ack["status"] == "SUCCEEDED", ack
+    assert json.loads(ack["result_json"]) == {"written": {"setpoint": 72.5}, "holds": {"setpoint": 72.5}}
     assert peer.read("setpoint") == 72.5
     bad = publish_command(settings.bootstrap_servers, t, "boiler-1", json.dumps({"temp": 1.0}), protocol="opcua")
     nack = records(settings.bootstrap_servers, topics.COMMAND_ACKS.name, lambda r: r["command_id"] == bad)[0]

@@ -1,0 +1,142 @@
+"""The connector contract, the same for every protocol connector (issue 16; ``peers.PEERS`` lists the
+protocols, each against its real server): admission, dead letters, status, the command contract (adr/0152)
+and restart. A protocol that fails one of these does not keep the platform's promises."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+from tests.utils.factories import wait_for
+
+
+def test_admission_registered_devices_land_unknown_and_suspended_ones_are_dead_lettered(harness):
+    h = harness
+    rec = h.telemetry(lambda r: r["values"].get("level") == 7.0)[0]
+    assert rec["protocol"] == h.protocol
+    dead = {d["device_id"]: d for d in [
+        *h.dead_letters(lambda r: r["device_id"] == "ghost"), *h.dead_letters(lambda r: r["device_id"] == "held")]}
+    assert dead["ghost"]["reason_code"] == "unknown_device" and dead["ghost"]["source"] == h.protocol
+    assert dead["held"]["reason_code"] == "device_disabled"
+
+
+def test_a_value_the_platform_cannot_carry_is_dead_lettered_and_the_rest_lands(harness):
+    h, since = harness, int(time.time() * 1000)
+    try:
+        h.peer.set("bad", math.nan)
+        dead = h.dead_letters(lambda r: r["device_id"] == "dev-1" and r["time"] >= since
+                              and r["reason_code"] == "wrong_type")
+        assert dead and "bad" in dead[0]["reason"]
+        h.peer.set("level", 8)
+        assert h.telemetry(lambda r: r["receive_time"] >= since and r["values"].get("level") == 8.0
+                           and "bad" not in r["values"])
+    finally:
+        h.peer.set("bad", 1.5)
+        h.peer.set("level", 7)
+
+
+def test_status_a_served_device_is_reported_online_by_its_connector(harness):
+    ev = harness.event("ONLINE")
+    assert ev["source"] == harness.protocol
+
+
+def test_commands_one_contract_read_back_refusals_with_reasons(harness):
+    h = harness
+    ok = h.ack(h.command("write", json.dumps({"values": {"setpoint": 12}})))
+    assert ok["status"] == "SUCCEEDED", ok
+    assert json.loads(ok["result_json"])["holds"] == {"setpoint": 12} and h.peer.get("setpoint") == 12
+    no = h.ack(h.command("write", json.dumps({"values": {"setpoint": 12.7}})))
+    assert no["status"] == "FAILED" and "not representable" in no["reason"], no
+    assert h.peer.get("setpoint") == 12, "a refused value reached the device"
+    unknown = h.ack(h.command("explode", "{}"))
+    assert unknown["status"] == "FAILED" and "has no command 'explode'" in unknown["reason"]
+    assert "set_sp" in unknown["reason"] and "write" in unknown["reason"]
+    named = h.ack(h.command("set_sp", json.dumps({"value": -3})))
+    assert named["status"] == "SUCCEEDED" and json.loads(named["result_json"])["holds"] == {"setpoint": -3}
+    old = h.ack(h.command("write", json.dumps({"setpoint": 5})))
+    assert old["status"] == "SUCCEEDED" and json.loads(old["result_json"])["deprecated_params"] is True
+    not_writable = h.ack(h.command("write", json.dumps({"values": {"level": 1}})))
+    assert not_writable["status"] == "FAILED" and "not a writable" in not_writable["reason"]
+
+
+def test_a_link_failure_is_retried_by_the_agent_and_status_follows_the_link(harness):
+    h = harness
+    since = int(time.time() * 1000)
+    h.peer.stop()
+    try:
+        off = h.event("OFFLINE", since=since - 10_000)
+        assert off["source"] == h.protocol
+        before = h.router.delivered
+        first = h.command("write", json.dumps({"values": {"setpoint": 21}}), attempt=1, max_attempts=2)
+        wait_for(lambda: h.router.delivered > before, timeout=60, what="attempt 1 handled")
+        last = h.command("write", json.dumps({"values": {"setpoint": 22}}), attempt=2, max_attempts=2)
+        failed = h.ack(last)  # the last attempt answers, with the link failure as its reason
+        assert failed["status"] == "FAILED" and "last attempt (2 of 2)" in failed["reason"], failed
+        assert not [a for a in _acks(h, first)], "attempt 1 of 2 was answered instead of left to the retry"
+    finally:
+        h.peer.start()
+    wait_for(lambda: h.conn.health().healthy, timeout=60, what="link back")
+    assert h.event("ONLINE", since=since)["source"] == h.protocol
+    ack = h.ack(h.command("write", json.dumps({"values": {"setpoint": 21}}), attempt=2, max_attempts=2,
+                          command_id=first))
+    assert ack["status"] == "SUCCEEDED", ack
+    assert h.peer.get("setpoint") == 21
+
+
+def test_restart_readings_resume_and_commands_are_delivered(harness):
+    h = harness
+    h.stop_connector()
+    h.peer.set("level", 9)
+    since = int(time.time() * 1000)
+    h.start_connector()
+    assert h.telemetry(lambda r: r["receive_time"] >= since and r["values"].get("level") == 9.0)
+    wait_for(lambda: h.conn.health().healthy, timeout=60, what="connector up")
+    ack = h.ack(h.command("write", json.dumps({"values": {"setpoint": 4}})))
+    assert ack["status"] == "SUCCEEDED" and h.peer.get("setpoint") == 4
+
+
+def _acks(h, command_id):
+    from schemas import topics
+    from tests.connectors.support import records
+
+    # everything on the acks topic up to now: the ack of ``last`` was written after attempt 1 was handled
+    return records(h.bootstrap, topics.COMMAND_ACKS.name, lambda r: r["command_id"] == command_id, timeout=5)
+
+
+def test_the_command_agents_retry_carries_a_write_through_a_link_outage(harness):
+    """The command agent's own decisions (``streams.commands.CommandDriver``) driving the real connector:
+    attempt 1 meets a dead link and is left unanswered, the agent's timeout and backoff emit attempt 2, which
+    succeeds once the peer is back; the command ends ``succeeded`` with what the device holds."""
+    from schemas import topics
+    from streams.commands import CommandDriver, state_key
+    from tests.streams.unitkit import MemoryState, encoded
+
+    h, t0 = harness, 1_000_000
+    driver = CommandDriver(MemoryState(), lambda *_: h.protocol)
+    req = {"tenant_id": h.tenant, "device_id": "dev-1", "command_id": "retry-1", "name": "write",
+           "params_json": json.dumps({"values": {"setpoint": 33}}), "created_at": t0, "timeout_ms": 1000,
+           "expires_at": None, "attempt": 0, "idempotency_key": None, "protocol": h.protocol, "max_attempts": 3}
+    key = state_key(h.tenant, "dev-1", "retry-1")
+
+    def deliveries(emits):
+        return [e.record for e in emits if e.topic == topics.COMMANDS.name]
+
+    (first,) = deliveries(driver.on_batch([encoded("command", req, topics.COMMAND_REQUESTS.name)], t0))
+    h.peer.stop()
+    try:
+        wait_for(lambda: not h.conn.health().healthy, timeout=60, what="the connector noticing the outage")
+        r1 = h.peer.loop.run(h.conn.deliver_command(first))
+        assert not r1.answered and "attempt 1 of 3" in r1.reason, r1
+    finally:
+        h.peer.start()
+    assert deliveries(driver.on_tick(t0 + 1000, {0})) == []  # queued: attempt 1 went unanswered
+    (second,) = deliveries(driver.on_tick(t0 + 2000, {0}))  # after the backoff
+    assert second["attempt"] == 2
+    wait_for(lambda: h.conn.health().healthy, timeout=60, what="link back")
+    r2 = h.peer.loop.run(h.conn.deliver_command(second))
+    assert r2.ack_status == "SUCCEEDED" and r2.result["holds"] == {"setpoint": 33}, r2
+    ack = {"tenant_id": h.tenant, "device_id": "dev-1", "command_id": "retry-1", "status": r2.ack_status,
+           "time": t0 + 2100, "result_json": json.dumps(r2.result), "reason": r2.reason}
+    driver.on_batch([encoded("command_ack", ack, topics.COMMAND_ACKS.name)], t0 + 2100)
+    assert driver.state[key]["status"] == "succeeded" and h.peer.get("setpoint") == 33
