@@ -5,6 +5,7 @@
 #   - a Python venv (.venv) with fleetstream and its extras
 #   - the Apache Kafka jars from Maven Central, cached in ~/.cache/fleetstream
 #   - Apicurio Registry (the Schema Registry, adr/0140) from Maven Central, cached there too
+#   - Apicurio Registry's Avro Kafka serde (a JVM decoder for the contract tests, adr/0143), cached there too
 #   - AsyncAPI's official 3.0.0 JSON Schema (npm @asyncapi/specs), which docs/asyncapi.yaml is checked against
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,6 +64,15 @@ if [ ! -f "$registry/apicurio-registry-app-$APICURIO_VERSION-runner.jar" ]; then
   tar --no-same-owner -xzf "$registry.tmp"/apicurio-registry-app-*.tar.gz -C "$registry.tmp"
   rm "$registry.tmp"/apicurio-registry-app-*.tar.gz
   rm -rf "$registry" && mv "$registry.tmp" "$registry"
+fi
+
+serde=$CACHE/apicurio-serde-1/lib  # bump the suffix when scripts/apicurio-serde-pom.xml changes
+if [ ! -d "$serde" ]; then
+  echo "setup: fetching Apicurio Registry's Avro serde (the JVM decoder of the contract tests) into $serde"
+  rm -rf "$serde.tmp"
+  mvn -B -q -s scripts/maven-central-only.xml -f scripts/apicurio-serde-pom.xml dependency:copy-dependencies \
+    -DincludeScope=runtime -DexcludeArtifactIds=kafka-clients -DoutputDirectory="$serde.tmp"
+  mv "$serde.tmp" "$serde"
 fi
 
 specs=$CACHE/asyncapi-specs-$ASYNCAPI_SPECS_VERSION
