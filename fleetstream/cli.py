@@ -379,6 +379,19 @@ def cmd_schemas_check(args) -> int:
     return 1 if refused else 0
 
 
+def cmd_schemas_asyncapi(args) -> int:
+    """The topic contract as AsyncAPI 3 (adr/0142): to docs/asyncapi.yaml, or stdout with ``-o -``."""
+    from schemas.asyncapi import render
+
+    text = render()
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}")
+    return 0
+
+
 def cmd_simulate(args) -> int:
     from fleetstream.sim.run import simulate
 
@@ -453,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     sch_sub = sch.add_subparsers(dest="schemas_cmd", required=True)
     sch_sub.add_parser("check", help="is every .avsc compatible with what the registry holds? (CI; registers "
                        "nothing)").set_defaults(fn=cmd_schemas_check)
+    aa = sch_sub.add_parser("asyncapi", help="write the topic contract as AsyncAPI 3 (docs/asyncapi.yaml)")
+    aa.add_argument("-o", "--output", default="docs/asyncapi.yaml", help="file to write, or - for stdout")
+    aa.set_defaults(fn=cmd_schemas_asyncapi)
 
     sim = sub.add_parser("simulate", help="run a simulated fleet")
     sim.add_argument("--fleet", help="fleet.json (e.g. written by `up --with-fleet`); default: provision --devices")

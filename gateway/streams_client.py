@@ -11,8 +11,8 @@ agents' state from compacted topics into an in-memory view.
   produces the update, and the shadow agent's next document for that device carries the request id and
   its outcome (``applied`` or ``version_mismatch``), which the waiting request receives.
 
-Partitioning: the producer uses librdkafka's ``consistent_random`` (CRC-32 of ``tenant:device``), the
-rule the stream agents are configured to share (``schemas/partitioner.py``).
+Partitioning: the factory's producer uses Java's default for keyed records, murmur2 of ``tenant:device``
+(librdkafka's ``murmur2_random``), the rule the stream agents are configured to share (``schemas/partitioner.py``).
 """
 
 from __future__ import annotations

@@ -47,17 +47,19 @@ AGENT_CONSUMER_AIOKAFKA: dict[str, int] = {**HOT_CONSUMER_AIOKAFKA, "fetch_max_w
 HOT_PRODUCER: dict[str, int | str] = {"linger.ms": 5, "batch.num.messages": 10000}
 
 # -- producers: every platform producer is idempotent with acks=all, so retries never duplicate or reorder a
-# device's records; all of them partition by CRC-32 of the key, librdkafka's default ``consistent_random``
-# (the rule the stream agents share, schemas/partitioner.py)
+# device's records. Every producer the factory builds partitions keyed records as Java clients do by default,
+# murmur2 of the key (librdkafka's ``murmur2_random``; its own default is CRC-32), the rule the stream agents
+# share (schemas/partitioner.py, adr/0141): a ``tenant:device`` key lands on one partition whoever writes it.
+KEYED_PARTITIONER: dict[str, str] = {"partitioner": "murmur2_random"}
 IDEMPOTENT: dict[str, Any] = {"enable.idempotence": True, "acks": "all"}
 # the connectors' uplink: hot topics, lz4 on the wire (it matters on a real network, adr/0072)
 UPLINK_PRODUCER: dict[str, Any] = {**IDEMPOTENT, **HOT_PRODUCER, "compression.type": "lz4"}
 # commands, shadow updates, outbox entries: a few records at a time, sent almost at once
-CONTROL_PRODUCER: dict[str, Any] = {**IDEMPOTENT, "linger.ms": 2, "partitioner": "consistent_random"}
+CONTROL_PRODUCER: dict[str, Any] = {**IDEMPOTENT, "linger.ms": 2}
 # validate's batch loop: every batch ends in flush(), which sends at once whatever linger says; a long linger
 # keeps the producer from also sending pieces of the batch while it is being produced (2 ms made ~8 produce
 # requests per batch); errors are the only delivery reports (no Python callback per delivered record)
-BATCH_PRODUCER: dict[str, Any] = {**IDEMPOTENT, "partitioner": "consistent_random", "linger.ms": 100,
+BATCH_PRODUCER: dict[str, Any] = {**IDEMPOTENT, "linger.ms": 100,
                                   "queue.buffering.max.messages": 1_000_000, "delivery.report.only.error": True}
 
 # -- consumers ------------------------------------------------------------------------------------------------
@@ -110,7 +112,7 @@ class KafkaClients:
     def producer(self, *profiles: Config, client_id: str | None = None) -> Producer:
         from confluent_kafka import Producer
 
-        return Producer(self.config(*profiles, client_id=client_id))
+        return Producer(self.config(KEYED_PARTITIONER, *profiles, client_id=client_id))
 
     def consumer(self, group_id: str, *profiles: Config, client_id: str | None = None) -> Consumer:
         from confluent_kafka import Consumer

@@ -5,6 +5,8 @@
 #   - a Python venv (.venv) with fleetstream and its extras
 #   - the Apache Kafka jars from Maven Central, cached in ~/.cache/fleetstream
 #   - Apicurio Registry (the Schema Registry, adr/0140) from Maven Central, cached there too
+#   - Apicurio Registry's Avro Kafka serde (a JVM decoder for the contract tests, adr/0143), cached there too
+#   - AsyncAPI's official 3.0.0 JSON Schema (npm @asyncapi/specs), which docs/asyncapi.yaml is checked against
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -12,6 +14,7 @@ VENV=${FLEETSTREAM_VENV:-$ROOT/.venv}
 CACHE=${FLEETSTREAM_CACHE:-$HOME/.cache/fleetstream}
 KAFKA_VERSION=4.4.0
 APICURIO_VERSION=3.0.9  # the last release built for Java 17 (3.3 needs 21)
+ASYNCAPI_SPECS_VERSION=6.11.1
 PY=${PYTHON:-python3}
 
 need_apt=()
@@ -22,6 +25,7 @@ command -v mosquitto >/dev/null || need_apt+=(mosquitto mosquitto-clients)
 command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
+command -v npm >/dev/null || need_apt+=(npm)  # fetches AsyncAPI's JSON Schema (the contract's validation)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
@@ -60,6 +64,26 @@ if [ ! -f "$registry/apicurio-registry-app-$APICURIO_VERSION-runner.jar" ]; then
   tar --no-same-owner -xzf "$registry.tmp"/apicurio-registry-app-*.tar.gz -C "$registry.tmp"
   rm "$registry.tmp"/apicurio-registry-app-*.tar.gz
   rm -rf "$registry" && mv "$registry.tmp" "$registry"
+fi
+
+serde=$CACHE/apicurio-serde-1/lib  # bump the suffix when scripts/apicurio-serde-pom.xml changes
+if [ ! -d "$serde" ]; then
+  echo "setup: fetching Apicurio Registry's Avro serde (the JVM decoder of the contract tests) into $serde"
+  rm -rf "$serde.tmp"
+  mvn -B -q -s scripts/maven-central-only.xml -f scripts/apicurio-serde-pom.xml dependency:copy-dependencies \
+    -DincludeScope=runtime -DexcludeArtifactIds=kafka-clients -DoutputDirectory="$serde.tmp"
+  mv "$serde.tmp" "$serde"
+fi
+
+specs=$CACHE/asyncapi-specs-$ASYNCAPI_SPECS_VERSION
+if [ ! -f "$specs/asyncapi-3.0.0.json" ]; then
+  echo "setup: fetching AsyncAPI's JSON Schemas (@asyncapi/specs $ASYNCAPI_SPECS_VERSION) into $specs"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack -q "@asyncapi/specs@$ASYNCAPI_SPECS_VERSION" >/dev/null && tar -xzf asyncapi-specs-*.tgz)
+  mkdir -p "$specs"
+  # the bundle with local references only (#/definitions/...), so any JSON Schema validator resolves it offline
+  cp "$tmp/package/schemas/3.0.0-without-\$id.json" "$specs/asyncapi-3.0.0.json"
+  rm -rf "$tmp"
 fi
 
 # A class-data archive recorded from one start of the registry: later starts load classes from it (about

@@ -38,7 +38,7 @@ def _produce(bootstrap: str, total: int, rate: float, tenants: list[str], device
     """Child process: ``total`` smart-meter-like records, paced at ``rate``/s (0: as fast as possible)."""
     bind_local_ids()  # a spawned process: binds the same fixed ids as the sink's
     tel = codec("telemetry")
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "partitioner": "consistent_random"})
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "partitioner": "murmur2_random"})
     start = time.monotonic()
     for i in range(total):
         if rate and i % 100 == 0:

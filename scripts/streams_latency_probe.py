@@ -86,7 +86,7 @@ def step(s: Settings, stack: Stack, tenant: str, devices: int, rate: float, dura
     base = _get(stats_url, s)["rules"]["records"]
     vcpu0 = _get(validate_url, s)["cpu_s"]  # also resets the stage's own lag percentiles
     tc = codec("telemetry")
-    p = Producer({"bootstrap.servers": s.bootstrap_servers, "linger.ms": 1})
+    p = Producer({"bootstrap.servers": s.bootstrap_servers, "linger.ms": 1, "partitioner": "murmur2_random"})
     n = int(rate * duration)
     spy = None
     py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
@@ -162,7 +162,7 @@ def main() -> None:
     try:
         stack.start_infra()
         tenant = str(uuid.uuid4())
-        p = Producer({"bootstrap.servers": s.bootstrap_servers, "partitioner": "consistent_random"})
+        p = Producer({"bootstrap.servers": s.bootstrap_servers, "partitioner": "murmur2_random"})
         now = int(time.time() * 1000)
         if not a.unregistered:
             for d in range(a.devices):

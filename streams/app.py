@@ -10,7 +10,7 @@ from __future__ import annotations
 import faust
 
 from runtime.settings import Settings
-from schemas.partitioner import crc32_partitioner
+from schemas.partitioner import murmur2_partitioner
 from schemas.webhook_targets import WebhookPolicy
 
 from . import device_activity, faust_fetch
@@ -40,7 +40,7 @@ def create_app(s: Settings, *, app_id: str = "fleetstream-streams") -> faust.App
         broker_max_poll_records=device_activity.BATCH,
         broker_session_timeout=15,  # a worker killed hard hands its partitions over within ~15 s
         broker_heartbeat_interval=3,
-        producer_partitioner=crc32_partitioner,  # the same partition as confluent-kafka producers (adr/0050)
+        producer_partitioner=murmur2_partitioner,  # Java's default, as every producer (adr/0141)
         **s.kafka.faust_options(),  # brokers and security from the one Kafka client factory (adr/0125)
     )
     from . import commands, rules, shadows, status, validate

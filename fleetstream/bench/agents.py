@@ -59,6 +59,7 @@ def bench_agents(n: int, devices: int, port_offset: int) -> dict:
         stack.start_platform(roles=("streams",))
         tenant = str(uuid.uuid4())
         p = Producer({"bootstrap.servers": s.bootstrap_servers, "linger.ms": 5, "batch.num.messages": 10000,
+                      "partitioner": "murmur2_random",
                       "compression.type": "lz4"})
         now = int(time.time() * 1000)
         for d in range(devices):

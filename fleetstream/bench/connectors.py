@@ -39,7 +39,7 @@ def _registry(s: Settings, tenant: str, devices: list[str], keys: dict[str, str]
     from connectors.registry import DeviceRegistry
     from schemas import codec, device_key, topics
 
-    p = Producer({"bootstrap.servers": s.bootstrap_servers})
+    p = Producer({"bootstrap.servers": s.bootstrap_servers, "partitioner": "murmur2_random"})
     for d in devices:
         rec = {"tenant_id": tenant, "device_id": d, "status": "active", "device_type": None, "tags": [],
                "attributes": {}, "jwt_public_keys": [keys[d]] if keys else [], "version": 1,

@@ -51,8 +51,8 @@ class OutboxRelay(threading.Thread):
         super().__init__(name="outbox-relay", daemon=True)
         self.dsn = dsn
         self.on_published = on_published or (lambda ids: None)
-        # consistent_random (CRC-32 of the key) is the partitioner every platform producer and the stream
-        # agents share (schemas/partitioner.py); idempotence keeps the order within a partition on retries
+        # the factory's producer partitions by murmur2 of the key, the rule every platform producer and the
+        # stream agents share (schemas/partitioner.py); idempotence keeps the order within a partition on retries
         self._producer = clients(kafka).producer(CONTROL_PRODUCER, {"message.timeout.ms": 30_000},
                                                  producer_config or {}, client_id="fleetstream-outbox")
         self.stats = {"published": 0, "failed": 0, "batches": 0, "rounds": 0}

@@ -25,7 +25,7 @@ def register_device(bootstrap: str, tenant_id: str, device_id: str, *, status: s
     rec = {"tenant_id": tenant_id, "device_id": device_id, "status": status, "device_type": None, "tags": [],
            "attributes": {}, "jwt_public_keys": jwt_public_keys or [], "version": time.time_ns(),
            "time": int(time.time() * 1000)}
-    p = Producer({"bootstrap.servers": bootstrap})
+    p = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
     p.produce(topics.REGISTRY.name, codec("registry_entry").encode(rec), device_key(tenant_id, device_id))
     assert p.flush(30) == 0, "registry entry not written"
 
@@ -36,7 +36,7 @@ def publish_command(bootstrap: str, tenant_id: str, device_id: str, params_json:
     rec = {"tenant_id": tenant_id, "device_id": device_id, "command_id": command_id, "name": name,
            "params_json": params_json, "created_at": int(time.time() * 1000), "timeout_ms": timeout_ms,
            "expires_at": None, "attempt": 1, "idempotency_key": None, "protocol": protocol}
-    p = Producer({"bootstrap.servers": bootstrap})
+    p = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
     p.produce(topics.COMMANDS.name, codec("command").encode(rec), device_key(tenant_id, device_id))
     assert p.flush(30) == 0
     return command_id

@@ -78,7 +78,7 @@ def test_a_suspended_tenants_tokens_and_devices_are_refused_on_every_replica_unt
     # readings that reach Kafka through any connector (MQTT, CoAP) are refused by the validate agent once its
     # view of fleetstream.tenants has the suspension (a consumer, moments behind the API): wait for that, then
     # every reading of the tenant is refused
-    p = Producer({"bootstrap.servers": settings.bootstrap_servers, "partitioner": "consistent_random"})
+    p = Producer({"bootstrap.servers": settings.bootstrap_servers, "partitioner": "murmur2_random"})
 
     def send(proto: str) -> str:
         marker = uuid.uuid4().hex

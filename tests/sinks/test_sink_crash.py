@@ -47,7 +47,7 @@ def _reading(device: int, i: int, t0: int, correction: bool = False) -> dict:
 def _produce(settings, tenant: str, readings: list[tuple[int, dict, int]]) -> None:
     """(device index, reading, receive time) → telemetry records, in order."""
     p = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 20, "enable.idempotence": True,
-                  "partitioner": "consistent_random"})
+                  "partitioner": "murmur2_random"})
     tel = codec("telemetry")
     for d, r, rx in readings:
         p.produce(topics.TELEMETRY.name, key=device_key(tenant, DEVICES[d]),

@@ -22,7 +22,7 @@ class RuleKit:
     def __init__(self, settings, gateway, tenant):
         self.s, self.gateway, self.tenant = settings, gateway, tenant
         self.h = {"Authorization": f"Bearer {tenant.token(gateway)}"}
-        self.producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "partitioner": "consistent_random"})
+        self.producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "partitioner": "murmur2_random"})
 
     def rule(self, condition: dict, *, actions: list | None = None, scope: dict | None = None, name: str = "r") -> str:
         body = {"name": name, "condition": condition, "actions": actions or [{"type": "alert", "severity": "MAJOR"}]}

@@ -33,7 +33,7 @@ def _topics(bootstrap: str, *names: str) -> None:
 
 def _produce(bootstrap: str, topic: str, values: range) -> None:
     # idempotent, as every producer of the platform: retries neither duplicate nor reorder a key's records
-    p = Producer({"bootstrap.servers": bootstrap, "partitioner": "consistent_random", "linger.ms": 5,
+    p = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 5,
                   "enable.idempotence": True})
     for i in values:
         p.produce(topic, f"{i}".encode(), f"k{i % KEYS}".encode())

@@ -27,7 +27,7 @@ def test_a_burst_arrives_complete_in_order_and_device_activity_handles_every_rea
     before = httpx.get(stats_url, headers=web_auth_headers(settings), timeout=5).json()["rules"]["records"]
 
     tc, t0, n = codec("telemetry"), now_ms() - 60_000, DEVICES * PER_DEVICE
-    p = Producer({"bootstrap.servers": settings.bootstrap_servers, "partitioner": "consistent_random",
+    p = Producer({"bootstrap.servers": settings.bootstrap_servers, "partitioner": "murmur2_random",
                   "linger.ms": 5})
     last_ts = {}
     for i in range(n):  # devices interleaved, as a fleet sends them

@@ -26,7 +26,7 @@ def _reading(tenant, device, value):
 
 def test_registry_decides_which_readings_pass_and_enriches_them(stack, settings):
     tenant = str(uuid.uuid4())
-    p = Producer({"bootstrap.servers": settings.bootstrap_servers, "partitioner": "consistent_random"})
+    p = Producer({"bootstrap.servers": settings.bootstrap_servers, "partitioner": "murmur2_random"})
     for dev, status, dtype, tags in [("active-1", "active", "boiler", ["site-a", "floor-2"]),
                                      ("susp-1", "suspended", "boiler", []), ("gone-1", "decommissioned", None, [])]:
         p.produce(topics.REGISTRY.name, codec("registry_entry").encode(_entry(tenant, dev, status, dtype, tags)),

@@ -63,7 +63,7 @@ def probe_validate(bootstrap: str, tenant: str, device: str, ready: Callable[[st
     watched = (topics.TELEMETRY.name, topics.DEAD_LETTER.name)
     tel = codec("telemetry")
     key = device_key(tenant, device)
-    p = Producer({"bootstrap.servers": bootstrap})
+    p = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{time.time_ns()}", "enable.auto.commit": False})
     try:
         md = c.list_topics(timeout=10).topics
