@@ -59,10 +59,13 @@ class DevicePublic(BaseModel):
     created_at: dt.datetime
     updated_at: dt.datetime
     version: int
+    rejections: dict[str, int] | None = Field(
+        None, description="refused input per reason code over the last 14 days (GET /v1/devices/{id} only; "
+                          "the entries: GET /v1/devices/{id}/rejections)")
 
     @classmethod
-    def of(cls, row: dict) -> DevicePublic:
-        return cls(**{k: row[k] for k in cls.model_fields})
+    def of(cls, row: dict, rejections: dict[str, int] | None = None) -> DevicePublic:
+        return cls(**{k: row[k] for k in cls.model_fields if k != "rejections"}, rejections=rejections)
 
 
 class DeviceList(BaseModel):
