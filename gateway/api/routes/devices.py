@@ -141,7 +141,15 @@ def connection(device_id: str, principal: DevicesRead, db: DbDep, s: SettingsDep
                           topics=device_topics(tenant, device_id)),
         http=HttpEndpoint(ingest_url=f"{s.gateway_url}/v1/ingest"),
         coap=CoapEndpoint(url=f"coap://{s.public_host}:{s.coap_port}/telemetry"),
-        ca_certificate_url=f"{s.gateway_url}/v1/ca/certificate")
+        ca_certificate_url=f"{s.gateway_url}/v1/ca/certificate", docs=device_docs(s.device_docs_url))
+
+
+def device_docs(base: str) -> dict[str, str]:
+    """Where a device maker reads the contract (issue 20): one page per protocol, the JWT, provisioning."""
+    base = base.rstrip("/")
+    return {"overview": f"{base}/README.md", "mqtt": f"{base}/mqtt.md", "http": f"{base}/http.md",
+            "coap": f"{base}/coap.md", "device_jwt": f"{base}/device-jwt.md",
+            "provisioning": f"{base}/provisioning.md", "examples": f"{base}/examples/"}
 
 
 def _get(db: Database, tenant_id: str, device_id: str) -> DevicePublic:
