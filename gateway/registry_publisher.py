@@ -64,3 +64,24 @@ def enqueue_tenant(conn: psycopg.Connection, tenant: dict) -> int:
     conn.execute("select set_config('app.tenant_id', %s, true)", (tenant_id,))
     return enqueue(conn, tenant_id=tenant_id, topic=topics.TENANTS.name, key=tenant_id.encode(),
                    value=codec("tenant_entry").encode(tenant_entry(tenant)))
+
+
+def device_type_entry(row: dict) -> dict[str, Any]:
+    """A ``DeviceTypeEntry`` from a ``device_types`` row: its metric declarations, absent keys as null."""
+    metrics = {name: {"type": d["type"], "unit": d.get("unit"), "min": _float(d.get("min")),
+                      "max": _float(d.get("max")), "enum": d.get("enum")}
+               for name, d in (row.get("metrics") or {}).items()}
+    return {"tenant_id": str(row["tenant_id"]), "name": row["name"], "metrics": metrics,
+            "time": time.time_ns() // 1_000_000}
+
+
+def _float(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+def enqueue_device_type(conn: psycopg.Connection, tenant_id: str, name: str, row: dict | None) -> int:
+    """The type's declarations as they are in this transaction (``row`` None: deleted, a tombstone), to
+    ``fleetstream.device-types`` through the outbox (adr/0182)."""
+    value = None if row is None else codec("device_type_entry").encode(device_type_entry(row))
+    return enqueue(conn, tenant_id=tenant_id, topic=topics.DEVICE_TYPES.name, key=device_key(tenant_id, name),
+                   value=value)

@@ -193,9 +193,7 @@ class DeviceJwtVerifier:
         if header.get("alg") != "ES256":
             raise DeviceTokenError("unsupported_algorithm", "device tokens must be signed with ES256")
         kid = header.get("kid")
-        if not kid or not isinstance(kid, str):
-            raise DeviceTokenError("unknown_key", "the token header needs kid = key id of a registered key")
-        tenant_id, device_id = _claimed_identity(token)
+        tenant_id, device_id = _claimed_identity(token, kid)
         dk = self.lookup(tenant_id, device_id, kid)
         if dk is None:
             raise DeviceTokenError("unknown_key", "this tenant's device has no registered key with this kid")
@@ -226,15 +224,31 @@ class DeviceJwtVerifier:
         return DeviceIdentity(dk.tenant_id, dk.device_id, kid, str(claims["jti"]), int(claims["exp"]))
 
 
-def _claimed_identity(token: str) -> tuple[str, str]:
-    """``(iss, sub)`` before the signature is checked: only used to choose which key to check it with."""
+REQUIRED_CLAIMS = ("iss", "sub", "aud", "iat", "nbf", "exp", "jti")
+_WHAT = {"iss": "the tenant id", "sub": "the device id", "aud": repr(AUDIENCE), "iat": "issued-at, epoch s",
+         "nbf": "not-before, epoch s", "exp": "expiry, epoch s, at most 1 h after iat", "jti": "a unique id"}
+
+
+def missing_parts(header: dict, claims: dict) -> list[str]:
+    """Every part of the device-token contract the token lacks: ``header kid`` and each missing claim."""
+    out = [] if isinstance(header.get("kid"), str) and header["kid"] else ["header kid (the registered key's id)"]
+    return out + [f"{c} ({_WHAT[c]})" for c in REQUIRED_CLAIMS if claims.get(c) in (None, "")]
+
+
+def _claimed_identity(token: str, kid: object) -> tuple[str, str]:
+    """``(iss, sub)`` before the signature is checked: only used to choose which key to check it with. A
+    token that lacks parts of the contract is refused naming all of them at once (issue 20)."""
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError as exc:
         raise DeviceTokenError("malformed_token", f"not a JWT: {exc}") from exc
+    missing = missing_parts({"kid": kid}, claims)
+    if missing:
+        raise DeviceTokenError("malformed_token", "the device token lacks " + "; ".join(missing)
+                               + " (docs/devices/device-jwt.md)")
     iss, sub = claims.get("iss"), claims.get("sub")
     if not isinstance(sub, str) or not sub:
-        raise DeviceTokenError("malformed_token", "the token needs sub = the device id")
+        raise DeviceTokenError("malformed_token", "the token needs sub = the device id (a string)")
     if not isinstance(iss, str) or not _UUID.match(iss):
         # tokens of the first contract carried iss = device id: refused, because a key found without its
         # tenant is exactly what let another tenant's registration capture a device (adr/0106)

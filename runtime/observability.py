@@ -39,7 +39,7 @@ __all__ = [
     "INGEST_MESSAGES", "INGEST_REJECTED", "KAFKA_CONSUMER_LAG", "SINK_BATCH_SECONDS", "SINK_RECORDS",
     "RULE_EVALUATIONS", "COMMAND_OUTCOMES", "WEBSOCKET_CLIENTS", "HTTP_REQUESTS", "HTTP_REQUEST_SECONDS",
     "KAFKA_DELIVERY_FAILURES", "E2E_LATENCY_SECONDS", "ROLE_PORT_OFFSETS", "TenantLabels", "record_ingest",
-    "record_rejected", "record_delivery", "observe_sink_batch", "consumer_stats_config",
+    "record_rejected", "record_rejection", "REJECTIONS", "record_delivery", "observe_sink_batch", "consumer_stats_config",
     "instrument_fastapi", "serve_metrics", "metrics_port_for", "configure_logging", "JsonFormatter",
     "log_context", "new_traceparent", "parse_traceparent", "current_trace_id",
 ]
@@ -52,6 +52,9 @@ INGEST_MESSAGES = Counter("fleetstream_ingest_messages_total",
                           "readings accepted by a connector and handed to Kafka", ["protocol", "tenant"])
 INGEST_REJECTED = Counter("fleetstream_ingest_rejected_total",
                           "input refused by a connector (dead-lettered), by reason code", ["protocol", "reason"])
+REJECTIONS = Counter("fleetstream_rejections_total",
+                     "dead letters stored for tenants to read (every stage's refusals), by reason code",
+                     ["tenant", "source", "reason"])
 KAFKA_DELIVERY_FAILURES = Counter("fleetstream_kafka_delivery_failures_total",
                                   "records a connector could not write to Kafka (ingest SLO errors)", ["protocol"])
 E2E_LATENCY_SECONDS = Histogram("fleetstream_e2e_latency_seconds",
@@ -105,6 +108,10 @@ def record_ingest(protocol: str, tenant_id: str | None, n: int = 1) -> None:
 
 def record_rejected(protocol: str, reason: str) -> None:
     INGEST_REJECTED.labels(protocol=protocol, reason=reason).inc()
+
+
+def record_rejection(tenant_id: str | None, source: str, reason: str) -> None:
+    REJECTIONS.labels(tenant=tenant_label(tenant_id), source=source, reason=reason).inc()
 
 
 def record_delivery(protocol: str, err: object | None) -> None:

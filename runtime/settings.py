@@ -80,7 +80,9 @@ class Settings(BaseSettings):
                                            "replicated tables behind Distributed ones, adr/0138; unset = one node")
 
     token_ttl_s: int = 900
-    coap_port: int = Field(5683, description="CoAP telemetry endpoint devices are told about")
+    coap_port: int = Field(5683, description="CoAP telemetry endpoint devices are told about (UDP)")
+    device_docs_url: str = Field("docs/devices", description="where the device contract is published; "
+                                 "GET /v1/devices/{id}/connection links to its pages")
     # a plain str: the local supervisor hands settings to its children through model_dump()
     secrets_master_key: str | None = Field(None, description="seals tenant CA keys at rest; required outside dev",
                                            json_schema_extra=SECRET)

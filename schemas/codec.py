@@ -35,6 +35,7 @@ SCHEMA_FILES = {
     "dead_letter": "dead_letter.avsc",
     "registry_entry": "registry_entry.avsc",
     "tenant_entry": "tenant_entry.avsc",
+    "device_type_entry": "device_type_entry.avsc",
     "command_state": "command_state.avsc",
     "shadow_document": "shadow_document.avsc",
     "action_outcome": "action_outcome.avsc",

@@ -56,6 +56,10 @@ CONTRACTS: dict[str, TopicContract] = {
     topics.TENANTS.name: TopicContract(
         "UTF-8 tenant UUID", ("gateway: outbox relay (tenants)",), ("streams: registry view", "connectors"),
         export=False, why_internal="platform configuration"),
+    topics.DEVICE_TYPES.name: TopicContract(
+        "UTF-8 `tenant:device_type`; a tombstone deletes the declarations", ("gateway: outbox relay (device types API)",),
+        ("streams: validate (typed metrics)",), export=False,
+        why_internal="tenant configuration (metric declarations); the API serves device types"),
     topics.RULES.name: TopicContract(
         "UTF-8 `tenant:rule`", ("gateway: outbox relay (rules API)",), ("streams: rules view",), export=False,
         why_internal="tenant rule definitions; the API serves them"),

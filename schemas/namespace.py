@@ -41,4 +41,5 @@ def device_topics(tenant_id: str, device_id: str) -> dict[str, str]:
         "shadow_reported": f"{root}/shadow/reported",
         "shadow_desired": f"{root}/shadow/desired",
         "shadow_delta": f"{root}/shadow/delta",
+        "rejections": f"{root}/rejections",  # why input was refused (adr/0181); the device may subscribe
     }

@@ -35,6 +35,8 @@ ALERTS = TopicSpec("fleetstream.alerts", "alerts raised, acknowledged, cleared",
 REGISTRY = TopicSpec("fleetstream.registry", "device registry, latest entry per device", "registry_entry", compact=True)
 TENANTS = TopicSpec("fleetstream.tenants", "tenant status, latest entry per tenant (adr/0107)", "tenant_entry",
                     compact=True)
+DEVICE_TYPES = TopicSpec("fleetstream.device-types", "device types' metric declarations, latest per type (adr/0182)",
+                         "device_type_entry", compact=True)
 RULES = TopicSpec("fleetstream.rules", "tenant rules, latest version per rule", "rule_entry", compact=True)
 DEAD_LETTER = TopicSpec("fleetstream.dlq", "refused input with a reason and the raw bytes", "dead_letter", retention_ms=14 * DAY_MS)
 
@@ -44,6 +46,6 @@ COMMAND_STATES = TopicSpec("fleetstream.command-states", "command agent → gate
 ACTION_OUTCOMES = TopicSpec("fleetstream.action-outcomes", "rules agent: outcome of each webhook call", "action_outcome")
 SHADOWS = TopicSpec("fleetstream.shadows", "shadow agent → gateway, downlink: latest shadow per device", "shadow_document", compact=True)
 
-ALL = [TELEMETRY_RAW, TELEMETRY, DEVICE_EVENTS, COMMANDS, COMMAND_ACKS, SHADOW_UPDATES, ALERTS, REGISTRY, TENANTS, RULES, DEAD_LETTER,
+ALL = [TELEMETRY_RAW, TELEMETRY, DEVICE_EVENTS, COMMANDS, COMMAND_ACKS, SHADOW_UPDATES, ALERTS, REGISTRY, TENANTS, DEVICE_TYPES, RULES, DEAD_LETTER,
        COMMAND_REQUESTS, COMMAND_STATES, SHADOWS, ACTION_OUTCOMES]
 BY_NAME = {t.name: t for t in ALL}

@@ -18,7 +18,9 @@ ASYNCAPI_SPECS_VERSION=6.11.1
 PY=${PYTHON:-python3}
 
 need_apt=()
-command -v mosquitto >/dev/null || need_apt+=(mosquitto mosquitto-clients)
+command -v mosquitto >/dev/null || need_apt+=(mosquitto)
+command -v mosquitto_pub >/dev/null || need_apt+=(mosquitto-clients)  # docs/devices examples (adr/0183)
+command -v coap-client-notls >/dev/null || need_apt+=(libcoap3-bin)   # the stock CoAP client (adr/0184)
 # the broker's access plugin (fleetstream/stack/mosquitto_access.c, adr/0100) is compiled at first start
 [ -f /usr/include/mosquitto_broker.h ] || need_apt+=(mosquitto-dev libmosquitto-dev)
 [ -f /usr/include/openssl/x509.h ] || need_apt+=(libssl-dev)

@@ -60,35 +60,76 @@ class TenantView(CompactedFollower):
             self.refused[tenant] = e["status"]
 
 
+class DeviceTypeView(CompactedFollower):
+    """Metric declarations per (tenant, device type) from ``fleetstream.device-types`` (adr/0182); types that
+    declare nothing are not kept."""
+
+    def __init__(self, kafka: KafkaLike, topic: str = topics.DEVICE_TYPES.name):
+        super().__init__(kafka, [topic], name="device-type-view", batch=1000)
+        self.metrics: dict[tuple[str, str], dict[str, dict]] = {}
+
+    def apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        try:
+            k = split_key(key)
+        except Exception:
+            log.warning("device types: ignoring key %r", key)
+            return
+        if value is None:
+            self.metrics.pop(k, None)
+            return
+        try:
+            e = codec("device_type_entry").decode(value)
+        except ValueDeserializationError as exc:
+            log.warning("device types: undecodable entry for %r: %s", key, exc)
+            return
+        if e["metrics"]:
+            self.metrics[k] = e["metrics"]
+        else:
+            self.metrics.pop(k, None)
+
+
 class RegistryView(CompactedFollower):
     """:param kafka: the process's Kafka clients (``settings.kafka``; a bootstrap string in tests).
     :param topic: the compacted registry topic (default ``fleetstream.registry``).
-    :param tenant_topic: the compacted tenant topic, followed by ``tenant_view`` (None: not followed)."""
+    :param tenant_topic: the compacted tenant topic, followed by ``tenant_view`` (None: not followed).
+    :param type_topic: the compacted device-type topic, followed by ``type_view`` (None: not followed)."""
 
     def __init__(self, kafka: KafkaLike, topic: str = topics.REGISTRY.name,
-                 tenant_topic: str | None = topics.TENANTS.name):
+                 tenant_topic: str | None = topics.TENANTS.name, type_topic: str | None = topics.DEVICE_TYPES.name):
         super().__init__(kafka, [topic], name="registry-view", batch=1000)
         self.devices: dict[tuple[str, str], DeviceInfo] = {}
         self.tenants: dict[str, int] = {}  # entries per tenant: does the control plane publish for it?
         self.tenant_view = TenantView(kafka, tenant_topic) if tenant_topic else None
+        self.type_view = DeviceTypeView(kafka, type_topic) if type_topic else None
+
+    def _followers(self) -> list[CompactedFollower]:
+        return [v for v in (self.tenant_view, self.type_view) if v is not None]
 
     def start(self):
-        if self.tenant_view is not None:
-            self.tenant_view.start()
+        for v in self._followers():
+            v.start()
         return super().start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        if self.tenant_view is not None:
-            self.tenant_view.stop(timeout)
+        for v in self._followers():
+            v.stop(timeout)
         super().stop(timeout)
 
     def sync(self, timeout: float = 2.0) -> bool:
-        """Catches up both the registry and the tenant view (a resumed tenant's entry can be behind its first
-        reading, as a new device's entry can)."""
+        """Catches up the registry, the tenant and the device-type views (a resumed tenant's entry can be behind
+        its first reading, as a new device's entry or a type's new declarations can)."""
         ok = super().sync(timeout)
-        if self.tenant_view is not None:
-            ok = self.tenant_view.sync(timeout) and ok
+        for v in self._followers():
+            ok = v.sync(timeout) and ok
         return ok
+
+    def declared_metrics(self, tenant_id: str, device_type: str | None) -> dict[str, dict] | None:
+        """The metric declarations of the device's type, or None when it declares none (adr/0182)."""
+        if device_type is None or self.type_view is None:
+            return None
+        return self.type_view.metrics.get((tenant_id, device_type))
 
     def tenant_refused(self, tenant_id: str) -> str | None:
         """The status of a tenant whose data is refused (``suspended``, ``deleted``), else None."""

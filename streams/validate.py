@@ -3,7 +3,8 @@
 Connectors already parsed the device payload; this stage re-checks what every consumer relies on
 (tenant-first identity, event-time skew, value types) whatever connector produced it, enforces the device
 registry (unknown, suspended and decommissioned devices' data is refused) and enriches each reading with
-its device type and tags. Anything refused goes to the dead-letter topic with a reason (adr/0051).
+its device type and tags. A reading that breaks its device type's metric declarations is refused too
+(adr/0182). Anything refused goes to the dead-letter topic with a reason (adr/0051).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from confluent_kafka import Message
 from runtime.settings import Settings
 from schemas import ValueDeserializationError, codec, device_key, topics
 from schemas.codec import TELEMETRY_PLAIN_TAIL, telemetry_tail
+from schemas.metric_types import reading_problem
 from schemas.partitioner import partition_for
 
 from . import bundles
@@ -70,6 +72,11 @@ def enforce(rec: dict, registry: RegistryView) -> tuple[str, str] | None:
         return None
     if info.status not in ACCEPTING:
         return f"device_{info.status}", f"device {rec['device_id']!r} is {info.status}; its data is refused"
+    declared = registry.declared_metrics(rec["tenant_id"], info.device_type)
+    if declared:
+        problem = reading_problem(rec["values"], declared)
+        if problem is not None:
+            return problem
     rec["device_type"], rec["tags"] = info.device_type, list(info.tags)
     return None
 

@@ -21,7 +21,7 @@ from tests.utils.factories import Factory
 PORT_OFFSET = int(os.environ.get("FLEETSTREAM_TEST_PORT_OFFSET", "0"))
 TEST_PORTS = {k: v + PORT_OFFSET for k, v in dict(
     kafka_port=29092, kafka_controller_port=29093, mqtt_tls_port=28883, postgres_port=25432,
-    gateway_port=28080, schema_registry_port=28081, streams_web_port=28090, metrics_port=28100).items()}
+    gateway_port=28080, schema_registry_port=28081, streams_web_port=28090, metrics_port=28100, coap_port=25783).items()}
 
 
 def pytest_configure(config):

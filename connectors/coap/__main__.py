@@ -17,6 +17,8 @@ from .settings import load_coap_config
 def run(s: Settings, config: Path | None) -> int:
     try:
         cfg = load_coap_config(config) if config else CoapConfig()
+        if cfg.port is None:  # the port devices are told about (GET /v1/devices/{id}/connection)
+            cfg = cfg.model_copy(update={"port": s.coap_port})
     except ConfigError as exc:
         print(f"invalid connector file {config}:\n{exc}", file=sys.stderr)
         return 2

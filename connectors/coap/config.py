@@ -12,5 +12,5 @@ class CoapConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     site_id: str = "coap"
     host: str = "0.0.0.0"
-    port: int = Field(5683, ge=1, le=65535)
+    port: int | None = Field(None, ge=1, le=65535, description="UDP port; default the platform's coap_port (5683)")
     rate_limit: RateLimit = RateLimit()

@@ -5,8 +5,14 @@
 - ``GET /commands`` (observable): the device's pending commands; an observing device is notified when a
   command for it arrives. ``POST /commands/ack``: ``{"command_id", "status", "result"?, "reason"?}``.
 
-Every request carries the device's JWT in option 65000. Tenant and device come from the key that
-verifies it (the registry topic holds each device's public keys), never from the payload."""
+Every request carries the device's JWT (docs/devices/device-jwt.md): in option 65000, or, for stock clients
+that cannot send that option (aiocoap-client, libcoap's coap-client), in Uri-Query options ``jwt=…``
+joined in order, each at most 255 bytes as RFC 7252 allows, so a ~420-byte token is two or three
+(``coap://host:5683/telemetry?jwt=<first 250>&jwt=<rest>``; adr/0184). Tenant and device come from the key
+that verifies it (the registry topic holds each device's public keys), never from the payload.
+
+Only the UDP transport is opened (aiocoap would otherwise also listen for CoAP over TCP and WebSockets on
+ports of its own)."""
 
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ from .config import CoapConfig
 from .errors import coap_code
 
 log = logging.getLogger(__name__)
+QUERY_KEY = "jwt="
 ACK_STATUSES = ("ACKNOWLEDGED", "SUCCEEDED", "FAILED")
 
 
@@ -64,7 +71,8 @@ class CoapConnector(ListeningConnector):
         site.add_resource(["telemetry"], _TelemetryResource(self))
         site.add_resource(["commands"], self.commands)
         site.add_resource(["commands", "ack"], _AckResource(self))
-        self.context = await aiocoap.Context.create_server_context(site, bind=(self.config.host, self.config.port))
+        self.context = await aiocoap.Context.create_server_context(site, bind=(self.config.host, self.config.port),
+                                                                   transports=["udp6"])
         log.info("coap listening on %s:%s", self.config.host, self.config.port)
 
     async def stop(self) -> None:
@@ -86,10 +94,7 @@ class CoapConnector(ListeningConnector):
         return DeviceKey(kid, entry["tenant_id"], entry["device_id"], pem, active=entry["status"] in ALLOWED_STATUSES)
 
     def authenticate(self, request: Message) -> tuple[str, str]:
-        opt = request.opt.get_option(AUTH_OPTION)
-        if not opt:
-            raise UnauthenticatedError(f"the device JWT is required in option {AUTH_OPTION}")
-        token = bytes(opt[0].value).decode("ascii", "replace")
+        token = request_token(request)
         # an observation registration is seen twice (add_observation, then render): verify once
         memo_key = (str(request.remote.hostinfo), bytes(request.token), token)
         now = time.monotonic()
@@ -126,6 +131,19 @@ class CoapConnector(ListeningConnector):
         self.pending.setdefault(key, {})[command["command_id"]] = command
         self.commands.notify(key)
         return CommandResult.sent()
+
+
+def request_token(request: Message) -> str:
+    """The device JWT of a request: option 65000, else the ``jwt=`` Uri-Query options joined in order."""
+    opt = request.opt.get_option(AUTH_OPTION)
+    if opt:
+        return bytes(opt[0].value).decode("ascii", "replace")
+    parts = [q[len(QUERY_KEY):] for q in request.opt.uri_query if q.startswith(QUERY_KEY)]
+    if not parts:
+        raise UnauthenticatedError(f"the device JWT is required in option {AUTH_OPTION} or as Uri-Query "
+                                   f"{QUERY_KEY}<token> (split over several {QUERY_KEY} options of at most 255 "
+                                   "bytes each; docs/devices/coap.md)")
+    return "".join(parts)
 
 
 class _TelemetryResource(resource.Resource):

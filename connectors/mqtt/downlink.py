@@ -20,6 +20,7 @@ Device payloads::
     fs/<t>/<d>/commands/ack    {"command_id", "status": "acknowledged"|"succeeded"|"failed", "result"?, "reason"?}
     fs/<t>/<d>/shadow/delta    {"version", "state": {key: desired value}, "timestamp"}
     fs/<t>/<d>/shadow/reported {"state": {key: value | null}}   (or the state object itself)
+    fs/<t>/<d>/rejections      why input was refused (rejections.py, adr/0181)
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from schemas import ValueDeserializationError, codec, device_key, topics
 from schemas.namespace import PREFIX, device_topics, parse_topic
 
 from ..base import CommandResult
+from .rejections import RejectionNotifier
 from .settings import MqttSettings, subscription
 
 log = logging.getLogger(__name__)
@@ -122,8 +124,10 @@ class MqttDownlink:
         c.on_disconnect = lambda *_a: self.connected.clear()
         c.on_message = self._on_message
         self.client = c
+        self.rejections = RejectionNotifier(kafka, c, self.connected, self._stop)  # adr/0181
         self._threads = [threading.Thread(target=self._down, name="mqtt-downlink", daemon=True),
-                         threading.Thread(target=self._poll, name="mqtt-downlink-producer", daemon=True)]
+                         threading.Thread(target=self._poll, name="mqtt-downlink-producer", daemon=True),
+                         threading.Thread(target=self.rejections.run, name="mqtt-rejections", daemon=True)]
 
     def start(self) -> MqttDownlink:
         props = Properties(PacketTypes.CONNECT)

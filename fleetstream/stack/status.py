@@ -53,6 +53,9 @@ def collect(s: Settings) -> dict:
     add("streams", lambda: port_open(s.host, s.streams_web_port) and pid_alive(children.get("streams")),
         web=f"http://{s.host}:{s.streams_web_port}")
     comps["connector-mqtt"] = {"state": "up" if pid_alive(children.get("connector-mqtt")) else "down"}
+    if "connector-coap" in children:
+        comps["connector-coap"] = {"state": "up" if pid_alive(children.get("connector-coap")) else "down",
+                                   "url": f"coap://{s.public_host}:{s.coap_port} (UDP)"}
     for name, pid in children.items():
         if name.startswith(("simulator", "site-")):
             comps[name] = {"state": "up" if pid_alive(pid) else "down"}

@@ -25,7 +25,8 @@ from .process import Child, port_open
 
 log = logging.getLogger("fleetstream.stack")
 
-PLATFORM_ROLES = ("gateway", "streams", "connector-mqtt")
+# the CoAP connector listens on UDP settings.coap_port only (its metrics on metrics_port + 5; adr/0184)
+PLATFORM_ROLES = ("gateway", "streams", "connector-mqtt", "connector-coap")
 
 
 @dataclass

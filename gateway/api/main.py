@@ -20,6 +20,7 @@ from .routes import (
     ingest,  # devices' HTTP ingest (issue 4)
     oauth,
     provisioning,
+    rejections,
     rules,
     shadow,
     telemetry,
@@ -37,6 +38,8 @@ api_router.include_router(commands.router)
 api_router.include_router(shadow.router)
 api_router.include_router(rules.router)
 api_router.include_router(alerts.router)
+api_router.include_router(rejections.device_router)
+api_router.include_router(rejections.router)
 api_router.include_router(telemetry.fleet_router)
 for _r in (live_ws, live_sse):  # live delivery (issue 6)
     api_router.include_router(_r.router)

@@ -7,11 +7,18 @@ from psycopg.types.json import Jsonb
 
 
 def create(conn: psycopg.Connection, *, tenant_id: str, name: str, description: str, default_tags: list[str],
-           default_attributes: dict) -> dict:
+           default_attributes: dict, metrics: dict | None = None) -> dict:
     """Raises ``psycopg.errors.UniqueViolation`` when the name is taken."""
-    return conn.execute("insert into device_types (tenant_id, name, description, default_tags, default_attributes) "
-                        "values (%s, %s, %s, %s, %s) returning *",
-                        (tenant_id, name, description, default_tags, Jsonb(default_attributes))).fetchone()
+    return conn.execute("insert into device_types (tenant_id, name, description, default_tags, default_attributes, "
+                        "metrics) values (%s, %s, %s, %s, %s, %s) returning *",
+                        (tenant_id, name, description, default_tags, Jsonb(default_attributes),
+                         Jsonb(metrics or {}))).fetchone()
+
+
+def set_metrics(conn: psycopg.Connection, *, tenant_id: str, name: str, metrics: dict) -> dict | None:
+    """Replaces the type's metric declarations; None when there is no such type."""
+    return conn.execute("update device_types set metrics = %s where tenant_id = %s and name = %s returning *",
+                        (Jsonb(metrics), tenant_id, name)).fetchone()
 
 
 def get(conn: psycopg.Connection, *, tenant_id: str, name: str) -> dict | None:

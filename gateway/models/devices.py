@@ -59,10 +59,13 @@ class DevicePublic(BaseModel):
     created_at: dt.datetime
     updated_at: dt.datetime
     version: int
+    rejections: dict[str, int] | None = Field(
+        None, description="refused input per reason code over the last 14 days (GET /v1/devices/{id} only; "
+                          "the entries: GET /v1/devices/{id}/rejections)")
 
     @classmethod
-    def of(cls, row: dict) -> DevicePublic:
-        return cls(**{k: row[k] for k in cls.model_fields})
+    def of(cls, row: dict, rejections: dict[str, int] | None = None) -> DevicePublic:
+        return cls(**{k: row[k] for k in cls.model_fields if k != "rejections"}, rejections=rejections)
 
 
 class DeviceList(BaseModel):
@@ -98,11 +101,15 @@ class ConnectionInfo(BaseModel):
         "mqtt": {"host": "mqtt.example.com", "port": 8883, "protocol": "mqtts", "client_id": "6f1c….boiler-17",
                  "topics": {"telemetry": "fs/6f1c…/boiler-17/telemetry"}},
         "http": {"ingest_url": "https://api.example.com/v1/ingest"},
-        "coap": {"url": "coap://coap.example.com:5683/telemetry"}}]})
+        "coap": {"url": "coap://coap.example.com:5683/telemetry"},
+        "docs": {"mqtt": "docs/devices/mqtt.md", "examples": "docs/devices/examples/"}}]})
     tenant_id: str
     device_id: str
     mqtt: MqttEndpoint
     http: HttpEndpoint
     coap: CoapEndpoint
     ca_certificate_url: str
+    docs: dict[str, str] = Field(default_factory=dict, description=(
+        "the device contract per protocol and the worked examples (docs/devices/ of the fleetstream repository, "
+        "or where the operator publishes them: setting device_docs_url)"))
     payload_format: str = '{"ts": <epoch ms>, "values": {"temperature": 21.5}} or a list of them'

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from schemas import metric_types
 from schemas.strict import Text
 
 from .devices import DEVICE_ID_PATTERN, Attributes, Tag
@@ -80,14 +82,46 @@ class ImportReport(BaseModel):
     rows: list[ImportRowResult]
 
 
+class MetricDeclaration(BaseModel):
+    """What a reading's value of this metric must be; a reading that breaks it is refused (reason code
+    ``metric_type``, ``metric_range`` or ``metric_enum``) and listed under ``/rejections`` (adr/0182)."""
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["number", "integer", "boolean", "string"]
+    unit: str | None = Field(None, max_length=32, description="documentation only, e.g. degC, %, kWh")
+    min: float | None = Field(None, description="number/integer metrics: smallest allowed value")
+    max: float | None = Field(None, description="number/integer metrics: largest allowed value")
+    enum: list[bool | float | str] | None = Field(None, max_length=metric_types.MAX_ENUM,
+                                                  description="the only values allowed")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MetricDeclaration:
+        problem = metric_types.declaration_problem("", self.model_dump())
+        if problem:
+            raise ValueError(problem.removeprefix("metric '': "))
+        return self
+
+
+MetricName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Metrics = Annotated[dict[MetricName, MetricDeclaration], Field(max_length=metric_types.MAX_METRICS)]
+
+
 class DeviceTypeCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"name": "meter", "description": "smart water meter", "default_tags": ["metering"],
-         "default_attributes": {"sampling_s": 60}}]})
+         "default_attributes": {"sampling_s": 60},
+         "metrics": {"flow": {"type": "number", "unit": "l/min", "min": 0, "max": 500},
+                     "valve": {"type": "string", "enum": ["open", "closed"]}}}]})
     name: str = Field(pattern=DEVICE_ID_PATTERN)
     description: Text = Field("", max_length=500)
     default_tags: list[Tag] = Field(default_factory=list, max_length=50)
     default_attributes: Attributes = Field(default_factory=dict)
+    metrics: Metrics = Field(default_factory=dict, description="declared metrics; undeclared ones are not checked")
+
+
+class DeviceTypeMetrics(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"metrics": {"temperature": {"type": "number", "unit": "degC", "min": -40, "max": 125}}}]})
+    metrics: Metrics
 
 
 class DeviceTypePublic(BaseModel):
@@ -95,6 +129,7 @@ class DeviceTypePublic(BaseModel):
     description: str
     default_tags: list[str]
     default_attributes: dict
+    metrics: dict[str, MetricDeclaration] = Field(default_factory=dict)
     created_at: dt.datetime
 
     @classmethod

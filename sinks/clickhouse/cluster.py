@@ -25,6 +25,7 @@ SHARD_BY = {
     "device_events": "cityHash64(tenant_id, device_id)",
     "alerts": "cityHash64(tenant_id, device_id)",
     "command_history": "cityHash64(tenant_id, device_id)",
+    "rejections": "cityHash64(tenant_id, device_id)",
     # written only by the view on telemetry_local, so where the telemetry rows are
     "rollup_marks": "cityHash64(tenant_id, device_id)",
     "rollup_progress": "kafka_partition",

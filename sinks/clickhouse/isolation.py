@@ -15,7 +15,7 @@ from __future__ import annotations
 
 TENANT_SETTING = "SQL_fleetstream_tenant"
 TENANT_TABLES = ("telemetry", "telemetry_1m", "telemetry_1h", "telemetry_latest", "rollup_marks", "device_events",
-                 "alerts", "command_history", "tenant_retention")
+                 "alerts", "command_history", "tenant_retention", "rejections")
 
 
 def isolation_statements(db: str = "fleetstream", *, reader_password: str, writer_password: str) -> list[str]:

@@ -60,6 +60,10 @@ ALERT_COLUMNS = ["tenant_id", "device_id", "alert_id", "rule_id", "severity", "s
                  "details_json", "kafka_partition", "kafka_offset"]
 COMMAND_COLUMNS = ["tenant_id", "device_id", "command_id", "kind", "name", "status", "time", "params_json",
                    "result_json", "reason", "kafka_topic", "kafka_partition", "kafka_offset"]
+REJECTION_COLUMNS = ["tenant_id", "device_id", "time", "source", "reason_code", "reason", "origin", "raw_sample",
+                     "raw_size", "kafka_partition", "kafka_offset"]
+# how much of a refused payload a tenant sees again: enough to recognise it, never the whole 256 KiB (adr/0180)
+REJECTION_SAMPLE_BYTES = 1024
 
 
 def event_row(r: dict) -> list:
@@ -79,3 +83,10 @@ def command_row(r: dict) -> list:
                 r.get("result_json"), r.get("reason"), r["kafka_topic"], r["kafka_partition"], r["kafka_offset"]]
     return [r["tenant_id"], r["device_id"], r["command_id"], "command", r["name"], "ISSUED", r["created_at"],
             r.get("params_json", "{}"), None, None, r["kafka_topic"], r["kafka_partition"], r["kafka_offset"]]
+
+
+def rejection_row(r: dict) -> list:
+    """A dead letter; no tenant (undecodable input) files under tenant '', no device under device ''."""
+    raw = r.get("raw") or b""
+    return [r.get("tenant_id") or "", r.get("device_id") or "", r["time"], r["source"], r["reason_code"], r["reason"],
+            r.get("origin"), raw[:REJECTION_SAMPLE_BYTES], len(raw), r["kafka_partition"], r["kafka_offset"]]

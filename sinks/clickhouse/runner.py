@@ -1,4 +1,4 @@
-"""Starts every ClickHouse sink of a process: telemetry, device events, alerts and command history.
+"""Starts every ClickHouse sink of a process: telemetry, device events, alerts, command history and rejections.
 
 Hosted by the gateway in embedded (chdb) mode, or by ``fleetstream run sink`` against a server (adr/0005,
 adr/0060). Each sink is its own consumer-group member, so a slow table never holds up telemetry.
@@ -11,7 +11,7 @@ from schemas import topics
 from sinks.base import BatchingSink
 
 from .client import ClickHouse
-from .sink import ClickHouseRecordSink, ClickHouseTelemetrySink
+from .sink import ClickHouseRecordSink, ClickHouseRejectionSink, ClickHouseTelemetrySink
 
 
 def build_sinks(ch: ClickHouse, *, kafka: KafkaLike, group_prefix: str = "fleetstream-sink-clickhouse",
@@ -27,6 +27,8 @@ def build_sinks(ch: ClickHouse, *, kafka: KafkaLike, group_prefix: str = "fleets
         BatchingSink(ClickHouseRecordSink(ch, "command_history"),
                      topics=[topics.COMMANDS.name, topics.COMMAND_ACKS.name],
                      group_id=f"{group_prefix}-commands", **common),
+        BatchingSink(ClickHouseRejectionSink(ch), topic=topics.DEAD_LETTER.name, record="dead_letter",
+                     group_id=f"{group_prefix}-rejections", **common),
     ]
 
 

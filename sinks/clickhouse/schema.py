@@ -12,7 +12,7 @@ touched (``rollup_marks``), and the telemetry sink periodically recomputes those
 by bucket. ``rollup_progress`` says, per Kafka partition, below which offset everything is rolled up; reads
 take buckets holding rows at or beyond it from raw (``sinks.clickhouse.store``). ``telemetry_latest``
 keeps the last value of each metric (argMax is idempotent, so a re-written batch cannot skew it). Device
-events, alerts and command history have tables of their own (adr/0061).
+events, alerts and command history have tables of their own (adr/0061), refused input too (adr/0180).
 """
 
 from __future__ import annotations
@@ -151,6 +151,21 @@ ORDER BY (tenant_id, device_id, time, kafka_topic, kafka_partition, kafka_offset
 TTL toDateTime(time) + toIntervalDay(400)
 """
 
+# Refused input (the dead-letter topic, adr/0180), so tenants see why: reason, time and a bounded sample of the
+# payload (``raw_sample``: at most REJECTION_SAMPLE_BYTES of it; ``raw_size`` the whole size). Kept as long as
+# the topic keeps dead letters. Dead letters without a tenant (an undecodable record) are stored under
+# tenant '' where no tenant reads them.
+REJECTIONS = """
+CREATE TABLE IF NOT EXISTS {db}.rejections (
+    tenant_id LowCardinality(String), device_id String, time DateTime64(3, 'UTC'),
+    source LowCardinality(String), reason_code LowCardinality(String), reason String, origin Nullable(String),
+    raw_sample String, raw_size UInt32, kafka_partition UInt16, kafka_offset UInt64
+) ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMMDD(time)
+ORDER BY (tenant_id, device_id, time, kafka_partition, kafka_offset)
+TTL toDateTime(time) + toIntervalDay(14)
+"""
+
 # Per-tenant retention: written by the gateway, read by the sink (which stamps retention_days on rows).
 TENANT_RETENTION = """
 CREATE TABLE IF NOT EXISTS {db}.tenant_retention (
@@ -171,7 +186,7 @@ def statements(db: str = "fleetstream") -> list[str]:
     for grain, factor in GRAINS:
         out.append(_ROLLUP.format(db=db, grain=grain, ttl_factor=factor))
     out += [s.format(db=db) for s in (MARKS, MARKS_MV, PROGRESS, LATEST, LATEST_MV, DEVICE_EVENTS, ALERTS,
-                                      COMMAND_HISTORY, TENANT_RETENTION)]
+                                      COMMAND_HISTORY, TENANT_RETENTION, REJECTIONS)]
     return out
 
 

@@ -8,6 +8,7 @@ import os
 import tempfile
 import time
 
+from runtime import observability as obs
 from schemas import ValueDeserializationError, codec
 from sinks.base import BaseSink
 
@@ -18,9 +19,11 @@ from .rows import (
     COLUMNS,
     COMMAND_COLUMNS,
     EVENT_COLUMNS,
+    REJECTION_COLUMNS,
     alert_row,
     command_row,
     event_row,
+    rejection_row,
     telemetry_columns,
 )
 
@@ -160,6 +163,7 @@ class ClickHouseRecordSink(BaseSink):
         "device_events": (EVENT_COLUMNS, event_row),
         "alerts": (ALERT_COLUMNS, alert_row),
         "command_history": (COMMAND_COLUMNS, command_row),
+        "rejections": (REJECTION_COLUMNS, rejection_row),
     }
 
     def __init__(self, ch: ClickHouse, table: str):
@@ -169,3 +173,16 @@ class ClickHouseRecordSink(BaseSink):
     def write(self, records: list[dict]) -> None:
         if records:
             self.ch.insert(self.table, [self.to_row(r) for r in records], self.columns)
+
+
+class ClickHouseRejectionSink(ClickHouseRecordSink):
+    """Dead letters into ``rejections`` (adr/0180), counted per tenant, source and reason on the way: the one
+    place that sees every refusal, the connectors' and the stream agents' alike."""
+
+    def __init__(self, ch: ClickHouse):
+        super().__init__(ch, "rejections")
+
+    def write(self, records: list[dict]) -> None:
+        super().write(records)
+        for r in records:
+            obs.record_rejection(r.get("tenant_id"), r["source"], r["reason_code"])

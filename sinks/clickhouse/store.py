@@ -10,6 +10,7 @@ answers always equal the same aggregate over ``telemetry FINAL``.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import math
 from dataclasses import dataclass
@@ -199,6 +200,45 @@ class TelemetryStore:
     def commands(self, *, tenant_id: str, device_id: str, limit: int = 100) -> list[dict]:
         return self._records("command_history", ["command_id", "kind", "name", "status", "params_json",
                                                  "result_json", "reason"], tenant_id, device_id, limit)
+
+    def rejections(self, *, tenant_id: str, device_id: str | None = None, reason_code: str | None = None,
+                   limit: int = 100, before: tuple[int, int, int] | None = None) -> list[dict]:
+        """Refused input, newest first; ``before``: the (time ms, partition, offset) of the last row of the
+        previous page (keyset pagination over the table's own order, adr/0180)."""
+        where = ["tenant_id = {t:String}"]
+        params: dict = {"t": _tenant(tenant_id), "n": limit}
+        if device_id is not None:
+            where.append("device_id = {d:String}")
+            params["d"] = device_id
+        if reason_code is not None:
+            where.append("reason_code = {r:String}")
+            params["r"] = reason_code
+        if before is not None:
+            where.append("(toUnixTimestamp64Milli(time), kafka_partition, kafka_offset) < "
+                         "({bt:Int64}, {bp:UInt16}, {bo:UInt64})")
+            params.update(bt=before[0], bp=before[1], bo=before[2])
+        rows = self._q(
+            f"""SELECT toUnixTimestamp64Milli(time), device_id, source, reason_code, reason, origin, base64Encode(raw_sample),
+                       raw_size, kafka_partition, kafka_offset
+                FROM {self.db}.rejections FINAL WHERE {' AND '.join(where)}
+                ORDER BY time DESC, kafka_partition DESC, kafka_offset DESC LIMIT {{n:UInt32}}""", params)
+        cols = ("time_ms", "device_id", "source", "reason_code", "reason", "origin", "raw_sample", "raw_size",
+                "kafka_partition", "kafka_offset")
+        out = [dict(zip(cols, r, strict=True)) for r in rows]
+        for r in out:  # base64 on the way out: a sample is bytes and need not be UTF-8
+            r["raw_sample"] = base64.b64decode(r["raw_sample"])
+        return out
+
+    def rejection_counts(self, *, tenant_id: str, device_id: str | None = None) -> dict[str, int]:
+        """Refusals per reason code over what the table keeps (14 days)."""
+        params: dict = {"t": _tenant(tenant_id)}
+        where = "tenant_id = {t:String}"
+        if device_id is not None:
+            where += " AND device_id = {d:String}"
+            params["d"] = device_id
+        rows = self._q(f"SELECT reason_code, count() FROM {self.db}.rejections FINAL WHERE {where} "
+                       "GROUP BY reason_code ORDER BY reason_code", params)
+        return {code: int(n) for code, n in rows}
 
     def _records(self, table: str, cols: list[str], tenant_id: str, device_id: str, limit: int) -> list[dict]:
         rows = self._q(

@@ -33,7 +33,8 @@ def test_create_get_update_and_bad_input(stack, factory, gateway):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["attributes"] == {"fw": "1.1"} and body["tags"] == ["b", "c"] and body["version"] == 1
-    assert gateway.get("/v1/devices/boiler-1", headers=h).json() == body
+    # only the single-device read carries the refusal counts (adr/0180)
+    assert gateway.get("/v1/devices/boiler-1", headers=h).json() == {**body, "rejections": {}}
 
     audit = gateway.get("/v1/audit", params={"target": "device:boiler-1"}, headers=h).json()["data"]
     assert [e["action"] for e in audit] == ["device.update", "device.create"]

@@ -57,7 +57,7 @@ class OtaDevice:
         c.loop_start()
         assert subscribed.wait(15), "device could not subscribe to its commands"
         self.client = c
-        self._publish(self.topics["shadow_reported"], {"firmware": {"version": self.version}})
+        self._publish(self.topics["shadow_reported"], {"state": {"firmware": {"version": self.version}}})
         self._worker = threading.Thread(target=self._work, daemon=True)
         self._worker.start()
         return self
@@ -126,7 +126,7 @@ class OtaDevice:
             return
         self._progress(cid, "rebooting")
         self.version = p["version"]
-        self._publish(self.topics["shadow_reported"], {"firmware": {"version": self.version}})
+        self._publish(self.topics["shadow_reported"], {"state": {"firmware": {"version": self.version}}})
         self._ack(cid, "succeeded", {"state": "succeeded", "running_version": self.version})
 
     def _download(self, url: str, size: int) -> bytes:
@@ -146,7 +146,7 @@ class OtaDevice:
     def _rollback(self, cid: str, p: dict) -> None:
         if p.get("version"):
             self.version = p["version"]  # the A/B slot still holds it
-        self._publish(self.topics["shadow_reported"], {"firmware": {"version": self.version}})
+        self._publish(self.topics["shadow_reported"], {"state": {"firmware": {"version": self.version}}})
         self._ack(cid, "succeeded", {"state": "succeeded", "running_version": self.version})
 
     def _cancel(self, cid: str, p: dict) -> None:

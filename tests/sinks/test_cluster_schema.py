@@ -37,7 +37,7 @@ def test_every_table_is_replicated_behind_a_distributed_table_on_the_cluster():
 def test_deduplicated_tables_keep_each_series_on_one_shard():
     """FINAL and argMax deduplicate per shard: a series split over shards would be counted twice."""
     for name in ("telemetry", "telemetry_1m", "telemetry_1h", "telemetry_latest", "device_events", "alerts",
-                 "command_history", "rollup_marks"):
+                 "command_history", "rollup_marks", "rejections"):
         assert cluster.SHARD_BY[name] == "cityHash64(tenant_id, device_id)"
 
 

@@ -40,6 +40,9 @@ class _Registry:
     def tenant_refused(self, tenant):
         return None
 
+    def declared_metrics(self, tenant, device_type):
+        return None
+
 
 class _Msg:
     def __init__(self, value):

@@ -6,11 +6,12 @@ blocking. Ownership is never checked here: every query runs in the token's tenan
 from __future__ import annotations
 
 import base64
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
-from gateway.api.deps import AdminDep, DbDep, DevicesRead, DevicesWrite, PKIDep, SettingsDep
+from gateway.api.deps import AdminDep, DbDep, DevicesRead, DevicesWrite, PKIDep, SettingsDep, StoreDep
 from gateway.crud import devices as devices_crud
 from gateway.db.session import Database
 from gateway.errors import ERROR_RESPONSES, ApiError, not_found
@@ -33,6 +34,7 @@ from gateway.models.provisioning import ImportReport, ImportRowResult
 from schemas.namespace import device_topics
 
 router = APIRouter(prefix="/devices", tags=["devices"], responses=ERROR_RESPONSES)
+log = logging.getLogger(__name__)
 CONFLICT = {409: {"model": ERROR_RESPONSES[404]["model"], "description": "the change conflicts with the state"}}
 
 
@@ -96,9 +98,14 @@ def create_bulk(body: BulkDeviceCreate, principal: DevicesWrite, admin: AdminDep
                             ca_pem=pki.ca_cert.read_text(), devices=[BulkDeviceResult(**r) for r in results])
 
 
-@router.get("/{device_id}", response_model=DevicePublic, summary="One device")
-def get_device(device_id: str, principal: DevicesRead, db: DbDep) -> DevicePublic:
-    return _get(db, principal.tenant_id, device_id)
+@router.get("/{device_id}", response_model=DevicePublic, summary="One device, with its refusals per reason")
+def get_device(device_id: str, principal: DevicesRead, db: DbDep, store: StoreDep) -> DevicePublic:
+    device = _get(db, principal.tenant_id, device_id)
+    try:
+        device.rejections = store.rejection_counts(tenant_id=principal.tenant_id, device_id=device_id)
+    except Exception:  # the device is still worth answering without its counts (adr/0180)
+        log.warning("could not read rejection counts of %s", device_id, exc_info=True)
+    return device
 
 
 @router.patch("/{device_id}", response_model=DevicePublic, summary="Update type, tags and attributes")
@@ -134,7 +141,15 @@ def connection(device_id: str, principal: DevicesRead, db: DbDep, s: SettingsDep
                           topics=device_topics(tenant, device_id)),
         http=HttpEndpoint(ingest_url=f"{s.gateway_url}/v1/ingest"),
         coap=CoapEndpoint(url=f"coap://{s.public_host}:{s.coap_port}/telemetry"),
-        ca_certificate_url=f"{s.gateway_url}/v1/ca/certificate")
+        ca_certificate_url=f"{s.gateway_url}/v1/ca/certificate", docs=device_docs(s.device_docs_url))
+
+
+def device_docs(base: str) -> dict[str, str]:
+    """Where a device maker reads the contract (issue 20): one page per protocol, the JWT, provisioning."""
+    base = base.rstrip("/")
+    return {"overview": f"{base}/README.md", "mqtt": f"{base}/mqtt.md", "http": f"{base}/http.md",
+            "coap": f"{base}/coap.md", "device_jwt": f"{base}/device-jwt.md",
+            "provisioning": f"{base}/provisioning.md", "examples": f"{base}/examples/"}
 
 
 def _get(db: Database, tenant_id: str, device_id: str) -> DevicePublic:

@@ -7,7 +7,7 @@ import uuid
 
 from fastapi import APIRouter, status
 
-from gateway.api.deps import AdminDep, DbDep, DevicesRead, DevicesWrite, PKIDep, SettingsDep
+from gateway.api.deps import AdminDep, DbDep, DevicesRead, DevicesWrite, OutboxDep, PKIDep, SettingsDep
 from gateway.crud import audit, device_types
 from gateway.crud import claim_tokens as claims_crud
 from gateway.errors import ERROR_RESPONSES, ApiError, ErrorResponse, documented, found, not_found
@@ -19,10 +19,13 @@ from gateway.models.provisioning import (
     ClaimTokenPublic,
     DeviceTypeCreate,
     DeviceTypeList,
+    DeviceTypeMetrics,
     DeviceTypePublic,
+    MetricDeclaration,
     ProvisionRequest,
     ProvisionResponse,
 )
+from gateway.registry_publisher import enqueue_device_type
 from schemas.namespace import device_topics
 
 router = APIRouter(tags=["provisioning"], responses=ERROR_RESPONSES)
@@ -83,22 +86,44 @@ def provision(body: ProvisionRequest, admin: AdminDep, pki: PKIDep, s: SettingsD
 
 
 @router.post("/device-types", status_code=status.HTTP_201_CREATED, response_model=DeviceTypePublic,
-             summary="Create a device type (profile): defaults new devices of the type start with",
+             summary="Create a device type (profile): defaults new devices of the type start with, declared metrics",
              responses=documented({409: "a device type of this name exists"}))
-def create_device_type(body: DeviceTypeCreate, principal: DevicesWrite, db: DbDep) -> DeviceTypePublic:
+def create_device_type(body: DeviceTypeCreate, principal: DevicesWrite, db: DbDep, outbox: OutboxDep) -> DeviceTypePublic:
     import psycopg
 
+    metrics = _metrics(body.metrics)
     with db.tenant_tx(principal.tenant_id) as conn:
         try:
             with conn.transaction():
                 row = device_types.create(conn, tenant_id=principal.tenant_id, name=body.name,
                                           description=body.description, default_tags=body.default_tags,
-                                          default_attributes=body.default_attributes)
+                                          default_attributes=body.default_attributes, metrics=metrics)
         except psycopg.errors.UniqueViolation as exc:
             raise ApiError(409, "device_type_exists", f"device type {body.name!r} exists") from exc
+        published = enqueue_device_type(conn, principal.tenant_id, body.name, row)
         audit.record(conn, tenant_id=principal.tenant_id, actor=principal.client_id, action="device_type.create",
                      target=f"device_type:{body.name}")
+    outbox.wait([published])
     return DeviceTypePublic.of(row)
+
+
+@router.put("/device-types/{name}/metrics", response_model=DeviceTypePublic,
+            summary="Replace the type's metric declarations (applied once the validate agents' view has them)")
+def set_device_type_metrics(name: str, body: DeviceTypeMetrics, principal: DevicesWrite, db: DbDep,
+                            outbox: OutboxDep) -> DeviceTypePublic:
+    with db.tenant_tx(principal.tenant_id) as conn:
+        row = device_types.set_metrics(conn, tenant_id=principal.tenant_id, name=name, metrics=_metrics(body.metrics))
+        if row is None:
+            raise not_found(f"device type {name!r}")
+        published = enqueue_device_type(conn, principal.tenant_id, name, row)
+        audit.record(conn, tenant_id=principal.tenant_id, actor=principal.client_id, action="device_type.metrics",
+                     target=f"device_type:{name}")
+    outbox.wait([published])
+    return DeviceTypePublic.of(row)
+
+
+def _metrics(declared: dict[str, MetricDeclaration]) -> dict:
+    return {name: d.model_dump(exclude_none=True) for name, d in declared.items()}
 
 
 @router.get("/device-types", response_model=DeviceTypeList, summary="The tenant's device types")
@@ -117,9 +142,11 @@ def get_device_type(name: str, principal: DevicesRead, db: DbDep) -> DeviceTypeP
 
 @router.delete("/device-types/{name}", status_code=status.HTTP_204_NO_CONTENT,
                summary="Delete a device type (devices keep their type name and values)")
-def delete_device_type(name: str, principal: DevicesWrite, db: DbDep) -> None:
+def delete_device_type(name: str, principal: DevicesWrite, db: DbDep, outbox: OutboxDep) -> None:
     with db.tenant_tx(principal.tenant_id) as conn:
         if not device_types.delete(conn, tenant_id=principal.tenant_id, name=name):
             raise not_found(f"device type {name!r}")
+        published = enqueue_device_type(conn, principal.tenant_id, name, None)
         audit.record(conn, tenant_id=principal.tenant_id, actor=principal.client_id, action="device_type.delete",
                      target=f"device_type:{name}")
+    outbox.wait([published])

@@ -152,3 +152,16 @@ def test_a_key_proof_binds_the_key_to_one_tenants_device():
     assert refused(sign_key_proof(priv, TENANT, "meter-1", now=int(time.time()) - 3600)) == "proof_expired"
     assert refused(sign_key_proof(priv, TENANT, "meter-1", ttl_s=3600)) == "lifetime_too_long"
     assert refused("garbage") == "invalid_proof"
+
+
+def test_a_token_missing_parts_of_the_contract_is_told_every_missing_part_at_once(device):
+    priv, _, v = device
+    bare = jwt.encode({"iss": TENANT, "sub": "meter-1", "exp": int(time.time()) + 60},
+                      serialization.load_pem_private_key(priv.encode(), None), algorithm="ES256")
+    with pytest.raises(DeviceTokenError) as err:
+        v.verify(bare)
+    msg = str(err.value)
+    assert err.value.code == "malformed_token"
+    for part in ("header kid", "aud (", "iat (", "nbf (", "jti ("):
+        assert part in msg, (part, msg)
+    assert "exp (" not in msg and "sub (" not in msg and "docs/devices/device-jwt.md" in msg
