@@ -170,7 +170,7 @@ class ChaosRun(Run):
     def _health_check(self, victim: str):
         s = self.s
         return {
-            "kafka": lambda: kafka.kafka_ready(s.bootstrap_servers),
+            "kafka": lambda: kafka.kafka_ready(s.kafka),
             "mosquitto": self._broker_up,
             "postgres": lambda: postgres.postgres_ready(s.app_dsn),
             "gateway": self._readyz,
