@@ -22,7 +22,6 @@ import logging
 import marshal
 from typing import NamedTuple
 
-
 from runtime.kafka import KafkaLike, clients
 
 log = logging.getLogger(__name__)

@@ -13,6 +13,7 @@ import logging
 import time
 
 import faust
+
 from runtime.kafka import KafkaLike, clients
 
 log = logging.getLogger(__name__)

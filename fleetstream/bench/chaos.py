@@ -52,7 +52,7 @@ class ChaosRun(Run):
             self.probe_devices = [d.device_id for d in fleet.devices[:cfg.probe_devices]]
             groups = {VALIDATE_GROUP: topics.TELEMETRY_RAW.name, self.s.sink_group_prefix: topics.TELEMETRY.name,
                       ACTIVITY_GROUP: ACTIVITY_TOPIC}
-            self.lag = LagSampler(self.s.bootstrap_servers, groups)
+            self.lag = LagSampler(self.s.kafka, groups)
             dlq_before = _retry(lambda: _high_watermarks(self.lag, topics.DEAD_LETTER.name))
             for victim in cfg.chaos:
                 self.report["rounds"].append(self._round(victim))
@@ -209,13 +209,12 @@ class ChaosRun(Run):
     def _dead_letters(self, start: dict[int, int], end: dict[int, int]) -> None:
         """This run's dead letters by reason, each given to the round whose load sent it (the payload's
         ``ts`` is the send time): a refused reading is not lost silently, but it is not stored either."""
-        from confluent_kafka import Consumer, TopicPartition
+        from confluent_kafka import TopicPartition
 
         from schemas import codec
 
         dlq = codec("dead_letter")
-        c = Consumer({"bootstrap.servers": self.s.bootstrap_servers, "group.id": f"chaos-dlq-{time.time_ns()}",
-                      "enable.auto.commit": False})
+        c = self.s.kafka.consumer(f"chaos-dlq-{time.time_ns()}", {"enable.auto.commit": False})
         records = []
         try:
             c.assign([TopicPartition(topics.DEAD_LETTER.name, p, o) for p, o in start.items() if end.get(p, 0) > o])

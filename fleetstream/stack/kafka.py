@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from runtime.kafka import KafkaLike, clients
@@ -188,7 +189,7 @@ def kafka_children(s: Settings) -> list[Child]:
     log4j.write_text(_log4j(s))
     java = _java(s, log4j, 512)
     cluster_id = _cluster_id(java, home / "cluster.id")
-    children = []
+    children, unformatted = [], []
     for i in range(s.kafka_brokers):
         node = home / f"node-{i + 1}"
         data = node / "data"
@@ -197,9 +198,13 @@ def kafka_children(s: Settings) -> list[Child]:
         props.write_text(_cluster_properties(s, i, data))
         os.chmod(props, 0o600)  # it holds the SCRAM password
         if not (data / "meta.properties").exists():
-            _format(java, props, cluster_id, "--add-scram",
-                    f"SCRAM-SHA-512=[name={s.kafka_sasl_username},password={s.kafka_sasl_password}]")
+            unformatted.append(props)
         children.append(Child(f"kafka-{i + 1}", java + ["kafka.Kafka", str(props)], s.logs_dir / f"kafka-{i + 1}.log"))
+    # one JVM each, side by side: formatting takes 10-70 s per node on a busy machine
+    with ThreadPoolExecutor(len(unformatted) or 1) as pool:
+        list(pool.map(lambda props: _format(java, props, cluster_id, "--add-scram", "SCRAM-SHA-512=[name="
+                                            f"{s.kafka_sasl_username},password={s.kafka_sasl_password}]"),
+                      unformatted))
     return children
 
 
@@ -219,7 +224,7 @@ def kafka_child(s: Settings) -> Child:
 
 def kafka_ready(kafka: KafkaLike, brokers: int = 1) -> bool:
     """The cluster answers metadata with ``brokers`` brokers registered."""
-    admin = clients(kafka).admin({"socket.timeout.ms": 2000})
+    admin = clients(kafka).admin({"socket.timeout.ms": 2000, "log_level": 0})  # polled while it starts
     md = admin.list_topics(timeout=2)
     return len(md.brokers) >= brokers
 

@@ -102,7 +102,7 @@ def test_a_devices_reading_reaches_storage_through_the_sasl_cluster(s):
 
 
 def test_a_wrong_password_fails_fast_in_one_line(s):
-    wrong = KafkaClients(s.bootstrap_servers, security={**s.kafka.security, "sasl.password": "not-the-password"})
+    wrong = s.model_copy(update={"kafka_sasl_password": "not-the-password"}).kafka
     t0 = time.monotonic()
     with pytest.raises(KafkaUnreachable) as err:
         wrong.verify(timeout_s=60)

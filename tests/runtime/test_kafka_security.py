@@ -101,7 +101,7 @@ def test_unsecured_jwt_is_what_kafkas_unsecured_validator_reads():
 ])
 def test_settings_that_could_not_connect_are_refused_naming_the_setting(bad, match):
     with pytest.raises(KafkaSecurityError, match=match):
-        Settings(**bad).kafka
+        Settings(**bad).kafka_security_settings.describe()
 
 
 def test_the_group_survives_the_trip_to_a_child_and_secrets_stay_out_of_files(monkeypatch):
