@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .config import BenchConfig
+from .config import CLUSTER_VICTIMS, VICTIMS, BenchConfig
 
 DEFAULT_RATE, DEFAULT_DEVICES = 2000.0, 200
 
@@ -37,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="reliability run: kill -9 each component in turn under steady load (comma-separated, "
                         "default all: connector-mqtt,streams,gateway,kafka,mosquitto,postgres); --rate/--devices "
                         "default to 500/100 here")
+    p.add_argument("--kafka-brokers", type=int, help="KRaft nodes of the run's stack; 3 = the local SASL cluster "
+                   "(adr/0132); chaos rounds kafka-controller / kafka-leader imply 3")
     p.add_argument("--settle", type=float, help="chaos: seconds of steady load before and after each kill")
     p.add_argument("--recover-timeout", type=float, help="chaos: seconds a component may take to come back")
 
@@ -45,13 +47,12 @@ def config_from_args(a) -> BenchConfig:
     from .config import quick
 
     if a.chaos:
-        from .chaos import VICTIMS
         from .config import chaos
 
         names = list(VICTIMS) if a.chaos == "all" else [n.strip() for n in a.chaos.split(",") if n.strip()]
-        unknown = sorted(set(names) - set(VICTIMS))
+        unknown = sorted(set(names) - set(VICTIMS) - set(CLUSTER_VICTIMS))
         if unknown:
-            raise SystemExit(f"unknown chaos components {unknown}; known: {', '.join(VICTIMS)}")
+            raise SystemExit(f"unknown chaos components {unknown}; known: {', '.join(VICTIMS + CLUSTER_VICTIMS)}")
         cfg = chaos(names)
         if a.rate != DEFAULT_RATE:
             cfg.rate = a.rate
@@ -76,6 +77,9 @@ def config_from_args(a) -> BenchConfig:
         cfg.profile_dir = Path(a.profile)
     if a.label:
         cfg.label = a.label
+    brokers = a.kafka_brokers or (3 if set(cfg.chaos) & set(CLUSTER_VICTIMS) else None)
+    if brokers:
+        cfg.extra_settings["kafka_brokers"] = brokers
     return cfg
 
 

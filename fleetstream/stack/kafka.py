@@ -95,6 +95,25 @@ def cluster_settings(s: Settings) -> None:
         s.kafka_min_insync_replicas = max(1, s.kafka_replication_factor - 1)
 
 
+def active_controller(s: Settings) -> int:
+    """Node id of the cluster's active KRaft controller, from the quorum state the nodes write (the
+    newest epoch any of them knows; the metadata API names a random broker as "controller" under KRaft)."""
+    import json
+
+    best = (-1, -1)
+    for i in range(s.kafka_brokers):
+        path = s.root / "kafka" / f"node-{i + 1}" / "data" / "__cluster_metadata-0" / "quorum-state"
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if state.get("leaderId", -1) >= 0:
+            best = max(best, (state.get("leaderEpoch", -1), state["leaderId"]))
+    if best[1] < 0:
+        raise RuntimeError("no node knows the active controller yet")
+    return best[1]
+
+
 def _cluster_properties(s: Settings, i: int, data: Path) -> str:
     h = s.host
     sasl, ctrl, oauth = node_ports(s, i)
@@ -144,13 +163,13 @@ message.max.bytes=2097152
 """
 
 
-def _log4j(s: Settings) -> str:
+def _log4j(s: Settings, name: str = "kafka-server") -> str:
     return f"""Configuration:
   status: warn
   Appenders:
     File:
       name: F
-      fileName: "{s.logs_dir / 'kafka-server.log'}"
+      fileName: "{s.logs_dir / (name + '.log')}"
       PatternLayout: {{pattern: "[%d] %p %m (%c)%n"}}
   Loggers:
     Root: {{level: INFO, AppenderRef: [{{ref: F}}]}}
@@ -199,7 +218,10 @@ def kafka_children(s: Settings) -> list[Child]:
         os.chmod(props, 0o600)  # it holds the SCRAM password
         if not (data / "meta.properties").exists():
             unformatted.append(props)
-        children.append(Child(f"kafka-{i + 1}", java + ["kafka.Kafka", str(props)], s.logs_dir / f"kafka-{i + 1}.log"))
+        node_log4j = node / "log4j2.yaml"  # a server log per node
+        node_log4j.write_text(_log4j(s, f"kafka-{i + 1}-server"))
+        children.append(Child(f"kafka-{i + 1}", _java(s, node_log4j, 512) + ["kafka.Kafka", str(props)],
+                              s.logs_dir / f"kafka-{i + 1}.log"))
     # one JVM each, side by side: formatting takes 10-70 s per node on a busy machine
     with ThreadPoolExecutor(len(unformatted) or 1) as pool:
         list(pool.map(lambda props: _format(java, props, cluster_id, "--add-scram", "SCRAM-SHA-512=[name="
