@@ -133,7 +133,8 @@ def test_oauthbearer_token_callbacks_of_both_clients_authenticate(s):
 
     k = _unsecured(s, "oauth-tester")
     name = f"oauth-test-{uuid.uuid4().hex[:6]}"
-    k.admin().create_topics([k.new_topic(name, 1)])[name].result(60)
+    admin = k.admin()  # held: a client that is collected takes its pending requests with it
+    admin.create_topics([k.new_topic(name, 1)])[name].result(60)
     k.verify(timeout_s=60)
     p = k.producer({"acks": "all"})
     p.produce(name, b"from-librdkafka")
