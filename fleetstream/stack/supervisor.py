@@ -105,7 +105,8 @@ class Stack:
         mq.wait_until(lambda: port_open(s.host, s.mqtt_tls_port) and mosquitto.mqtt_ready(s, self.pki), 15,
                       "mosquitto mTLS CONNECT")
         self.timings["mosquitto"] = time.monotonic() - t0
-        kf[0].wait_until(lambda: port_open(s.host, s.kafka_port) and kafka.kafka_ready(s.kafka, len(kf)), 120,
+        kf[0].wait_until(lambda: port_open(s.host, s.kafka_port) and kafka.kafka_ready(s.kafka, len(kf)),
+                         120 * len(kf),  # three JVMs starting at once on a busy 2-core machine
                          f"kafka metadata with {len(kf)} broker(s)")
         s.kafka.verify()  # a wrong password fails here, in one line (adr/0130)
         kafka.ensure_topics(s.kafka, s.kafka_partitions)
