@@ -90,10 +90,10 @@ class ChaosRun(Run):
         t_round = time.time()
         # steady before the kill: the pipeline carries this round's readings end to end
         rnd["flowing_before_kill"] = self._wait(gen, lambda: self._stored_since(t_round), cfg.recover_timeout_s)
+        failover = self._failover_start(victim)  # from before the settle: the steady rate it is compared with
         self._pump(gen, cfg.settle_s)
         child = self._victim(victim, rnd)
         rnd["killed_pid"] = child.pid
-        failover = self._failover_start(victim)
         live = LiveWatcher(f"ws://{self.s.host}:{self.s.gateway_port}/v1/stream", self.token, self.probe_devices)
         live.start()
         t_kill = time.time()
@@ -219,15 +219,26 @@ class ChaosRun(Run):
         probe = TopicLatencyProbe(self.s.kafka, topics.TELEMETRY.name)
         probe.start()
         probe.measuring = True
-        return probe, len(self.lag.work)
+        # the chaos run's lag sampler is polled, not a running thread: sample its work counters every second
+        work: list[tuple[float, dict[str, int]]] = []
+        halt = threading.Event()
+
+        def sample() -> None:
+            while not halt.wait(1.0):
+                if _quiet(self.lag.lag):
+                    work.append((time.monotonic(), dict(self.lag.progress)))
+
+        threading.Thread(target=sample, name="chaos-failover-work", daemon=True).start()
+        return probe, work, halt
 
     def _failover_end(self, failover, t_kill: float) -> dict:
-        probe, first_sample = failover
+        probe, work, halt = failover
+        halt.set()
         probe.stop()
         kill_mono = time.monotonic() - (time.time() - t_kill)
         return {"latency_ms": {"publish_to_validated": probe.observed.summary(),
                                "publish_to_raw_append": probe.produced.summary()},
-                "throughput": _throughput_recovery(self.lag.work, kill_mono, self.cfg.rate, self.cfg.settle_s)}
+                "throughput": _throughput_recovery(work, kill_mono, self.cfg.rate, self.cfg.settle_s)}
 
     def _broker_up(self) -> bool:
         return mosquitto.mqtt_ready(self.s, self.stack.pki)
