@@ -19,7 +19,23 @@ def _settings(args) -> Settings:
     overrides = {}
     if getattr(args, "data_dir", None):
         overrides["data_dir"] = Path(args.data_dir)
+    if getattr(args, "kafka_brokers", None):
+        overrides["kafka_brokers"] = args.kafka_brokers
     return Settings(**overrides)
+
+
+def _refuse_kafka(s: Settings) -> bool:
+    """True (after one line on stderr) when the brokers refuse this process's Kafka credentials or do not
+    answer: a wrong password fails start-up instead of being retried forever (adr/0130)."""
+    from runtime.kafka import KafkaUnreachable
+    from runtime.kafka_security import KafkaSecurityError
+
+    try:
+        s.kafka.verify(timeout_s=60)
+    except (KafkaUnreachable, KafkaSecurityError) as exc:
+        print(f"fleetstream: {exc}", file=sys.stderr)
+        return True
+    return False
 
 
 def _refuse_unsafe(s: Settings, role: str) -> bool:
@@ -98,7 +114,8 @@ def _up_detached(s: Settings, args) -> int:
     from fleetstream.stack import supervisor
 
     s.logs_dir.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "fleetstream.cli", "--data-dir", str(s.root), "up"]
+    argv = [sys.executable, "-m", "fleetstream.cli", "--data-dir", str(s.root), "up",
+            "--kafka-brokers", str(s.kafka_brokers)]
     if args.with_fleet:
         argv += ["--with-fleet", "--devices", str(args.devices)]
     if args.sites:
@@ -228,7 +245,7 @@ def _bind_schema_ids(s: Settings) -> None:
 
 def cmd_run(args) -> int:
     s = _settings(args)
-    if _refuse_unsafe(s, args.role):
+    if _refuse_unsafe(s, args.role) or _refuse_kafka(s):
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     _observe(s, args.role)
@@ -274,6 +291,8 @@ def cmd_connector(args) -> int:
     kinds = ("mqtt", "modbus", "opcua", "coap")
     if args.kind not in kinds:
         print(f"unknown connector {args.kind!r}; available: {', '.join(kinds)}", file=sys.stderr)
+        return 2
+    if _refuse_kafka(s):
         return 2
     import importlib
 
@@ -418,6 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--devices", type=int, default=20)
     up.add_argument("--sites", metavar="DIR", help="also run a Modbus/OPC-UA connector per site file (*.yaml) in DIR "
                     "(docs/sites.md); an invalid file stops `up` before anything starts")
+    up.add_argument("--kafka-brokers", type=int, help="KRaft nodes; 3 = a local SASL cluster with RF 3 / min ISR 2 "
+                    "(overrides FLEETSTREAM_KAFKA_BROKERS)")
     up.set_defaults(fn=cmd_up)
     sub.add_parser("down", help="stop a running stack").set_defaults(fn=cmd_down)
     st = sub.add_parser("status", help="health and addresses of each component")

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # confluent_kafka is imported when a client is built, not by every settings user
     from confluent_kafka import Consumer, Producer
-    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.admin import AdminClient, NewTopic
 
+    from .kafka_security import KafkaSecurity
     from .settings import Settings
 
 Config = Mapping[str, Any]
@@ -88,19 +89,29 @@ LIVE_CONSUMER: dict[str, Any] = {**READER, **HOT_CONSUMER}
 @dataclass(frozen=True)
 class KafkaClients:
     """The factory: ``producer``, ``consumer`` and ``admin`` take profiles (merged left to right, later wins)
-    and return confluent-kafka clients; ``faust_options`` is the same for the Faust worker's aiokafka clients.
+    and return confluent-kafka clients; ``faust_options`` is the same for the Faust worker's aiokafka clients;
+    ``new_topic`` is every topic the platform creates, with the configured durability (adr/0131).
 
     :param bootstrap_servers: ``host:port[,host:port…]``.
     :param client_id: the ``client.id`` of clients whose use does not name its own.
-    :param security: librdkafka security properties, merged into every client last."""
+    :param security: librdkafka security properties, merged into every client last.
+    :param auth: the security settings group (adr/0130); its librdkafka spelling is part of ``security``.
+    :param replication_factor: of every topic the platform creates.
+    :param min_insync_replicas: of every topic the platform creates (with acks=all: how many copies an
+        acknowledged record has)."""
 
     bootstrap_servers: str
     client_id: str = "fleetstream"
     security: Mapping[str, Any] = field(default_factory=dict, repr=False)  # may hold a SASL password
+    auth: KafkaSecurity | None = field(default=None, repr=False)
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
 
     @classmethod
     def from_settings(cls, s: Settings) -> KafkaClients:
-        return cls(s.bootstrap_servers, s.kafka_client_id, dict(s.kafka_security))
+        auth = s.kafka_security_settings
+        return cls(s.bootstrap_servers, s.kafka_client_id, {**auth.librdkafka(), **s.kafka_security}, auth,
+                   s.kafka_replication_factor, s.kafka_min_insync_replicas)
 
     def config(self, *profiles: Config, client_id: str | None = None) -> dict[str, Any]:
         conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, "client.id": client_id or self.client_id}
@@ -124,13 +135,66 @@ class KafkaClients:
 
         return AdminClient(self.config(*profiles, client_id=client_id))
 
+    def topic_config(self, config: Config | None = None) -> dict[str, str]:
+        """A platform topic's config: its own settings plus the configured ``min.insync.replicas``."""
+        return {**(config or {}), "min.insync.replicas": str(self.min_insync_replicas)}
+
+    def new_topic(self, name: str, partitions: int, config: Config | None = None) -> NewTopic:
+        from confluent_kafka.admin import NewTopic
+
+        return NewTopic(name, num_partitions=partitions, replication_factor=self.replication_factor,
+                        config=self.topic_config(config))
+
     def faust_options(self) -> dict[str, Any]:
-        """``faust.App`` settings for the brokers and their security. Faust's consumer fetch tuning is
-        ``AGENT_CONSUMER_AIOKAFKA`` (streams/faust_fetch.py sets it: Faust exposes no option for it)."""
-        if self.security:
-            # aiokafka spells security differently (an ssl.SSLContext, faust credentials); issue 15 maps it
-            raise NotImplementedError("Kafka security settings are not mapped to the Faust worker yet (issue 15)")
-        return {"broker": f"kafka://{self.bootstrap_servers}"}
+        """``faust.App`` settings for the brokers, their security and the durability of the topics Faust
+        creates (changelogs, repartitions). Faust's consumer fetch tuning is ``AGENT_CONSUMER_AIOKAFKA``
+        (streams/faust_fetch.py sets it: Faust exposes no option for it)."""
+        extra = set(self.security) - set(self.auth.librdkafka() if self.auth else {})
+        if extra:
+            # raw librdkafka overrides (FLEETSTREAM_KAFKA_SECURITY) have no aiokafka spelling
+            raise ValueError(f"FLEETSTREAM_KAFKA_SECURITY keys {sorted(extra)} reach no Faust client: use the "
+                             "FLEETSTREAM_KAFKA_SECURITY_PROTOCOL/SASL_*/SSL_* settings (adr/0130)")
+        return {"broker": f"kafka://{self.bootstrap_servers}",
+                "topic_replication_factor": self.replication_factor,
+                **(self.auth.faust_options() if self.auth else {})}
+
+    def verify(self, timeout_s: float = 30.0) -> None:
+        """Raises ``KafkaUnreachable`` with one line naming the cause when the brokers refuse these credentials
+        or cannot be reached within ``timeout_s``: a process checks this at start-up instead of retrying a
+        wrong password forever (librdkafka would)."""
+        import threading
+        import time
+
+        from confluent_kafka import KafkaError
+
+        refused: list[str] = []
+        done = threading.Event()
+
+        def on_error(err) -> None:
+            if err.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._SSL):
+                refused.append(err.str())
+                done.set()
+
+        # librdkafka's own log lines would repeat the refusal on stderr: the error callback says it once
+        admin = self.admin({"error_cb": on_error, "socket.timeout.ms": 10000, "log_level": 0},
+                           client_id=f"{self.client_id}-verify")
+        how = self.auth.describe() if self.auth else "PLAINTEXT"
+        deadline = time.monotonic() + timeout_s
+        while not done.is_set() and time.monotonic() < deadline:
+            try:
+                if admin.list_topics(timeout=min(2.0, max(0.1, deadline - time.monotonic()))).brokers:
+                    return
+            except Exception:  # noqa: BLE001 - not reachable yet; the error callback says why
+                pass
+            admin.poll(0)
+        if refused:
+            reason = refused[0].split(": ", 1)[-1] if ": " in refused[0] else refused[0]
+            raise KafkaUnreachable(f"Kafka at {self.bootstrap_servers} refused {how}: {reason}")
+        raise KafkaUnreachable(f"Kafka at {self.bootstrap_servers} did not answer within {timeout_s:.0f}s ({how})")
+
+
+class KafkaUnreachable(RuntimeError):
+    """Start-up check failed: the message is one line, fit for stderr."""
 
 
 def clients(kafka: KafkaClients | str) -> KafkaClients:

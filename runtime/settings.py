@@ -17,6 +17,7 @@ from .pki import write_private
 
 if TYPE_CHECKING:
     from .kafka import KafkaClients
+    from .kafka_security import KafkaSecurity
 
 DEFAULT_APP_PASSWORD = "fleetstream-app"
 # settings holding a secret: handed to child processes in their environment, never written to a file
@@ -38,7 +39,33 @@ class Settings(BaseSettings):
     kafka_client_id: str = Field("fleetstream", description="client.id of Kafka clients whose use names none")
     kafka_security: dict[str, str] = Field(default_factory=dict, description="librdkafka security properties "
                                            "(security.protocol, ssl.*, sasl.*) merged into every Kafka client, as "
-                                           "JSON; empty = PLAINTEXT (adr/0125)", json_schema_extra=SECRET)
+                                           "JSON, merged after the settings below; empty = nothing more "
+                                           "(adr/0125, adr/0130)", json_schema_extra=SECRET)
+    # Kafka security (adr/0130): one group every client reads — confluent-kafka through runtime.kafka, Faust's
+    # aiokafka through faust_options(). PLAINTEXT is the local single-broker stack.
+    kafka_security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL")
+    kafka_sasl_mechanism: str = Field("SCRAM-SHA-512", description="SCRAM-SHA-512 | SCRAM-SHA-256 | PLAIN | "
+                                      "OAUTHBEARER | AWS_MSK_IAM (= OAUTHBEARER with the MSK IAM token provider)")
+    kafka_sasl_username: str | None = Field(None, description="SASL SCRAM/PLAIN user; the principal of an "
+                                            "unsecured JWT")
+    kafka_sasl_password: str | None = Field(None, description="SASL SCRAM/PLAIN password", json_schema_extra=SECRET)
+    kafka_oauth_provider: str = Field("aws-msk-iam", description="token provider of OAUTHBEARER: aws-msk-iam | "
+                                      "unsecured-jwt (Kafka's test-only unsecured listener; refused in prod)")
+    kafka_aws_region: str | None = Field(None, description="region of the MSK cluster (IAM tokens); unset = "
+                                         "AWS_REGION")
+    kafka_ssl_ca_file: Path | None = Field(None, description="CA bundle of the brokers' TLS certificates; "
+                                           "unset = the system's")
+    kafka_ssl_cert_file: Path | None = Field(None, description="client certificate (SSL with client certs)")
+    kafka_ssl_key_file: Path | None = Field(None, description="the client certificate's private key")
+    kafka_ssl_key_password: str | None = Field(None, description="password of the client key",
+                                               json_schema_extra=SECRET)
+    # durability of every topic the platform creates (adr/0131): production RF 3 / min ISR 2
+    kafka_replication_factor: int = Field(1, description="replication factor of every topic the platform creates")
+    kafka_min_insync_replicas: int = Field(1, description="min.insync.replicas of every topic the platform creates")
+    kafka_brokers: int = Field(1, description="local stack: KRaft nodes to run; 2 or more = a SASL_PLAINTEXT "
+                               "SCRAM cluster with RF 3 / min ISR 2 (adr/0132)")
+    kafka_test_oauth_listener: bool = Field(False, description="local cluster only: also an OAUTHBEARER listener "
+                                            "with Kafka's unsecured-JWT validator (tests of the token callback)")
 
     # Schema Registry (adr/0140): any Confluent-compatible one by URL; unset = the local Apicurio
     schema_registry_port: int = 18081
@@ -140,7 +167,15 @@ class Settings(BaseSettings):
 
     @property
     def bootstrap_servers(self) -> str:
-        return self.kafka_bootstrap or f"{self.host}:{self.kafka_port}"
+        # the local cluster's node i listens on kafka_port + 3i (fleetstream/stack/kafka.py)
+        return self.kafka_bootstrap or ",".join(f"{self.host}:{self.kafka_port + 3 * i}"
+                                                for i in range(max(1, self.kafka_brokers)))
+
+    @property
+    def kafka_security_settings(self) -> KafkaSecurity:
+        from .kafka_security import KafkaSecurity
+
+        return KafkaSecurity.from_settings(self)
 
     @property
     def kafka(self) -> KafkaClients:

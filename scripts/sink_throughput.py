@@ -63,9 +63,9 @@ def _start_kafka(root: Path) -> tuple[Settings, object]:
     s = Settings(data_dir=root, kafka_port=19092 + off, kafka_controller_port=19093 + off)
     child = kafka.kafka_child(s)
     child.start()
-    child.wait_until(lambda: port_open(s.host, s.kafka_port) and kafka.kafka_ready(s.bootstrap_servers), 90,
+    child.wait_until(lambda: port_open(s.host, s.kafka_port) and kafka.kafka_ready(s.kafka), 90,
                      "kafka metadata")
-    kafka.ensure_topics(s.bootstrap_servers, s.kafka_partitions)
+    kafka.ensure_topics(s.kafka, s.kafka_partitions)
     return s, child
 
 

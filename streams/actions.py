@@ -68,7 +68,10 @@ class GuardedResolver(aiohttp.abc.AbstractResolver):
 
 
 class ActionRunner:
-    def __init__(self, app: faust.App, webhooks: WebhookPolicy | None = None):
+    def __init__(self, app: faust.App, webhooks: WebhookPolicy | None = None,
+                 topic_config: dict[str, str] | None = None):
+        # a tenant's export topic is created here on first use: min.insync.replicas from settings (adr/0131)
+        self.topic_config = dict(topic_config or {})
         self.app = app
         self.webhooks = webhooks or WebhookPolicy()
         self.alerts = app.topic(topics.ALERTS.name, key_type=bytes, value_type=bytes)
@@ -118,7 +121,8 @@ class ActionRunner:
         topic = self._exports.get(name)
         if topic is None:
             topic = self._exports[name] = self.app.topic(name, key_type=bytes, value_type=bytes,
-                                                         partitions=self.app.conf.topic_partitions)
+                                                         partitions=self.app.conf.topic_partitions,
+                                                         config=self.topic_config)
             await topic.maybe_declare()
         await topic.send(key=device_key(rule.tenant_id, device_id), value=raw,
                          headers={"fs-rule-id": rule.rule_id.encode()})

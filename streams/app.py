@@ -13,20 +13,20 @@ from runtime.settings import Settings
 from schemas.partitioner import murmur2_partitioner
 from schemas.webhook_targets import WebhookPolicy
 
-from . import device_activity, faust_fetch
+from . import device_activity, faust_fetch, faust_producer
 from .registry import RegistryView
 from .rules_view import RulesView
 
 
 def create_app(s: Settings, *, app_id: str = "fleetstream-streams") -> faust.App:
     faust_fetch.install()
+    faust_producer.install()
     app = faust.App(
         app_id,
         datadir=str(s.root / "streams"),
         store="memory://",  # tables are rebuilt from their changelog topics on start
         key_serializer="raw",
         value_serializer="raw",
-        topic_replication_factor=1,
         topic_partitions=s.kafka_partitions,
         **web_options(s),
         producer_acks=-1,
@@ -41,7 +41,8 @@ def create_app(s: Settings, *, app_id: str = "fleetstream-streams") -> faust.App
         broker_session_timeout=15,  # a worker killed hard hands its partitions over within ~15 s
         broker_heartbeat_interval=3,
         producer_partitioner=murmur2_partitioner,  # Java's default, as every producer (adr/0141)
-        **s.kafka.faust_options(),  # brokers and security from the one Kafka client factory (adr/0125)
+        # brokers, security and topic replication from the one Kafka client factory (adr/0125, adr/0130)
+        **s.kafka.faust_options(),
     )
     from . import commands, rules, shadows, status, validate
 
@@ -50,7 +51,8 @@ def create_app(s: Settings, *, app_id: str = "fleetstream-streams") -> faust.App
     validate.register(app, s, registry)
     commands.register(app, registry)
     device_activity.register(app, on_both=status.register(app, s, registry),
-                             on_telemetry=rules.register(app, rules_view, WebhookPolicy.parse(s.webhook_allow)),
+                             on_telemetry=rules.register(app, rules_view, WebhookPolicy.parse(s.webhook_allow),
+                                                          s.kafka.topic_config()),
                              on_device_events=shadows.register(app),
                              ready=lambda: rules_view.caught_up.wait(30))
     return app

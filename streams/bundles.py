@@ -22,8 +22,6 @@ import logging
 import marshal
 from typing import NamedTuple
 
-from confluent_kafka.admin import NewTopic
-
 from runtime.kafka import KafkaLike, clients
 
 log = logging.getLogger(__name__)
@@ -64,10 +62,11 @@ def unpack(data: bytes) -> list[tuple[bytes, bytes, dict]]:
             for k, v, t, d, dt, tags, values in marshal.loads(data[4:])]
 
 
-def ensure_topic(kafka: KafkaLike, name: str, like: str, replication: int) -> int:
+def ensure_topic(kafka: KafkaLike, name: str, like: str) -> int:
     """Creates the bundle topic with as many partitions as ``like`` (the telemetry topic) if it does not
-    exist yet; returns that partition count."""
-    admin = clients(kafka).admin()
+    exist yet (replication and min ISR from the factory, adr/0131); returns that partition count."""
+    k = clients(kafka)
+    admin = k.admin()
     md = admin.list_topics(timeout=30)
     partitions = len(md.topics[like].partitions)
     if name in md.topics:
@@ -75,8 +74,8 @@ def ensure_topic(kafka: KafkaLike, name: str, like: str, replication: int) -> in
         if have != partitions:
             log.error("%s has %d partitions, %s has %d: device ownership would split", name, have, like, partitions)
         return partitions
-    fut = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=replication,
-                                        config={"retention.ms": str(RETENTION_MS)})], operation_timeout=30)[name]
+    fut = admin.create_topics([k.new_topic(name, partitions, {"retention.ms": str(RETENTION_MS)})],
+                              operation_timeout=30)[name]
     try:
         fut.result()
     except Exception as exc:  # another worker created it first

@@ -13,7 +13,6 @@ import logging
 import time
 
 import faust
-from confluent_kafka.admin import NewTopic
 
 from runtime.kafka import KafkaLike, clients
 
@@ -21,14 +20,12 @@ log = logging.getLogger(__name__)
 
 
 def declare(app: faust.App, kafka: KafkaLike, timeout_s: float = 30.0) -> None:
+    k = clients(kafka)
     wanted = {}
     for table in app.tables.values():
-        topic = table.changelog_topic
-        wanted[topic.get_topic_name()] = NewTopic(
-            topic.get_topic_name(), num_partitions=table.partitions or app.conf.topic_partitions,
-            replication_factor=app.conf.topic_replication_factor,
-            config={"cleanup.policy": "compact"})
-    admin = clients(kafka).admin()
+        name = table.changelog_topic.get_topic_name()
+        wanted[name] = k.new_topic(name, table.partitions or app.conf.topic_partitions, {"cleanup.policy": "compact"})
+    admin = k.admin()
     existing = admin.list_topics(timeout=30).topics
     missing = [t for name, t in wanted.items() if name not in existing]
     if missing:

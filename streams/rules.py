@@ -180,10 +180,11 @@ class RuleEngine:
         return out
 
 
-def register(app: faust.App, rules_view: RulesView, webhooks: WebhookPolicy | None = None):
+def register(app: faust.App, rules_view: RulesView, webhooks: WebhookPolicy | None = None,
+             topic_config: dict[str, str] | None = None):
     table = app.Table("rule-state", default=None, key_type=bytes, value_type=None, partitions=app.conf.topic_partitions)
     engine = RuleEngine(TableState(table), rules_view.rules_of)
-    runner = ActionRunner(app, webhooks)
+    runner = ActionRunner(app, webhooks, topic_config)
 
     async def handle(msgs: Sequence[Reading]) -> None:
         for t in engine.on_batch(msgs, time.time_ns() // 1_000_000):

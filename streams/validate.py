@@ -177,7 +177,7 @@ def register(app: faust.App, s: Settings, registry: RegistryView) -> BatchPipe:
     and stopped with the Faust app. It follows on from where the Faust agent of the same name stopped."""
     bundle_topic = bundles.topic_name(app.conf.id)
     validator = Validator(s, registry, bundle_topic, bundles.ensure_topic(
-        s.kafka, bundle_topic, topics.TELEMETRY.name, app.conf.topic_replication_factor))
+        s.kafka, bundle_topic, topics.TELEMETRY.name))
     pipe = BatchPipe(s.kafka, topics.TELEMETRY_RAW.name, f"{app.conf.id}-validate", validator.process,
                      batch=BATCH, linger_s=LINGER_S, legacy_group=app.conf.id, before_start=validator.wait_for_registry,
                      name="validate")

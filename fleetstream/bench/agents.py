@@ -18,8 +18,9 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import TopicPartition
 
+from runtime.kafka import KafkaClients
 from runtime.settings import Settings
 from schemas import codec, device_key, topics
 from schemas.rules import evaluate
@@ -58,9 +59,7 @@ def bench_agents(n: int, devices: int, port_offset: int) -> dict:
         stack.start_infra()
         stack.start_platform(roles=("streams",))
         tenant = str(uuid.uuid4())
-        p = Producer({"bootstrap.servers": s.bootstrap_servers, "linger.ms": 5, "batch.num.messages": 10000,
-                      "partitioner": "murmur2_random",
-                      "compression.type": "lz4"})
+        p = s.kafka.producer({"linger.ms": 5, "batch.num.messages": 10000, "compression.type": "lz4"})
         now = int(time.time() * 1000)
         for d in range(devices):
             entry = {"tenant_id": tenant, "device_id": f"d{d}", "status": "active", "device_type": "probe",
@@ -82,7 +81,7 @@ def bench_agents(n: int, devices: int, port_offset: int) -> dict:
                    "values": {"temperature": 60.0 + (i % 40), "pressure": 1.0 + (i % 5), "lat": 52.52, "lon": 13.4},
                    "device_type": None, "tags": []}
             payloads.append((tc.encode(rec), device_key(tenant, d)))
-        end_offsets = _end_offsets(s.bootstrap_servers, topics.TELEMETRY.name)
+        end_offsets = _end_offsets(s.kafka, topics.TELEMETRY.name)
         t0 = time.perf_counter()
         for value, key in payloads:
             while True:
@@ -93,7 +92,7 @@ def bench_agents(n: int, devices: int, port_offset: int) -> dict:
                     p.poll(0.01)
         p.flush(60)
         produced = time.perf_counter() - t0
-        _wait(lambda: _count_since(s.bootstrap_servers, topics.TELEMETRY.name, end_offsets) >= n,
+        _wait(lambda: _count_since(s.kafka, topics.TELEMETRY.name, end_offsets) >= n,
           timeout=float(os.environ.get("FLEETSTREAM_BENCH_TIMEOUT", "600")))
         validated = time.perf_counter() - t0
         _wait(lambda: _get(stats_url, s)["rules"]["evaluations"] - base >= n * len(RULES), timeout=600)
@@ -126,8 +125,8 @@ def _wait(fn, timeout: float = 120) -> None:
     raise TimeoutError("benchmark step did not finish")
 
 
-def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-offsets"})
+def _end_offsets(kafka: KafkaClients, topic: str) -> dict[int, int]:
+    c = kafka.consumer("bench-offsets")
     try:
         md = c.list_topics(topic, timeout=10).topics[topic]
         return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.partitions}
@@ -135,8 +134,8 @@ def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         c.close()
 
 
-def _count_since(bootstrap: str, topic: str, start: dict[int, int]) -> int:
-    return sum(hi - start.get(p, 0) for p, hi in _end_offsets(bootstrap, topic).items())
+def _count_since(kafka: KafkaClients, topic: str, start: dict[int, int]) -> int:
+    return sum(hi - start.get(p, 0) for p, hi in _end_offsets(kafka, topic).items())
 
 
 def main() -> None:

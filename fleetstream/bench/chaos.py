@@ -22,7 +22,8 @@ from fleetstream.stack import kafka, mosquitto, postgres
 from schemas import topics
 
 from . import audit
-from .probes import LagSampler
+from .config import VICTIMS  # noqa: F401 - where callers found it
+from .probes import LagSampler, TopicLatencyProbe
 from .runner import (
     ACTIVITY_GROUP,
     ACTIVITY_TOPIC,
@@ -33,8 +34,6 @@ from .runner import (
     _high_watermarks,
     say,
 )
-
-VICTIMS = ("connector-mqtt", "streams", "gateway", "kafka", "mosquitto", "postgres")
 
 
 class ChaosRun(Run):
@@ -52,7 +51,7 @@ class ChaosRun(Run):
             self.probe_devices = [d.device_id for d in fleet.devices[:cfg.probe_devices]]
             groups = {VALIDATE_GROUP: topics.TELEMETRY_RAW.name, self.s.sink_group_prefix: topics.TELEMETRY.name,
                       ACTIVITY_GROUP: ACTIVITY_TOPIC}
-            self.lag = LagSampler(self.s.bootstrap_servers, groups)
+            self.lag = LagSampler(self.s.kafka, groups)
             dlq_before = _retry(lambda: _high_watermarks(self.lag, topics.DEAD_LETTER.name))
             for victim in cfg.chaos:
                 self.report["rounds"].append(self._round(victim))
@@ -91,8 +90,9 @@ class ChaosRun(Run):
         t_round = time.time()
         # steady before the kill: the pipeline carries this round's readings end to end
         rnd["flowing_before_kill"] = self._wait(gen, lambda: self._stored_since(t_round), cfg.recover_timeout_s)
+        failover = self._failover_start(victim)  # from before the settle: the steady rate it is compared with
         self._pump(gen, cfg.settle_s)
-        child = next(c for c in self.stack.children if c.name == victim)
+        child = self._victim(victim, rnd)
         rnd["killed_pid"] = child.pid
         live = LiveWatcher(f"ws://{self.s.host}:{self.s.gateway_port}/v1/stream", self.token, self.probe_devices)
         live.start()
@@ -107,7 +107,7 @@ class ChaosRun(Run):
         while time.monotonic() < deadline and not all(v is not None for v in marks.values()):
             self._pump(gen, 0.5)
             if marks["restarted"] is None:
-                marks["restarted"] = next((e["at"] for e in self.stack.events if e["component"] == victim
+                marks["restarted"] = next((e["at"] for e in self.stack.events if e["component"] == child.name
                                            and e["event"] == "restarted" and e["at"] >= t_kill), None)
             if marks["restarted"] is not None and marks["healthy"] is None:
                 if progress is None:
@@ -135,6 +135,8 @@ class ChaosRun(Run):
         rnd["time_to_recover_s"] = max(rnd["recovery_s"].values()) if rnd["recovered"] else None
         say(f"{victim}: {'back' if rnd['recovered'] else 'NOT back'} {rnd['recovery_s']}")
         self._pump(gen, cfg.settle_s)  # steady again after the recovery, still this round's segment
+        if failover is not None:  # throughput and latency until the broker is back, and a settle after it
+            rnd["failover"] = self._failover_end(failover, t_kill)
         self._segment_stop(gen, rnd)
         return rnd
 
@@ -170,7 +172,10 @@ class ChaosRun(Run):
     def _health_check(self, victim: str):
         s = self.s
         return {
-            "kafka": lambda: kafka.kafka_ready(s.bootstrap_servers),
+            "kafka": lambda: kafka.kafka_ready(s.kafka),
+            # a killed cluster broker is back when the cluster lists all its brokers again
+            "kafka-controller": lambda: kafka.kafka_ready(s.kafka, s.kafka_brokers),
+            "kafka-leader": lambda: kafka.kafka_ready(s.kafka, s.kafka_brokers),
             "mosquitto": self._broker_up,
             "postgres": lambda: postgres.postgres_ready(s.app_dsn),
             "gateway": self._readyz,
@@ -184,6 +189,56 @@ class ChaosRun(Run):
         if victim == "connector-mqtt":
             return lambda: self.lag.lag() is not None and self.lag.progress[f"high:{topics.TELEMETRY_RAW.name}"]
         return None
+
+    # -- a broker of the local cluster (adr/0133) ---------------------------------------------------------
+    def _victim(self, victim: str, rnd: dict):
+        if victim not in ("kafka-controller", "kafka-leader"):
+            return next(c for c in self.stack.children if c.name == victim)
+        if self.s.kafka_brokers < 3:
+            raise RuntimeError(f"{victim} needs the local cluster: --kafka-brokers 3")
+        node = kafka.active_controller(self.s) if victim == "kafka-controller" else self._busiest_leader()
+        rnd["node_id"] = node
+        return next(c for c in self.stack.children if c.name == f"kafka-{node}")
+
+    def _busiest_leader(self) -> int:
+        """The broker leading most partitions of the raw telemetry topic, other than the active controller
+        (the round before killed that one)."""
+        md = _retry(lambda: self.s.kafka.admin().list_topics(topics.TELEMETRY_RAW.name, timeout=10))
+        counts: dict[int, int] = {}
+        for p in md.topics[topics.TELEMETRY_RAW.name].partitions.values():
+            counts[p.leader] = counts.get(p.leader, 0) + 1
+        controller = _quiet_value(lambda: kafka.active_controller(self.s))
+        ranked = sorted(counts, key=lambda n: (n == controller, -counts[n]))
+        return ranked[0]
+
+    def _failover_start(self, victim: str):
+        """publish → validated-topic latency of every reading during a broker's failover (a probe like the
+        live hub), and the work samples it is measured against."""
+        if victim not in ("kafka-controller", "kafka-leader"):
+            return None
+        probe = TopicLatencyProbe(self.s.kafka, topics.TELEMETRY.name)
+        probe.start()
+        probe.measuring = True
+        # the chaos run's lag sampler is polled, not a running thread: sample its work counters every second
+        work: list[tuple[float, dict[str, int]]] = []
+        halt = threading.Event()
+
+        def sample() -> None:
+            while not halt.wait(1.0):
+                if _quiet(self.lag.lag):
+                    work.append((time.monotonic(), dict(self.lag.progress)))
+
+        threading.Thread(target=sample, name="chaos-failover-work", daemon=True).start()
+        return probe, work, halt
+
+    def _failover_end(self, failover, t_kill: float) -> dict:
+        probe, work, halt = failover
+        halt.set()
+        probe.stop()
+        kill_mono = time.monotonic() - (time.time() - t_kill)
+        return {"latency_ms": {"publish_to_validated": probe.observed.summary(),
+                               "publish_to_raw_append": probe.produced.summary()},
+                "throughput": _throughput_recovery(work, kill_mono, self.cfg.rate, self.cfg.settle_s)}
 
     def _broker_up(self) -> bool:
         return mosquitto.mqtt_ready(self.s, self.stack.pki)
@@ -209,13 +264,12 @@ class ChaosRun(Run):
     def _dead_letters(self, start: dict[int, int], end: dict[int, int]) -> None:
         """This run's dead letters by reason, each given to the round whose load sent it (the payload's
         ``ts`` is the send time): a refused reading is not lost silently, but it is not stored either."""
-        from confluent_kafka import Consumer, TopicPartition
+        from confluent_kafka import TopicPartition
 
         from schemas import codec
 
         dlq = codec("dead_letter")
-        c = Consumer({"bootstrap.servers": self.s.bootstrap_servers, "group.id": f"chaos-dlq-{time.time_ns()}",
-                      "enable.auto.commit": False})
+        c = self.s.kafka.consumer(f"chaos-dlq-{time.time_ns()}", {"enable.auto.commit": False})
         records = []
         try:
             c.assign([TopicPartition(topics.DEAD_LETTER.name, p, o) for p, o in start.items() if end.get(p, 0) > o])
@@ -266,6 +320,30 @@ class ChaosRun(Run):
         self.report["delivery"] = {**total, "drained": drained}
         self.report["rollups"] = audit.attribute_rollups(stored.get("rollups", {}), self.report["rounds"])
         say(f"delivery: {self.report['delivery']}; rollups: {self.report['rollups'].get('summary')}")
+
+
+def _throughput_recovery(work: list[tuple[float, dict[str, int]]], t_kill: float, rate: float,
+                         settle_s: float, window_s: float = 3.0, enough: float = 0.9) -> dict:
+    """From the lag sampler's work counters (monotonic time, records so far per topic/group): records/s into
+    the raw topic (the connector's acknowledged produce) and committed by validate, over sliding windows;
+    before the kill (the steady rate), the lowest after it, and how long after the kill each rate was back
+    at ``enough`` of the offered rate (0 when it never dipped)."""
+    out: dict = {"offered_per_s": rate, "window_s": window_s}
+    for name, key in (("raw", f"high:{topics.TELEMETRY_RAW.name}"), ("validated", f"committed:{VALIDATE_GROUP}")):
+        pts = [(t, w[key]) for t, w in work if key in w]
+        rates = []  # (window end, records/s over the window)
+        for i, (t, v) in enumerate(pts):
+            j = next((k for k in range(i, -1, -1) if t - pts[k][0] >= window_s), None)
+            if j is not None:
+                rates.append((t, (v - pts[j][1]) / (t - pts[j][0])))
+        before = [r for t, r in rates if t_kill - settle_s <= t <= t_kill]
+        after = [(t, r) for t, r in rates if t > t_kill]
+        dip = next((t for t, r in after if r < enough * rate), None)
+        back = next((t for t, r in after if dip is not None and t > dip and r >= enough * rate), None)
+        out[name] = {"before_per_s": round(sum(before) / len(before)) if before else None,
+                     "lowest_after_per_s": round(min((r for _, r in after), default=0)),
+                     "recovered_after_s": 0.0 if dip is None else (round(back - t_kill, 1) if back else None)}
+    return out
 
 
 def _quiet(check) -> bool:

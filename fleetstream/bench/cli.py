@@ -8,14 +8,15 @@ import signal
 import sys
 from pathlib import Path
 
-from .config import BenchConfig
+from .config import CLUSTER_VICTIMS, VICTIMS, BenchConfig
 
 DEFAULT_RATE, DEFAULT_DEVICES = 2000.0, 200
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="everyday mode: 100 devices, 1,000 msg/s, 20 s (< 2 min on a quiet machine)")
-    p.add_argument("--rate", type=float, default=DEFAULT_RATE, help="messages/s offered by the whole fleet")
+    p.add_argument("--rate", type=float, help=f"messages/s offered by the whole fleet (default {DEFAULT_RATE:.0f}; "
+                   "chaos: 500)")
     p.add_argument("--duration", type=float, default=60, help="seconds of measured load")
     p.add_argument("--devices", type=int, default=DEFAULT_DEVICES, help="simulated devices, one MQTT session each")
     p.add_argument("--qos", type=int, default=1, choices=[0, 1])
@@ -37,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="reliability run: kill -9 each component in turn under steady load (comma-separated, "
                         "default all: connector-mqtt,streams,gateway,kafka,mosquitto,postgres); --rate/--devices "
                         "default to 500/100 here")
+    p.add_argument("--kafka-brokers", type=int, help="KRaft nodes of the run's stack; 3 = the local SASL cluster "
+                   "(adr/0132); chaos rounds kafka-controller / kafka-leader imply 3")
     p.add_argument("--settle", type=float, help="chaos: seconds of steady load before and after each kill")
     p.add_argument("--recover-timeout", type=float, help="chaos: seconds a component may take to come back")
 
@@ -45,15 +48,14 @@ def config_from_args(a) -> BenchConfig:
     from .config import quick
 
     if a.chaos:
-        from .chaos import VICTIMS
         from .config import chaos
 
         names = list(VICTIMS) if a.chaos == "all" else [n.strip() for n in a.chaos.split(",") if n.strip()]
-        unknown = sorted(set(names) - set(VICTIMS))
+        unknown = sorted(set(names) - set(VICTIMS) - set(CLUSTER_VICTIMS))
         if unknown:
-            raise SystemExit(f"unknown chaos components {unknown}; known: {', '.join(VICTIMS)}")
+            raise SystemExit(f"unknown chaos components {unknown}; known: {', '.join(VICTIMS + CLUSTER_VICTIMS)}")
         cfg = chaos(names)
-        if a.rate != DEFAULT_RATE:
+        if a.rate is not None:  # given, even when it equals the plain benchmark's default
             cfg.rate = a.rate
         if a.devices != DEFAULT_DEVICES:
             cfg.devices = a.devices
@@ -64,7 +66,7 @@ def config_from_args(a) -> BenchConfig:
     elif a.quick:
         cfg = quick()
     else:
-        cfg = BenchConfig(rate=a.rate, duration_s=a.duration, devices=a.devices,
+        cfg = BenchConfig(rate=a.rate or DEFAULT_RATE, duration_s=a.duration, devices=a.devices,
                           label="find-max" if a.find_max else "full")
     cfg.qos, cfg.payload, cfg.workers, cfg.warmup_s = a.qos, a.payload, a.workers, a.warmup
     cfg.find_max, cfg.start_rate, cfg.step_factor = a.find_max, a.start_rate, a.step_factor
@@ -76,6 +78,9 @@ def config_from_args(a) -> BenchConfig:
         cfg.profile_dir = Path(a.profile)
     if a.label:
         cfg.label = a.label
+    brokers = a.kafka_brokers or (3 if set(cfg.chaos) & set(CLUSTER_VICTIMS) else None)
+    if brokers:
+        cfg.extra_settings["kafka_brokers"] = brokers
     return cfg
 
 

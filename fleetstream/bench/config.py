@@ -49,6 +49,12 @@ class BenchConfig:
         return self.step_s if self.find_max else self.duration_s
 
 
+# what a chaos round may kill (adr/0113); the cluster ones need the local 3-node cluster (adr/0133): the
+# active KRaft controller, and the broker leading most partitions of the raw telemetry topic
+VICTIMS = ("connector-mqtt", "streams", "gateway", "kafka", "mosquitto", "postgres")
+CLUSTER_VICTIMS = ("kafka-controller", "kafka-leader")
+
+
 def chaos(components: list[str]) -> BenchConfig:
     """`make chaos`: 100 devices at 500 msg/s, each component killed once (about 15 minutes here)."""
     return BenchConfig(rate=500, devices=100, chaos=components, label="chaos", probe_devices=2)

@@ -34,19 +34,18 @@ def _settings() -> Settings:
 
 
 def _registry(s: Settings, tenant: str, devices: list[str], keys: dict[str, str] | None = None):
-    from confluent_kafka import Producer
 
     from connectors.registry import DeviceRegistry
     from schemas import codec, device_key, topics
 
-    p = Producer({"bootstrap.servers": s.bootstrap_servers, "partitioner": "murmur2_random"})
+    p = s.kafka.producer()
     for d in devices:
         rec = {"tenant_id": tenant, "device_id": d, "status": "active", "device_type": None, "tags": [],
                "attributes": {}, "jwt_public_keys": [keys[d]] if keys else [], "version": 1,
                "time": int(time.time() * 1000)}
         p.produce(topics.REGISTRY.name, codec("registry_entry").encode(rec), device_key(tenant, d))
     p.flush(30)
-    reg = DeviceRegistry(s.bootstrap_servers, f"bench-{uuid.uuid4().hex[:6]}").start()
+    reg = DeviceRegistry(s.kafka, f"bench-{uuid.uuid4().hex[:6]}").start()
     while not all(reg.get(tenant, d) for d in devices):
         time.sleep(0.1)
     return reg
@@ -73,7 +72,7 @@ async def bench_modbus(s: Settings, seconds: float) -> float:
     site = validate_site({"site_id": "bench", "tenant_id": tenant, "gateways": [
         {"host": "127.0.0.1", "port": port, "devices": devices}]}, ModbusSiteConfig)
     reg = _registry(s, tenant, [d["device_id"] for d in devices])
-    uplink = UplinkPublisher(s.bootstrap_servers, "modbus")
+    uplink = UplinkPublisher(s.kafka, "modbus")
     conn = ModbusConnector(uplink, site, Admission(reg, None))
     await conn.start()
     await asyncio.sleep(seconds)
@@ -108,7 +107,7 @@ async def bench_opcua(s: Settings, seconds: float) -> float:
             {"device_id": "line", "nodes": [{"node_id": n.nodeid.to_string(), "metric": f"v{i}"}
                                             for i, n in enumerate(nodes)]}]}]}, OpcUaSiteConfig)
     reg = _registry(s, tenant, ["line"])
-    uplink = UplinkPublisher(s.bootstrap_servers, "opcua")
+    uplink = UplinkPublisher(s.kafka, "opcua")
     conn = OpcUaConnector(uplink, site, Admission(reg, None))
     await conn.start()
     while not conn.health().healthy:
@@ -157,7 +156,7 @@ async def bench_coap(s: Settings, seconds: float, batch: int) -> float:
     tenant = str(uuid.uuid4())
     priv, pub = _key()
     reg = _registry(s, tenant, ["meter"], {"meter": pub})
-    uplink = UplinkPublisher(s.bootstrap_servers, "coap")
+    uplink = UplinkPublisher(s.kafka, "coap")
     conn = CoapConnector(uplink, CoapConfig(host="127.0.0.1", port=port), Admission(reg, None))
     await conn.start()
     client = await aiocoap.Context.create_client_context()
@@ -247,11 +246,11 @@ def bench_mqtt(s: Settings, seconds: float) -> float:
             time.sleep(0)
     sent_for = time.monotonic() - t0
     # the rate that counts: records the connector confirmed in Kafka, counted from the topic
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import TopicPartition
 
     from schemas import codec_for, topics
 
-    cons = Consumer({"bootstrap.servers": s.bootstrap_servers, "group.id": f"bench-{time.time_ns()}"})
+    cons = s.kafka.consumer(f"bench-{time.time_ns()}")
     md = cons.list_topics(topics.TELEMETRY_RAW.name, timeout=10).topics[topics.TELEMETRY_RAW.name]
     cons.assign([TopicPartition(topics.TELEMETRY_RAW.name, p, -2) for p in md.partitions])
     got, first, last, idle = 0, None, None, time.monotonic()

@@ -8,9 +8,8 @@ import time
 import uuid
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import NewTopic
 
-from runtime.kafka import READER, UPLINK_PRODUCER, KafkaClients
+from runtime.kafka import READER, UPLINK_PRODUCER, KafkaLike, clients
 from schemas import codec, device_key
 
 TOPIC = "fleetstream.bench.baseline"
@@ -29,10 +28,10 @@ def sample_records(n: int, devices: int = 1000) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def measure(bootstrap: str, n: int = 100_000, partitions: int = 6, timeout: float = 120) -> dict:
-    kafka = KafkaClients(bootstrap)
+def measure(kafka: KafkaLike, n: int = 100_000, partitions: int = 6, timeout: float = 120) -> dict:
+    kafka = clients(kafka)
     admin = kafka.admin()
-    fs = admin.create_topics([NewTopic(TOPIC, partitions, 1)])
+    fs = admin.create_topics([kafka.new_topic(TOPIC, partitions)])
     try:
         fs[TOPIC].result(15)
     except Exception as exc:

@@ -68,7 +68,6 @@ def main() -> int:
     ap.add_argument("--receive-maximum", type=int, default=None, help="the connector's MQTT in-flight window")
     args = ap.parse_args()
 
-    from confluent_kafka import Consumer
 
     from fleetstream.sim import Generator, provision
     from fleetstream.stack.supervisor import Stack
@@ -96,7 +95,7 @@ def main() -> int:
         rates = [float(r) for r in args.rates.split(",")]
         gen = Generator(fleet, s.mqtt_broker_host, s.mqtt_tls_port, workers=args.workers, max_rate=max(rates))
         print(f"connected {gen.start()} devices in {len(gen.procs)} processes", file=sys.stderr)
-        cons = Consumer({"bootstrap.servers": s.bootstrap_servers, "group.id": "edgebench"})
+        cons = s.kafka.consumer("edgebench")
         roles = {"generator": lambda: gen.pids, "mosquitto": lambda: [mosq.pid], "connector": lambda: [conn.pid]}
         time.sleep(2)
         idle0 = {k: _cpu(f()) for k, f in roles.items()}

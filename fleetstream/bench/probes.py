@@ -12,7 +12,7 @@ import psutil
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
-from runtime.kafka import HOT_CONSUMER, READER, KafkaClients
+from runtime.kafka import HOT_CONSUMER, READER, KafkaLike, clients
 from schemas.codec import telemetry_event_time as event_time_of
 
 from .stats import Reservoir
@@ -51,12 +51,12 @@ class TopicLatencyProbe(Sampler):
     """publish → Kafka: for every record on ``topic``, the record's own timestamp (the connector's produce
     time) and the moment this consumer saw it, each minus the device's send time."""
 
-    def __init__(self, bootstrap: str, topic: str):
+    def __init__(self, kafka: KafkaLike, topic: str):
         super().__init__(f"probe-{topic}", 0)
         self.topic = topic
         # the probe is a consumer like the live hub: it waits as they do, so it neither flatters its own
         # latency nor costs the broker more than a platform consumer
-        self.c = KafkaClients(bootstrap).consumer(f"fleetstream-bench-{time.time_ns()}", READER,
+        self.c = clients(kafka).consumer(f"fleetstream-bench-{time.time_ns()}", READER,
                                                   {"auto.offset.reset": "latest"}, HOT_CONSUMER)
         md = self.c.list_topics(topic, timeout=10).topics[topic]
         self.c.assign([TopicPartition(topic, p, -1) for p in md.partitions])  # only what comes from now on
@@ -86,9 +86,9 @@ class TopicLatencyProbe(Sampler):
 class LagSampler(Sampler):
     """Consumer lag per group = Σ(high watermark − committed offset) over the partitions it reads."""
 
-    def __init__(self, bootstrap: str, groups: dict[str, str], every_s: float = 1.0):
+    def __init__(self, kafka: KafkaLike, groups: dict[str, str], every_s: float = 1.0):
         super().__init__("probe-lag", every_s)
-        self.kafka = KafkaClients(bootstrap)
+        self.kafka = clients(kafka)
         self.admin = self.kafka.admin()
         self.wm = self.kafka.consumer(f"fleetstream-bench-wm-{time.time_ns()}")
         self.groups = groups  # group id → topic

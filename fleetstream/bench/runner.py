@@ -123,7 +123,7 @@ class Run:
                   ACTIVITY_GROUP: ACTIVITY_TOPIC}
         raw = TopicLatencyProbe(self.s.bootstrap_servers, topics.TELEMETRY_RAW.name)
         validated = TopicLatencyProbe(self.s.bootstrap_servers, topics.TELEMETRY.name)  # isolates the streams stage
-        lag = LagSampler(self.s.bootstrap_servers, groups)
+        lag = LagSampler(self.s.kafka, groups)
         query = QueryProbe(f"http://{self.s.host}:{self.s.gateway_port}", self.token,
                            [d.device_id for d in fleet.devices[:cfg.probe_devices]], metric)
         res = ResourceSampler(self.components)

@@ -1,11 +1,14 @@
-"""Apache Kafka 4.4, single-node KRaft, run from the Maven Central jars that scripts/setup.sh caches."""
+"""Apache Kafka 4.4 in KRaft mode, run from the Maven Central jars that scripts/setup.sh caches: one PLAINTEXT
+node (the default), or a local SASL cluster of ``kafka_brokers`` nodes (adr/0132)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from runtime.kafka import KafkaLike, clients
 from runtime.settings import Settings
 from schemas import topics
 
@@ -50,13 +53,123 @@ message.max.bytes=2097152
 """
 
 
-def _log4j(s: Settings) -> str:
+# -- the local cluster (adr/0132): N combined broker+controller nodes, SASL_PLAINTEXT SCRAM-SHA-512 between
+# everyone, RF 3 / min ISR 2. Node i (0-based) listens on kafka_port + 3i (SASL), + 3i + 1 (controller) and,
+# when asked for, + 3i + 2 (OAUTHBEARER with Kafka's unsecured-JWT validator: tests of the token callback).
+CLUSTER_USER = "fleetstream"
+
+
+def node_ports(s: Settings, i: int) -> tuple[int, int, int]:
+    base = s.kafka_port + 3 * i
+    return base, base + 1, base + 2
+
+
+def oauth_bootstrap(s: Settings) -> str:
+    """The unsecured OAUTHBEARER listeners of the local cluster (``kafka_test_oauth_listener``)."""
+    return ",".join(f"{s.host}:{node_ports(s, i)[2]}" for i in range(s.kafka_brokers))
+
+
+def cluster_password(s: Settings) -> str:
+    """The local cluster's SCRAM password: generated once into the data dir (0600), like Postgres's."""
+    import secrets
+
+    from runtime.pki import write_private
+
+    path = s.root / "kafka" / "scram.password"
+    if not path.exists():
+        write_private(path, secrets.token_urlsafe(24).encode())
+    return path.read_text().strip()
+
+
+def cluster_settings(s: Settings) -> None:
+    """What a cluster-mode stack's processes use: its SCRAM user and RF 3 / min ISR 2 (unless set)."""
+    if s.kafka_brokers < 2 or s.kafka_bootstrap:
+        return
+    if s.kafka_sasl_username == CLUSTER_USER and not s.kafka_sasl_password:  # settings read back from stack.json
+        s.kafka_sasl_password = cluster_password(s)
+    if s.kafka_security_protocol.upper() == "PLAINTEXT":
+        s.kafka_security_protocol, s.kafka_sasl_mechanism = "SASL_PLAINTEXT", "SCRAM-SHA-512"
+        s.kafka_sasl_username, s.kafka_sasl_password = CLUSTER_USER, cluster_password(s)
+    if s.kafka_replication_factor == 1:
+        s.kafka_replication_factor = min(3, s.kafka_brokers)
+        s.kafka_min_insync_replicas = max(1, s.kafka_replication_factor - 1)
+
+
+def active_controller(s: Settings) -> int:
+    """Node id of the cluster's active KRaft controller, from the quorum state the nodes write (the
+    newest epoch any of them knows; the metadata API names a random broker as "controller" under KRaft)."""
+    import json
+
+    best = (-1, -1)
+    for i in range(s.kafka_brokers):
+        path = s.root / "kafka" / f"node-{i + 1}" / "data" / "__cluster_metadata-0" / "quorum-state"
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if state.get("leaderId", -1) >= 0:
+            best = max(best, (state.get("leaderEpoch", -1), state["leaderId"]))
+    if best[1] < 0:
+        raise RuntimeError("no node knows the active controller yet")
+    return best[1]
+
+
+def _cluster_properties(s: Settings, i: int, data: Path) -> str:
+    h = s.host
+    sasl, ctrl, oauth = node_ports(s, i)
+    voters = ",".join(f"{n + 1}@{h}:{node_ports(s, n)[1]}" for n in range(s.kafka_brokers))
+    rf = s.kafka_replication_factor
+    isr = s.kafka_min_insync_replicas
+    jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{s.kafka_sasl_username}" '
+            f'password="{s.kafka_sasl_password}";')
+    listeners = f"SASL_PLAINTEXT://{h}:{sasl},CONTROLLER://{h}:{ctrl}"
+    advertised = f"SASL_PLAINTEXT://{h}:{sasl}"
+    protocols = "CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
+    oauth_props = ""
+    if s.kafka_test_oauth_listener:
+        listeners += f",OAUTH://{h}:{oauth}"
+        advertised += f",OAUTH://{h}:{oauth}"
+        protocols += ",OAUTH:SASL_PLAINTEXT"
+        # no server callback handler: Kafka validates OAUTHBEARER with its unsecured-JWT handler (tests only)
+        oauth_props = ("listener.name.oauth.sasl.enabled.mechanisms=OAUTHBEARER\n"
+                       "listener.name.oauth.oauthbearer.sasl.jaas.config="
+                       "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;\n")
+    return f"""process.roles=broker,controller
+node.id={i + 1}
+listeners={listeners}
+advertised.listeners={advertised}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map={protocols}
+inter.broker.listener.name=SASL_PLAINTEXT
+controller.quorum.voters={voters}
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config={jaas}
+{oauth_props}log.dirs={data}
+num.partitions={s.kafka_partitions}
+auto.create.topics.enable=false
+default.replication.factor={rf}
+min.insync.replicas={isr}
+unclean.leader.election.enable=false
+offsets.topic.replication.factor={rf}
+offsets.topic.num.partitions=6
+transaction.state.log.replication.factor={rf}
+transaction.state.log.min.isr={isr}
+share.coordinator.state.topic.replication.factor={rf}
+share.coordinator.state.topic.min.isr={isr}
+group.initial.rebalance.delay.ms=0
+log.retention.check.interval.ms=60000
+message.max.bytes=2097152
+"""
+
+
+def _log4j(s: Settings, name: str = "kafka-server") -> str:
     return f"""Configuration:
   status: warn
   Appenders:
     File:
       name: F
-      fileName: "{s.logs_dir / 'kafka-server.log'}"
+      fileName: "{s.logs_dir / (name + '.log')}"
       PatternLayout: {{pattern: "[%d] %p %m (%c)%n"}}
   Loggers:
     Root: {{level: INFO, AppenderRef: [{{ref: F}}]}}
@@ -64,6 +177,57 @@ def _log4j(s: Settings) -> str:
       - {{name: kafka.log, level: WARN}}
       - {{name: org.apache.kafka.storage, level: WARN}}
 """
+
+
+def _java(s: Settings, log4j: Path, heap_mb: int) -> list[str]:
+    return ["java", "-Xms256m", f"-Xmx{heap_mb}m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath()]
+
+
+def _format(java: list[str], props: Path, cluster_id: str, *extra: str) -> None:
+    r = subprocess.run(java + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *extra],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise StartupError(f"kafka storage format failed:\n{r.stdout}\n{r.stderr}")
+
+
+def _cluster_id(java: list[str], path: Path) -> str:
+    if not path.exists():
+        path.write_text(subprocess.run(java + ["kafka.tools.StorageTool", "random-uuid"], check=True,
+                                       capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    return path.read_text().strip()
+
+
+def kafka_children(s: Settings) -> list[Child]:
+    """The local Kafka: one PLAINTEXT node, or ``kafka_brokers`` SASL nodes (``cluster_settings`` first)."""
+    if s.kafka_brokers < 2:
+        return [kafka_child(s)]
+    home = s.root / "kafka"
+    home.mkdir(parents=True, exist_ok=True)
+    log4j = home / "log4j2.yaml"
+    log4j.write_text(_log4j(s))
+    java = _java(s, log4j, 512)
+    cluster_id = _cluster_id(java, home / "cluster.id")
+    children, unformatted = [], []
+    for i in range(s.kafka_brokers):
+        node = home / f"node-{i + 1}"
+        data = node / "data"
+        node.mkdir(parents=True, exist_ok=True)
+        props = node / "server.properties"
+        props.write_text(_cluster_properties(s, i, data))
+        os.chmod(props, 0o600)  # it holds the SCRAM password
+        if not (data / "meta.properties").exists():
+            unformatted.append(props)
+        node_log4j = node / "log4j2.yaml"  # a server log per node
+        node_log4j.write_text(_log4j(s, f"kafka-{i + 1}-server"))
+        children.append(Child(f"kafka-{i + 1}", _java(s, node_log4j, 512) + ["kafka.Kafka", str(props)],
+                              s.logs_dir / f"kafka-{i + 1}.log"))
+    # one JVM each, side by side: formatting takes 10-70 s per node on a busy machine
+    with ThreadPoolExecutor(len(unformatted) or 1) as pool:
+        list(pool.map(lambda props: _format(java, props, cluster_id, "--add-scram", "SCRAM-SHA-512=[name="
+                                            f"{s.kafka_sasl_username},password={s.kafka_sasl_password}]"),
+                      unformatted))
+    return children
 
 
 def kafka_child(s: Settings) -> Child:
@@ -74,34 +238,27 @@ def kafka_child(s: Settings) -> Child:
     props.write_text(_properties(s, data))
     log4j = home / "log4j2.yaml"
     log4j.write_text(_log4j(s))
-    java = ["java", "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath()]
+    java = _java(s, log4j, 768)
     if not (data / "meta.properties").exists():
-        cluster_id = subprocess.run(java + ["kafka.tools.StorageTool", "random-uuid"], check=True,
-                                    capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        r = subprocess.run(java + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            raise StartupError(f"kafka storage format failed:\n{r.stdout}\n{r.stderr}")
+        _format(java, props, _cluster_id(java, home / "cluster.id"))
     return Child("kafka", java + ["kafka.Kafka", str(props)], s.logs_dir / "kafka.log")
 
 
-def kafka_ready(bootstrap: str) -> bool:
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
+def kafka_ready(kafka: KafkaLike, brokers: int = 1) -> bool:
+    """The cluster answers metadata with ``brokers`` brokers registered."""
+    admin = clients(kafka).admin({"socket.timeout.ms": 2000, "log_level": 0})  # polled while it starts
     md = admin.list_topics(timeout=2)
-    return bool(md.brokers)
+    return len(md.brokers) >= brokers
 
 
-def ensure_topics(bootstrap: str, default_partitions: int) -> list[str]:
-    """Creates the platform's topics that do not exist yet; returns the names it created."""
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+def ensure_topics(kafka: KafkaLike, default_partitions: int) -> list[str]:
+    """Creates the platform's topics that do not exist yet, with the factory's replication factor and
+    min.insync.replicas (adr/0131); returns the names it created."""
+    k = clients(kafka)
+    admin = k.admin()
     existing = set(admin.list_topics(timeout=10).topics)
-    new = [NewTopic(t.name, num_partitions=t.partitions or default_partitions, replication_factor=1,
-                    config=t.config()) for t in topics.ALL if t.name not in existing]
+    new = [k.new_topic(t.name, t.partitions or default_partitions, t.config()) for t in topics.ALL
+           if t.name not in existing]
     if not new:
         return []
     for fut in admin.create_topics(new, operation_timeout=30).values():

@@ -30,7 +30,8 @@ def collect(s: Settings) -> dict:
         st, err = _check(fn)
         comps[name] = {"state": st, **addr, **({"error": err} if err else {})}
 
-    add("kafka", lambda: port_open(s.host, s.kafka_port) and kafka.kafka_ready(s.bootstrap_servers),
+    kafka.cluster_settings(s)
+    add("kafka", lambda: port_open(s.host, s.kafka_port) and kafka.kafka_ready(s.kafka, s.kafka_brokers),
         bootstrap=s.bootstrap_servers)
     add("schema-registry", lambda: schema_registry.registry_ready(s), url=s.schema_registry_endpoint)
     add("mosquitto", lambda: port_open(s.host, s.mqtt_tls_port) and mosquitto.mqtt_ready(s, pki),

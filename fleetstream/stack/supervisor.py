@@ -70,6 +70,7 @@ class Stack:
             # on the caller's settings object too, so whoever holds it (tests, the benchmark) can use the port.
             s.streams_web_token = secrets.token_urlsafe(24)
         self.s = s
+        kafka.cluster_settings(s)  # a local cluster's SCRAM user and RF/min ISR, before any child gets settings
         self.pki = PlatformPKI(s.pki_dir)
         self.children: list[Child] = []
         self.timings: dict[str, float] = {}
@@ -93,7 +94,7 @@ class Stack:
         self.pki.ensure(broker_sans=sorted({"localhost", "127.0.0.1", s.host, s.public_host}))
         pg = self._spawn(postgres.postgres_child(s))
         mq = self._spawn(mosquitto.mosquitto_child(s, self.pki))
-        kf = self._spawn(kafka.kafka_child(s))
+        kf = [self._spawn(child) for child in kafka.kafka_children(s)]
         sr = None if s.schema_registry_url else self._spawn(schema_registry.registry_child(s))
         pg.wait_until(lambda: port_open(s.host, s.postgres_port) and postgres.postgres_ready(
             postgres.maintenance_dsn(s)), 30, "postgres accepting connections")
@@ -105,9 +106,11 @@ class Stack:
         mq.wait_until(lambda: port_open(s.host, s.mqtt_tls_port) and mosquitto.mqtt_ready(s, self.pki), 15,
                       "mosquitto mTLS CONNECT")
         self.timings["mosquitto"] = time.monotonic() - t0
-        kf.wait_until(lambda: port_open(s.host, s.kafka_port) and kafka.kafka_ready(s.bootstrap_servers), 90,
-                      "kafka metadata")
-        kafka.ensure_topics(s.bootstrap_servers, s.kafka_partitions)
+        kf[0].wait_until(lambda: port_open(s.host, s.kafka_port) and kafka.kafka_ready(s.kafka, len(kf)),
+                         120 * len(kf),  # three JVMs starting at once on a busy 2-core machine
+                         f"kafka metadata with {len(kf)} broker(s)")
+        s.kafka.verify()  # a wrong password fails here, in one line (adr/0130)
+        kafka.ensure_topics(s.kafka, s.kafka_partitions)
         self.timings["kafka"] = time.monotonic() - t0
         if sr is not None:
             sr.wait_until(lambda: schema_registry.registry_ready(s), 120, "schema registry API")

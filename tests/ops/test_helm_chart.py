@@ -168,6 +168,38 @@ def test_alert_rules_in_the_chart_are_the_ops_rules(docs):
     assert {g["name"] for g in rule["spec"]["groups"]} >= {"fleetstream-slo-alerts"}
 
 
+def _env(dep: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0].get("env") or []}
+
+
+def test_every_role_gets_the_kafka_security_and_durability_settings(docs):
+    """MSK IAM (adr/0130) and RF 3 / min ISR 2 (adr/0131) by default, in the names runtime/settings.py reads."""
+    from runtime.settings import Settings
+
+    for name, dep in by_kind(docs, "Deployment").items():
+        env = _env(dep)
+        values = {k: e.get("value") for k, e in env.items() if k.startswith("FLEETSTREAM_KAFKA_")}
+        assert values["FLEETSTREAM_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", name
+        assert values["FLEETSTREAM_KAFKA_SASL_MECHANISM"] == "AWS_MSK_IAM", name
+        assert values["FLEETSTREAM_KAFKA_REPLICATION_FACTOR"] == "3", name
+        assert values["FLEETSTREAM_KAFKA_MIN_INSYNC_REPLICAS"] == "2", name
+        assert values["FLEETSTREAM_KAFKA_AWS_REGION"], name
+        assert {k.removeprefix("FLEETSTREAM_").lower() for k in values} <= set(Settings.model_fields), name
+        assert "FLEETSTREAM_KAFKA_SASL_PASSWORD" not in env  # IAM: no password at all
+
+
+def test_scram_credentials_come_from_a_secret_reference_only():
+    docs = render("--set", "kafka.saslMechanism=SCRAM-SHA-512", "--set", "kafka.sasl.existingSecret=fs-kafka",
+                  "--set", "kafka.ssl.caFile=/etc/kafka-ca/ca.crt")
+    for name, dep in by_kind(docs, "Deployment").items():
+        env = _env(dep)
+        for var, key in (("FLEETSTREAM_KAFKA_SASL_USERNAME", "username"), ("FLEETSTREAM_KAFKA_SASL_PASSWORD", "password")):
+            assert env[var]["valueFrom"]["secretKeyRef"] == {"name": "fs-kafka", "key": key}, name
+            assert "value" not in env[var]
+        assert env["FLEETSTREAM_KAFKA_SSL_CA_FILE"]["value"] == "/etc/kafka-ca/ca.crt"
+    assert workload_problems(docs) == []
+
+
 def test_emqx_values_authenticate_by_certificate_and_confine_devices_to_their_subtree():
     v = yaml.safe_load((CHART / "files" / "emqx-values.yaml").read_text())
     cfg = v["emqxConfig"]

@@ -103,6 +103,25 @@ def test_production_is_sized_for_availability():
     assert body["platform_nodes"]["min"] >= 3
 
 
+def test_msk_outputs_the_charts_kafka_values_for_iam():
+    """The chart's kafka values come from the cluster Terraform made (adr/0130): IAM on 9098, the region the
+    tokens are signed for, RF 3 / min ISR 2 as the cluster's own defaults; every env exposes them."""
+    import yaml
+
+    msk = _load(TF / "modules" / "msk" / "main.tf")
+    out = next(o["helm_kafka_values"] for o in msk["output"] if "helm_kafka_values" in o)["value"]
+    chart = yaml.safe_load((ROOT / "helm" / "fleetstream" / "values.yaml").read_text())["kafka"]
+    assert set(out) <= set(chart)
+    assert (out["port"], out["securityProtocol"], out["saslMechanism"]) == (9098, "SASL_SSL", "AWS_MSK_IAM")
+    props = next(r["aws_msk_configuration"]["this"] for r in msk["resource"] if "aws_msk_configuration" in r)
+    server = props["server_properties"]
+    assert f"default.replication.factor={out['replicationFactor']}" in str(server)
+    assert f"min.insync.replicas={out['minInsyncReplicas']}" in str(server)
+    for env in ("dev", "staging", "production"):
+        outputs = _load(TF / "envs" / env / "main.tf")["output"]
+        assert any("helm_kafka_values" in o for o in outputs), env
+
+
 def test_data_stores_are_encrypted_private_and_authenticated():
     (_, _, msk), = _resources("aws_msk_cluster")
     auth = msk["client_authentication"][0]

@@ -29,7 +29,9 @@ def test_config_is_bootstrap_and_client_id_then_profiles_then_security_last():
 
 def test_settings_build_the_factory_and_security_survives_the_trip_to_a_child(monkeypatch):
     s = Settings(kafka_port=1234, host="h", kafka_security={"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"})
-    assert s.kafka == KafkaClients("h:1234", "fleetstream", {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"})
+    # raw librdkafka properties (FLEETSTREAM_KAFKA_SECURITY) still reach every confluent-kafka client, last
+    assert s.kafka.config() == KafkaClients("h:1234", "fleetstream", {"security.protocol": "SASL_SSL",
+                                                                      "sasl.mechanism": "PLAIN"}).config()
     assert Settings().kafka.security == {}  # PLAINTEXT by default
     env = settings_env(s)
     assert json.loads(env["FLEETSTREAM_KAFKA_SECURITY"]) == s.kafka_security
@@ -50,10 +52,19 @@ def test_every_producer_profile_is_idempotent_with_acks_all():
         assert profile["enable.idempotence"] is True and profile["acks"] == "all"
 
 
-def test_faust_gets_the_same_brokers_and_refuses_security_it_cannot_map_yet():
-    assert KafkaClients("a:1,b:2").faust_options() == {"broker": "kafka://a:1,b:2"}
-    with pytest.raises(NotImplementedError):
+def test_faust_gets_the_same_brokers_replication_and_refuses_raw_security_it_cannot_map():
+    assert KafkaClients("a:1,b:2").faust_options() == {"broker": "kafka://a:1,b:2", "topic_replication_factor": 1}
+    assert KafkaClients("a:1", replication_factor=3).faust_options()["topic_replication_factor"] == 3
+    with pytest.raises(ValueError, match="FLEETSTREAM_KAFKA_SECURITY_PROTOCOL"):
         KafkaClients("a:1", security={"security.protocol": "SSL"}).faust_options()
+
+
+def test_every_topic_the_platform_creates_carries_the_configured_durability():
+    k = Settings(kafka_replication_factor=3, kafka_min_insync_replicas=2).kafka
+    t = k.new_topic("fleetstream.x", 6, {"cleanup.policy": "compact"})
+    assert (t.topic, t.num_partitions, t.replication_factor) == ("fleetstream.x", 6, 3)
+    assert t.config == {"cleanup.policy": "compact", "min.insync.replicas": "2"}
+    assert k.topic_config() == {"min.insync.replicas": "2"}
 
 
 def test_the_clients_are_built_by_the_factory_with_its_config():

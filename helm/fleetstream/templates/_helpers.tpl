@@ -56,6 +56,34 @@ app.kubernetes.io/component: {{ .role }}
   value: {{ .Values.kafka.securityProtocol | quote }}
 - name: FLEETSTREAM_KAFKA_SASL_MECHANISM
   value: {{ .Values.kafka.saslMechanism | quote }}
+- name: FLEETSTREAM_KAFKA_AWS_REGION
+  value: {{ .Values.kafka.awsRegion | quote }}
+- name: FLEETSTREAM_KAFKA_REPLICATION_FACTOR
+  value: {{ .Values.kafka.replicationFactor | quote }}
+- name: FLEETSTREAM_KAFKA_MIN_INSYNC_REPLICAS
+  value: {{ .Values.kafka.minInsyncReplicas | quote }}
+{{- with .Values.kafka.sasl.existingSecret }}
+- name: FLEETSTREAM_KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.kafka.sasl.usernameKey }}
+- name: FLEETSTREAM_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.kafka.sasl.passwordKey }}
+{{- end }}
+{{- with .Values.kafka.ssl.caFile }}
+- name: FLEETSTREAM_KAFKA_SSL_CA_FILE
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.kafka.ssl.certFile }}
+- name: FLEETSTREAM_KAFKA_SSL_CERT_FILE
+  value: {{ . | quote }}
+- name: FLEETSTREAM_KAFKA_SSL_KEY_FILE
+  value: {{ $.Values.kafka.ssl.keyFile | quote }}
+{{- end }}
 - name: FLEETSTREAM_KAFKA_PARTITIONS
   value: {{ .Values.kafka.partitions.telemetry | quote }}
 - name: FLEETSTREAM_SCHEMA_REGISTRY_URL

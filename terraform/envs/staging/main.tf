@@ -41,5 +41,6 @@ module "platform" {
 
 output "eks_cluster_name" { value = module.platform.eks_cluster_name }
 output "msk_bootstrap_brokers_iam" { value = module.platform.msk_bootstrap_brokers_iam }
+output "helm_kafka_values" { value = module.platform.helm_kafka_values } # the chart's kafka: values (adr/0130)
 output "schema_registry_url" { value = module.platform.schema_registry_url }
 output "workloads_role_arn" { value = module.platform.workloads_role_arn }

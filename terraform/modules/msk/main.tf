@@ -133,4 +133,20 @@ resource "aws_msk_cluster" "this" {
 output "cluster_arn" { value = aws_msk_cluster.this.arn }
 output "cluster_name" { value = aws_msk_cluster.this.cluster_name }
 output "bootstrap_brokers_iam" { value = aws_msk_cluster.this.bootstrap_brokers_sasl_iam }
+
+# The fleetstream chart's kafka values for this cluster (adr/0130, adr/0131): IAM over TLS on 9098, tokens
+# signed for the cluster's region by the pods' IRSA role; RF and min ISR as the cluster's defaults.
+data "aws_region" "current" {}
+
+output "helm_kafka_values" {
+  value = {
+    bootstrap         = aws_msk_cluster.this.bootstrap_brokers_sasl_iam
+    port              = 9098
+    securityProtocol  = "SASL_SSL"
+    saslMechanism     = "AWS_MSK_IAM"
+    awsRegion         = data.aws_region.current.name
+    replicationFactor = 3
+    minInsyncReplicas = 2
+  }
+}
 output "security_group_id" { value = aws_security_group.msk.id }

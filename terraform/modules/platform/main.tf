@@ -189,6 +189,7 @@ module "observability" {
 
 output "eks_cluster_name" { value = module.eks.cluster_name }
 output "msk_bootstrap_brokers_iam" { value = module.msk.bootstrap_brokers_iam }
+output "helm_kafka_values" { value = module.msk.helm_kafka_values }
 output "rds_endpoint" { value = module.rds.endpoint }
 output "workloads_role_arn" { value = module.workloads_role.role_arn }
 output "data_subnet_cidrs" { value = module.network.data_subnet_cidrs }

@@ -1,0 +1,177 @@
+"""The platform on a local 3-node KRaft cluster with SASL/SCRAM, RF 3 / min ISR 2 (adr/0130–0132).
+
+One cluster stack for the whole module, started once (its own ports: the session's minus 6000, so it runs
+beside the session's single-broker stack): three brokers, Postgres, Mosquitto, the Schema Registry and the
+platform, every Kafka client authenticated with SCRAM-SHA-512. The brokers also listen for OAUTHBEARER with
+Kafka's unsecured-JWT validator, where both clients' token callbacks are checked."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fleetstream.stack import kafka as stack_kafka
+from fleetstream.stack.supervisor import Stack, settings_env
+from runtime.kafka import READER, KafkaClients, KafkaUnreachable
+from runtime.kafka_security import KafkaSecurity
+from runtime.settings import Settings
+from schemas import topics
+from schemas.codec import current_binding, restore_binding
+from schemas.namespace import device_topics
+from tests.conftest import TEST_PORTS
+from tests.utils.factories import Factory, publish_json, wait_for
+
+pytestmark = pytest.mark.integration
+
+CLUSTER_PORTS = {k: v - 6000 for k, v in TEST_PORTS.items()}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    before = current_binding()
+    root = Path(tempfile.mkdtemp(prefix="fleetstream-cluster-test-"))
+    s = Settings(data_dir=root, **CLUSTER_PORTS, kafka_brokers=3, kafka_test_oauth_listener=True,
+                 sink_batch_ms=100)
+    stack = Stack(s)
+    try:
+        stack.start_infra()
+        stack.start_platform()
+        binding = current_binding()
+        yield stack, binding
+    finally:
+        stack.stop()
+        restore_binding(before)
+
+
+@pytest.fixture(autouse=True)
+def _cluster_schema_ids(cluster):
+    restore_binding(cluster[1])
+
+
+@pytest.fixture(scope="module")
+def s(cluster) -> Settings:
+    return cluster[0].s
+
+
+def test_the_cluster_runs_sasl_with_three_brokers_and_every_platform_topic_is_rf3_min_isr2(s):
+    assert s.kafka_security_protocol == "SASL_PLAINTEXT" and s.kafka_sasl_mechanism == "SCRAM-SHA-512"
+    admin = s.kafka.admin()
+    md = admin.list_topics(timeout=30)
+    assert len(md.brokers) == 3
+    from confluent_kafka.admin import ConfigResource
+
+    # the platform's own topics and the worker's (changelogs, bundles) were all created by the platform
+    created = [t for t in md.topics if t.startswith("fleetstream")]
+    assert {t.name for t in topics.ALL} <= set(created)
+    assert any("changelog" in t for t in created), created
+    for name in created:
+        assert all(len(p.replicas) == 3 for p in md.topics[name].partitions.values()), name
+    res = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, n) for n in created])
+    for r, fut in res.items():
+        assert fut.result(30)["min.insync.replicas"].value == "2", r.name
+
+
+def test_a_devices_reading_reaches_storage_through_the_sasl_cluster(s):
+    f = Factory(s)
+    try:
+        t = f.tenant("sasl")
+        dev = f.device(t)
+        client = f.mqtt_client(dev)
+        ts = int(time.time() * 1000)
+        assert publish_json(client, device_topics(t.tenant_id, dev.device_id)["telemetry"],
+                            {"ts": ts, "values": {"temperature": 23.75}}).rc == 0
+        with httpx.Client(base_url=f"http://{s.host}:{s.gateway_port}", timeout=10) as gw:
+            token = t.token(gw)
+            points = wait_for(lambda: gw.get(f"/v1/devices/{dev.device_id}/telemetry",
+                                             params={"metric": "temperature"},
+                                             headers={"Authorization": f"Bearer {token}"}).json().get("points"),
+                              timeout=120, what="the reading to be queryable")
+        assert [p["value"] for p in points] == [23.75]
+        client.disconnect()
+    finally:
+        f.close()
+
+
+def test_a_wrong_password_fails_fast_in_one_line(s):
+    wrong = s.model_copy(update={"kafka_sasl_password": "not-the-password"}).kafka
+    t0 = time.monotonic()
+    with pytest.raises(KafkaUnreachable) as err:
+        wrong.verify(timeout_s=60)
+    assert time.monotonic() - t0 < 30  # refused, not timed out
+    msg = str(err.value)
+    assert "\n" not in msg and "refused" in msg and "Authentication failed" in msg, msg
+    assert "not-the-password" not in msg
+
+    # and a platform process with it exits at start-up with that line (no hang, no retry loop)
+    env = {**os.environ, **settings_env(s), "FLEETSTREAM_KAFKA_SASL_PASSWORD": "not-the-password"}
+    r = subprocess.run([sys.executable, "-m", "fleetstream.cli", "run", "sink"], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "refused SASL_PLAINTEXT SCRAM-SHA-512 (user 'fleetstream')" in \
+        r.stderr, r.stderr
+
+
+def _unsecured(s: Settings, principal: str) -> KafkaClients:
+    sec = KafkaSecurity(protocol="SASL_PLAINTEXT", mechanism="OAUTHBEARER", username=principal,
+                        oauth_provider="unsecured-jwt").validated()
+    return KafkaClients(stack_kafka.oauth_bootstrap(s), "oauth-test", sec.librdkafka(), sec, 3, 2)
+
+
+def test_oauthbearer_token_callbacks_of_both_clients_authenticate(s):
+    """confluent-kafka's ``oauth_cb`` and aiokafka's ``sasl_oauth_token_provider`` (what Faust gets) with the
+    tokens of the unsecured-JWT provider: the same path MSK IAM tokens take."""
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    k = _unsecured(s, "oauth-tester")
+    name = f"oauth-test-{uuid.uuid4().hex[:6]}"
+    admin = k.admin()  # held: a client that is collected takes its pending requests with it
+    admin.create_topics([k.new_topic(name, 1)])[name].result(60)
+    k.verify(timeout_s=60)
+    p = k.producer({"acks": "all"})
+    p.produce(name, b"from-librdkafka")
+    assert p.flush(60) == 0
+
+    async def aiokafka_roundtrip() -> list[bytes]:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+        auth = credentials_to_aiokafka_auth(k.faust_options()["broker_credentials"])
+        prod = AIOKafkaProducer(bootstrap_servers=k.bootstrap_servers, enable_idempotence=True, **auth)
+        await prod.start()
+        try:
+            await prod.send_and_wait(name, b"from-aiokafka")
+        finally:
+            await prod.stop()
+        cons = AIOKafkaConsumer(name, bootstrap_servers=k.bootstrap_servers, auto_offset_reset="earliest", **auth)
+        await cons.start()
+        try:
+            got: list[bytes] = []
+            async with asyncio.timeout(60):
+                while len(got) < 2:
+                    for msgs in (await cons.getmany(timeout_ms=1000)).values():
+                        got += [m.value for m in msgs]
+            return got
+        finally:
+            await cons.stop()
+
+    assert sorted(asyncio.run(aiokafka_roundtrip())) == [b"from-aiokafka", b"from-librdkafka"]
+
+    # a consumer of librdkafka reads both back through the same listener
+    c = k.consumer(f"oauth-{uuid.uuid4().hex[:6]}", READER, {"auto.offset.reset": "earliest"})
+    c.subscribe([name])
+    seen: list[bytes] = []
+    deadline = time.monotonic() + 60
+    while len(seen) < 2 and time.monotonic() < deadline:
+        m = c.poll(1.0)
+        if m is not None and not m.error():
+            seen.append(m.value())
+    c.close()
+    assert sorted(seen) == [b"from-aiokafka", b"from-librdkafka"]
