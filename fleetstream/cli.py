@@ -46,10 +46,15 @@ def cmd_up(args) -> int:
     if state and supervisor.pid_alive(state.get("supervisor_pid")):
         print(f"fleetstream is already running (pid {state['supervisor_pid']}); `fleetstream down` stops it")
         return 1
+    try:
+        replicas = supervisor.parse_replicas(args.replicas)
+    except ValueError as exc:
+        print(f"fleetstream: {exc}", file=sys.stderr)
+        return 2
     if args.detach:
         return _up_detached(s, args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    stack = supervisor.Stack(s)
+    stack = supervisor.Stack(s, replicas)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
@@ -87,6 +92,8 @@ def _up_detached(s: Settings, args) -> int:
     argv = [sys.executable, "-m", "fleetstream.cli", "--data-dir", str(s.root), "up"]
     if args.with_fleet:
         argv += ["--with-fleet", "--devices", str(args.devices)]
+    if args.replicas:
+        argv += ["--replicas", args.replicas]
     log_file = s.logs_dir / "supervisor.log"
     with open(log_file, "ab") as out:
         start = out.tell()  # this run's part of the log (it is appended to)
@@ -387,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--detach", action="store_true", help="start in the background and return when ready")
     up.add_argument("--with-fleet", action="store_true", help="also run a simulated demo fleet")
     up.add_argument("--devices", type=int, default=20)
+    up.add_argument("--replicas", default="", metavar="ROLE=N,...",
+                    help="processes per role, e.g. streams=2,mqtt=2,gateway=2 (adr/0134)")
     up.set_defaults(fn=cmd_up)
     sub.add_parser("down", help="stop a running stack").set_defaults(fn=cmd_down)
     st = sub.add_parser("status", help="health and addresses of each component")

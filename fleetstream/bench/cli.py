@@ -38,20 +38,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "default all: connector-mqtt,streams,gateway,kafka,mosquitto,postgres); --rate/--devices "
                         "default to 500/100 here")
     p.add_argument("--settle", type=float, help="chaos: seconds of steady load before and after each kill")
+    p.add_argument("--replicas", default="", metavar="ROLE=N,...",
+                   help="processes per role (streams=2,mqtt=2,gateway=2); chaos victims may then name a replica, "
+                        "e.g. streams.1 (adr/0134)")
     p.add_argument("--recover-timeout", type=float, help="chaos: seconds a component may take to come back")
 
 
 def config_from_args(a) -> BenchConfig:
     from .config import quick
 
+    from fleetstream.stack.supervisor import parse_replicas
+
+    try:
+        replicas = parse_replicas(a.replicas)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     if a.chaos:
-        from .chaos import VICTIMS
+        from .chaos import VICTIMS, victim_known
         from .config import chaos
 
         names = list(VICTIMS) if a.chaos == "all" else [n.strip() for n in a.chaos.split(",") if n.strip()]
-        unknown = sorted(set(names) - set(VICTIMS))
+        unknown = sorted(n for n in names if not victim_known(n, replicas))
         if unknown:
-            raise SystemExit(f"unknown chaos components {unknown}; known: {', '.join(VICTIMS)}")
+            raise SystemExit(f"unknown chaos components {unknown}; known: {', '.join(VICTIMS)} and, with "
+                             "--replicas, ROLE.I for a further replica")
         cfg = chaos(names)
         if a.rate != DEFAULT_RATE:
             cfg.rate = a.rate
@@ -76,6 +86,9 @@ def config_from_args(a) -> BenchConfig:
         cfg.profile_dir = Path(a.profile)
     if a.label:
         cfg.label = a.label
+    cfg.replicas = replicas
+    if replicas and cfg.chaos:  # one probe device per partition or so: a takeover shows on all of them
+        cfg.probe_devices = max(cfg.probe_devices, 8)
     return cfg
 
 

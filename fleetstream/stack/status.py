@@ -54,7 +54,7 @@ def collect(s: Settings) -> dict:
         web=f"http://{s.host}:{s.streams_web_port}")
     comps["connector-mqtt"] = {"state": "up" if pid_alive(children.get("connector-mqtt")) else "down"}
     for name, pid in children.items():
-        if name.startswith("simulator"):
+        if name.startswith("simulator") or "." in name:  # "gateway.1": a role's further replica (adr/0134)
             comps[name] = {"state": "up" if pid_alive(pid) else "down"}
     return {"running": bool(state) and pid_alive(state.get("supervisor_pid")), "data_dir": str(s.root),
             "components": comps}
