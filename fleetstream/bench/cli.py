@@ -45,9 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(a) -> BenchConfig:
-    from .config import quick
-
     from fleetstream.stack.supervisor import parse_replicas
+
+    from .config import quick
 
     try:
         replicas = parse_replicas(a.replicas)
