@@ -139,12 +139,13 @@ class Stack:
         mq.wait_until(lambda: port_open(s.host, s.mqtt_tls_port) and mosquitto.mqtt_ready(s, self.pki), 15,
                       "mosquitto mTLS CONNECT")
         self.timings["mosquitto"] = time.monotonic() - t0
-        kf.wait_until(lambda: port_open(s.host, s.kafka_port) and kafka.kafka_ready(s.bootstrap_servers), 90,
+        # generous: a JVM on a machine with ~30 busy processes per core took 2 minutes to open its ports
+        kf.wait_until(lambda: port_open(s.host, s.kafka_port) and kafka.kafka_ready(s.bootstrap_servers), 240,
                       "kafka metadata")
         kafka.ensure_topics(s.bootstrap_servers, s.kafka_partitions)
         self.timings["kafka"] = time.monotonic() - t0
         if sr is not None:
-            sr.wait_until(lambda: schema_registry.registry_ready(s), 120, "schema registry API")
+            sr.wait_until(lambda: schema_registry.registry_ready(s), 240, "schema registry API")
         # registered here once, so the platform's processes find them; this process may encode too (tests,
         # benchmarks), so it binds the ids as they do
         bind_schema_ids(s, wait_s=30)
@@ -238,10 +239,10 @@ class Stack:
         for (role, i), child in started.items():
             if role == "gateway":
                 url = f"http://{s.host}:{replica_port(s.gateway_port, i)}/readyz"
-                child.wait_until(lambda url=url: _http_ok(url), 90 + 60 * i, f"{child.name} /readyz")
+                child.wait_until(lambda url=url: _http_ok(url), 180 + 60 * i, f"{child.name} /readyz")
             elif role == "streams":
                 port = replica_port(s.streams_web_port, i)
-                child.wait_until(lambda port=port: port_open(s.host, port), 90 + 60 * i,
+                child.wait_until(lambda port=port: port_open(s.host, port), 180 + 60 * i,
                                  f"{child.name} web port")
         self.timings["platform"] = time.monotonic() - t0
 
