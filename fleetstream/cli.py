@@ -72,10 +72,15 @@ def cmd_up(args) -> int:
         except ConfigError as exc:
             print(f"fleetstream: --sites {args.sites}: invalid site files:\n{exc}", file=sys.stderr)
             return 2
+    try:
+        replicas = supervisor.parse_replicas(args.replicas)
+    except ValueError as exc:
+        print(f"fleetstream: {exc}", file=sys.stderr)
+        return 2
     if args.detach:
         return _up_detached(s, args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    stack = supervisor.Stack(s)
+    stack = supervisor.Stack(s, replicas)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
@@ -120,6 +125,8 @@ def _up_detached(s: Settings, args) -> int:
         argv += ["--with-fleet", "--devices", str(args.devices)]
     if args.sites:
         argv += ["--sites", str(Path(args.sites).resolve())]
+    if args.replicas:
+        argv += ["--replicas", args.replicas]
     log_file = s.logs_dir / "supervisor.log"
     with open(log_file, "ab") as out:
         start = out.tell()  # this run's part of the log (it is appended to)
@@ -439,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(docs/sites.md); an invalid file stops `up` before anything starts")
     up.add_argument("--kafka-brokers", type=int, help="KRaft nodes; 3 = a local SASL cluster with RF 3 / min ISR 2 "
                     "(overrides FLEETSTREAM_KAFKA_BROKERS)")
+    up.add_argument("--replicas", default="", metavar="ROLE=N,...",
+                    help="processes per role, e.g. streams=2,mqtt=2,gateway=2 (adr/0134)")
     up.set_defaults(fn=cmd_up)
     sub.add_parser("down", help="stop a running stack").set_defaults(fn=cmd_down)
     st = sub.add_parser("status", help="health and addresses of each component")

@@ -6,7 +6,8 @@ agents' state from compacted topics into an in-memory view.
 - Reads: ``fleetstream.shadows`` (latest document per device), ``fleetstream.command-states`` (latest state
   per command) and ``fleetstream.alerts`` are followed from the beginning by one compacted-topic follower
   per gateway process (``runtime.compacted``, adr/0125); every gateway instance holds the whole view, so any
-  instance answers any tenant.
+  instance answers any tenant. The view keeps each record's Avro bytes as they came and decodes on read: a
+  third to a half of the memory the decoded dicts took (adr/0137).
 - A shadow PATCH with ``If-Match`` is a request/response over Kafka: the gateway registers the request id,
   produces the update, and the shadow agent's next document for that device carries the request id and
   its outcome (``applied`` or ``version_mismatch``), which the waiting request receives.
@@ -21,12 +22,13 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import sys
 import threading
 from typing import Any
 
 from runtime.compacted import CompactedFollower
 from runtime.kafka import CONTROL_PRODUCER, KafkaLike, clients
-from schemas import ValueDeserializationError, codec, split_key, topics
+from schemas import ValueDeserializationError, codec, codec_for, split_key, topics
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +40,10 @@ class StreamsClient:
 
     def __init__(self, kafka: KafkaLike):
         self.kafka = clients(kafka)
-        self.shadows: dict[tuple[str, str], dict] = {}
-        self.commands: dict[tuple[str, str], dict[str, dict]] = {}
-        self.alerts: dict[str, dict[str, dict]] = {}  # tenant → alert id → latest Alert record
+        # Avro values as they came (adr/0137); read through shadow(), command(), device_commands(), alert(s)
+        self.shadows: dict[tuple[str, str], bytes] = {}
+        self.commands: dict[tuple[str, str], dict[str, bytes]] = {}
+        self.alerts: dict[str, dict[str, bytes]] = {}  # tenant → alert id → latest Alert record
         self._waiters: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -91,20 +94,27 @@ class StreamsClient:
 
     # -- reads ----------------------------------------------------------------------------------------
     def shadow(self, tenant_id: str, device_id: str) -> dict | None:
-        return self.shadows.get((tenant_id, device_id))
+        return _decode(self.shadows.get((tenant_id, device_id)))
 
     def command(self, tenant_id: str, device_id: str, command_id: str) -> dict | None:
-        return self.commands.get((tenant_id, device_id), {}).get(command_id)
+        return _decode(self.commands.get((tenant_id, device_id), {}).get(command_id))
 
     def device_commands(self, tenant_id: str, device_id: str) -> list[dict]:
-        return list(self.commands.get((tenant_id, device_id), {}).values())
+        return [_decode(v) for v in tuple(self.commands.get((tenant_id, device_id), {}).values())]
 
-    def apply_alert(self, a: dict) -> None:
-        """Latest state per alert; never backwards (ACTIVE → ACKNOWLEDGED → CLEARED)."""
-        mine = self.alerts.setdefault(a["tenant_id"], {})
-        cur = mine.get(a["alert_id"])
+    def alert(self, tenant_id: str, alert_id: str) -> dict | None:
+        return _decode(self.alerts.get(tenant_id, {}).get(alert_id))
+
+    def tenant_alerts(self, tenant_id: str) -> list[dict]:
+        return [_decode(v) for v in tuple(self.alerts.get(tenant_id, {}).values())]
+
+    def apply_alert(self, a: dict, value: bytes | None = None) -> None:
+        """Latest state per alert; never backwards (ACTIVE → ACKNOWLEDGED → CLEARED). ``value``: ``a`` as
+        Avro, when the caller has it."""
+        mine = self.alerts.setdefault(_intern(a["tenant_id"]), {})
+        cur = _decode(mine.get(a["alert_id"]))
         if cur is None or _RANK[a["state"]] >= _RANK[cur["state"]]:
-            mine[a["alert_id"]] = a
+            mine[a["alert_id"]] = value if value is not None else codec("alert").encode(a)
 
     # -- the view -------------------------------------------------------------------------------------
     def _poll(self) -> None:
@@ -119,7 +129,7 @@ class StreamsClient:
         try:
             if topic == topics.SHADOWS.name:
                 doc = codec("shadow_document").decode(value)
-                self.shadows[(doc["tenant_id"], doc["device_id"])] = doc
+                self.shadows[(_intern(doc["tenant_id"]), doc["device_id"])] = value
                 if doc["request_id"]:
                     with self._lock:
                         waiter = self._waiters.pop(doc["request_id"], None)
@@ -128,13 +138,23 @@ class StreamsClient:
                         loop.call_soon_threadsafe(_resolve, fut, doc)
             elif topic == topics.COMMAND_STATES.name:
                 st = codec("command_state").decode(value)
-                self.commands.setdefault((st["tenant_id"], st["device_id"]), {})[st["command_id"]] = st
+                self.commands.setdefault((_intern(st["tenant_id"]), st["device_id"]), {})[st["command_id"]] = value
             elif topic == topics.ALERTS.name:
-                self.apply_alert(codec("alert").decode(value))
+                self.apply_alert(codec("alert").decode(value), value)
         except ValueDeserializationError as exc:
             log.warning("streams view: skipping undecodable record on %s (%r): %s", topic, key, exc)
         for hook in self.on_record:
             hook(topic, key, value)
+
+
+def _decode(value: bytes | None) -> dict | None:
+    """A held record, decoded with the writer schema its frame names (any registered version)."""
+    return None if value is None else codec_for(value).decode(value)
+
+
+def _intern(tenant_id: str) -> str:
+    """One string object per tenant for every key that names it (thousands of devices each)."""
+    return sys.intern(tenant_id)
 
 
 def _resolve(fut: asyncio.Future, doc: dict) -> None:

@@ -19,6 +19,7 @@ import urllib.request
 
 from fleetstream.sim import Generator
 from fleetstream.stack import kafka, mosquitto, postgres
+from fleetstream.stack.supervisor import replica_port
 from schemas import topics
 
 from . import audit
@@ -36,6 +37,20 @@ from .runner import (
 )
 
 
+def victim_known(name: str, replicas: dict[str, int]) -> bool:
+    """A component of VICTIMS, or ``<role>.<i>``: replica i of a role run ``replicas[role]`` times (adr/0134)."""
+    role, _, i = name.partition(".")
+    return name in VICTIMS or (i.isdigit() and 0 < int(i) < replicas.get(role, 1))
+
+
+def _role(victim: str) -> str:
+    return victim.partition(".")[0]
+
+
+def _replica(victim: str) -> int:
+    return int(victim.partition(".")[2] or 0)
+
+
 class ChaosRun(Run):
     def execute(self) -> dict:
         cfg = self.cfg
@@ -51,6 +66,8 @@ class ChaosRun(Run):
             self.probe_devices = [d.device_id for d in fleet.devices[:cfg.probe_devices]]
             groups = {VALIDATE_GROUP: topics.TELEMETRY_RAW.name, self.s.sink_group_prefix: topics.TELEMETRY.name,
                       ACTIVITY_GROUP: ACTIVITY_TOPIC}
+            for i in range(1, self.stack.replicas["gateway"] if self.s.clickhouse_embedded else 1):
+                groups[f"{self.s.sink_group_prefix}-{i}"] = topics.TELEMETRY.name  # its own store (adr/0134)
             self.lag = LagSampler(self.s.kafka, groups)
             dlq_before = _retry(lambda: _high_watermarks(self.lag, topics.DEAD_LETTER.name))
             for victim in cfg.chaos:
@@ -100,7 +117,8 @@ class ChaosRun(Run):
         rnd["killed_at"] = t_kill
         say(f"kill -9 {victim} (pid {child.pid}) at {gen.stats.acked} acked")
         os.kill(child.pid, signal.SIGKILL)
-        marks: dict[str, float | None] = dict.fromkeys(("restarted", "healthy", "readyz", "flowing", "live"))
+        marks: dict[str, float | None] = dict.fromkeys(("restarted", "healthy", "readyz", "flowing", "live",
+                                                        "all_flowing"))
         progress = self._progress_of(victim)
         baseline = None
         deadline = time.monotonic() + cfg.recover_timeout_s
@@ -127,6 +145,10 @@ class ChaosRun(Run):
                 gen = self._segment_start(rnd)
             if marks["flowing"] is None and _quiet(lambda: self._stored_since(t_kill)):
                 marks["flowing"] = time.time()
+            if marks["all_flowing"] is None and _quiet(lambda: self._all_stored_since(t_kill)):
+                # every probe device, spread over the partitions: whoever had the killed process's share
+                # (its restarted self or a surviving replica) carries it again; the takeover time
+                marks["all_flowing"] = time.time()
             if marks["live"] is None:
                 marks["live"] = live.first_at_or_after(t_kill)
         live.stop()
@@ -178,12 +200,13 @@ class ChaosRun(Run):
             "kafka-leader": lambda: kafka.kafka_ready(s.kafka, s.kafka_brokers),
             "mosquitto": self._broker_up,
             "postgres": lambda: postgres.postgres_ready(s.app_dsn),
-            "gateway": self._readyz,
-        }[victim]
+            "gateway": lambda: self._readyz(_replica(victim)),
+        }[_role(victim)]
 
     def _progress_of(self, victim: str):
         """For a role: a counter of its work (the worker's committed offsets, the connector's records on
         the raw topic); None for infrastructure, which has a health check of its own."""
+        victim = _role(victim)
         if victim == "streams":
             return lambda: self.lag.lag() is not None and self.lag.progress[f"committed:{VALIDATE_GROUP}"]
         if victim == "connector-mqtt":
@@ -243,22 +266,33 @@ class ChaosRun(Run):
     def _broker_up(self) -> bool:
         return mosquitto.mqtt_ready(self.s, self.stack.pki)
 
-    def _readyz(self) -> bool:
+    def _readyz(self, replica: int = 0) -> bool:
         try:
-            with urllib.request.urlopen(f"http://{self.s.host}:{self.s.gateway_port}/readyz", timeout=3) as r:
+            port = replica_port(self.s.gateway_port, replica)
+            with urllib.request.urlopen(f"http://{self.s.host}:{port}/readyz", timeout=3) as r:
                 return r.status == 200
         except (OSError, urllib.error.HTTPError):
             return False
 
-    def _stored_since(self, t: float) -> bool:
-        """A probe device's reading sent after ``t`` is queryable through the gateway."""
+    def _stored_since(self, t: float, device: str | None = None) -> bool:
+        """A probe device's reading sent after ``t`` is queryable through the gateway (replica 0)."""
         import httpx
 
         frm = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
-        r = httpx.get(f"http://{self.s.host}:{self.s.gateway_port}/v1/devices/{self.probe_devices[0]}/telemetry",
+        device = device or self.probe_devices[0]
+        r = httpx.get(f"http://{self.s.host}:{self.s.gateway_port}/v1/devices/{device}/telemetry",
                       params={"metric": self.metric, "from": frm, "limit": 1},
                       headers={"Authorization": f"Bearer {self.token()}"}, timeout=5)
         return r.status_code == 200 and bool(r.json().get("points"))
+
+    def _all_stored_since(self, t: float) -> bool:
+        self._flowing = getattr(self, "_flowing", {})
+        if self._flowing.get("since") != t:
+            self._flowing = {"since": t, "done": set()}
+        for d in self.probe_devices:
+            if d not in self._flowing["done"] and self._stored_since(t, d):
+                self._flowing["done"].add(d)
+        return len(self._flowing["done"]) == len(self.probe_devices)
 
     # -- the audit ------------------------------------------------------------------------------------
     def _dead_letters(self, start: dict[int, int], end: dict[int, int]) -> None:
@@ -290,9 +324,26 @@ class ChaosRun(Run):
             where = rnd.setdefault("dead_letters", {}) if rnd else self.report.setdefault("dead_letters_unplaced", {})
             where[rec["reason_code"]] = where.get(rec["reason_code"], 0) + 1
 
+    def _compare(self, stored: dict, keep: bool) -> dict:
+        """Per-round and total delivery of one store against what the generator sent."""
+        i, out, total = 0, {"rounds": []}, {}
+        for rnd in self.report["rounds"]:
+            parts = []
+            for seg in rnd["segments"]:
+                got = stored["windows"][i]
+                i += 1
+                sent = seg.get("sent_per_device", {}) if keep else seg.pop("sent_per_device", {})
+                parts.append(audit.compare(sent, {**got, "physical_rows": got["physical"]}, 3))
+            delivery = {k: sum(p[k] for p in parts) for k in parts[0]} if parts else {}
+            out["rounds"].append({"component": rnd["component"], **delivery})
+            for k, v in delivery.items():
+                total[k] = total.get(k, 0) + v
+        out["total"] = total
+        return out
+
     def _audit_rounds(self, drained: bool) -> None:
         for child in list(self.stack.children):  # chdb: one process per path
-            if child.name in ("gateway", "sink"):
+            if _role(child.name) in ("gateway", "sink"):
                 child.stop()
         windows = []
         for rnd in self.report["rounds"]:
@@ -300,11 +351,24 @@ class ChaosRun(Run):
                 firsts = [v[2] for v in seg.get("sent_per_device", {}).values() if v[2]]
                 lasts = [v[3] for v in seg.get("sent_per_device", {}).values() if v[3]]
                 windows.append([min(firsts), max(lasts)] if firsts else [0, 0])
+        # each gateway replica's sink keeps its own embedded store (adr/0134): every one is audited
+        stores = [self.s.chdb_dsn] + [f"{self.s.chdb_dsn}-{i}" for i in range(1, self.stack.replicas["gateway"])] \
+            if self.s.clickhouse_embedded else [self.s.chdb_dsn]
+        rounds_by_store = []
+        for dsn in stores[1:]:
+            try:
+                other = audit.count_in_subprocess(dsn, self.tenant["tenant_id"], windows)
+            except Exception as exc:
+                rounds_by_store.append({"store": dsn, "error": repr(exc)})
+                continue
+            rounds_by_store.append({"store": dsn, **self._compare(other, keep=True)})
         try:
             stored = audit.count_in_subprocess(self.s.chdb_dsn, self.tenant["tenant_id"], windows)
         except Exception as exc:
             self.report["delivery"] = {"error": repr(exc)}
             return
+        if rounds_by_store:
+            self.report["delivery_other_stores"] = rounds_by_store
         i = 0
         total: dict[str, int] = {}
         for rnd in self.report["rounds"]:

@@ -17,19 +17,21 @@ def markdown(r: dict) -> str:
         "",
         "Seconds after the kill until: **restarted** the supervisor started it again; **healthy** the component "
         "answers its own check; **readyz** the gateway's `/readyz` is 200; **flowing** a reading sent after the "
-        "kill is queryable; **live** such a reading arrives over a WebSocket. Delivery counts the points "
+        "kill is queryable; **live** such a reading arrives over a WebSocket; **all** a reading sent after the kill "
+        "is queryable for every probe device (spread over the partitions: the killed process's share is carried "
+        "again, by its restarted self or a surviving replica). Delivery counts the points "
         "acknowledged to devices during the round (all segments) against ClickHouse after the drain.",
         "",
-        "| component | back | restarted | healthy | readyz | flowing | live | acked msgs | points expected | "
+        "| component | back | restarted | healthy | readyz | flowing | live | all | acked msgs | points expected | "
         "stored | lost | of which dead-lettered (messages by reason) | duplicated (query) | physical dup rows | "
         "rollup 1m / 1h differing buckets (points) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for rnd in r.get("rounds", []):
         rec, dl, ru = rnd.get("recovery_s", {}), rnd.get("delivery", {}), rnd.get("rollups", {})
         lines.append(
             f"| {rnd['component']} | {'yes' if rnd.get('recovered') else '**no**'} | "
-            + " | ".join(_s(rec.get(k)) for k in ("restarted", "healthy", "readyz", "flowing", "live"))
+            + " | ".join(_s(rec.get(k)) for k in ("restarted", "healthy", "readyz", "flowing", "live", "all_flowing"))
             + f" | {dl.get('messages_acked')} | {dl.get('points_expected')} | {dl.get('points_stored')} | "
             f"{_bold(dl.get('lost_points'))} | {_reasons(rnd.get('dead_letters'))} | "
             f"{_bold(dl.get('duplicated_in_query'))} | "
@@ -44,6 +46,16 @@ def markdown(r: dict) -> str:
         + ("" if d.get("drained", True) else f" **Not drained after {r.get('drain', {}).get('seconds')} s "
            f"(lag {r.get('drain', {}).get('lag_after')}).**"),
     ]
+    if r.get("config", {}).get("replicas"):
+        lines.insert(3, f"Replicas: {', '.join(f'{k} {v}' for k, v in r['config']['replicas'].items())} "
+                        "(adr/0134); the gateway's queries and the audit above use replica 0's store.")
+    for other in r.get("delivery_other_stores", []):
+        tot = other.get("total", {})
+        lines.append(f"**Store `{other['store']}`** (another gateway replica's): " + (
+            f"error {other['error']}" if "error" in other else
+            f"{tot.get('points_stored')} of {tot.get('points_expected')} points, **lost {tot.get('lost_points')}, "
+            f"duplicated in query results {tot.get('duplicated_in_query')}**, physical duplicate rows "
+            f"{tot.get('physical_duplicate_rows')}."))
     rollups = r.get("rollups") or {}
     for grain, s in rollups.get("summary", {}).items():
         if "error" in s:

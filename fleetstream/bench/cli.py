@@ -41,19 +41,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kafka-brokers", type=int, help="KRaft nodes of the run's stack; 3 = the local SASL cluster "
                    "(adr/0132); chaos rounds kafka-controller / kafka-leader imply 3")
     p.add_argument("--settle", type=float, help="chaos: seconds of steady load before and after each kill")
+    p.add_argument("--replicas", default="", metavar="ROLE=N,...",
+                   help="processes per role (streams=2,mqtt=2,gateway=2); chaos victims may then name a replica, "
+                        "e.g. streams.1 (adr/0134)")
     p.add_argument("--recover-timeout", type=float, help="chaos: seconds a component may take to come back")
 
 
 def config_from_args(a) -> BenchConfig:
+    from fleetstream.stack.supervisor import parse_replicas
+
     from .config import quick
 
+    try:
+        replicas = parse_replicas(a.replicas)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     if a.chaos:
+        from .chaos import victim_known
         from .config import chaos
 
         names = list(VICTIMS) if a.chaos == "all" else [n.strip() for n in a.chaos.split(",") if n.strip()]
-        unknown = sorted(set(names) - set(VICTIMS) - set(CLUSTER_VICTIMS))
+        unknown = sorted(n for n in names if not victim_known(n, replicas) and n not in CLUSTER_VICTIMS)
         if unknown:
-            raise SystemExit(f"unknown chaos components {unknown}; known: {', '.join(VICTIMS + CLUSTER_VICTIMS)}")
+            raise SystemExit(f"unknown chaos components {unknown}; known: {', '.join(VICTIMS + CLUSTER_VICTIMS)} "
+                             "and, with --replicas, ROLE.I for a further replica")
         cfg = chaos(names)
         if a.rate is not None:  # given, even when it equals the plain benchmark's default
             cfg.rate = a.rate
@@ -81,6 +92,9 @@ def config_from_args(a) -> BenchConfig:
     brokers = a.kafka_brokers or (3 if set(cfg.chaos) & set(CLUSTER_VICTIMS) else None)
     if brokers:
         cfg.extra_settings["kafka_brokers"] = brokers
+    cfg.replicas = replicas
+    if replicas and cfg.chaos:  # one probe device per partition or so: a takeover shows on all of them
+        cfg.probe_devices = max(cfg.probe_devices, 8)
     return cfg
 
 

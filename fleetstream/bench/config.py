@@ -35,6 +35,9 @@ class BenchConfig:
     chaos: list[str] = field(default_factory=list)
     settle_s: float = 20.0
     recover_timeout_s: float = 300.0
+    # processes per role (adr/0134): with 2, a chaos victim "streams.1" is the second worker, and the
+    # survivors are expected to carry the load while it is away
+    replicas: dict = field(default_factory=dict)
 
     def rates(self) -> list[float]:
         if not self.find_max:

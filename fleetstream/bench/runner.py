@@ -49,7 +49,7 @@ class Run:
         self.cfg = cfg
         self.data_dir = Path(tempfile.mkdtemp(prefix="fleetstream-bench-"))
         self.s = bench_settings(cfg, self.data_dir)
-        self.stack = Stack(self.s)
+        self.stack = Stack(self.s, cfg.replicas)
         self.report: dict = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items()},
                              "load_avg_start": os.getloadavg(), "steps": []}
         self.gen: Generator | None = None

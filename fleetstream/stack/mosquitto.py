@@ -214,3 +214,25 @@ def mqtt_ready(s: Settings, pki: PlatformPKI, timeout: float = 3.0) -> bool:
         return ok
     except OSError:
         return False
+
+
+def end_session(s: Settings, pki: PlatformPKI, client_id: str, timeout: float = 10.0) -> bool:
+    """Ends ``client_id``'s persistent session (and with it its subscriptions and queued messages): a CONNECT
+    with clean start and no session expiry, as the connectors' service identity, then DISCONNECT."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    acked = threading.Event()
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    c.tls_set_context(tls_context(pki, *pki.service_files("fleetstream-connector")))
+    c.on_connect = lambda _c, _u, _f, rc, _p: acked.set() if not rc.is_failure else None
+    try:
+        c.connect(s.mqtt_broker_host, s.mqtt_tls_port, keepalive=5, clean_start=True)
+        c.loop_start()
+        ok = acked.wait(timeout)
+        c.disconnect()
+        c.loop_stop()
+        return ok
+    except OSError:
+        return False

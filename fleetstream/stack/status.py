@@ -58,7 +58,7 @@ def collect(s: Settings) -> dict:
         comps["connector-coap"] = {"state": "up" if pid_alive(children.get("connector-coap")) else "down",
                                    "url": f"coap://{s.public_host}:{s.coap_port} (UDP)"}
     for name, pid in children.items():
-        if name.startswith(("simulator", "site-")):
+        if name.startswith(("simulator", "site-")) or "." in name:  # "gateway.1": a further replica (adr/0134)
             comps[name] = {"state": "up" if pid_alive(pid) else "down"}
     return {"running": bool(state) and pid_alive(state.get("supervisor_pid")), "data_dir": str(s.root),
             "components": comps}

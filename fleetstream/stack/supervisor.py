@@ -27,6 +27,16 @@ log = logging.getLogger("fleetstream.stack")
 
 # the CoAP connector listens on UDP settings.coap_port only (its metrics on metrics_port + 5; adr/0184)
 PLATFORM_ROLES = ("gateway", "streams", "connector-mqtt", "connector-coap")
+# roles the local stack can run several of (adr/0134); "mqtt" is accepted for connector-mqtt
+REPLICATED_ROLES = ("gateway", "streams", "connector-mqtt")
+# replica i of a role listens on its base port + i * this (gateway 18080 → 18180, streams web 18090 → 18190):
+# +1 would land on the next service's port (the gateway's 18080 + 1 is the Schema Registry's 18081)
+REPLICA_PORT_STRIDE = 100
+# the MQTT connector replicas' share group and client ids; never the single connector's client id
+# (fleetstream-connector-0), whose persistent session holds a plain subscription that would deliver
+# every reading to that replica a second time
+SHARE_GROUP = "fleetstream"
+SHARED_CONNECTOR_ID = "fleetstream-connector-shared-{i}"
 
 
 @dataclass
@@ -38,6 +48,28 @@ class RestartPolicy:
     liveness_every_s: float = 5.0
     liveness_failures: int = 3  # consecutive failed checks before a live process is restarted
     liveness_grace_s: float = 90.0  # start-up time before liveness counts
+
+
+def parse_replicas(text: str | None) -> dict[str, int]:
+    """``streams=2,mqtt=2,gateway=2`` → ``{"streams": 2, "connector-mqtt": 2, "gateway": 2}``."""
+    out: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        role, sep, count = part.partition("=")
+        role = "connector-mqtt" if role.strip() == "mqtt" else role.strip()
+        if not sep or role not in REPLICATED_ROLES or not count.strip().isdigit() or not 1 <= int(count) <= 9:
+            raise ValueError(f"--replicas: {part!r} is not ROLE=N with ROLE one of "
+                             f"{', '.join((*REPLICATED_ROLES, 'mqtt'))} and N from 1 to 9")
+        out[role] = int(count)
+    return out
+
+
+def replica_name(role: str, i: int) -> str:
+    """Replica 0 keeps the role's name (what `status`, the chaos run and the tests look up)."""
+    return role if i == 0 else f"{role}.{i}"
+
+
+def replica_port(base: int, i: int) -> int:
+    return base + i * REPLICA_PORT_STRIDE
 
 
 def settings_env(s: Settings, *, secrets: bool = True) -> dict[str, str]:
@@ -64,13 +96,16 @@ def prepare_data_dir(s: Settings) -> None:
 
 
 class Stack:
-    def __init__(self, s: Settings):
+    """:param replicas: how many processes of each of ``REPLICATED_ROLES`` to run (default 1 each, adr/0134)."""
+
+    def __init__(self, s: Settings, replicas: dict[str, int] | None = None):
         if not s.streams_web_token:
             # the streams worker's web port answers only with this token (adr/0112); a new one per stack. Set
             # on the caller's settings object too, so whoever holds it (tests, the benchmark) can use the port.
             s.streams_web_token = secrets.token_urlsafe(24)
         self.s = s
         kafka.cluster_settings(s)  # a local cluster's SCRAM user and RF/min ISR, before any child gets settings
+        self.replicas = {role: max(1, (replicas or {}).get(role, 1)) for role in REPLICATED_ROLES}
         self.pki = PlatformPKI(s.pki_dir)
         self.children: list[Child] = []
         self.timings: dict[str, float] = {}
@@ -107,30 +142,33 @@ class Stack:
                       "mosquitto mTLS CONNECT")
         self.timings["mosquitto"] = time.monotonic() - t0
         kf[0].wait_until(lambda: port_open(s.host, s.kafka_port) and kafka.kafka_ready(s.kafka, len(kf)),
-                         120 * len(kf),  # three JVMs starting at once on a busy 2-core machine
+                         max(240, 120 * len(kf)),  # JVMs starting at once on a busy 2-core machine took > 2 min
                          f"kafka metadata with {len(kf)} broker(s)")
         s.kafka.verify()  # a wrong password fails here, in one line (adr/0130)
         kafka.ensure_topics(s.kafka, s.kafka_partitions)
         self.timings["kafka"] = time.monotonic() - t0
         if sr is not None:
-            sr.wait_until(lambda: schema_registry.registry_ready(s), 120, "schema registry API")
+            sr.wait_until(lambda: schema_registry.registry_ready(s), 240, "schema registry API")
         # registered here once, so the platform's processes find them; this process may encode too (tests,
         # benchmarks), so it binds the ids as they do
         bind_schema_ids(s, wait_s=30)
         self.timings["schema-registry"] = time.monotonic() - t0
 
     # -- platform -------------------------------------------------------------------------------------
-    def platform_child(self, role: str, extra_args: list[str] | None = None) -> Child:
+    def platform_child(self, role: str, extra_args: list[str] | None = None, replica: int = 0) -> Child:
         argv = [sys.executable, "-m", "fleetstream.cli"]
         if role == "connector-mqtt" and not extra_args:
-            argv += ["connector", "run", "mqtt", "--config", str(self._single_connector_config())]
+            argv += ["connector", "run", "mqtt", "--config", str(self._connector_config(replica))]
         elif role.startswith("connector-"):
             argv += ["connector", "run", role.removeprefix("connector-")]
         else:
             argv += ["run", role]
-        child = Child(role, argv + (extra_args or []), self.s.logs_dir / f"{role}.log", env=settings_env(self.s))
+        name = replica_name(role, replica)
+        env = {**settings_env(self.s), **self.replica_env(role, replica)}
+        child = Child(name, argv + (extra_args or []), self.s.logs_dir / f"{name}.log", env=env)
         if role == "gateway":  # /healthz fails when a thread the process cannot do without has died
-            child.liveness = lambda: _http_ok(f"http://{self.s.host}:{self.s.gateway_port}/healthz")
+            url = f"http://{self.s.host}:{replica_port(self.s.gateway_port, replica)}/healthz"
+            child.liveness = lambda: _http_ok(url)
         return child
 
     def start_sites(self, sites: list[tuple[str, str, Path]]) -> None:
@@ -141,25 +179,82 @@ class Stack:
             argv = [sys.executable, "-m", "fleetstream.cli", "connector", "run", protocol, "--config", str(path)]
             self._spawn(Child(name, argv, self.s.logs_dir / f"{name}.log", env=settings_env(self.s)))
 
-    def _single_connector_config(self) -> Path:
-        """The local stack runs one MQTT connector: a plain subscription, which Mosquitto restores from its
-        store after being killed, where a shared one is lost until the connector subscribes again (adr/0111)."""
-        path = self.s.root / "connectors" / "mqtt.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("# written by the fleetstream supervisor (adr/0111)\nsite_id: mqtt\nshare_group: ''\n")
+    def replica_env(self, role: str, i: int) -> dict[str, str]:
+        """What sets replica ``i`` apart from replica 0 (adr/0134): its own ports; a gateway replica with
+        embedded ClickHouse also its own chdb store and sink groups, because chdb allows one process per data
+        path: every replica's sink writes every point once into its own store, so any replica answers any
+        query (a ClickHouse server is shared instead, its sink a role of its own)."""
+        s, env = self.s, {}
+        if i == 0:
+            return env
+        if role == "gateway":
+            env["FLEETSTREAM_GATEWAY_PORT"] = str(replica_port(s.gateway_port, i))
+            if s.clickhouse_embedded:
+                env["FLEETSTREAM_CLICKHOUSE_DSN"] = f"{s.chdb_dsn}-{i}"
+                env["FLEETSTREAM_SINK_GROUP_PREFIX"] = f"{s.sink_group_prefix}-{i}"
+        elif role == "streams":
+            env["FLEETSTREAM_STREAMS_WEB_PORT"] = str(replica_port(s.streams_web_port, i))
+        if s.metrics_port:
+            env["FLEETSTREAM_METRICS_PORT"] = str(replica_port(s.metrics_port, i))
+        return env
+
+    def gateway_urls(self) -> list[str]:
+        return [f"http://{self.s.host}:{replica_port(self.s.gateway_port, i)}"
+                for i in range(self.replicas["gateway"])]
+
+    def _connector_config(self, replica: int) -> Path:
+        """One MQTT connector subscribes plainly: Mosquitto restores a plain subscription from its store after
+        being killed, where a shared one is lost until the connector subscribes again (adr/0111). Several
+        share the load through one shared subscription (``$share/fleetstream/...``), each with a client id
+        of its own whose persistent session keeps what it had not acknowledged when it died (adr/0134)."""
+        folder = self.s.root / "connectors"
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.replicas["connector-mqtt"] == 1:
+            path = folder / "mqtt.yaml"
+            path.write_text("# written by the fleetstream supervisor (adr/0111)\nsite_id: mqtt\nshare_group: ''\n")
+            return path
+        path = folder / f"mqtt-shared-{replica}.yaml"
+        path.write_text(f"# written by the fleetstream supervisor (adr/0134)\nsite_id: mqtt\n"
+                        f"share_group: {SHARE_GROUP}\nclient_id: {SHARED_CONNECTOR_ID.format(i=replica)}\n")
         return path
+
+    def retire_connector_sessions(self) -> list[str]:
+        """Ends the broker sessions of shared connector replicas this run does not start (a previous run had
+        more): Mosquitto hands a shared subscription's messages round robin to every member, offline
+        persistent sessions included, and those would sit in a session nobody resumes until it expires."""
+        marker = self.s.root / "connectors" / "mqtt-replicas"
+        try:
+            before = int(marker.read_text())
+        except (OSError, ValueError):
+            before = 0
+        now = self.replicas["connector-mqtt"]
+        keep = now if now > 1 else 0
+        retired = [SHARED_CONNECTOR_ID.format(i=i) for i in range(keep, before)]
+        for client_id in retired:
+            mosquitto.end_session(self.s, self.pki, client_id)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(keep))
+        return retired
 
     def start_platform(self, roles=PLATFORM_ROLES) -> None:
         t0 = time.monotonic()
-        if not self.s.clickhouse_embedded and "gateway" in roles:  # a server: the sink is its own role (adr/0061)
+        s = self.s
+        if not s.clickhouse_embedded and "gateway" in roles:  # a server: the sink is its own role (adr/0061)
             roles = (*roles, "sink")
-        started = {role: self._spawn(self.platform_child(role)) for role in roles}
-        if "gateway" in started:
-            started["gateway"].wait_until(lambda: _http_ok(f"http://{self.s.host}:{self.s.gateway_port}/readyz"),
-                                          90, "gateway /readyz")
-        if "streams" in started:
-            started["streams"].wait_until(lambda: port_open(self.s.host, self.s.streams_web_port), 90,
-                                          "streams worker web port")
+        if "connector-mqtt" in roles:
+            self.retire_connector_sessions()
+        started: dict[tuple[str, int], Child] = {}
+        for role in roles:
+            for i in range(self.replicas.get(role, 1)):
+                started[role, i] = self._spawn(self.platform_child(role, replica=i))
+        for (role, i), child in started.items():
+            if role == "gateway":
+                url = f"http://{s.host}:{replica_port(s.gateway_port, i)}/readyz"
+                child.wait_until(lambda url=url: _http_ok(url), 180 + 60 * i, f"{child.name} /readyz")
+            elif role == "streams":
+                port = replica_port(s.streams_web_port, i)
+                child.wait_until(lambda port=port: port_open(s.host, port), 180 + 60 * i,
+                                 f"{child.name} web port")
         self.timings["platform"] = time.monotonic() - t0
 
     def _spawn(self, child: Child) -> Child:

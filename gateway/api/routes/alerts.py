@@ -50,7 +50,7 @@ def _out(a: dict) -> AlertOut:
 async def list_alerts(principal: Annotated[Principal, Depends(require("devices:read"))], streams: StreamsDep,
                       state: State | None = None, severity: Severity | None = None, device_id: str | None = None,
                       rule_id: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> AlertList:
-    rows = [a for a in streams.alerts.get(principal.tenant_id, {}).values()
+    rows = [a for a in streams.tenant_alerts(principal.tenant_id)
             if (state is None or a["state"] == state) and (severity is None or a["severity"] == severity)
             and (device_id is None or a["device_id"] == device_id) and (rule_id is None or a["rule_id"] == rule_id)]
     rows.sort(key=lambda a: a["time"], reverse=True)
@@ -60,7 +60,7 @@ async def list_alerts(principal: Annotated[Principal, Depends(require("devices:r
 @router.get("/{alert_id}", response_model=AlertOut, summary="One alert")
 async def get_alert(alert_id: str, principal: Annotated[Principal, Depends(require("devices:read"))],
                     streams: StreamsDep) -> AlertOut:
-    a = streams.alerts.get(principal.tenant_id, {}).get(alert_id)
+    a = streams.alert(principal.tenant_id, alert_id)
     if a is None:
         raise not_found(f"alert {alert_id!r}")
     return _out(a)
@@ -81,12 +81,13 @@ async def clear_alert(alert_id: str, principal: Annotated[Principal, Depends(req
 
 
 async def _move(streams: StreamsClient, tenant_id: str, alert_id: str, state: str) -> AlertOut:
-    a = streams.alerts.get(tenant_id, {}).get(alert_id)
+    a = streams.alert(tenant_id, alert_id)
     if a is None:
         raise not_found(f"alert {alert_id!r}")
     if RANK[a["state"]] >= RANK[state]:
         raise ApiError(409, "alert_state", f"alert is already {a['state']}")
     rec = {**a, "state": state, "time": time.time_ns() // 1_000_000}
-    await streams.produce(topics.ALERTS.name, device_key(tenant_id, a["device_id"]), codec("alert").encode(rec))
-    streams.apply_alert(rec)
+    value = codec("alert").encode(rec)
+    await streams.produce(topics.ALERTS.name, device_key(tenant_id, a["device_id"]), value)
+    streams.apply_alert(rec, value)
     return _out(rec)
