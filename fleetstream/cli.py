@@ -255,11 +255,17 @@ def cmd_connector(args) -> int:
 
 # -- admin and tools -------------------------------------------------------------------------------------
 def cmd_admin(args) -> int:
+    from fleetstream.stack.process import port_open
     from gateway.admin import Admin
 
     s = _settings(args)
     if _refuse_unsafe(s, "admin"):
         return 2
+    if not port_open(s.host, s.postgres_port):  # at once, not after the pool's 15 s of retries
+        raise UserError(f"cannot reach PostgreSQL at {s.host}:{s.postgres_port}; is the stack running? "
+                        "`fleetstream up --detach` starts it, `fleetstream status` shows it")
+    # the pool's retry warnings would bury the one line that says what to do (main() prints it)
+    logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
     admin = Admin(s)
     try:
         if args.admin_cmd == "create-tenant":
