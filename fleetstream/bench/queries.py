@@ -112,6 +112,13 @@ def seed(s: Settings, tenant_id: str, devices: list[str], points: int, end_ms: i
     return rows
 
 
+def align_minutes(start, end):
+    """[start, end) widened to whole minutes (what the series route does with interval=1m)."""
+    from sinks.clickhouse.store import align
+
+    return align(start, end, 60)
+
+
 @dataclass
 class Scenario:
     name: str
