@@ -8,7 +8,7 @@ step() {
   local what=$1 log=$2
   shift 2
   local t0=$SECONDS
-  echo "$what …"
+  echo "$what ..."
   "$@" >"$log" 2>&1 &
   local pid=$!
   while ! wait_for_pid "$pid" "$STEP_HEARTBEAT_S"; do
