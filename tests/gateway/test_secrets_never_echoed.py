@@ -26,9 +26,8 @@ def test_a_rules_webhook_secret_is_written_but_never_answered(stack, factory, ga
     assert r.status_code == 201, r.text
     answers.append(r)
     rid = r.json()["rule_id"]
-    assert r.json()["document"]["actions"] == [{"type": "alert"}, {**{k: v for k, v in _hook().items() if k != "secret"},
-                                                                     "secret_set": True, "timeout_s": 5.0,
-                                                                     "max_attempts": 3, "on_clear": False}]
+    hook = r.json()["document"]["actions"][1]
+    assert "secret" not in hook and hook["secret_set"] is True and hook["url"] == _hook()["url"]
     # a replace sends the secret again (write-only): a redacted document read back is not accepted as is
     again = gateway.put(f"/v1/rules/{rid}", headers={**kit.h, "If-Match": "1"}, json=r.json()["document"])
     assert again.status_code == 422, again.text
