@@ -169,7 +169,7 @@ async def _drive(base: str, token: str, sc: Scenario, clients: int, warmup_s: fl
                 async with session.get(base + path, headers=headers) as r:
                     body = await r.read()
                     status = r.status
-            except aiohttp.ClientError as exc:
+            except (aiohttp.ClientError, TimeoutError) as exc:  # an answer later than 30 s is an error, not a crash
                 status, body = type(exc).__name__, b""
             t1 = time.monotonic()
             if t0 < measure_from:
