@@ -5,7 +5,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 CHAOS_ARGS ?=
 
-.PHONY: setup up down status test bench chaos chaos-kafka lint clean ops-tools
+.PHONY: setup up down status test bench bench-queries chaos chaos-kafka lint clean ops-tools
 
 setup:
 	@bash scripts/setup.sh
@@ -19,7 +19,9 @@ down:
 status:
 	@$(BIN)/fleetstream status
 
-test: setup ops-tools
+# the ops tools install in the background while the suite runs; tests/ops wait for them (adr/0186)
+test: setup
+	@bash scripts/ops-tools.sh --background
 	@$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # helm, actionlint (Go module proxy) and checkov & co. (side venv) for tests/ops; once, cached (adr/0097)
@@ -28,6 +30,11 @@ ops-tools:
 
 bench: setup
 	@$(BIN)/fleetstream bench --quick $(BENCH_ARGS)  # e.g. BENCH_ARGS="--port-offset 500"
+	@$(BIN)/fleetstream bench --queries $(BENCH_ARGS)
+
+# REST reads under 50 concurrent clients against the gateway alone (adr/0185)
+bench-queries: setup
+	@$(BIN)/fleetstream bench --queries $(BENCH_ARGS)
 
 # Reliability: own stack at steady load, kill -9 of each component in turn, report under bench/results
 # (adr/0113); e.g. CHAOS_ARGS="kafka,postgres --port-offset 500"

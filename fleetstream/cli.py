@@ -15,6 +15,10 @@ from pathlib import Path
 from runtime.settings import Settings
 
 
+class UserError(Exception):
+    """A mistake the user can fix: shown as one line saying what to do, never as a traceback."""
+
+
 def _settings(args) -> Settings:
     overrides = {}
     if getattr(args, "data_dir", None):
@@ -311,18 +315,25 @@ def cmd_connector(args) -> int:
 
 # -- admin and tools -------------------------------------------------------------------------------------
 def cmd_admin(args) -> int:
+    from fleetstream.stack.process import port_open
     from gateway.admin import Admin
 
     s = _settings(args)
     if _refuse_unsafe(s, "admin"):
         return 2
+    if not port_open(s.host, s.postgres_port):  # at once, not after the pool's 15 s of retries
+        raise UserError(f"cannot reach PostgreSQL at {s.host}:{s.postgres_port}; is the stack running? "
+                        "`fleetstream up --detach` starts it, `fleetstream status` shows it")
+    # the pool's retry warnings would bury the one line that says what to do (main() prints it)
+    logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
     _bind_schema_ids(s)  # what it changes reaches the registry topics through the outbox, encoded here
     admin = Admin(s)
     try:
         if args.admin_cmd == "create-tenant":
             out = admin.create_tenant(args.name)
         else:
-            out = admin.create_device(args.tenant, args.device, cert_dir=Path(args.cert_dir) if args.cert_dir else None)
+            tenant_id = resolve_tenant(admin, args.tenant)
+            out = admin.create_device(tenant_id, args.device, cert_dir=Path(args.cert_dir) if args.cert_dir else None)
     finally:
         admin.close()
     if args.json:
@@ -331,6 +342,23 @@ def cmd_admin(args) -> int:
         for k, v in out.items():
             print(f"{k}: {v}")
     return 0
+
+
+def resolve_tenant(admin, ref: str) -> str:
+    """The id of the tenant whose id or name is ``ref``."""
+    import uuid
+
+    with admin.platform_tx() as conn:
+        row = None
+        try:
+            row = conn.execute("select id from tenants where id = %s", (str(uuid.UUID(ref)),)).fetchone()
+        except ValueError:  # not an id: a name
+            pass
+        if row is None:
+            row = conn.execute("select id from tenants where name = %s", (ref,)).fetchone()
+    if row is None:
+        raise UserError(f"no tenant named or with id {ref!r}; create one with `fleetstream admin create-tenant NAME`")
+    return str(row["id"])
 
 
 def cmd_platform_token(args) -> int:
@@ -521,7 +549,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.fn(args) or 0
+    try:
+        return args.fn(args) or 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        message = user_error(exc, _settings(args))
+        if message is None:
+            raise  # a bug: the traceback is what a report needs
+        print(f"fleetstream: {message}", file=sys.stderr)
+        return 2
+
+
+def user_error(exc: BaseException, s: Settings) -> str | None:
+    """One line saying what to do about ``exc`` when the user can fix it; None for anything else."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    from gateway.errors import ApiError  # the control plane's refusals (exists, invalid, broker down) say why
+
+    if isinstance(exc, ApiError):
+        return exc.message
+    import psycopg
+
+    if isinstance(exc, psycopg.OperationalError):
+        return (f"cannot reach PostgreSQL at {s.host}:{s.postgres_port} ({str(exc).strip().splitlines()[-1]}); "
+                "is the stack running? `fleetstream up --detach` starts it, `fleetstream status` shows it")
+    from psycopg_pool import PoolTimeout
+
+    if isinstance(exc, PoolTimeout):
+        return (f"cannot reach PostgreSQL at {s.host}:{s.postgres_port}; is the stack running? "
+                "`fleetstream up --detach` starts it, `fleetstream status` shows it")
+    if isinstance(exc, PermissionError | FileNotFoundError | IsADirectoryError | NotADirectoryError):
+        return f"{exc.strerror}: {exc.filename}"
+    return None
 
 
 if __name__ == "__main__":

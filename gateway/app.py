@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from runtime.observability import instrument_fastapi
 from runtime.settings import Settings
 from sinks.clickhouse.client import ClickHouse
+from sinks.clickhouse.latest import LatestCache
 from sinks.clickhouse.runner import build_sinks
 from sinks.clickhouse.schema import create_all
 from sinks.clickhouse.store import TelemetryStore
@@ -69,7 +70,8 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
                          daemon=True).start()
         st.clickhouse = ClickHouse(s.chdb_dsn, cluster=s.clickhouse_cluster)
         create_all(st.clickhouse)
-        st.store = TelemetryStore(st.clickhouse)
+        # latest values from memory only where this process's own sink says what changed (adr/0185)
+        st.store = TelemetryStore(st.clickhouse, latest_cache=LatestCache() if run_sink else None)
         from .ota.service import OtaService  # issue 8: artifacts, signing, campaign driver
         st.ota = OtaService(s, st.db).start()
         st.sink = None
@@ -79,7 +81,7 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
             # telemetry first: /readyz reports st.sink; events, alerts and commands ride beside it
             st.sinks = build_sinks(st.clickhouse, kafka=s.kafka, group_prefix=s.sink_group_prefix,
                                    batch_size=s.sink_batch_size, batch_ms=s.sink_batch_ms,
-                                   commit_delay_ms=s.sink_test_commit_delay_ms)
+                                   commit_delay_ms=s.sink_test_commit_delay_ms, latest=st.store.latest_cache)
             st.sink = st.sinks[0]
             for sink in st.sinks:
                 sink.start()

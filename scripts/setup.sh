@@ -3,10 +3,12 @@
 #   - Debian packages: mosquitto (MQTT broker with dynamic security) + headers and a C compiler for its access
 #     plugin, Java 17 + Maven (Kafka), PostgreSQL
 #   - a Python venv (.venv) with fleetstream and its extras
-#   - the Apache Kafka jars from Maven Central, cached in ~/.cache/fleetstream
+#   - the Apache Kafka jars from Maven Central, cached in ~/.cache/fleetstream (fetched while pip installs)
 #   - Apicurio Registry (the Schema Registry, adr/0140) from Maven Central, cached there too
 #   - Apicurio Registry's Avro Kafka serde (a JVM decoder for the contract tests, adr/0143), cached there too
 #   - AsyncAPI's official 3.0.0 JSON Schema (npm @asyncapi/specs), which docs/asyncapi.yaml is checked against
+# Every step that takes a while says what it does, says it is still at it every 30 s, and says how long it took;
+# its own output goes to a log under ~/.cache/fleetstream/logs, shown only when it fails (adr/0186).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -16,6 +18,9 @@ KAFKA_VERSION=4.4.0
 APICURIO_VERSION=3.0.9  # the last release built for Java 17 (3.3 needs 21)
 ASYNCAPI_SPECS_VERSION=6.11.1
 PY=${PYTHON:-python3}
+mkdir -p "$CACHE/logs"
+# shellcheck source=scripts/steps.sh
+source scripts/steps.sh
 
 need_apt=()
 command -v mosquitto >/dev/null || need_apt+=(mosquitto)
@@ -30,30 +35,34 @@ command -v mvn >/dev/null || need_apt+=(maven)
 command -v npm >/dev/null || need_apt+=(npm)  # fetches AsyncAPI's JSON Schema (the contract's validation)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "setup: installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  step "setup: Debian packages ${need_apt[*]}" "$CACHE/logs/apt.log" \
+    bash -c "$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ${need_apt[*]}"
+fi
+
+lib=$CACHE/kafka-$KAFKA_VERSION/lib
+kafka_pid=""
+if ! ls "$lib"/kafka_2.13-$KAFKA_VERSION.jar >/dev/null 2>&1; then
+  mkdir -p "$lib"
+  # network-bound: runs beside the pip install below
+  step "setup: Apache Kafka $KAFKA_VERSION jars from Maven Central into $lib" "$CACHE/logs/kafka-jars.log" \
+    mvn -B -q -f scripts/kafka-pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$lib" &
+  kafka_pid=$!
 fi
 
 stamp=$VENV/.fleetstream-installed
 if [ ! -x "$VENV/bin/python" ]; then
-  echo "setup: creating venv $VENV"
-  $PY -m venv "$VENV"
+  step "setup: creating venv $VENV" "$CACHE/logs/venv.log" "$PY" -m venv "$VENV"
 fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "setup: installing Python dependencies into $VENV"
-  "$VENV/bin/pip" install -q --upgrade pip >/dev/null
-  "$VENV/bin/pip" install -q -e ".[all,dev]"
+  # PYTHONWARNINGS: setuptools' notices about editable installs are boxes of asterisks on every fresh set-up
+  step "setup: Python dependencies into $VENV" "$CACHE/logs/pip.log" \
+    env PYTHONWARNINGS=ignore::UserWarning bash -c \
+    "'$VENV/bin/pip' install -q --progress-bar off --upgrade pip && '$VENV/bin/pip' install -q --progress-bar off -e '.[all,dev]'"
   touch "$stamp"
 fi
-
-lib=$CACHE/kafka-$KAFKA_VERSION/lib
-if ! ls "$lib"/kafka_2.13-$KAFKA_VERSION.jar >/dev/null 2>&1; then
-  echo "setup: fetching Apache Kafka $KAFKA_VERSION jars from Maven Central into $lib"
-  mkdir -p "$lib"
-  mvn -B -q -f scripts/kafka-pom.xml dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$lib"
+if [ -n "$kafka_pid" ]; then
+  wait "$kafka_pid" || { rm -f "$lib"/kafka_2.13-$KAFKA_VERSION.jar; exit 1; }
 fi
 
 registry=$CACHE/apicurio-registry-$APICURIO_VERSION

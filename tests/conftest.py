@@ -5,6 +5,7 @@ beside the tests."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -47,10 +48,17 @@ def _schema_ids_stay_the_sessions():
 
 
 @pytest.fixture(scope="session")
-def settings() -> Settings:
-    root = Path(os.environ.get("FLEETSTREAM_TEST_DATA_DIR") or tempfile.mkdtemp(prefix="fleetstream-test-"))
+def settings():
+    given = os.environ.get("FLEETSTREAM_TEST_DATA_DIR")
+    root = Path(given or tempfile.mkdtemp(prefix="fleetstream-test-"))
     # webhook receivers of the tests listen on 127.0.0.2; every other private address stays refused (adr/0110)
-    return Settings(data_dir=root, **TEST_PORTS, sink_batch_ms=100, webhook_allow="127.0.0.2/32")
+    s = Settings(data_dir=root, **TEST_PORTS, sink_batch_ms=100, webhook_allow="127.0.0.2/32")
+    yield s
+    # a dir the session made is removed once the stack (a later fixture, torn down first) has stopped; a
+    # given one is kept for inspection, as is everything with FLEETSTREAM_TEST_KEEP_DATA=1
+    if not given and os.environ.get("FLEETSTREAM_TEST_KEEP_DATA") != "1":
+        shutil.rmtree(root, ignore_errors=True)
+        s.master_key_path.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="processes per role (streams=2,mqtt=2,gateway=2); chaos victims may then name a replica, "
                         "e.g. streams.1 (adr/0134)")
     p.add_argument("--recover-timeout", type=float, help="chaos: seconds a component may take to come back")
+    p.add_argument("--queries", nargs="?", const="latest,page,series", metavar="SCENARIOS",
+                   help="query run (adr/0185): concurrent REST reads of seeded telemetry against the gateway alone "
+                        "(comma-separated, default latest,page,series); --duration defaults to 20 s here")
+    p.add_argument("--clients", type=int, default=50, help="queries: concurrent keep-alive clients")
+    p.add_argument("--points", type=int, default=20_000, help="queries: seeded points per device")
 
 
 def config_from_args(a) -> BenchConfig:
@@ -108,6 +113,8 @@ def run_from_args(a) -> int:
     # SIGTERM unwinds like Ctrl-C, so the run's own stack is always stopped (its children have their own
     # process groups and would outlive a killed bench)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    if a.queries:
+        return _run_queries(a)
     cfg = config_from_args(a)
     if cfg.chaos:
         from .chaos import ChaosRun
@@ -120,4 +127,23 @@ def run_from_args(a) -> int:
     print(markdown(result))
     print(f"written: {path} (+ .md)")
     print(json.dumps({"report": str(path)}), file=sys.stderr)
+    return 0
+
+
+def _run_queries(a) -> int:
+    from . import queries, report
+
+    known = ("latest", "page", "series")
+    names = tuple(n.strip() for n in a.queries.split(",") if n.strip())
+    if not names or set(names) - set(known):
+        raise SystemExit(f"unknown query scenarios {a.queries!r}; known: {', '.join(known)}")
+    devices = a.devices if a.devices != DEFAULT_DEVICES else queries.QueryBenchConfig.devices
+    cfg = queries.QueryBenchConfig(clients=a.clients, duration_s=a.duration if a.duration != 60 else 20,
+                                   warmup_s=min(a.warmup, 5), devices=devices, points=a.points, scenarios=names,
+                                   port_offset=a.port_offset, results_dir=Path(a.results_dir), keep_data=a.keep_data,
+                                   label=a.label or "queries", profile_dir=Path(a.profile) if a.profile else None)
+    result = queries.run(cfg)
+    path = report.write(result, cfg.results_dir, render=queries.markdown)
+    print(queries.markdown(result))
+    print(f"written: {path} (+ .md)")
     return 0

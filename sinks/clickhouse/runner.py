@@ -11,14 +11,18 @@ from schemas import topics
 from sinks.base import BatchingSink
 
 from .client import ClickHouse
+from .latest import LatestCache
 from .sink import ClickHouseRecordSink, ClickHouseRejectionSink, ClickHouseTelemetrySink
 
 
 def build_sinks(ch: ClickHouse, *, kafka: KafkaLike, group_prefix: str = "fleetstream-sink-clickhouse",
-                batch_size: int = 5000, batch_ms: int = 250, commit_delay_ms: int = 0) -> list[BatchingSink]:
+                batch_size: int = 5000, batch_ms: int = 250, commit_delay_ms: int = 0,
+                latest: LatestCache | None = None) -> list[BatchingSink]:
+    """:param latest: the hosting process's latest-values cache, told what each telemetry insert touched."""
     common = {"kafka": kafka, "batch_size": batch_size, "batch_ms": batch_ms}
+    telemetry = ClickHouseTelemetrySink(ch, on_written=latest.written if latest is not None else None)
     return [
-        BatchingSink(ClickHouseTelemetrySink(ch), topic=topics.TELEMETRY.name, record="telemetry",
+        BatchingSink(telemetry, topic=topics.TELEMETRY.name, record="telemetry",
                      group_id=group_prefix, commit_delay_ms=commit_delay_ms, consumer_config=SINK_CONSUMER, **common),
         BatchingSink(ClickHouseRecordSink(ch, "device_events"), topic=topics.DEVICE_EVENTS.name,
                      record="device_event", group_id=f"{group_prefix}-events", **common),

@@ -7,9 +7,11 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 
 from runtime import observability as obs
 from schemas import ValueDeserializationError, codec
+from schemas.wire import peek_string
 from sinks.base import BaseSink
 
 from . import avro_batch, rollups
@@ -44,11 +46,14 @@ class ClickHouseTelemetrySink(BaseSink):
     :param retention_refresh_s: how often the per-tenant retention table is re-read.
     :param decode_in_clickhouse: default: with chdb (the file must be readable by the ClickHouse process).
     :param rollup_every_s: longest time between rollup refreshes under load (reads are exact either way;
-        this trades refresh work against how much recent data reads take from raw)."""
+        this trades refresh work against how much recent data reads take from raw).
+    :param on_written: told the (tenant, device) pairs of each insert once it returned (or failed part-way):
+        the gateway's latest-values cache (``latest.LatestCache.written``, adr/0185)."""
 
     def __init__(self, ch: ClickHouse, *, retention_refresh_s: float = 30, decode_in_clickhouse: bool | None = None,
-                 rollup_every_s: float = 10):
+                 rollup_every_s: float = 10, on_written: Callable[[Iterable[tuple[str, str]]], None] | None = None):
         self.ch = ch
+        self.on_written = on_written
         self._retention: dict[str, int] = {}
         self._retention_at = 0.0
         self._refresh_s = retention_refresh_s
@@ -64,7 +69,11 @@ class ClickHouseTelemetrySink(BaseSink):
         cols = telemetry_columns(records, self._retention_map(), DEFAULT_RETENTION_DAYS)
         if cols[0]:
             self._unrolled = True
-            self.ch.insert_columns("telemetry", cols, COLUMNS)
+            try:
+                self.ch.insert_columns("telemetry", cols, COLUMNS)
+            finally:
+                if self.on_written is not None:
+                    self.on_written({(r["tenant_id"], r["device_id"]) for r in records})
 
     def write_raw(self, items: list[tuple[bytes, int, int]]) -> int:
         tel = codec("telemetry")
@@ -84,6 +93,9 @@ class ClickHouseTelemetrySink(BaseSink):
             log.warning("ClickHouse could not insert the batch as Avro (%s); decoding it in Python", exc)
             self.fallbacks += 1
             bad += self._write_decoded_here(good)
+        finally:
+            if self.on_written is not None:  # the tenant and device off the wire: no decoding (adr/0065)
+                self.on_written({(peek_string(v, 0), peek_string(v, 1)) for v, _p, _o in good})
         return bad
 
     def receive_time(self, value: bytes) -> int | None:

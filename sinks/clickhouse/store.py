@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from .client import ClickHouse
 from .isolation import query_settings
+from .latest import LatestCache
 
 AGGS = ("avg", "min", "max", "sum", "count", "last")
 
@@ -79,9 +80,13 @@ def align(start: dt.datetime, end: dt.datetime, interval_s: int) -> tuple[dt.dat
 
 
 class TelemetryStore:
-    def __init__(self, ch: ClickHouse):
+    """:param latest_cache: latest values in memory; only for the process that hosts the telemetry sink and
+        tells the cache what it wrote (``latest.LatestCache``, adr/0185)."""
+
+    def __init__(self, ch: ClickHouse, *, latest_cache: LatestCache | None = None):
         self.ch = ch
         self.db = ch.database
+        self.latest_cache = latest_cache
 
     def _q(self, sql: str, params: dict) -> list[tuple]:
         """Every tenant query: the tenant is a parameter of the SQL and, with a server, of the row policy."""
@@ -159,7 +164,33 @@ class TelemetryStore:
                 "GROUP BY device_id, b HAVING sum(count_v) > 0")
 
     def latest(self, *, tenant_id: str, device_ids: list[str], metrics: list[str] | None = None) -> list[Latest]:
-        """The last value (by event time) of each metric of the given devices."""
+        """The last value (by event time) of each metric of the given devices, ordered by device and metric."""
+        cache = self.latest_cache
+        if cache is None:
+            return self._latest(tenant_id, device_ids, metrics)
+        tenant_id = _tenant(tenant_id)
+        out: list[Latest] = []
+        missing = []
+        for d in dict.fromkeys(device_ids):
+            values = cache.get((tenant_id, d))
+            if values is None:
+                missing.append(d)
+            else:
+                out += values
+        if missing:
+            since = cache.round()
+            read: dict[str, list[Latest]] = {d: [] for d in missing}
+            for x in self._latest(tenant_id, missing, None):  # every metric: the entry serves any later filter
+                read[x.device_id].append(x)
+            for d, values in read.items():
+                cache.offer((tenant_id, d), tuple(values), since)
+                out += values
+        if metrics:
+            wanted = set(metrics)
+            out = [x for x in out if x.metric in wanted]
+        return sorted(out, key=lambda x: (x.device_id, x.metric))
+
+    def _latest(self, tenant_id: str, device_ids: list[str], metrics: list[str] | None) -> list[Latest]:
         rows = self._q(
             f"""SELECT device_id, metric, toUnixTimestamp64Milli(max(last_ts)), argMaxMerge(last_v)
                 FROM {self.db}.telemetry_latest

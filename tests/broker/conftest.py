@@ -3,6 +3,7 @@ broker's rules; tests that need readings to be stored use the shared ``stack`` f
 
 from __future__ import annotations
 
+import shutil
 import ssl
 import tempfile
 import threading
@@ -171,6 +172,8 @@ def broker():
         yield b
     finally:
         b.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        s.master_key_path.unlink(missing_ok=True)
 
 
 @pytest.fixture

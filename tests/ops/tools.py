@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,8 +21,36 @@ KUBE_VERSION = "1.30.0"
 TEST_DIGEST = "sha256:" + "0123456789abcdef" * 4
 
 
+# what scripts/ops-tools.sh installs under each marker name (``bin/.building-<name>`` holds the installer's pid)
+_MARKERS = {"helm": "helm", "actionlint": "actionlint", "checkov": "ops-venv", "check-jsonschema": "ops-venv",
+            "kubernetes-validate": "ops-venv"}
+BUILD_WAIT_S = float(os.environ.get("FLEETSTREAM_OPS_TOOLS_WAIT_S", 3600))
+
+
+def _wait_for_install(name: str) -> None:
+    """`make test` installs the ops tools in the background while the suite runs (adr/0186): a test that
+    needs one still being installed waits for that install (its progress is in the log it names)."""
+    marker = CACHE / "bin" / f".building-{_MARKERS.get(name, name)}"
+    deadline = time.monotonic() + BUILD_WAIT_S
+    said = False
+    while marker.exists() and time.monotonic() < deadline:
+        try:
+            pid = int(marker.read_text().strip())
+            if pid <= 0:
+                return
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return  # no installer (gone, killed, or an unreadable marker): nothing to wait for
+        if not said:
+            print(f"\n[tests/ops] waiting for {name} (installing in the background; log: "
+                  f"{CACHE / 'logs' / 'ops-tools.log'})", file=sys.__stderr__, flush=True)
+            said = True
+        time.sleep(2)
+
+
 def tool(name: str) -> str:
     """Path of a tool, or skip the calling test saying how to get it."""
+    _wait_for_install(name)
     for cand in (CACHE / "bin" / name, OPS_VENV_BIN / name):
         if cand.is_file() and os.access(cand, os.X_OK):
             return str(cand)

@@ -65,9 +65,28 @@ class DryRunOut(BaseModel):
     transitions: list[dict[str, Any]]
 
 
+# Write-only fields of a rule document: stored and published to the rules agent (which signs with them), never
+# answered. An answer carries ``"secret_set": true`` in their place; a replace (PUT) sends the secret again.
+WRITE_ONLY = ("secret",)
+
+
+def redacted(document: dict) -> dict:
+    """``document`` as answers show it: every action's write-only fields replaced by ``<name>_set: true``."""
+    actions = document.get("actions")
+    if not isinstance(actions, list):
+        return document
+    out = []
+    for action in actions:
+        if isinstance(action, dict) and any(k in action for k in WRITE_ONLY):
+            action = {k: v for k, v in action.items() if k not in WRITE_ONLY} | {
+                f"{k}_set": True for k in WRITE_ONLY if k in action}
+        out.append(action)
+    return {**document, "actions": out}
+
+
 def _out(row: dict) -> RuleOut:
-    return RuleOut(rule_id=str(row["rule_id"]), version=row["version"], enabled=row["enabled"], document=row["document"],
-                   created_at=row["created_at"], updated_at=row["updated_at"])
+    return RuleOut(rule_id=str(row["rule_id"]), version=row["version"], enabled=row["enabled"],
+                   document=redacted(row["document"]), created_at=row["created_at"], updated_at=row["updated_at"])
 
 
 def _doc(body: RuleDocument) -> dict:
@@ -162,7 +181,8 @@ async def rule_versions(rule_id: str, principal: Reader, db: DbDep) -> dict:
     rows = await run_in_threadpool(run)
     if not rows:
         raise not_found(f"rule {rule_id!r}")
-    return {"data": [{**r, "created_at": r["created_at"].isoformat()} for r in rows], "count": len(rows)}
+    return {"data": [{**r, "document": redacted(r["document"]), "created_at": r["created_at"].isoformat()}
+                     for r in rows], "count": len(rows)}
 
 
 @router.put("/{rule_id}", response_model=RuleOut, summary="Replace a rule's document (a new version); If-Match: version",
