@@ -134,7 +134,8 @@ class Stack:
         store after being killed, where a shared one is lost until the connector subscribes again (adr/0111)."""
         path = self.s.root / "connectors" / "mqtt.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("# written by the fleetstream supervisor (adr/0111)\nsite_id: mqtt\nshare_group: ''\n")
+        path.write_text("# written by the fleetstream supervisor (adr/0111)\nsite_id: mqtt\nshare_group: ''\n"
+                        "sparkplug_host_id: fleetstream\n")  # the one instance is the Sparkplug host (adr/0155)
         return path
 
     def start_platform(self, roles=PLATFORM_ROLES) -> None:
