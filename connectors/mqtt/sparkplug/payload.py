@@ -125,8 +125,10 @@ def encode_command(timestamp: int, metrics: list[tuple[str, int, object]]) -> by
             m.string_value = str(value)
         elif datatype in (INT64, UINT64, DATETIME):
             m.long_value = int(value) & ((1 << 64) - 1)
+        elif datatype in SIGNED_BITS:  # two's complement in the type's own width: what pysparkplug reads,
+            m.int_value = int(value) & ((1 << SIGNED_BITS[datatype]) - 1)  # and Tahu's casts read it the same
         elif datatype in NUMERIC:
-            m.int_value = int(value) & ((1 << 32) - 1)
+            m.int_value = int(value)
         else:
             raise ValueError(f"cannot send a {TYPE_NAMES.get(datatype, datatype)} metric")
     return msg.SerializeToString()
