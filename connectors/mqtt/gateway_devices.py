@@ -159,7 +159,7 @@ class GatewayDevices:
             if name in self._children.get((tenant, head), ()):
                 return head, name
             entry = self.registry.get(tenant, head) if self.registry is not None else None
-            if entry is not None and str(((entry.get("attributes") or {}).get("gateway", ""))).lower() in TRUE:
+            if entry is not None and str((entry.get("attributes") or {}).get("gateway", "")).lower() in TRUE:
                 return head, name
             head, dot, rest = head.rpartition(".")
             name = f"{rest}.{name}"
