@@ -13,6 +13,7 @@ rebirth, not with acknowledgements.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import ssl
@@ -47,6 +48,7 @@ class SparkplugHostClient:
         self.stats = {"messages": 0, "rebirths": 0, "commands": 0}
         self.connected = threading.Event()
         self._birth_ts = now_ms()
+        self._loop = None
         self._state_topic = sparkplug_state_topic(host_id)
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{s.client_id}-sparkplug",
                         protocol=mqtt.MQTTv5, manual_ack=True)
@@ -64,6 +66,9 @@ class SparkplugHostClient:
         return json.dumps({"online": online, "timestamp": self._birth_ts}).encode()
 
     def start(self) -> None:
+        """From the connector's event loop: messages are handled there, in arrival order, so the host's state,
+        the rate limiter and the stats are touched by one thread (the loop), as for ``fs/`` messages."""
+        self._loop = asyncio.get_running_loop()
         s = self.connector.settings
         self.client.connect_async(s.host, s.port, keepalive=30, clean_start=True)
         self.client.loop_start()
@@ -91,6 +96,12 @@ class SparkplugHostClient:
 
     # -- uplink ------------------------------------------------------------------------------------------
     def _on_message(self, client, _u, msg) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._process, client, msg)
+        except RuntimeError:  # the loop has closed (process exit): a QoS 1 message stays unacknowledged
+            pass
+
+    def _process(self, client, msg) -> None:
         mid, qos = msg.mid, msg.qos
 
         def confirmed(err: Exception | None) -> None:
