@@ -43,3 +43,42 @@ def device_topics(tenant_id: str, device_id: str) -> dict[str, str]:
         "shadow_delta": f"{root}/shadow/delta",
         "rejections": f"{root}/rejections",  # why input was refused (adr/0181); the device may subscribe
     }
+
+
+# Sparkplug B 3.0 (adr/0155, adr/0156): ``spBv1.0/<group>/<type>/<edge node>[/<device>]`` and the host's
+# ``spBv1.0/STATE/<host id>``. The topic root is fixed by the specification, so tenant isolation rides on the
+# group: the group id is the tenant id, the edge node id the device id of the edge node's certificate.
+SPARKPLUG_ROOT = "spBv1.0"
+SPARKPLUG_NODE_TYPES = ("NBIRTH", "NDEATH", "NDATA")
+SPARKPLUG_DEVICE_TYPES = ("DBIRTH", "DDEATH", "DDATA")
+SPARKPLUG_COMMAND_TYPES = ("NCMD", "DCMD")
+
+
+@dataclass(frozen=True, slots=True)
+class SparkplugTopic:
+    tenant_id: str  # the Sparkplug group id
+    kind: str  # NBIRTH, DDATA, …
+    edge_node: str
+    device: str | None
+
+
+def parse_sparkplug(topic: str) -> SparkplugTopic | None:
+    """The parts of an edge node's topic, or None (STATE, malformed, a type that does not go with the parts)."""
+    parts = topic.split("/")
+    if len(parts) not in (4, 5) or parts[0] != SPARKPLUG_ROOT or not all(parts[1:]):
+        return None
+    kind = parts[2]
+    if len(parts) == 4 and kind in SPARKPLUG_NODE_TYPES + ("NCMD",):
+        return SparkplugTopic(parts[1], kind, parts[3], None)
+    if len(parts) == 5 and kind in SPARKPLUG_DEVICE_TYPES + ("DCMD",):
+        return SparkplugTopic(parts[1], kind, parts[3], parts[4])
+    return None
+
+
+def sparkplug_topic(tenant_id: str, kind: str, edge_node: str, device: str | None = None) -> str:
+    base = f"{SPARKPLUG_ROOT}/{tenant_id}/{kind}/{edge_node}"
+    return base if device is None else f"{base}/{device}"
+
+
+def sparkplug_state_topic(host_id: str) -> str:
+    return f"{SPARKPLUG_ROOT}/STATE/{host_id}"

@@ -59,6 +59,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   step "setup: Python dependencies into $VENV" "$CACHE/logs/pip.log" \
     env PYTHONWARNINGS=ignore::UserWarning bash -c \
     "'$VENV/bin/pip' install -q --progress-bar off --upgrade pip && '$VENV/bin/pip' install -q --progress-bar off -e '.[all,dev]'"
+  # the third-party Sparkplug edge node the tests drive (adr/0155); it pins paho-mqtt<2 for its own client,
+  # which runs unchanged on paho 2 (VERSION1 callbacks), so it comes without its dependencies
+  "$VENV/bin/pip" install -q --no-deps "pysparkplug==0.6.1"
   touch "$stamp"
 fi
 if [ -n "$kafka_pid" ]; then

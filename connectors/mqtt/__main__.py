@@ -40,7 +40,8 @@ async def _run(s: Settings, file: MqttFileConfig) -> int:
     pki = PlatformPKI(s.pki_dir)
     cert, key = pki.service_files("fleetstream-connector")
     overrides = {k: v for k, v in file.model_dump(include={"client_id", "share_group", "session_expiry_s",
-                                                             "receive_maximum"}).items() if v is not None}
+                                                             "receive_maximum", "sparkplug_host_id",
+                                                             "sparkplug_max_devices"}).items() if v is not None}
     ms = MqttSettings(host=s.mqtt_broker_host, port=s.mqtt_tls_port, ca_file=str(pki.ca_cert), cert_file=cert,
                       key_file=key, max_skew_ms=s.max_clock_skew_s * 1000,
                       state_dir=str(s.root / "connectors"), **overrides)

@@ -31,6 +31,8 @@ from connectors.uplink import Batch, UplinkPublisher, now_ms
 from schemas.namespace import PREFIX, DeviceTopic, parse_topic
 
 from .downlink import MqttDownlink
+from .gateway_devices import CHANNELS as GATEWAY_CHANNELS
+from .gateway_devices import GatewayDevices
 from .settings import MqttSettings, subscription
 from .subscriber import MqttSubscriber
 
@@ -97,6 +99,13 @@ class MqttConnector(ListeningConnector):
             else None
         self._last_alive: float | None = None  # wall-clock time the previous process was last connected
         self._heartbeat: asyncio.Task | None = None
+        # sub-devices that speak through a gateway's connection (adr/0157)
+        self.gateways = GatewayDevices(self, admission.registry if admission is not None else None)
+        self.sparkplug = None  # the Sparkplug host application, on the one instance that is it (adr/0155)
+        if settings.sparkplug_host_id:
+            from .sparkplug.client import SparkplugHostClient
+            self.sparkplug = SparkplugHostClient(self, settings.sparkplug_host_id,
+                                                 max_devices=settings.sparkplug_max_devices)
 
     async def start(self) -> None:
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.settings.ca_file)
@@ -108,6 +117,8 @@ class MqttConnector(ListeningConnector):
         self.subscriber.start()
         if self.downlink is not None:
             self.downlink.start()
+        if self.sparkplug is not None:
+            self.sparkplug.start()
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
         return self.connected.wait(timeout)
@@ -117,6 +128,8 @@ class MqttConnector(ListeningConnector):
         # message confirmed after the DISCONNECT would be delivered again (a duplicate, not a loss)
         if self.downlink is not None:
             await asyncio.to_thread(self.downlink.stop)
+        if self.sparkplug is not None:
+            await asyncio.to_thread(self.sparkplug.stop)
         self.subscriber.pause()
         await asyncio.to_thread(self.uplink.flush)
         await self.subscriber.stop()
@@ -137,8 +150,14 @@ class MqttConnector(ListeningConnector):
         return self.downlink is not None and self.downlink.connected.is_set()
 
     async def deliver_command(self, command: dict[str, Any]) -> CommandResult:
+        sp = self.sparkplug  # an edge node or Sparkplug device with a current birth gets NCMD/DCMD
+        if sp is not None and sp.serves(command["tenant_id"], command["device_id"]):
+            return sp.deliver_command(command)
         if self.downlink is None:
             return await super().deliver_command(command)
+        via = self.gateways.gateway_of(command["tenant_id"], command["device_id"])
+        if via is not None:  # a sub-device: to its gateway's connection, named inside the message
+            return self.gateways.deliver_command(command, self.downlink.client, *via)
         return self.downlink.publish_command(command)
 
     # -- rate-limit credit for backlogs the platform caused (adr/0104) ----------------------------------
@@ -209,6 +228,9 @@ class MqttConnector(ListeningConnector):
                                             "fs/<tenant>/<device>/", raw=payload, origin=topic, done=batch)
                 elif where.channel == "status":
                     self.handle_status(where.tenant_id, where.device_id, payload, topic, batch)
+                elif where.channel in GATEWAY_CHANNELS:
+                    self.gateways.handle(where.tenant_id, where.device_id, where.channel, payload, topic, received,
+                                         batch)
                 else:
                     readings, rejected = canonical.parse(payload, received, skew)
                     ctx = UplinkContext(where.tenant_id, where.device_id, topic, received)

@@ -27,9 +27,14 @@ class MqttSettings(BaseModel):
     # edge's rate is at most this window / Kafka's confirmation latency (1,000 capped it near 6,700 msg/s
     # at ~150 ms on a busy 2-core machine); the messages stay in the broker session if the connector dies
     receive_maximum: int = Field(10000, ge=1, le=65535)
-    subscriptions: list[str] = Field(default_factory=lambda: ["telemetry", "status"])
+    subscriptions: list[str] = Field(default_factory=lambda: [  # gateway/…: sub-devices (adr/0157)
+        "telemetry", "status", "gateway/connect", "gateway/disconnect", "gateway/telemetry", "gateway/commands/ack"])
     state_dir: str = Field("", description="where the connector records when it was last connected, so a "
                            "restarted one knows how long it was away (adr/0104); empty: not recorded")
+    sparkplug_host_id: str = Field("", description="run the Sparkplug B host application with this host id "
+                                   "(its STATE topic); on exactly one instance (adr/0155); empty: off")
+    sparkplug_max_devices: int = Field(100, ge=0, le=10_000, description="Sparkplug devices one edge node "
+                                       "may bring, each a fleetstream device <edge node>.<device>")
     away_credit_s: float = Field(60.0, ge=0, description="rate-limit credit after a start that resumes a "
                                  "session when the predecessor's last-connected time is unknown (adr/0104)")
 
@@ -52,6 +57,8 @@ class MqttFileConfig(BaseModel):
     session_expiry_s: int | None = None
     receive_maximum: int | None = Field(None, ge=1, le=65535)
     rate_limit: RateLimit = RateLimit()
+    sparkplug_host_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    sparkplug_max_devices: int | None = Field(None, ge=0, le=10_000)
 
 
 def load_mqtt_file(path: Path | str) -> MqttFileConfig:

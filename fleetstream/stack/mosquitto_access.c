@@ -13,6 +13,11 @@
  *     client id: device ids can never be platform ids, so no device reaches a platform session;
  *   - a certificate serial, a device or a whole tenant on the deny list is refused at CONNECT (0x87 under
  *     MQTT 5, 5 under 3.1.1) and its live sessions are closed when it is denied.
+ *   - Sparkplug B (adr/0156): the same device identity is an edge node whose group id is its tenant and whose
+ *     edge node id is its device id. It may publish NBIRTH/NDEATH/NDATA at spBv1.0/<T>/<type>/<D> and
+ *     DBIRTH/DDEATH/DDATA at spBv1.0/<T>/<type>/<D>/<device>, subscribe to and receive NCMD at
+ *     spBv1.0/<T>/NCMD/<D> and DCMD at spBv1.0/<T>/DCMD/<D>/<device|+|#>, and read the hosts'
+ *     spBv1.0/STATE/<host>; nothing else under spBv1.0. This plugin decides those alone (no dynsec role).
  * The username becomes the certificate's CN, so the dynamic-security plugin (loaded after this one) keeps
  * deciding per-device topic access exactly as before.
  *
@@ -44,6 +49,8 @@
 #define TENANT_CA_PREFIX "fleetstream tenant "
 #define TENANT_CA_SUFFIX " CA"
 #define NS_PREFIX "fs/"
+#define SP_ROOT "spBv1.0/"
+#define SP_STATE SP_ROOT "STATE/"
 
 /* ---- a small string-keyed hash table (chained); values are owned by the caller ------------------------- */
 struct entry {
@@ -290,6 +297,51 @@ static bool in_namespace(const char *username, const char *topic)
 	return *p == '\0' || *p == '/';
 }
 
+/* Whether segment [s, s+n) of a topic equals str. */
+static bool seg_is(const char *s, size_t n, const char *str)
+{
+	return strlen(str) == n && !strncmp(s, str, n);
+}
+
+/* A Sparkplug topic or filter's verdict for a device identity: 1 allowed, 0 refused, -1 not Sparkplug.
+ * spBv1.0/<group>/<type>/<edge node>[/<device>]: group must be the identity's tenant and edge node its device
+ * id, both compared as whole segments (a device id may hold dots, never a slash). */
+static int sparkplug_access(const char *username, const char *topic, int access)
+{
+	const char *dot = strchr(username, '.');
+	const char *seg[5];
+	size_t len[5];
+	int n = 0;
+	const char *p;
+	bool reading = access == MOSQ_ACL_READ || access == MOSQ_ACL_SUBSCRIBE || access == MOSQ_ACL_UNSUBSCRIBE;
+
+	if(strncmp(topic, SP_ROOT, strlen(SP_ROOT))) return -1;
+	if(!strncmp(topic, SP_STATE, strlen(SP_STATE))){
+		return reading ? 1 : 0; /* edge nodes watch the primary host's STATE; only platform hosts write it */
+	}
+	p = topic + strlen(SP_ROOT);
+	while(n < 5){
+		const char *slash = strchr(p, '/');
+		seg[n] = p;
+		len[n] = slash ? (size_t)(slash - p) : strlen(p);
+		n++;
+		if(!slash) break;
+		p = slash + 1;
+	}
+	if(n < 3 || n > 4 || strchr(p, '/')) return 0;
+	if(!dot || len[0] != (size_t)(dot - username) || strncmp(seg[0], username, len[0])) return 0;
+	if(!seg_is(seg[2], len[2], dot + 1)) return 0;
+	if(n == 4 && len[3] == 0) return 0;
+	if(access == MOSQ_ACL_WRITE){
+		if(n == 3) return seg_is(seg[1], len[1], "NBIRTH") || seg_is(seg[1], len[1], "NDEATH")
+			|| seg_is(seg[1], len[1], "NDATA");
+		return seg_is(seg[1], len[1], "DBIRTH") || seg_is(seg[1], len[1], "DDEATH")
+			|| seg_is(seg[1], len[1], "DDATA");
+	}
+	if(!reading) return 0;
+	return n == 3 ? seg_is(seg[1], len[1], "NCMD") : seg_is(seg[1], len[1], "DCMD");
+}
+
 static bool denied(const char *tenant, const char *username, const char *serial)
 {
 	return (tenant && table_find(&denied_tenants, tenant))
@@ -390,6 +442,7 @@ static int acl_check_callback(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_acl_check *ed = event_data;
 	const char *username = mosquitto_client_username(ed->client);
+	int sparkplug;
 
 	(void)event;
 	(void)userdata;
@@ -398,7 +451,9 @@ static int acl_check_callback(int event, void *event_data, void *userdata)
 		return (admin_identity && !strcmp(username, admin_identity)) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 	}
 	if(!is_device_username(username)) return MOSQ_ERR_PLUGIN_DEFER; /* platform: dynamic security decides */
-	if(!in_namespace(username, ed->topic)) return MOSQ_ERR_ACL_DENIED;
+	sparkplug = sparkplug_access(username, ed->topic, ed->access);
+	if(sparkplug == 0) return MOSQ_ERR_ACL_DENIED;
+	if(sparkplug < 0 && !in_namespace(username, ed->topic)) return MOSQ_ERR_ACL_DENIED;
 	{
 		const char *dot = strchr(username, '.');
 		char tenant[128];
@@ -407,8 +462,12 @@ static int acl_check_callback(int event, void *event_data, void *userdata)
 			memcpy(tenant, username, tl);
 			tenant[tl] = '\0';
 			if(denied(tenant, username, NULL)) return MOSQ_ERR_ACL_DENIED;
+		}else if(sparkplug > 0){
+			return MOSQ_ERR_ACL_DENIED; /* a tenant id this long is never issued; no deny check, no grant */
 		}
 	}
+	/* Sparkplug: the topic names only what the certificate proves (adr/0156), so no per-device role is kept */
+	if(sparkplug > 0) return MOSQ_ERR_SUCCESS;
 	return MOSQ_ERR_PLUGIN_DEFER; /* inside its namespace: the device's own role decides (dynamic security) */
 }
 

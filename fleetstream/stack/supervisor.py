@@ -211,11 +211,14 @@ class Stack:
         folder.mkdir(parents=True, exist_ok=True)
         if self.replicas["connector-mqtt"] == 1:
             path = folder / "mqtt.yaml"
-            path.write_text("# written by the fleetstream supervisor (adr/0111)\nsite_id: mqtt\nshare_group: ''\n")
+            path.write_text("# written by the fleetstream supervisor (adr/0111)\nsite_id: mqtt\nshare_group: ''\n"
+                            "sparkplug_host_id: fleetstream\n")  # the one instance is the Sparkplug host (adr/0155)
             return path
         path = folder / f"mqtt-shared-{replica}.yaml"
         path.write_text(f"# written by the fleetstream supervisor (adr/0134)\nsite_id: mqtt\n"
-                        f"share_group: {SHARE_GROUP}\nclient_id: {SHARED_CONNECTOR_ID.format(i=replica)}\n")
+                        f"share_group: {SHARE_GROUP}\nclient_id: {SHARED_CONNECTOR_ID.format(i=replica)}\n"
+                        # exactly one instance is the Sparkplug primary host (adr/0155): replica 0
+                        + ("sparkplug_host_id: fleetstream\n" if replica == 0 else ""))
         return path
 
     def retire_connector_sessions(self) -> list[str]:
