@@ -60,7 +60,7 @@ def test_the_paho_device_sends_answers_commands_and_keeps_its_shadow(tenant, fac
         assert r.status_code == 202, r.text
         cid = r.json()["command_id"]
         wait_for(lambda: gateway.get(f"/v1/devices/{dev.device_id}/commands/{cid}", headers=h).json().get("status")
-                 == "SUCCEEDED", timeout=60, what="the command answered")
+                 == "succeeded", timeout=60, what="the command answered")
         assert gateway.patch(f"/v1/devices/{dev.device_id}/shadow/desired", json={"setpoint": 23.5},
                              headers=h).status_code == 200
         wait_for(lambda: gateway.get(f"/v1/devices/{dev.device_id}/shadow", headers=h).json()
