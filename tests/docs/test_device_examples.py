@@ -107,7 +107,7 @@ def test_the_openssl_jwt_and_curl_ingest_example(keyed_device, tenant, gateway):
 
 
 @pytest.mark.skipif(shutil.which("coap-client-notls") is None, reason="coap-client-notls (libcoap3-bin) not installed")
-def test_libcoap_coap_client_sends_with_the_token_in_the_query(keyed_device, tenant, gateway, settings):
+def test_libcoap_coap_client_sends_with_the_token_in_option_65000(keyed_device, tenant, gateway, settings):
     _t, h = tenant
     env = {**keyed_device, "COAP_HOST": "127.0.0.1", "COAP_PORT": str(settings.coap_port)}
     out = wait_for(lambda: (lambda o: o if o.returncode == 0 and "accepted" in o.stdout else None)(

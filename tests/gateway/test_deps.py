@@ -37,7 +37,8 @@ def test_a_component_is_replaced_with_dependency_overrides(app):
     alert = {"alert_id": "a1", "rule_id": "r1", "device_id": "d1", "severity": "MAJOR", "state": "ACTIVE",
              "time": 1, "message": "hot", "details_json": "{}"}
     app.dependency_overrides[deps.get_principal] = lambda: Principal("t1", "c1", frozenset({"devices:read"}))
-    app.dependency_overrides[deps.get_streams] = lambda: SimpleNamespace(alerts={"t1": {"a1": alert}})
+    app.dependency_overrides[deps.get_streams] = lambda: SimpleNamespace(
+        tenant_alerts=lambda tenant: [alert] if tenant == "t1" else [])
     r = TestClient(app).get("/v1/alerts")
     assert r.status_code == 200, r.text
     assert [a["alert_id"] for a in r.json()["data"]] == ["a1"]

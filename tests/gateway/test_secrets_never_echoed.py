@@ -52,7 +52,10 @@ def test_the_record_for_the_rules_agent_keeps_the_secret_it_signs_with():
 
     doc = {"name": "hot", "condition": HOT, "actions": [{"type": "alert"}, _hook()]}
     row = {"tenant_id": "t", "rule_id": "r", "version": 1, "enabled": True, "document": doc}
-    assert json.loads(rule_record(row))["document"]["actions"][1]["secret"] == SECRET
+    from schemas import codec
+
+    entry = codec("rule_entry").decode(rule_record(row))  # the rules topic's record (adr/0140)
+    assert json.loads(entry["document_json"])["actions"][1]["secret"] == SECRET
     shown = redacted(doc)
     assert SECRET not in json.dumps(shown) and shown["actions"][1]["secret_set"] is True
     assert doc["actions"][1]["secret"] == SECRET  # the stored document is not changed by showing it
