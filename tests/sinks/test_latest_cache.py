@@ -16,7 +16,6 @@ from sinks.clickhouse.schema import create_all
 from sinks.clickhouse.sink import ClickHouseTelemetrySink
 from sinks.clickhouse.store import TelemetryStore
 
-TEL = codec("telemetry")
 NOW = int(time.time() * 1000) // 1000 * 1000
 
 
@@ -51,10 +50,10 @@ def test_a_new_reading_replaces_the_cached_value_on_both_write_paths(parts):
     sink.write([_rec("t-a", "d-1", NOW + 1000, temperature=21.0)])  # decoded in Python (server path)
     assert cache.get(("t-a", "d-1")) is None
     assert _values(store, "t-a", "d-1") == {"temperature": 21.0, "mode": "eco"}
-    sink.write_raw([(TEL.encode(_rec("t-a", "d-1", NOW + 2000, temperature=22.0)), 0, 10)])  # decoded by chdb
+    sink.write_raw([(codec("telemetry").encode(_rec("t-a", "d-1", NOW + 2000, temperature=22.0)), 0, 10)])  # decoded by chdb
     assert _values(store, "t-a", "d-1") == {"temperature": 22.0, "mode": "eco"}
     # an older reading arriving late does not become the latest one
-    sink.write_raw([(TEL.encode(_rec("t-a", "d-1", NOW - 5000, temperature=-1.0)), 0, 11)])
+    sink.write_raw([(codec("telemetry").encode(_rec("t-a", "d-1", NOW - 5000, temperature=-1.0)), 0, 11)])
     assert _values(store, "t-a", "d-1")["temperature"] == 22.0
 
 
@@ -62,7 +61,7 @@ def test_a_device_without_readings_is_cached_empty_until_its_first_one(parts):
     cache, sink, store = parts
     assert _values(store, "t-a", "d-silent") == {}
     assert cache.get(("t-a", "d-silent")) == ()
-    sink.write_raw([(TEL.encode(_rec("t-a", "d-silent", NOW, temperature=5.0)), 0, 20)])
+    sink.write_raw([(codec("telemetry").encode(_rec("t-a", "d-silent", NOW, temperature=5.0)), 0, 20)])
     assert _values(store, "t-a", "d-silent") == {"temperature": 5.0}
 
 
@@ -137,7 +136,7 @@ def test_concurrent_reads_and_writes_end_on_the_newest_value(parts):
         t.start()
     try:
         for i in range(30):
-            sink.write_raw([(TEL.encode(_rec("t-r", "d-r", NOW + i * 1000, n=float(i))), 1, 100 + i)])
+            sink.write_raw([(codec("telemetry").encode(_rec("t-r", "d-r", NOW + i * 1000, n=float(i))), 1, 100 + i)])
     finally:
         stop.set()
         for t in threads:
