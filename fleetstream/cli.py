@@ -29,16 +29,20 @@ def _settings(args) -> Settings:
 
 
 def _refuse_kafka(s: Settings) -> bool:
-    """True (after one line on stderr) when the brokers refuse this process's Kafka credentials or do not
-    answer: a wrong password fails start-up instead of being retried forever (adr/0130)."""
-    from runtime.kafka import KafkaUnreachable
+    """True (after one line on stderr) when the brokers refuse this process's Kafka credentials: a wrong
+    password fails start-up instead of being retried forever (adr/0130). Brokers that do not answer yet are
+    an outage, not a mistake: the process starts and its clients keep retrying (a connector still takes
+    readings from the broker's queue once Kafka is back, adr/0104), after one warning line."""
+    from runtime.kafka import KafkaRefused, KafkaUnreachable
     from runtime.kafka_security import KafkaSecurityError
 
-    try:
-        s.kafka.verify(timeout_s=60)
-    except (KafkaUnreachable, KafkaSecurityError) as exc:
+    try:  # a refusal comes within a second or two of reaching a broker; waiting longer only delays start-up
+        s.kafka.verify(timeout_s=15)
+    except (KafkaRefused, KafkaSecurityError) as exc:
         print(f"fleetstream: {exc}", file=sys.stderr)
         return True
+    except KafkaUnreachable as exc:
+        print(f"fleetstream: warning: {exc}; starting anyway, its clients keep retrying", file=sys.stderr)
     return False
 
 

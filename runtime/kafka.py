@@ -189,12 +189,16 @@ class KafkaClients:
             admin.poll(0)
         if refused:
             reason = refused[0].split(": ", 1)[-1] if ": " in refused[0] else refused[0]
-            raise KafkaUnreachable(f"Kafka at {self.bootstrap_servers} refused {how}: {reason}")
+            raise KafkaRefused(f"Kafka at {self.bootstrap_servers} refused {how}: {reason}")
         raise KafkaUnreachable(f"Kafka at {self.bootstrap_servers} did not answer within {timeout_s:.0f}s ({how})")
 
 
 class KafkaUnreachable(RuntimeError):
     """Start-up check failed: the message is one line, fit for stderr."""
+
+
+class KafkaRefused(KafkaUnreachable):
+    """The brokers answered and refused these credentials: retrying cannot help."""
 
 
 def clients(kafka: KafkaClients | str) -> KafkaClients:
