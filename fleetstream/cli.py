@@ -272,6 +272,35 @@ def cmd_admin(args) -> int:
     return 0
 
 
+def cmd_create_user(args) -> int:
+    import psycopg
+
+    from gateway.crud.users import add_user
+    from gateway.db.session import Database
+
+    s = _settings(args)
+    if _refuse_unsafe(s, "admin"):
+        return 2
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+    db = Database(s.app_dsn, max_size=1)
+    db.open()
+    try:
+        row, password = add_user(db, args.tenant, args.email, args.role, password=password, name=args.name)
+    except (LookupError, ValueError, psycopg.errors.UniqueViolation, psycopg.errors.CheckViolation) as exc:
+        print(f"create-user: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    finally:
+        db.close()
+    out = {"user_id": str(row["id"]), "tenant_id": str(row["tenant_id"]), "email": row["email"], "role": row["role"],
+           "password": None if args.password_stdin else password, "console": f"{s.gateway_url}/console/"}
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        for k, v in out.items():
+            print(f"{k}: {v}")
+    return 0
+
+
 def cmd_platform_token(args) -> int:
     """Whoever can read the signing keys is the platform: the token is minted with them, no server call."""
     from gateway.auth.tokens import PLATFORM_SCOPE, KeyRing
@@ -385,6 +414,15 @@ def build_parser() -> argparse.ArgumentParser:
                             help="mint a platform-admin token (tenant management under /v1/admin)")
     pt.add_argument("--ttl", type=int, default=3600, help="seconds the token is valid")
     pt.set_defaults(fn=cmd_platform_token)
+    cu = adm_sub.add_parser("create-user", help="add a console user to a tenant, e.g. its first owner")
+    cu.add_argument("tenant", help="tenant name or id")
+    cu.add_argument("email")
+    cu.add_argument("--role", choices=["owner", "admin", "operator", "viewer"], default="owner")
+    cu.add_argument("--name", default="")
+    cu.add_argument("--password-stdin", action="store_true",
+                    help="read the password from standard input (default: generate one and print it once)")
+    cu.add_argument("--json", action="store_true")
+    cu.set_defaults(fn=cmd_create_user)
     rk = adm_sub.add_parser("rotate-signing-key", help="add a new token signing key (old keys keep verifying)")
     rk.set_defaults(fn=cmd_rotate_signing_key)
 
