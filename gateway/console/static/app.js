@@ -92,5 +92,6 @@ document.getElementById('signout').addEventListener('click', async () => {
 setInterval(() => { if (session.user) api('POST', '/v1/session/refresh').catch(() => {}); }, 10 * 60_000);
 
 const ssoError = new URLSearchParams(location.search).get('sso_error');
-start().catch(() => showLogin(ssoError ? `Single sign-on failed: ${ssoError}` : ''));
+start().catch((x) => showLogin(ssoError ? `Single sign-on failed: ${ssoError}`
+  : x.status === 401 ? '' : `The console could not start: ${x.message}`));
 export { say };
