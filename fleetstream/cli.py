@@ -123,6 +123,9 @@ def _demo_fleet(s: Settings, n: int) -> dict:
     if fleet_file.exists():
         demo = json.loads(fleet_file.read_text())
         if len(demo["devices"]) >= n:
+            if "console_user" not in demo:  # a data dir from before the console
+                demo["console_user"] = _demo_owner(s, demo["tenant_id"])
+                fleet_file.write_text(json.dumps(demo, indent=2))
             return demo
     admin = Admin(s)
     try:
@@ -135,11 +138,26 @@ def _demo_fleet(s: Settings, n: int) -> dict:
             devices.append({"device_id": dev, "cert_dir": str(s.root / "demo" / "devices" / dev)})
     finally:
         admin.close()
-    demo = {**tenant, "devices": devices, "fleet_file": str(fleet_file)}
+    demo = {**tenant, "devices": devices, "fleet_file": str(fleet_file),
+            "console_user": _demo_owner(s, tenant["tenant_id"])}
     fleet_file.parent.mkdir(parents=True, exist_ok=True)
     fleet_file.write_text(json.dumps(demo, indent=2))
     fleet_file.chmod(0o600)
     return demo
+
+
+def _demo_owner(s: Settings, tenant_id: str) -> dict:
+    """The demo tenant's first console user, an owner with a generated password (kept in fleet.json, 0600)."""
+    from gateway.crud.users import add_user
+    from gateway.db.session import Database
+
+    db = Database(s.app_dsn, max_size=1)
+    db.open()
+    try:
+        _, password = add_user(db, tenant_id, "owner@demo.local", "owner", name="Demo owner", actor="fleetstream-up")
+    finally:
+        db.close()
+    return {"email": "owner@demo.local", "password": password}
 
 
 def _print_welcome(s: Settings, demo: dict | None, took: float, timings: dict) -> None:
@@ -151,6 +169,10 @@ def _print_welcome(s: Settings, demo: dict | None, took: float, timings: dict) -
     if demo:
         d0 = demo["devices"][0]["device_id"]
         print(f"\n  demo tenant {demo['name']}: client_id={demo['client_id']} client_secret={demo['client_secret']}")
+        user = demo.get("console_user")
+        if user:
+            print(f"  console     {s.gateway_url}/console/?tenant={demo['name']}")
+            print(f"              sign in as {user['email']} / {user['password']} (owner; add people under Users)")
         print(f"  {len(demo['devices'])} simulated devices publish every second. Read one:\n")
         print(f"  TOKEN=$(curl -s -d grant_type=client_credentials -d client_id={demo['client_id']} \\\n"
               f"      -d client_secret={demo['client_secret']} {s.gateway_url}/v1/oauth/token | "
