@@ -22,6 +22,7 @@ from .routes import (
     rules,
     session,
     shadow,
+    sso,
     telemetry,
     users,
 )
@@ -44,7 +45,7 @@ for _r in (live_ws, live_sse):  # live delivery (issue 6)
 api_router.include_router(ota_firmware.router)
 api_router.include_router(ota_campaigns.router)
 api_router.include_router(ingest.router)
-for _r in (session, users):  # people: sessions, users and roles (issue 17)
+for _r in (session, users, sso):  # people: sessions, users and roles (issue 17)
     api_router.include_router(_r.router)
 
 root_router = APIRouter()
