@@ -70,14 +70,15 @@ def _callback_url(request: Request) -> str:
     return str(request.base_url).rstrip("/") + "/v1/sso/callback"
 
 
-def _fail(code: str) -> RedirectResponse:
-    resp = RedirectResponse(f"{CONSOLE}?sso_error={quote(code)}", status_code=303)
+def _fail(code: str, status: int = 303) -> RedirectResponse:
+    resp = RedirectResponse(f"{CONSOLE}?sso_error={quote(code)}", status_code=status)
     resp.delete_cookie(oidc.STATE_COOKIE, path="/v1/sso")
     return resp
 
 
 @router.get("/{tenant}/login", summary="Start single sign-on (a browser redirect to the tenant's provider)",
-            response_class=RedirectResponse, status_code=302)
+            response_class=RedirectResponse, status_code=302,
+            responses={302: {"description": "to the provider, or back to the console with ?sso_error="}})
 async def login(tenant: str, request: Request, db: DbDep, keys: KeysDep):
     def run():
         with db.anonymous_tx() as conn:
@@ -89,11 +90,11 @@ async def login(tenant: str, request: Request, db: DbDep, keys: KeysDep):
 
     tenant_id, config = await run_in_threadpool(run)
     if config is None:
-        return _fail("sso_not_configured")
+        return _fail("sso_not_configured", 302)
     try:
         url, cookie = await run_in_threadpool(oidc.start, keys, config, tenant_id, _callback_url(request))
     except Exception:
-        return _fail("provider_unreachable")
+        return _fail("provider_unreachable", 302)
     resp = RedirectResponse(url, status_code=302)
     resp.set_cookie(oidc.STATE_COOKIE, cookie, max_age=oidc.STATE_TTL_S, path="/v1/sso", httponly=True,
                     samesite="lax", secure=sessions.is_https(request))
@@ -101,7 +102,7 @@ async def login(tenant: str, request: Request, db: DbDep, keys: KeysDep):
 
 
 @router.get("/callback", summary="Where the provider sends the browser back", response_class=RedirectResponse,
-            status_code=303)
+            status_code=303, responses={303: {"description": "to the console, signed in or with ?sso_error="}})
 async def callback(request: Request, db: DbDep, keys: KeysDep, s: SettingsDep, code: str | None = None,
                    state: str | None = None, error: str | None = None):
     if error:

@@ -63,6 +63,8 @@ async def create_user(body: UserCreate, principal: UsersWrite, db: DbDep) -> Use
                                             name=body.name, password_hash=pw_hash)
             except psycopg.errors.UniqueViolation as exc:
                 raise ApiError(409, "user_exists", f"a user {body.email.lower()!r} exists in this tenant") from exc
+            except psycopg.errors.CheckViolation as exc:  # e.g. an address whose lower case Postgres sees otherwise
+                raise ApiError(422, "invalid_email", "this email address cannot be stored") from exc
             audit.record(conn, tenant_id=principal.tenant_id, actor=principal.client_id, action="user.create",
                          target=f"user:{row['id']}", details={"email": row["email"], "role": row["role"]})
             return row
