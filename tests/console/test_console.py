@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 
@@ -63,7 +64,9 @@ class LiveDevice:
 
 
 @pytest.fixture(scope="module")
-def world(stack, factory, gateway, settings):
+def world(stack, factory, settings):
+    # its own client: setting up (firmware uploads, rules) can take longer than the shared client's 10 s here
+    gateway = httpx.Client(base_url=f"http://{settings.host}:{settings.gateway_port}", timeout=60)
     t = factory.tenant("console")
     tok = t.token(gateway)
     h = bearer(tok)
@@ -90,9 +93,10 @@ def world(stack, factory, gateway, settings):
                                                            "target_version": "1.1.0", "waves": [50, 100]})
     assert r.status_code == 201, r.text
     live = LiveDevice(factory, boiler)
-    yield type("World", (), {"tenant": t, "token": tok, "h": h, "boiler": boiler, "theirs": theirs, "live": live,
+    yield type("World", (), {"api": gateway, "tenant": t, "token": tok, "h": h, "boiler": boiler, "theirs": theirs, "live": live,
                              "campaign": r.json()["id"], "url": f"http://{settings.host}:{settings.gateway_port}"})
     live.close()
+    gateway.close()
 
 
 def sign_in(browser, world, role: str):
@@ -109,7 +113,7 @@ def sign_in(browser, world, role: str):
     return ctx, page
 
 
-def test_operator_sees_the_device_go_online_and_its_chart_move(browser, world, gateway, screenshots):
+def test_operator_sees_the_device_go_online_and_its_chart_move(browser, world, screenshots):
     ctx, page = sign_in(browser, world, "operator")
     row = page.locator("tr[data-device='boiler-1']")
     expect(row).to_be_visible(timeout=WAIT)
@@ -137,7 +141,7 @@ def test_operator_sees_the_device_go_online_and_its_chart_move(browser, world, g
     ctx.close()
 
 
-def test_operator_edits_a_shadow_through_a_version_conflict_and_sends_a_command(browser, world, gateway, screenshots):
+def test_operator_edits_a_shadow_through_a_version_conflict_and_sends_a_command(browser, world, screenshots):
     ctx, page = sign_in(browser, world, "operator")
     page.goto(f"{world.url}/console/#/device/boiler-1")
     editor = page.get_by_label(re.compile("Change desired state"))
@@ -148,7 +152,7 @@ def test_operator_edits_a_shadow_through_a_version_conflict_and_sends_a_command(
     mine = int(page.locator("#shadow-version").inner_text())
 
     # someone else changes it meanwhile (through the API), then our next edit is based on the old version
-    r = gateway.patch("/v1/devices/boiler-1/shadow/desired", headers={**world.h, "If-Match": str(mine)},
+    r = world.api.patch("/v1/devices/boiler-1/shadow/desired", headers={**world.h, "If-Match": str(mine)},
                       json={"setpoint": 25, "mode": "eco"})
     assert r.status_code == 200, r.text
     editor.fill('{"setpoint": 22}')
@@ -161,7 +165,7 @@ def test_operator_edits_a_shadow_through_a_version_conflict_and_sends_a_command(
     conflict.get_by_role("button", name=re.compile("Apply my edit")).click()
     expect(page.locator("#shadow-desired")).to_contain_text('"setpoint": 22', timeout=WAIT)
     expect(page.locator("#shadow-desired")).to_contain_text('"mode": "eco"')  # their other change survives
-    assert gateway.get("/v1/devices/boiler-1/shadow", headers=world.h).json()["desired"] == {"setpoint": 22, "mode": "eco"}
+    assert world.api.get("/v1/devices/boiler-1/shadow", headers=world.h).json()["desired"] == {"setpoint": 22, "mode": "eco"}
 
     page.get_by_label("Command").fill("reboot")
     page.get_by_role("button", name="Send command").click()
@@ -170,7 +174,7 @@ def test_operator_edits_a_shadow_through_a_version_conflict_and_sends_a_command(
     ctx.close()
 
 
-def test_operator_acknowledges_an_alert_and_pauses_a_campaign(browser, world, gateway, screenshots):
+def test_operator_acknowledges_an_alert_and_pauses_a_campaign(browser, world, screenshots):
     ctx, page = sign_in(browser, world, "operator")
     page.get_by_role("link", name="Alerts").click()
     row = page.locator("tr[data-alert]").filter(has_text="pressure too high")
@@ -185,12 +189,12 @@ def test_operator_acknowledges_an_alert_and_pauses_a_campaign(browser, world, ga
     row.get_by_role("button", name="Pause").click()
     expect(row.locator("[data-state]")).to_contain_text("paused", timeout=WAIT)
     page.screenshot(path=str(screenshots / "ota.png"))
-    assert gateway.get(f"/v1/ota/campaigns/{world.campaign}", headers=world.h).json()["state"] == "paused"
+    assert world.api.get(f"/v1/ota/campaigns/{world.campaign}", headers=world.h).json()["state"] == "paused"
     ctx.close()
 
     # every one of those actions is in the audit log under the operator's name
-    entries = gateway.get("/v1/audit", headers=world.h, params={"limit": 200}).json()["data"]
-    users = {u["email"]: u["id"] for u in gateway.get("/v1/users", headers=world.h).json()["data"]}
+    entries = world.api.get("/v1/audit", headers=world.h, params={"limit": 200}).json()["data"]
+    users = {u["email"]: u["id"] for u in world.api.get("/v1/users", headers=world.h).json()["data"]}
     mine = {(e["action"], e["target"]) for e in entries if e["actor"] == f"user:{users['operator@console.test']}"}
     assert ("api.post", f"/v1/ota/campaigns/{world.campaign}/pause") in mine
     assert any(t.endswith("/acknowledge") for a, t in mine) and ("api.patch", "/v1/devices/boiler-1/shadow/desired") in mine

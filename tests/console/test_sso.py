@@ -20,21 +20,33 @@ from tests.gateway.helpers import bearer
 from tests.utils.factories import wait_for
 
 WAIT = 90_000
-PORT = 28400 + PORT_OFFSET
 USERS = [{"sub": "alice-123", "email": "alice@corp.test", "name": "Alice", "groups": ["fleet-ops", "staff"]},
          {"sub": "bob-456", "email": "bob@corp.test", "groups": ["staff"]}]
 
 
+def _free_port() -> int:
+    """A port nobody listens on, below the ephemeral range (other test stacks share this machine)."""
+    for port in range(28400 + PORT_OFFSET, 32700, 7):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port for the OIDC provider")
+
+
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory):
-    args = [sys.executable, "-m", "oidc_provider_mock", "--port", str(PORT), "--host", "127.0.0.1"]
+    port = _free_port()
+    args = [sys.executable, "-m", "oidc_provider_mock", "--port", str(port), "--host", "127.0.0.1"]
     for u in USERS:
         args += ["--user-claims", json.dumps(u)]
     log = open(tmp_path_factory.mktemp("oidc") / "provider.log", "w")
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    issuer = f"http://127.0.0.1:{PORT}"
+    issuer = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _open(PORT), timeout=60, what="the OIDC provider")
+        wait_for(lambda: proc.poll() is None and _ours(issuer), timeout=60, what="the OIDC provider")
         yield issuer
     finally:
         proc.terminate()
@@ -42,15 +54,18 @@ def provider(tmp_path_factory):
         log.close()
 
 
-def _open(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+def _ours(issuer: str) -> bool:
+    try:
+        return httpx.get(f"{issuer}/.well-known/openid-configuration", timeout=5).json()["issuer"] == issuer
+    except (httpx.HTTPError, ValueError, KeyError):
+        return False
 
 
 @pytest.fixture(scope="module")
 def sso_tenant(stack, factory, gateway, provider):
     t = factory.tenant("sso")
     h = bearer(t.token(gateway))
+    gateway = httpx.Client(base_url=gateway.base_url, timeout=60)  # a busy machine: more than the shared 10 s
     # our client at the provider, with a secret the provider checks
     reg = httpx.post(f"{provider}/oauth2/clients", json={"redirect_uris": [f"{gateway.base_url}v1/sso/callback"],
                                                          "token_endpoint_auth_method": "client_secret_basic"})
