@@ -62,12 +62,12 @@ def _ours(issuer: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def sso_tenant(stack, factory, gateway, provider):
+def sso_tenant(stack, factory, gateway, provider, settings):
     t = factory.tenant("sso")
     h = bearer(t.token(gateway))
     gateway = httpx.Client(base_url=gateway.base_url, timeout=60)  # a busy machine: more than the shared 10 s
     # our client at the provider, with a secret the provider checks
-    reg = httpx.post(f"{provider}/oauth2/clients", json={"redirect_uris": [f"{gateway.base_url}v1/sso/callback"],
+    reg = httpx.post(f"{provider}/oauth2/clients", json={"redirect_uris": [f"http://{settings.host}:{settings.gateway_port}/v1/sso/callback"],
                                                          "token_endpoint_auth_method": "client_secret_basic"})
     assert reg.status_code in (200, 201), reg.text
     client = reg.json()
