@@ -36,10 +36,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from runtime.kafka import AUTO_COMMIT, CONTROL_PRODUCER, KafkaLike, clients
-from schemas import ValueDeserializationError, codec, device_key, topics
+from schemas import codec, device_key, topics
 from schemas.namespace import PREFIX, device_topics, parse_topic
 
 from ..base import CommandResult
+from .follow import follow_while_connected
 from .rejections import RejectionNotifier
 from .settings import MqttSettings, subscription
 
@@ -220,24 +221,10 @@ class MqttDownlink:
         return CommandResult.sent()
 
     def _down(self) -> None:
-        c = self._consumer
-        c.subscribe([topics.SHADOWS.name])
-        try:
-            while not self._stop.is_set():
-                if not self.connected.wait(0.5):
-                    continue
-                for m in c.consume(200, 0.2):
-                    if m.error() or m.value() is None:
-                        continue
-                    try:
-                        self._deliver_delta(self._codecs["shadow_document"].decode(m.value()),
-                                            now_ms() - m.timestamp()[1])
-                    except ValueDeserializationError as exc:
-                        log.warning("downlink: skipping undecodable record on %s: %s", m.topic(), exc)
-        except Exception:
-            log.exception("mqtt downlink consumer stopped")
-        finally:
-            c.close()
+        shadow = self._codecs["shadow_document"]
+        follow_while_connected(self._consumer, topics.SHADOWS.name, self.connected, self._stop,
+                               lambda m: self._deliver_delta(shadow.decode(m.value()), now_ms() - m.timestamp()[1]),
+                               "mqtt downlink consumer")
 
     def _deliver_delta(self, doc: dict, age_ms: int) -> None:
         if not doc["publish_delta"] or age_ms > MAX_DELTA_AGE_MS:

@@ -18,16 +18,15 @@ once, and old refusals are not replayed to devices after a restart (the API keep
 from __future__ import annotations
 
 import json
-import logging
 import threading
 
 import paho.mqtt.client as mqtt
 
 from runtime.kafka import AUTO_COMMIT, KafkaLike, clients
-from schemas import ValueDeserializationError, codec, topics
+from schemas import codec, topics
 from schemas.namespace import device_topics
 
-log = logging.getLogger(__name__)
+from .follow import follow_while_connected
 
 GROUP = "fleetstream-downlink-mqtt-rejections"
 SAMPLE_BYTES = 256
@@ -55,25 +54,8 @@ class RejectionNotifier:
         self.published = 0
 
     def run(self) -> None:
-        c = self._consumer
-        c.subscribe([topics.DEAD_LETTER.name])
-        try:
-            while not self._stop.is_set():
-                if not self.connected.wait(0.5):
-                    continue
-                for m in c.consume(200, 0.2):
-                    if m.error() or m.value() is None:
-                        continue
-                    try:
-                        rec = self._codec.decode(m.value())
-                    except ValueDeserializationError as exc:
-                        log.warning("rejections: skipping undecodable dead letter: %s", exc)
-                        continue
-                    self._publish(rec)
-        except Exception:
-            log.exception("mqtt rejection notifier stopped")
-        finally:
-            c.close()
+        follow_while_connected(self._consumer, topics.DEAD_LETTER.name, self.connected, self._stop,
+                               lambda m: self._publish(self._codec.decode(m.value())), "mqtt rejection notifier")
 
     def _publish(self, rec: dict) -> None:
         tenant, device = rec.get("tenant_id"), rec.get("device_id")
