@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 
 import httpx
@@ -16,9 +15,10 @@ import pytest
 from fleetstream.stack.supervisor import Stack
 from runtime.schema_registry import SchemaRegistry, register_all
 from runtime.settings import Settings
-from schemas.codec import bound_ids, current_binding, restore_binding
+from schemas.codec import bound_ids
 from tests.conftest import PORT_OFFSET
 from tests.utils.factories import Factory, publish_json, wait_for
+from tests.utils.stacks import watched_stack as watched
 
 # Below the kernel's ephemeral range (32768+) even with an offset, so a client's outgoing port never takes one
 # (seen: "address already in use" for a gateway port up there); clear of the other suites' ports
@@ -32,21 +32,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def watched_stack(tmp_path_factory):
     s = Settings(data_dir=tmp_path_factory.mktemp("recovery") / "data", **PORTS, sink_batch_ms=100)
-    stack = Stack(s)
-    stop = threading.Event()
-    watcher = threading.Thread(target=stack.watch, args=(stop,), daemon=True)
-    session_ids = current_binding()  # start_infra binds this stack's registry; the session's comes back after
-    try:
-        stack.start_infra()
-        stack.start_platform()
-        watcher.start()
+    with watched(s) as stack:
         yield stack
-    finally:
-        stop.set()
-        if watcher.is_alive():
-            watcher.join(10)
-        stack.stop()
-        restore_binding(session_ids)
 
 
 def _restarted(stack: Stack, victim: str, since: float) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import json
-import threading
 import time
 import uuid
 
@@ -19,16 +18,16 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from websockets.sync.client import connect
 
-from fleetstream.stack.supervisor import Stack, replica_port
+from fleetstream.stack.supervisor import replica_port
 from runtime.settings import Settings
 from schemas import topics
-from schemas.codec import current_binding, restore_binding
 from schemas.namespace import device_topics
 from streams.app import web_auth_headers
 from tests.conftest import PORT_OFFSET
 from tests.gateway.test_commands import CommandDevice
 from tests.streams.rulekit import RuleKit, now_ms
 from tests.utils.factories import Factory, publish_json, wait_for
+from tests.utils.stacks import watched_stack as watched
 
 # below 32768 with any offset; replica i adds i * 100 (gateway 13180 and 13280, streams web 13190 and 13290)
 PORTS = {k: v + PORT_OFFSET for k, v in dict(
@@ -42,21 +41,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 @pytest.fixture(scope="module")
 def replicated(tmp_path_factory):
     s = Settings(data_dir=tmp_path_factory.mktemp("replicas") / "data", **PORTS, sink_batch_ms=100)
-    stack = Stack(s, REPLICAS)
-    stop = threading.Event()
-    watcher = threading.Thread(target=stack.watch, args=(stop,), daemon=True)
-    session_ids = current_binding()
-    try:
-        stack.start_infra()
-        stack.start_platform()
-        watcher.start()
+    with watched(s, REPLICAS) as stack:
         yield stack
-    finally:
-        stop.set()
-        if watcher.is_alive():
-            watcher.join(10)
-        stack.stop()
-        restore_binding(session_ids)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,32 @@
+"""A whole platform stack of a test module's own, supervised like `fleetstream up` (restarts included)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from fleetstream.stack.supervisor import Stack
+from runtime.settings import Settings
+from schemas.codec import current_binding, restore_binding
+
+
+@contextmanager
+def watched_stack(s: Settings, replicas: dict[str, int] | None = None) -> Iterator[Stack]:
+    """Infrastructure and platform started, the supervisor's watch loop running; all stopped after. The
+    session's schema ids come back after (start_infra binds this stack's registry)."""
+    stack = Stack(s, replicas)
+    stop = threading.Event()
+    watcher = threading.Thread(target=stack.watch, args=(stop,), daemon=True)
+    session_ids = current_binding()
+    try:
+        stack.start_infra()
+        stack.start_platform()
+        watcher.start()
+        yield stack
+    finally:
+        stop.set()
+        if watcher.is_alive():
+            watcher.join(10)
+        stack.stop()
+        restore_binding(session_ids)
