@@ -215,40 +215,18 @@ max_connections -1
     return Child("mosquitto", [exe, "-c", str(conf)], s.logs_dir / "mosquitto.log")
 
 
-def mqtt_ready(s: Settings, pki: PlatformPKI, timeout: float = 3.0) -> bool:
-    """A real mTLS handshake, CONNECT and CONNACK as the admin service, not just an open port."""
-    import threading
-
-    import paho.mqtt.client as mqtt
-
-    acked = threading.Event()
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fleetstream-health", protocol=mqtt.MQTTv5)
-    c.tls_set_context(tls_context(pki, *pki.service_files("fleetstream-admin")))
-    c.on_connect = lambda _c, _u, _f, rc, _p: acked.set() if not rc.is_failure else None
-    try:
-        c.connect(s.mqtt_broker_host, s.mqtt_tls_port, keepalive=5)
-        c.loop_start()
-        ok = acked.wait(timeout)
-        c.disconnect()
-        c.loop_stop()
-        return ok
-    except OSError:
-        return False
-
-
-def end_session(s: Settings, pki: PlatformPKI, client_id: str, timeout: float = 10.0) -> bool:
-    """Ends ``client_id``'s persistent session (and with it its subscriptions and queued messages): a CONNECT
-    with clean start and no session expiry, as the connectors' service identity, then DISCONNECT."""
+def _connect_once(s: Settings, pki: PlatformPKI, client_id: str, identity: str, timeout: float, **connect) -> bool:
+    """One mTLS CONNECT as ``identity`` (a platform service certificate); True once CONNACK accepts it."""
     import threading
 
     import paho.mqtt.client as mqtt
 
     acked = threading.Event()
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    c.tls_set_context(tls_context(pki, *pki.service_files("fleetstream-connector")))
+    c.tls_set_context(tls_context(pki, *pki.service_files(identity)))
     c.on_connect = lambda _c, _u, _f, rc, _p: acked.set() if not rc.is_failure else None
     try:
-        c.connect(s.mqtt_broker_host, s.mqtt_tls_port, keepalive=5, clean_start=True)
+        c.connect(s.mqtt_broker_host, s.mqtt_tls_port, keepalive=5, **connect)
         c.loop_start()
         ok = acked.wait(timeout)
         c.disconnect()
@@ -256,3 +234,14 @@ def end_session(s: Settings, pki: PlatformPKI, client_id: str, timeout: float = 
         return ok
     except OSError:
         return False
+
+
+def mqtt_ready(s: Settings, pki: PlatformPKI, timeout: float = 3.0) -> bool:
+    """A real mTLS handshake, CONNECT and CONNACK as the admin service, not just an open port."""
+    return _connect_once(s, pki, "fleetstream-health", "fleetstream-admin", timeout)
+
+
+def end_session(s: Settings, pki: PlatformPKI, client_id: str, timeout: float = 10.0) -> bool:
+    """Ends ``client_id``'s persistent session (and with it its subscriptions and queued messages): a CONNECT
+    with clean start and no session expiry, as the connectors' service identity, then DISCONNECT."""
+    return _connect_once(s, pki, client_id, "fleetstream-connector", timeout, clean_start=True)
