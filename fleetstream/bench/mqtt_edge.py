@@ -21,16 +21,7 @@ from pathlib import Path
 
 import psutil
 
-
-def _cpu(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            t = psutil.Process(pid).cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
+from .probes import cpu_seconds
 
 
 def _threads(pid: int) -> dict[str, float]:
@@ -98,16 +89,16 @@ def main() -> int:
         cons = s.kafka.consumer("edgebench")
         roles = {"generator": lambda: gen.pids, "mosquitto": lambda: [mosq.pid], "connector": lambda: [conn.pid]}
         time.sleep(2)
-        idle0 = {k: _cpu(f()) for k, f in roles.items()}
+        idle0 = {k: cpu_seconds(f()) for k, f in roles.items()}
         time.sleep(5)
-        idle = {k: (_cpu(f()) - idle0[k]) / 5 for k, f in roles.items()}  # CPU seconds per second, no load
+        idle = {k: (cpu_seconds(f()) - idle0[k]) / 5 for k, f in roles.items()}  # CPU seconds per second, no load
         for rate in rates:
             gen.set_rate(rate)
             end = time.monotonic() + args.warmup
             while time.monotonic() < end:
                 gen.poll(0.2)
             th0 = _threads(conn.pid)
-            c0, n0, t0, g0 = ({k: _cpu(f()) for k, f in roles.items()}, _raw_offsets(cons, topics.TELEMETRY_RAW.name),
+            c0, n0, t0, g0 = ({k: cpu_seconds(f()) for k, f in roles.items()}, _raw_offsets(cons, topics.TELEMETRY_RAW.name),
                               time.monotonic(), gen.stats.sent)
             spy = None
             if args.profile:
@@ -120,7 +111,7 @@ def main() -> int:
             while time.monotonic() < end:
                 gen.poll(0.2)
             took_s = time.monotonic() - t0
-            c1, n1 = {k: _cpu(f()) for k, f in roles.items()}, _raw_offsets(cons, topics.TELEMETRY_RAW.name)
+            c1, n1 = {k: cpu_seconds(f()) for k, f in roles.items()}, _raw_offsets(cons, topics.TELEMETRY_RAW.name)
             th1 = _threads(conn.pid)
             if spy:
                 spy.wait(30)

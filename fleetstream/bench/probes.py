@@ -18,6 +18,18 @@ from schemas.codec import telemetry_event_time as event_time_of
 from .stats import Reservoir
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (those gone are left out)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
 def now_ms() -> float:
     return time.time_ns() / 1e6
 

@@ -31,6 +31,7 @@ import psutil
 from fleetstream.stack.supervisor import Stack
 from runtime.settings import Settings
 
+from .probes import cpu_seconds
 from .runner import say
 from .stats import Reservoir
 
@@ -203,17 +204,6 @@ def _single(base: str, token: str, sc: Scenario, n: int = 30) -> dict:
     return {k: round(v, 1) if isinstance(v, float) else v for k, v in lat.summary().items()}
 
 
-def _cpu_s(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            t = psutil.Process(pid).cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
-
-
 def run(cfg: QueryBenchConfig) -> dict:
     import httpx
 
@@ -252,7 +242,7 @@ def run(cfg: QueryBenchConfig) -> dict:
         me = psutil.Process()
         for sc in scenarios(cfg, devices, end_ms):
             single = _single(base, token, sc)
-            cpu0, me0, w0 = _cpu_s([gw.pid]), _cpu_s([me.pid]), time.monotonic()
+            cpu0, me0, w0 = cpu_seconds([gw.pid]), cpu_seconds([me.pid]), time.monotonic()
             profiler = None
             if cfg.profile_dir:
                 from .profile import Profiler
@@ -264,10 +254,10 @@ def run(cfg: QueryBenchConfig) -> dict:
             if profiler is not None:
                 res["profile"] = profiler.finish()
             res["single_request_ms"] = single
-            res["gateway_cpu_pct"] = round(100 * (_cpu_s([gw.pid]) - cpu0) / wall, 1)
+            res["gateway_cpu_pct"] = round(100 * (cpu_seconds([gw.pid]) - cpu0) / wall, 1)
             # CPU per answer: steadier than req/s when other processes share the machine
             res["gateway_cpu_ms_per_request"] = round(10 * res["gateway_cpu_pct"] / max(res["requests_per_s"], 0.1), 2)
-            res["load_generator_cpu_pct"] = round(100 * (_cpu_s([me.pid]) - me0) / wall, 1)
+            res["load_generator_cpu_pct"] = round(100 * (cpu_seconds([me.pid]) - me0) / wall, 1)
             report["scenarios"][sc.name] = res
             say(f"{sc.name}: {res['requests_per_s']} req/s, p50 {res['latency_ms'].get('p50')} ms, "
                 f"p99 {res['latency_ms'].get('p99')} ms, errors {res['errors']}, gateway CPU {res['gateway_cpu_pct']}%"
