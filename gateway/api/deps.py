@@ -25,6 +25,7 @@ from gateway.admin import Admin
 from gateway.auth.revocation import TokenRevoked
 from gateway.auth.tokens import PLATFORM_SCOPE, KeyRing, Principal, TokenError
 from gateway.broker.emqx import DeviceStatusCache, authorize
+from gateway.crud import devices as devices_crud
 from gateway.db.session import Database
 from gateway.errors import ApiError
 from gateway.http_ingest import IngestService
@@ -154,8 +155,7 @@ async def get_broker_authz(conn: HTTPConnection) -> Callable[[dict], str]:
     def build() -> Callable[[dict], str]:
         def lookup(tenant_id: str, device_id: str) -> str | None:
             with st.db.tenant_tx(tenant_id) as c:
-                row = c.execute("select status from devices where tenant_id = %s and device_id = %s",
-                                (tenant_id, device_id)).fetchone()
+                row = devices_crud.get_device(c, tenant_id=tenant_id, device_id=device_id)
             return row["status"] if row else None
 
         cut = DeviceStatusCache(lookup)
