@@ -36,7 +36,7 @@ SHARD_BY = {
 # (queue on the initiator's disk, send later) would acknowledge readings a lost node still owes.
 INSERT_SETTINGS = {"insert_distributed_sync": 1}
 
-_CREATE_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\{db\}|\w+)\.(\w+) \(")
+_CREATE_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)\.(\w+) \(")
 _ENGINE = re.compile(r"ENGINE = (\w*MergeTree)(?:\(([^)]*)\))?")
 _VIEW = re.compile(r"CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+)\.(\w+) TO (\w+)\.(\w+) AS")
 
