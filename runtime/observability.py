@@ -66,6 +66,8 @@ KAFKA_CONSUMER_LAG = Gauge("fleetstream_kafka_consumer_lag",
 SINK_BATCH_SECONDS = Histogram("fleetstream_sink_batch_seconds", "time to write one batch to the store",
                                ["sink"], buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
 SINK_RECORDS = Counter("fleetstream_sink_records_total", "records written by a sink", ["sink"])
+SINK_SET_ASIDE = Counter("fleetstream_sink_set_aside_total",
+                         "records a sink skipped because its store kept refusing them while answering", ["sink"])
 RULE_EVALUATIONS = Counter("fleetstream_rule_evaluations_total", "rule evaluations by outcome", ["outcome"])
 COMMAND_OUTCOMES = Counter("fleetstream_command_outcomes_total",
                            "commands reaching a final state (succeeded, failed, expired, rejected)", ["outcome"])

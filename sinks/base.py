@@ -1,8 +1,11 @@
 """Sink contract: batches per size and time; Kafka offsets are committed only after ``write`` succeeded.
 
 ``BatchingSink`` owns the consumer loop; a concrete sink implements ``write(records)`` only. A failed
-write is retried (with backoff) and never skipped, so a sink that cannot write stops consuming rather
-than losing data.
+write is retried (with backoff), so a sink whose store is away stops consuming rather than losing data. A
+write the store refuses while it answers otherwise is a refused *record*, not an outage: the batch is halved
+until the refused records stand alone, and each is set aside (counted, logged with its Kafka coordinates,
+``set_aside``) after ``REFUSALS_TO_SET_ASIDE`` refusals in a row, so one record never holds back the others
+(adr/0115).
 
 Each decoded record carries its Kafka coordinates (``kafka_topic``, ``kafka_partition``,
 ``kafka_offset``). After a crash between a write and its commit the batch is written again: stores keep
@@ -56,6 +59,16 @@ class BaseSink(abc.ABC):
         none): records from there on will be written (again). Raise to have it retried."""
         return None
 
+    def answers(self) -> bool:
+        """Whether the store is reachable now (a cheap probe). True tells a failed write apart from an
+        outage: the store refused the data itself."""
+        return False
+
+    def set_aside(self, item: Any, error: BaseException) -> None:
+        """Called for a record the store keeps refusing while it answers; the record is then skipped. The
+        default only logs (the sink counts it); a sink may keep it elsewhere."""
+        return None
+
     def maintain(self, partitions: list[tuple[str, int]], *, idle: bool) -> None:
         """Called on the sink's thread after every committed batch and whenever a wait for records ended
         empty (``idle``), with the partitions assigned now. A failure is logged and the call comes again."""
@@ -87,7 +100,7 @@ class BatchingSink(threading.Thread):
             consumer_config or {})  # a hot topic's sink batches its fetches too (adr/0072)
         self._stopping = threading.Event()
         self.stats = {"batches": 0, "records": 0, "undecodable": 0, "last_write_ms": 0.0, "maintain_errors": 0,
-                      "kafka_errors": 0}
+                      "kafka_errors": 0, "set_aside": 0}
         self.ready = threading.Event()
 
     def _on_assign(self, consumer, partitions) -> None:
@@ -203,12 +216,58 @@ class BatchingSink(threading.Thread):
         return records
 
     def _write_until_done(self, batch: list, raw: bool = False) -> int:
+        """Writes ``batch``; returns how many of its records were skipped (unreadable or set aside)."""
         t0 = time.perf_counter()
-        skipped = self._until_done(lambda: self.sink.write_raw(batch) if raw else self.sink.write(batch),
-                                   f"write of {len(batch)} records")
+        skipped = self._write_isolating(batch, raw)
         self.stats["last_write_ms"] = (time.perf_counter() - t0) * 1000
         _observe(self.sink, self.stats["last_write_ms"] / 1000, batch, raw)
-        return skipped or 0
+        return skipped
+
+    # refusals in a row, with the store answering each time, before a lone record is set aside: a passing
+    # store hiccup does not cost a record
+    REFUSALS_TO_SET_ASIDE = 4
+
+    def _write_isolating(self, batch: list, raw: bool) -> int:
+        delay, refusals = 0.2, 0
+        while True:
+            try:
+                return (self.sink.write_raw(batch) if raw else self.sink.write(batch)) or 0
+            except Exception as exc:
+                if self._stopping.is_set():
+                    raise
+                refused = self._store_answers()
+                if refused and len(batch) > 1:
+                    # the store is up and refuses this data: find the records it refuses, write the others
+                    log.warning("sink %s: the store refused a batch of %d records (%s); halving it",
+                                self.name, len(batch), exc)
+                    half = len(batch) // 2
+                    return self._write_isolating(batch[:half], raw) + self._write_isolating(batch[half:], raw)
+                refusals = refusals + 1 if refused else 0
+                if refusals >= self.REFUSALS_TO_SET_ASIDE:
+                    self._set_aside(batch[0], exc, raw)
+                    return 1
+                log.exception("sink write of %d records failed; retrying in %.1fs", len(batch), delay)
+                if self._stopping.wait(delay):
+                    raise
+                delay = min(delay * 2, 10)
+
+    def _store_answers(self) -> bool:
+        try:
+            return bool(self.sink.answers())
+        except Exception:
+            return False
+
+    def _set_aside(self, item, exc: BaseException, raw: bool) -> None:
+        where = (f"[{item[1]}]@{item[2]}" if raw else
+                 f"{item.get('kafka_topic')}[{item.get('kafka_partition')}]@{item.get('kafka_offset')}")
+        self.stats["set_aside"] += 1
+        obs.SINK_SET_ASIDE.labels(sink=type(self.sink).__name__).inc()
+        log.error("sink %s: the store refuses record %s (%r); set aside, the records after it carry on",
+                  self.name, where, exc)
+        try:
+            self.sink.set_aside(item, exc)
+        except Exception:
+            log.exception("sink %s: keeping the set-aside record %s failed", self.name, where)
 
     def _until_done(self, step, what: str):
         """Retries ``step`` with backoff until it succeeds; a stop request ends the retries with the error."""

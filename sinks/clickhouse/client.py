@@ -62,6 +62,10 @@ class ClickHouse:
         with self._lock:
             return self._client.command(sql, parameters=parameters)
 
+    def answers(self) -> bool:
+        """Whether the store runs a query now (tells a refused insert apart from an outage)."""
+        return self.query_rows("SELECT 1") == [(1,)]
+
     def query_rows(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> list[tuple]:
         with self._reader() as client:
             return client.query(sql, parameters=parameters, settings=settings).result_rows

@@ -88,5 +88,16 @@ def command_row(r: dict) -> list:
 def rejection_row(r: dict) -> list:
     """A dead letter; no tenant (undecodable input) files under tenant '', no device under device ''."""
     raw = r.get("raw") or b""
-    return [r.get("tenant_id") or "", r.get("device_id") or "", r["time"], r["source"], r["reason_code"], r["reason"],
-            r.get("origin"), raw[:REJECTION_SAMPLE_BYTES], len(raw), r["kafka_partition"], r["kafka_offset"]]
+    origin = r.get("origin")
+    return [r.get("tenant_id") or "", _text(r.get("device_id") or ""), r["time"], r["source"], r["reason_code"],
+            _text(r["reason"]), None if origin is None else _text(origin), raw[:REJECTION_SAMPLE_BYTES], len(raw),
+            r["kafka_partition"], r["kafka_offset"]]
+
+
+def _text(s: str) -> str:
+    """A reason quotes what a device sent, which may hold a lone surrogate no UTF-8 column takes: escaped."""
+    try:
+        s.encode()
+        return s
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "backslashreplace").decode()

@@ -101,6 +101,9 @@ class ClickHouseTelemetrySink(BaseSink):
     def receive_time(self, value: bytes) -> int | None:
         return avro_batch.receive_time(value)
 
+    def answers(self) -> bool:
+        return self.ch.answers()
+
     def _insert_decoded_by_clickhouse(self, items: list[tuple[bytes, int, int]]) -> None:
         data, _n = avro_batch.container(items)
         retention = self._retention_map()
@@ -185,6 +188,9 @@ class ClickHouseRecordSink(BaseSink):
     def write(self, records: list[dict]) -> None:
         if records:
             self.ch.insert(self.table, [self.to_row(r) for r in records], self.columns)
+
+    def answers(self) -> bool:
+        return self.ch.answers()
 
 
 class ClickHouseRejectionSink(ClickHouseRecordSink):
