@@ -15,6 +15,7 @@ Beside it the view follows the compacted ``fleetstream.tenants`` topic (key tena
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from runtime.compacted import CompactedFollower
@@ -64,9 +65,28 @@ class DeviceTypeView(CompactedFollower):
     """Metric declarations per (tenant, device type) from ``fleetstream.device-types`` (adr/0182); types that
     declare nothing are not kept."""
 
+    # a type the view does not know after a sync is a free-form name with no type behind it (devices may name
+    # any type): not synced for again for this long, so its devices' batches do not each wait on a sync
+    UNKNOWN_RECHECK_S = 60.0
+
     def __init__(self, kafka: KafkaLike, topic: str = topics.DEVICE_TYPES.name):
         super().__init__(kafka, [topic], name="device-type-view", batch=1000)
         self.metrics: dict[tuple[str, str], dict[str, dict]] = {}
+        self.known: set[tuple[str, str]] = set()  # every type with an entry, declarations or not
+        self._unknown_at: dict[tuple[str, str], float] = {}  # free-form types: when a sync last missed them
+
+    def pending(self, k: tuple[str, str]) -> bool:
+        """Whether type ``k`` may have an entry this view has not read yet (a type created just before the
+        device whose reading names it): True until a sync has looked for it, then again every
+        ``UNKNOWN_RECHECK_S``."""
+        if k in self.known:
+            return False
+        at = self._unknown_at.get(k)
+        return at is None or time.monotonic() - at > self.UNKNOWN_RECHECK_S
+
+    def looked_for(self, k: tuple[str, str]) -> None:
+        if k not in self.known:
+            self._unknown_at[k] = time.monotonic()
 
     def apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         if key is None:
@@ -78,12 +98,15 @@ class DeviceTypeView(CompactedFollower):
             return
         if value is None:
             self.metrics.pop(k, None)
+            self.known.discard(k)
             return
         try:
             e = codec("device_type_entry").decode(value)
         except ValueDeserializationError as exc:
             log.warning("device types: undecodable entry for %r: %s", key, exc)
             return
+        self.known.add(k)
+        self._unknown_at.pop(k, None)
         if e["metrics"]:
             self.metrics[k] = e["metrics"]
         else:
@@ -124,6 +147,16 @@ class RegistryView(CompactedFollower):
         for v in self._followers():
             ok = v.sync(timeout) and ok
         return ok
+
+    def type_pending(self, tenant_id: str, device_type: str | None) -> bool:
+        """Whether the device type's entry may not have been read yet (``DeviceTypeView.pending``)."""
+        if device_type is None or self.type_view is None:
+            return False
+        return self.type_view.pending((tenant_id, device_type))
+
+    def type_looked_for(self, tenant_id: str, device_type: str | None) -> None:
+        if device_type is not None and self.type_view is not None:
+            self.type_view.looked_for((tenant_id, device_type))
 
     def declared_metrics(self, tenant_id: str, device_type: str | None) -> dict[str, dict] | None:
         """The metric declarations of the device's type, or None when it declares none (adr/0182)."""

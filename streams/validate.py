@@ -39,7 +39,7 @@ OUT, DLQ = topics.TELEMETRY.name, topics.DEAD_LETTER.name
 REGISTRY_WAIT_S = 30
 REGISTRY_SYNC_S = 2.0
 # refusals that may only mean the views are behind the control plane: checked again after a sync
-RECHECK = frozenset({"unknown_device", "tenant_suspended", "tenant_deleted"})
+RECHECK = frozenset({"unknown_device", "tenant_suspended", "tenant_deleted", "type_pending"})
 
 
 def check(rec: dict, now_ms: int, max_skew_ms: int) -> tuple[str, str] | None:
@@ -56,12 +56,15 @@ def check(rec: dict, now_ms: int, max_skew_ms: int) -> tuple[str, str] | None:
     return None
 
 
-def enforce(rec: dict, registry: RegistryView) -> tuple[str, str] | None:
+def enforce(rec: dict, registry: RegistryView, synced: bool = False) -> tuple[str, str] | None:
     """Registry check; fills ``device_type`` and ``tags`` in ``rec`` when the device may send.
 
     A device with no entry is refused only once the view has caught up and the control plane publishes
     entries for that tenant; until then it passes unenriched (a tenant whose devices predate registry
-    publishing keeps working, adr/0051). Any reading of a suspended or deleted tenant is refused (adr/0107)."""
+    publishing keeps working, adr/0051). Any reading of a suspended or deleted tenant is refused (adr/0107).
+    A device whose type's entry may not have been read yet is ``type_pending`` (checked again after a sync,
+    ``synced``), so a type's declarations are never skipped because its entry is behind the device's
+    (adr/0182)."""
     tenant_status = registry.tenant_refused(rec["tenant_id"])
     if tenant_status is not None:
         return f"tenant_{tenant_status}", f"tenant {rec['tenant_id']!r} is {tenant_status}; its data is refused"
@@ -72,6 +75,10 @@ def enforce(rec: dict, registry: RegistryView) -> tuple[str, str] | None:
         return None
     if info.status not in ACCEPTING:
         return f"device_{info.status}", f"device {rec['device_id']!r} is {info.status}; its data is refused"
+    if registry.type_pending(rec["tenant_id"], info.device_type):
+        if not synced:
+            return "type_pending", f"device type {info.device_type!r} not read yet"
+        registry.type_looked_for(rec["tenant_id"], info.device_type)
     declared = registry.declared_metrics(rec["tenant_id"], info.device_type)
     if declared:
         problem = reading_problem(rec["values"], declared)
@@ -132,7 +139,7 @@ class Validator:
             # they are now, once per batch, before refusing anyone as unknown or suspended.
             registry.sync(REGISTRY_SYNC_S)
             for raw, rec, key, plain in deferred:
-                route(out, validated, raw, rec, key, enforce(rec, registry), now, plain)
+                route(out, validated, raw, rec, key, enforce(rec, registry, synced=True), now, plain)
         if self.bundle_topic and validated:
             out.extend(self._bundles(validated))
         return out

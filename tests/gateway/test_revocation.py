@@ -171,6 +171,9 @@ class _Views:
     def tenant_published(self, tenant):
         return True
 
+    def type_pending(self, tenant, device_type):
+        return False
+
     def declared_metrics(self, tenant, device_type):
         return None  # no typed metrics (adr/0182)
 

@@ -40,6 +40,9 @@ class _Registry:
     def tenant_refused(self, tenant):
         return None
 
+    def type_pending(self, tenant, device_type):
+        return False
+
     def declared_metrics(self, tenant, device_type):
         return None
 
