@@ -166,7 +166,7 @@ def test_push_admission_registered_devices_land_unknown_and_suspended_ones_are_r
         answer = h.peer.send(device, _body({"values": {"level": marker}}))
         assert not answer.ok and answer.code == code, (device, answer)
         if filed:
-            dead = h.dead_letters(lambda r, d=device: r["device_id"] == d and r["reason_code"] == code)
+            dead = h.dead_letters(lambda r, d=device, c=code: r["device_id"] == d and r["reason_code"] == c)
             assert dead and dead[0]["source"] == h.protocol
     assert not h.telemetry(lambda r: True, device="held", timeout=3)
 
