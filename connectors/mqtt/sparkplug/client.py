@@ -130,9 +130,26 @@ class SparkplugHostClient:
                                               "node topic", raw=raw, origin=topic, done=batch)
             return
         self.stats["messages"] += 1
+        if where.kind == "DBIRTH" and where.device and self._not_its_device(where.tenant_id, where.edge_node,
+                                                                             where.device, topic, raw, batch):
+            return
         received = now_ms()
         out = self.host.handle(where.tenant_id, where.kind, where.edge_node, where.device, raw, received)
         self._apply(where.tenant_id, where.edge_node, topic, raw, received, out, batch)
+
+    def _not_its_device(self, tenant: str, edge: str, device: str, topic: str, raw: bytes, batch: Batch) -> bool:
+        """An ordinary device the tenant named ``<edge>.<device>`` is not the edge node's to speak for unless its
+        attribute ``parent`` says so (as for gateways, adr/0157): its DBIRTH is refused, so its data never
+        decodes (no birth) and the control plane never links it (adr/0158)."""
+        registry = self.connector.gateways.registry
+        entry = registry.get(tenant, f"{edge}.{device}") if registry is not None else None
+        if entry is None or (entry.get("attributes") or {}).get("parent") == edge:
+            return False
+        self.connector.uplink.dead_letter(
+            code="not_this_edge_nodes_device", reason=f"device {edge}.{device!s:.80} exists and is not a device of "
+            f"edge node {edge!r} (its attribute parent is not {edge!r})", raw=raw, tenant_id=tenant,
+            device_id=edge, origin=topic, done=batch)
+        return True
 
     def _apply(self, tenant: str, edge: str, topic: str, raw: bytes, received: int, out: Outcome,
                batch: Batch) -> None:

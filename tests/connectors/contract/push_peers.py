@@ -260,7 +260,7 @@ class _InProcess(PushPeer):
 
 class CoapPeer(_InProcess):
     protocol = "coap"
-    port = 25783 + PORT_OFFSET
+    port = 25685 + PORT_OFFSET  # not 25783: the stack's CoAP connector (tests/conftest.py TEST_PORTS)
     REFUSALS = {"ghost": ("unauthenticated", False), "held": ("device_disabled", False)}
     CANNOT = {"status": "CoAP is request/response over UDP without a session: the CoAP connector reports no "
               "ONLINE/OFFLINE events (a device's last_seen follows its readings), so there is no status to follow"}

@@ -163,8 +163,11 @@ def test_a_sparkplug_device_is_a_rest_device_and_rest_writes_complete_from_its_d
                                                                                     gateway):
     t = factory.tenant("sprest")
     dev = factory.device(t, "edge1")
+    factory.device(t, "edge1.valve")  # an ordinary device of the tenant whose id looks like edge1's
     h = _auth(t, gateway)
     edge = EdgeNode(settings, t.tenant_id, dev)
+    edge.node.register(sp.Device("valve", [sp.Metric(timestamp=sp.get_current_timestamp(), name="open",
+                                                     datatype=DT.BOOLEAN, value=True)]))
     edge.connect()
     try:
         pump = wait_for(lambda: _device(gateway, h, "edge1.pump1"), timeout=120, what="edge1.pump1 registered")
@@ -190,6 +193,15 @@ def test_a_sparkplug_device_is_a_rest_device_and_rest_writes_complete_from_its_d
         done = wait_for(_finished(gateway, h, "edge1.pump1", r.json()["command_id"]), timeout=120, what="refusal")
         assert done["status"] == "failed" and "UInt16" in done["reason"], done
         assert ("pump1", {"speed": 70000}) not in edge.got
+
+        # edge1 cannot speak for the tenant's ordinary device edge1.valve: its DBIRTH is refused, nothing stored
+        dead = records(settings.bootstrap_servers, topics.DEAD_LETTER.name,
+                       lambda d: d["tenant_id"] == t.tenant_id and d["reason_code"] == "not_this_edge_nodes_device",
+                       timeout=60)
+        assert dead and dead[0]["device_id"] == "edge1"
+        assert not records(settings.bootstrap_servers, topics.TELEMETRY_RAW.name,
+                           lambda r: r["tenant_id"] == t.tenant_id and r["device_id"] == "edge1.valve", timeout=3)
+        assert _device(gateway, h, "edge1.valve")["attributes"] == {}
     finally:
         edge.kill()
 
