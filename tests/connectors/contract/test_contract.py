@@ -1,6 +1,8 @@
 """The connector contract, the same for every protocol connector (issue 16; ``peers.PEERS`` lists the
 protocols, each against its real server): admission, dead letters, status, the command contract (adr/0152)
-and restart. A protocol that fails one of these does not keep the platform's promises."""
+and restart. A protocol that fails one of these does not keep the platform's promises. The ``test_push_*``
+tests are the same clauses for the protocols whose devices send (``push_peers.PUSH_PEERS``: MQTT, CoAP, HTTP;
+adr/0159); a clause a protocol cannot have is skipped with the fact why."""
 
 from __future__ import annotations
 
