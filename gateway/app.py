@@ -63,7 +63,7 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
         # control-plane records reach Kafka when their change commits (adr/0108)
         st.outbox = Outbox(st.db, s.app_dsn, s.kafka).start()
         st.admin = Admin(s, db=st.db, outbox=st.outbox)  # control plane: broker, registry topic, tenant CAs
-        st.status_updater = StatusUpdater(st.admin, s.kafka)
+        st.status_updater = StatusUpdater(st.admin, s.kafka, sub_devices_per_tenant=s.sub_devices_per_tenant)
         st.status_updater.start()
         st.reconcile_stop = threading.Event()
         threading.Thread(target=_reconcile_broker, args=(st.admin, st.reconcile_stop), name="broker-reconcile",

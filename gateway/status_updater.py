@@ -4,7 +4,8 @@ Connection events (CONNECTED/ONLINE, DISCONNECTED/OFFLINE) arrive far more often
 control plane writes; one UPDATE per event would make Postgres the bottleneck of a reconnect storm.
 The updater keeps only the latest event per device within a batch, writes one statement per tenant,
 and commits Kafka offsets after Postgres has the batch (a crash replays, the write is idempotent).
-A device's first connection moves it from ``provisioned`` to ``active``.
+A device's first connection moves it from ``provisioned`` to ``active``. Sub-devices of gateways and
+Sparkplug edge nodes the connector announces get their control-plane rows first (``sub_devices.py``).
 """
 
 from __future__ import annotations
@@ -57,11 +58,13 @@ class StatusUpdater(threading.Thread):
     :param kafka: the process's Kafka clients. :param batch: events per poll. :param wait_s: longest wait for a batch."""
 
     def __init__(self, admin, kafka: KafkaLike, *, group_id: str = "fleetstream-status-updater",
-                 batch: int = 2000, wait_s: float = 0.5):
+                 batch: int = 2000, wait_s: float = 0.5, sub_devices_per_tenant: int = 10_000):
         super().__init__(name="status-updater", daemon=True)
         self.admin = admin
         self.batch, self.wait_s = batch, wait_s
-        self.stats = {"events": 0, "writes": 0, "activated": 0, "errors": 0}
+        self.per_tenant = sub_devices_per_tenant
+        self.stats = {"events": 0, "writes": 0, "activated": 0, "errors": 0, "sub_devices": 0,
+                      "sub_devices_refused": 0}
         self._codec = codec("device_event")
         self._stopping = threading.Event()
         self._consumer = clients(kafka).consumer(group_id, MANUAL_COMMIT, client_id="fleetstream-status-updater")
@@ -73,6 +76,7 @@ class StatusUpdater(threading.Thread):
 
     def run(self) -> None:
         from gateway.identity.provisioning import record_connectivity
+        from gateway.sub_devices import register, sightings
 
         self._consumer.subscribe([topics.DEVICE_EVENTS.name])
         try:
@@ -89,8 +93,14 @@ class StatusUpdater(threading.Thread):
                 if not msgs:
                     continue
                 changes = latest_by_device(events)
+                seen = sightings(events)
                 while not self._stopping.is_set():
                     try:
+                        if seen:  # first: a sub-device's ONLINE in this batch must find its row
+                            done = register(self.admin, seen, per_tenant=self.per_tenant)
+                            self.stats["sub_devices"] += done["created"]
+                            self.stats["sub_devices_refused"] += done["refused"]
+                            seen = {}
                         self.stats["activated"] += record_connectivity(self.admin, changes)
                         break
                     except Exception:

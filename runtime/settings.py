@@ -107,6 +107,8 @@ class Settings(BaseSettings):
                                            "replicated tables behind Distributed ones, adr/0138; unset = one node")
 
     token_ttl_s: int = 900
+    sub_devices_per_tenant: int = Field(10_000, ge=0, description="sub-devices of gateways and Sparkplug edge nodes "
+                                        "the control plane registers per tenant on first sight (adr/0158)")
     coap_port: int = Field(5683, description="CoAP telemetry endpoint devices are told about (UDP)")
     device_docs_url: str = Field("docs/devices", description="where the device contract is published; "
                                  "GET /v1/devices/{id}/connection links to its pages")

@@ -16,7 +16,9 @@ tenant. The one id it could still reach, an ordinary device the tenant itself na
 refused unless that device's registry attributes say ``parent: <G>``. The gateway must be allowed to speak
 for others: its registry attributes carry ``gateway: true`` and optionally ``gateway_max_devices`` (default
 ``DEFAULT_LIMIT``); a sub-device is taken on first sight up to that many per gateway (a PROVISIONED event
-marks the first sight in this connector process).
+marks the first sight in this connector process). The control plane turns that event into the sub-device's
+row and registry entry, counting the limit again over every sub-device it holds (gateway/sub_devices.py,
+adr/0158): this process's count is the fast path, Postgres's the one that survives restarts and replicas.
 """
 
 from __future__ import annotations

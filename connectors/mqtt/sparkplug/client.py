@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import ssl
 import threading
 from typing import TYPE_CHECKING, Any
@@ -45,7 +46,10 @@ class SparkplugHostClient:
         s = connector.settings
         self.connector, self.host_id = connector, host_id
         self.host = SparkplugHost(max_devices=max_devices, max_skew_ms=s.max_skew_ms)
-        self.stats = {"messages": 0, "rebirths": 0, "commands": 0}
+        self.stats = {"messages": 0, "rebirths": 0, "commands": 0, "confirmed": 0}
+        # commands sent, until a DATA shows the device holds their values: (tenant, device) → [(id, values, until)]
+        self._pending: dict[tuple[str, str], list[tuple[str, dict[str, Any], int]]] = {}
+        self._pending_lock = threading.Lock()  # commands on the event loop, DATA on paho's thread
         self.connected = threading.Event()
         self._birth_ts = now_ms()
         self._loop = None
@@ -126,9 +130,26 @@ class SparkplugHostClient:
                                               "node topic", raw=raw, origin=topic, done=batch)
             return
         self.stats["messages"] += 1
+        if where.kind == "DBIRTH" and where.device and self._not_its_device(where.tenant_id, where.edge_node,
+                                                                             where.device, topic, raw, batch):
+            return
         received = now_ms()
         out = self.host.handle(where.tenant_id, where.kind, where.edge_node, where.device, raw, received)
         self._apply(where.tenant_id, where.edge_node, topic, raw, received, out, batch)
+
+    def _not_its_device(self, tenant: str, edge: str, device: str, topic: str, raw: bytes, batch: Batch) -> bool:
+        """An ordinary device the tenant named ``<edge>.<device>`` is not the edge node's to speak for unless its
+        attribute ``parent`` says so (as for gateways, adr/0157): its DBIRTH is refused, so its data never
+        decodes (no birth) and the control plane never links it (adr/0158)."""
+        registry = self.connector.gateways.registry
+        entry = registry.get(tenant, f"{edge}.{device}") if registry is not None else None
+        if entry is None or (entry.get("attributes") or {}).get("parent") == edge:
+            return False
+        self.connector.uplink.dead_letter(
+            code="not_this_edge_nodes_device", reason=f"device {edge}.{device!s:.80} exists and is not a device of "
+            f"edge node {edge!r} (its attribute parent is not {edge!r})", raw=raw, tenant_id=tenant,
+            device_id=edge, origin=topic, done=batch)
+        return True
 
     def _apply(self, tenant: str, edge: str, topic: str, raw: bytes, received: int, out: Outcome,
                batch: Batch) -> None:
@@ -139,6 +160,8 @@ class SparkplugHostClient:
                                 details={**ev.details, "topic": topic}, done=batch)
         for device_id, readings, rejected in out.uplinks:
             conn.publish_uplink(UplinkContext(tenant, device_id, topic, received), raw, readings, rejected, batch)
+            if self._pending and (tenant, device_id) in self._pending:
+                self._confirm(tenant, device_id, readings, received, batch)
         if out.refused is not None:
             device_id, code, reason = out.refused
             uplink.dead_letter(code=code, reason=reason, raw=raw, tenant_id=tenant, device_id=device_id,
@@ -179,8 +202,11 @@ class SparkplugHostClient:
             params = json.loads(command.get("params_json") or "{}")
         except ValueError:
             return CommandResult(False, "params are not JSON")
+        if isinstance(params, dict) and set(params) == {"values"} and isinstance(params["values"], dict) \
+                and "values" not in target.types:  # the one command contract's shape (adr/0152)
+            params = params["values"]
         if not isinstance(params, dict) or not params:
-            return CommandResult(False, "write needs params {metric: value, …}")
+            return CommandResult(False, "write needs params {\"values\": {metric: value, …}}")
         metrics = []
         for metric, value in params.items():
             dt = target.types.get(metric)
@@ -196,7 +222,51 @@ class SparkplugHostClient:
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             return CommandResult.not_delivered(f"publish failed: {mqtt.error_string(info.rc)}")
         self.stats["commands"] += 1
+        until = now_ms() + int(command.get("timeout_ms") or CONFIRM_WITHIN_MS)
+        with self._pending_lock:
+            pending = self._pending.setdefault((tenant, device), [])
+            pending[:] = [p for p in pending if p[0] != command["command_id"]][-MAX_PENDING + 1:]
+            pending.append((command["command_id"], {m: v for m, _dt, v in metrics}, until))
         return CommandResult.sent()
+
+    def _confirm(self, tenant: str, device_id: str, readings, received: int, batch: Batch) -> None:
+        """Sparkplug has no command answer: a write is SUCCEEDED when the device's DATA shows every written
+        metric at the written value within the attempt's timeout (adr/0158). Otherwise the command agent's
+        timeout retries it, as for a device that does not answer."""
+        held: dict[str, Any] = {}
+        for r in readings:
+            held.update(r.values)
+        left = []
+        with self._pending_lock:
+            waiting = self._pending.pop((tenant, device_id), [])
+        for command_id, values, until in waiting:
+            if until < received:
+                continue
+            if all(m in held and _same(held[m], v) for m, v in values.items()):
+                self.stats["confirmed"] += 1
+                self.connector.uplink.command_ack(tenant, device_id, command_id, "SUCCEEDED",
+                                                  result_json=json.dumps({"holds": {m: held[m] for m in values}}),
+                                                  done=batch)
+            else:
+                left.append((command_id, values, until))
+        if left:
+            with self._pending_lock:
+                self._pending.setdefault((tenant, device_id), [])[:0] = left
+
+
+CONFIRM_WITHIN_MS = 30_000
+MAX_PENDING = 32  # commands per device awaiting their confirming DATA
+
+
+def _same(held: Any, sent: Any) -> bool:
+    """The DATA's value is the written one (numbers as the canonical reading holds them: float, and a
+    Float metric is single precision)."""
+    if isinstance(sent, bool) or isinstance(held, bool) or isinstance(sent, str):
+        return held == sent
+    try:
+        return math.isclose(float(held), float(sent), rel_tol=1e-6, abs_tol=1e-9)
+    except (TypeError, ValueError):
+        return False
 
 
 _INT_RANGES = {pb.INT8: (-2**7, 2**7 - 1), pb.INT16: (-2**15, 2**15 - 1), pb.INT32: (-2**31, 2**31 - 1),

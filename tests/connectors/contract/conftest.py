@@ -1,5 +1,6 @@
 """One harness per protocol of ``peers.PEERS``: the peer, the site's registry entries, the connector with its
-admission and command router, all real; module scope, so each protocol's peer starts once."""
+admission and command router, all real; module scope, so each protocol's peer starts once. ``push`` does the
+same for the protocols whose devices send (``push_peers.PUSH_PEERS``: MQTT, CoAP, HTTP)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tests.connectors.support import LoopThread, new_tenant_id, records, registe
 from tests.utils.factories import wait_for
 
 from .peers import PEERS, Peer
+from .push_peers import PUSH_PEERS
 
 
 class Harness:
@@ -98,3 +100,52 @@ def harness(request, infra, settings):
     h.close()
     peer.stop()
     loop.close()
+
+
+class PushHarness:
+    """A push protocol's peer (``push_peers``) and what the tests ask of Kafka about its tenant."""
+
+    def __init__(self, peer, settings):
+        self.peer, self.bootstrap, self.protocol = peer, settings.bootstrap_servers, peer.protocol
+        self.tenant = peer.start()
+
+    def telemetry(self, match, device="dev-1", timeout=60, **kw):
+        return records(self.bootstrap, topics.TELEMETRY_RAW.name,
+                       lambda r: r["tenant_id"] == self.tenant and r["device_id"] == device and match(r),
+                       timeout=timeout, **kw)
+
+    def dead_letters(self, match, timeout=60):
+        return records(self.bootstrap, topics.DEAD_LETTER.name,
+                       lambda r: r["tenant_id"] == self.tenant and match(r), timeout=timeout)
+
+    def event(self, kind, since=0, device="dev-1", timeout=60):
+        found = records(self.bootstrap, topics.DEVICE_EVENTS.name,
+                        lambda r: r["tenant_id"] == self.tenant and r["device_id"] == device
+                        and r["event_type"] == kind and r["time"] >= since, timeout=timeout)
+        assert found, f"{self.protocol}: no {kind} event for {device}"
+        return found[0]
+
+    def command(self, name: str, params_json: str, device: str = "dev-1") -> str:
+        command_id = uuid.uuid4().hex
+        rec = {"tenant_id": self.tenant, "device_id": device, "command_id": command_id, "name": name,
+               "params_json": params_json, "created_at": int(time.time() * 1000), "timeout_ms": 30_000,
+               "expires_at": None, "attempt": 1, "idempotency_key": None, "protocol": self.protocol,
+               "max_attempts": 4}
+        p = Producer({"bootstrap.servers": self.bootstrap})
+        p.produce(topics.COMMANDS.name, codec("command").encode(rec), device_key(self.tenant, device))
+        assert p.flush(30) == 0
+        return command_id
+
+    def acks(self, command_id: str, status: str, timeout: float = 60) -> list[dict]:
+        return records(self.bootstrap, topics.COMMAND_ACKS.name,
+                       lambda r: r["command_id"] == command_id and r["status"] == status, timeout=timeout)
+
+
+@pytest.fixture(scope="module", params=sorted(PUSH_PEERS))
+def push(request, infra, settings, factory, tmp_path_factory):
+    if request.param == "mqtt":
+        request.getfixturevalue("stack")  # device certificates and the broker's access plugin of the stack
+    peer = PUSH_PEERS[request.param](settings, factory, tmp_path_factory.mktemp(f"contract-{request.param}"))
+    h = PushHarness(peer, settings)
+    yield h
+    peer.close()

@@ -1,6 +1,8 @@
 """The connector contract, the same for every protocol connector (issue 16; ``peers.PEERS`` lists the
 protocols, each against its real server): admission, dead letters, status, the command contract (adr/0152)
-and restart. A protocol that fails one of these does not keep the platform's promises."""
+and restart. A protocol that fails one of these does not keep the platform's promises. The ``test_push_*``
+tests are the same clauses for the protocols whose devices send (``push_peers.PUSH_PEERS``: MQTT, CoAP, HTTP;
+adr/0159); a clause a protocol cannot have is skipped with the fact why."""
 
 from __future__ import annotations
 
@@ -140,3 +142,90 @@ def test_the_command_agents_retry_carries_a_write_through_a_link_outage(harness)
            "time": t0 + 2100, "result_json": json.dumps(r2.result), "reason": r2.reason}
     driver.on_batch([encoded("command_ack", ack, topics.COMMAND_ACKS.name)], t0 + 2100)
     assert driver.state[key]["status"] == "succeeded" and h.peer.get("setpoint") == 33
+
+
+# -- the same contract for protocols whose devices send (push_peers: MQTT, CoAP, HTTP) -----------------------
+def _cannot(h, clause: str) -> None:
+    import pytest
+
+    if clause in h.peer.CANNOT:
+        pytest.skip(f"{h.protocol}: {h.peer.CANNOT[clause]}")
+
+
+def _body(*readings: dict) -> bytes:
+    return json.dumps(list(readings) if len(readings) > 1 else readings[0]).encode()
+
+
+def test_push_admission_registered_devices_land_unknown_and_suspended_ones_are_refused(push):
+    """The verdict for a device the platform cannot identify is told at the door (no tenant to file a dead
+    letter under); a known, refused device is told and, where the connector sees the message, dead-lettered."""
+    h, marker = push, float(int(time.time()) % 100_000)
+    assert h.peer.send("dev-1", _body({"values": {"level": marker}})).ok
+    rec = h.telemetry(lambda r: r["values"].get("level") == marker)[0]
+    assert rec["protocol"] == h.protocol
+    for device in ("ghost", "held"):
+        code, filed = h.peer.REFUSALS[device]
+        answer = h.peer.send(device, _body({"values": {"level": marker}}))
+        assert not answer.ok and answer.code == code, (device, answer)
+        if filed:
+            dead = h.dead_letters(lambda r, d=device, c=code: r["device_id"] == d and r["reason_code"] == c)
+            assert dead and dead[0]["source"] == h.protocol
+    assert not h.telemetry(lambda r: True, device="held", timeout=3)
+
+
+def test_push_a_value_the_platform_cannot_carry_is_dead_lettered_and_the_rest_lands(push):
+    h, since, marker = push, int(time.time() * 1000), float(time.time_ns() % 1_000_000)
+    assert h.peer.send("dev-1", _body({"values": {"level": marker}}, {"values": {"bad": None}})).ok
+    dead = h.dead_letters(lambda r: r["device_id"] == "dev-1" and r["time"] >= since
+                          and r["reason_code"] == "wrong_type")
+    assert dead and "bad" in dead[0]["reason"] and dead[0]["source"] == h.protocol
+    assert h.telemetry(lambda r: r["values"].get("level") == marker and "bad" not in r["values"])
+
+
+def test_push_status_follows_the_devices_link(push):
+    h = push
+    _cannot(h, "status")
+    since = int(time.time() * 1000)
+    h.peer.announce_online()
+    assert h.event("ONLINE", since=since)["source"] == h.protocol
+    h.peer.go_offline()
+    assert h.event("OFFLINE", since=since)["source"] == h.protocol
+    h.peer.come_back()
+    assert h.event("ONLINE", since=int(time.time() * 1000) - 5_000)["source"] == h.protocol
+
+
+def test_push_commands_are_sent_and_completed_by_the_devices_answer(push):
+    """Push protocols pass a command through to the device (the connector answers SENT): the device holds
+    its command names and types, and its own answer completes the command (adr/0122, adr/0152)."""
+    h = push
+    _cannot(h, "commands")
+    cid = h.command("write", json.dumps({"values": {"setpoint": 12}}))
+    assert h.acks(cid, "SENT")
+    done = h.acks(cid, "SUCCEEDED")[0]
+    assert json.loads(done["result_json"]) == {"holds": {"setpoint": 12}} and done["device_id"] == "dev-1"
+    assert any(c["command_id"] == cid and c["params"] == {"values": {"setpoint": 12}} for c in h.peer.commands)
+    refused = h.command("explode", "{}")
+    failed = h.acks(refused, "FAILED")[0]
+    assert "only write" in failed["reason"]
+
+
+def test_push_restart_readings_resume_and_commands_are_delivered(push):
+    h = push
+    h.peer.stop_connector()
+    marker = float(time.time_ns() % 1_000_000) + 0.5
+    queued = h.protocol == "mqtt"  # the broker keeps a QoS 1 reading in the connector's session meanwhile
+    if queued:
+        assert h.peer.send("dev-1", _body({"values": {"level": marker}})).ok
+    h.peer.start_connector()
+    if not queued:
+        assert h.peer.send("dev-1", _body({"values": {"level": marker}})).ok
+    if queued:  # written by the restarted connector from its resumed session (the stack's may write it too)
+        def by_restarted(found):
+            return any(hd.get("fs-instance", b"").decode() == h.peer.client_id for _r, hd in found)
+        assert by_restarted(h.telemetry(lambda r: r["values"].get("level") == marker, headers=True,
+                                        until=by_restarted, timeout=90))
+    else:
+        assert h.telemetry(lambda r: r["values"].get("level") == marker)
+    if "commands" not in h.peer.CANNOT:
+        cid = h.command("write", json.dumps({"values": {"setpoint": 4}}))
+        assert json.loads(h.acks(cid, "SUCCEEDED")[0]["result_json"]) == {"holds": {"setpoint": 4}}
