@@ -47,6 +47,26 @@ def _reconcile_broker(admin: Admin, stop: threading.Event) -> None:
             delay = min(delay * 2, 30)
 
 
+def _sweep_kafka_credentials(s: Settings, db: Database, stop: threading.Event) -> None:
+    """Tenant Kafka credentials a crash left half-issued or half-revoked, settled once at start-up (adr/0145);
+    each tenant's own calls settle theirs again later."""
+    from .kafka_credentials import KafkaAccess, KafkaCredentials, unavailable_reason
+
+    if unavailable_reason(s):
+        return
+    delay = 5.0
+    while not stop.is_set():
+        try:
+            settled = KafkaCredentials(s, db, KafkaAccess(s.kafka)).sweep_everywhere()
+            if settled:
+                log.info("tenant Kafka credentials settled at start-up: %d", settled)
+            return
+        except Exception as exc:
+            log.warning("tenant Kafka credentials not swept yet (%s); retrying in %.0fs", exc, delay)
+            stop.wait(delay)
+            delay = min(delay * 2, 120)
+
+
 def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
     """:param run_sink: host the ClickHouse sink in this process; default: yes when ClickHouse is chdb."""
     run_sink = s.clickhouse_embedded if run_sink is None else run_sink
@@ -68,6 +88,8 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
         st.reconcile_stop = threading.Event()
         threading.Thread(target=_reconcile_broker, args=(st.admin, st.reconcile_stop), name="broker-reconcile",
                          daemon=True).start()
+        threading.Thread(target=_sweep_kafka_credentials, args=(s, st.db, st.reconcile_stop),
+                         name="kafka-credentials-sweep", daemon=True).start()
         st.clickhouse = ClickHouse(s.chdb_dsn, cluster=s.clickhouse_cluster)
         create_all(st.clickhouse)
         # latest values from memory only where this process's own sink says what changed (adr/0185)
