@@ -47,24 +47,21 @@ def _reconcile_broker(admin: Admin, stop: threading.Event) -> None:
             delay = min(delay * 2, 30)
 
 
-def _sweep_kafka_credentials(s: Settings, db: Database, stop: threading.Event) -> None:
-    """Tenant Kafka credentials a crash left half-issued or half-revoked, settled once at start-up (adr/0145);
-    each tenant's own calls settle theirs again later."""
+def _sweep_kafka_credentials(s: Settings, db: Database, stop: threading.Event, every_s: float = 60.0) -> None:
+    """Tenant Kafka credentials a crash or a Kafka outage left half-issued or half-revoked, settled at
+    start-up and then every minute (adr/0145): one indexed query when there is nothing to do."""
     from .kafka_credentials import KafkaAccess, KafkaCredentials, unavailable_reason
 
     if unavailable_reason(s):
         return
-    delay = 5.0
+    creds = KafkaCredentials(s, db, KafkaAccess(s.kafka))
     while not stop.is_set():
         try:
-            settled = KafkaCredentials(s, db, KafkaAccess(s.kafka)).sweep_everywhere()
-            if settled:
-                log.info("tenant Kafka credentials settled at start-up: %d", settled)
-            return
-        except Exception as exc:
-            log.warning("tenant Kafka credentials not swept yet (%s); retrying in %.0fs", exc, delay)
-            stop.wait(delay)
-            delay = min(delay * 2, 120)
+            if settled := creds.sweep_everywhere():
+                log.info("tenant Kafka credentials settled: %d", settled)
+        except Exception as exc:  # Postgres or Kafka away: the next round
+            log.warning("tenant Kafka credentials not swept (%s)", exc)
+        stop.wait(every_s)
 
 
 def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:

@@ -7,7 +7,8 @@ Postgres and Kafka cannot share a transaction, so the row is an intent log aroun
 
 - issue: row ``pending`` (committed) → ACLs, then the SCRAM credential → row ``active`` (+ audit). A failure
   after the row is written is undone at once (``failing`` → remove from Kafka → ``failed``); a crash leaves a
-  ``pending`` row, which the sweep undoes once it is older than any request can take.
+  ``pending`` row, which the sweep (each issue, and every minute in the gateway) undoes once it is older than
+  any request can take.
 - revoke: row ``revoking`` (+ audit, committed) → ACLs removed (reads stop at once, even on open
   connections), then the SCRAM credential (no new logins) → row ``revoked``. A crash leaves ``revoking``,
   which the sweep finishes.
@@ -183,23 +184,25 @@ class KafkaCredentials:
                                                      "try again")
         return Issued(done, password)
 
-    def _undo(self, tenant: str, cid: str, username: str, error: str) -> None:
-        """Compensation of a failed issue; if Kafka cannot be reached now, the row stays for the sweep."""
+    def _undo(self, tenant: str, cid: str, username: str, error: str) -> bool:
+        """Compensation of a failed or abandoned issue: True once Kafka holds nothing of it. A row that did get
+        activated meanwhile is kept; if Kafka cannot be reached now, the row stays for the sweep."""
         try:
             with self.db.tenant_tx(tenant) as conn:
                 crud.mark_failing(conn, tenant_id=tenant, credential_id=cid, error=error)
                 row = crud.get(conn, tenant_id=tenant, credential_id=cid)
-            if row is not None and row["status"] == "active":  # the activation did commit after all: keep it
-                return
+            if row is None or row["status"] != "failing":  # activated after all (or settled): not ours to undo
+                return False
             self.access.remove(username)
             with self.db.tenant_tx(tenant) as conn:
                 crud.mark_failed(conn, tenant_id=tenant, credential_id=cid)
+            return True
         except Exception as exc:
             log.warning("tenant Kafka credential %s not undone yet (%s): the sweep retries", cid, exc)
+            return False
 
     # -- read ---------------------------------------------------------------------------------------------
     def list(self, tenant: str) -> list[dict]:
-        self.sweep(tenant)
         with self.db.tenant_tx(tenant) as conn:
             return crud.list_all(conn, tenant_id=tenant)
 
@@ -207,7 +210,7 @@ class KafkaCredentials:
         cid = _credential_id(cid)
         with self.db.tenant_tx(tenant) as conn:
             row = crud.get(conn, tenant_id=tenant, credential_id=cid)
-        if row is None or row["status"] == "failed":
+        if row is None or row["status"] in ("failing", "failed"):
             raise not_found(f"Kafka credential {cid!r}")
         return row
 
@@ -222,8 +225,9 @@ class KafkaCredentials:
                 return row
             if row["status"] == "pending":
                 raise ApiError(409, "kafka_credential_pending", "the credential is still being created")
+            first = row["status"] == "active"  # a repeated DELETE of a revoking one finishes it, unaudited
             row = crud.mark_revoking(conn, tenant_id=tenant, credential_id=cid)
-            if row["status"] == "revoking":
+            if first:
                 audit.record(conn, tenant_id=tenant, actor=principal.client_id, action="kafka_credential.revoke",
                              target=f"kafka_credential:{cid}", details={"username": row["username"]})
         return self._finish_revoke(tenant, row, raise_on_error=True)
@@ -252,19 +256,15 @@ class KafkaCredentials:
             try:
                 if row["status"] == "revoking":
                     self._finish_revoke(tenant, row, raise_on_error=False)
-                else:
-                    with self.db.tenant_tx(tenant) as conn:
-                        crud.mark_failing(conn, tenant_id=tenant, credential_id=cid, error="abandoned")
-                    self.access.remove(row["username"])
-                    with self.db.tenant_tx(tenant) as conn:
-                        crud.mark_failed(conn, tenant_id=tenant, credential_id=cid)
-                settled += 1
+                    settled += 1
+                elif self._undo(tenant, cid, row["username"], "abandoned"):
+                    settled += 1
             except Exception as exc:  # Kafka still away: next time
                 log.warning("tenant Kafka credential %s not settled yet: %s", cid, exc)
         return settled
 
     def sweep_everywhere(self) -> int:
-        """The gateway's start-up round over every tenant (ids from a definer function, rows under RLS)."""
+        """The gateway's periodic round over every tenant (ids from a definer function, rows under RLS)."""
         with self.db.anonymous_tx() as conn:
             tenants = {t for t, _ in crud.unsettled_everywhere(conn, pending_older_than_s=PENDING_ABANDONED_S)}
         return sum(self.sweep(t) for t in sorted(tenants))

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
@@ -94,7 +93,13 @@ def _unsecured(s: Settings, principal: str) -> KafkaClients:
 
 
 def _allow(s: Settings, principal: str, *, topic_prefix: str, group_prefix: str) -> None:
-    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
 
     who, allow, pre = f"User:{principal}", AclPermissionType.ALLOW, ResourcePatternType.PREFIXED
     acls = [AclBinding(ResourceType.TOPIC, topic_prefix, pre, who, "*", AclOperation.ALL, allow),
