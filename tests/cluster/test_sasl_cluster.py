@@ -106,7 +106,8 @@ def _allow(s: Settings, principal: str, *, topic_prefix: str, group_prefix: str)
             AclBinding(ResourceType.GROUP, group_prefix, pre, who, "*", AclOperation.ALL, allow),
             AclBinding(ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL, who, "*",
                        AclOperation.IDEMPOTENT_WRITE, allow)]
-    for fut in s.kafka.admin().create_acls(acls).values():
+    admin = s.kafka.admin()  # held while its requests run
+    for fut in admin.create_acls(acls).values():
         fut.result(60)
 
 
