@@ -47,6 +47,23 @@ def _reconcile_broker(admin: Admin, stop: threading.Event) -> None:
             delay = min(delay * 2, 30)
 
 
+def _sweep_kafka_credentials(s: Settings, db: Database, stop: threading.Event, every_s: float = 60.0) -> None:
+    """Tenant Kafka credentials a crash or a Kafka outage left half-issued or half-revoked, settled at
+    start-up and then every minute (adr/0145): one indexed query when there is nothing to do."""
+    from .kafka_credentials import KafkaAccess, KafkaCredentials, unavailable_reason
+
+    if unavailable_reason(s):
+        return
+    creds = KafkaCredentials(s, db, KafkaAccess(s.kafka))
+    while not stop.is_set():
+        try:
+            if settled := creds.sweep_everywhere():
+                log.info("tenant Kafka credentials settled: %d", settled)
+        except Exception as exc:  # Postgres or Kafka away: the next round
+            log.warning("tenant Kafka credentials not swept (%s)", exc)
+        stop.wait(every_s)
+
+
 def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
     """:param run_sink: host the ClickHouse sink in this process; default: yes when ClickHouse is chdb."""
     run_sink = s.clickhouse_embedded if run_sink is None else run_sink
@@ -68,6 +85,8 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
         st.reconcile_stop = threading.Event()
         threading.Thread(target=_reconcile_broker, args=(st.admin, st.reconcile_stop), name="broker-reconcile",
                          daemon=True).start()
+        threading.Thread(target=_sweep_kafka_credentials, args=(s, st.db, st.reconcile_stop),
+                         name="kafka-credentials-sweep", daemon=True).start()
         st.clickhouse = ClickHouse(s.chdb_dsn, cluster=s.clickhouse_cluster)
         create_all(st.clickhouse)
         # latest values from memory only where this process's own sink says what changed (adr/0185)

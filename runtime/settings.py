@@ -66,6 +66,11 @@ class Settings(BaseSettings):
                                "SCRAM cluster with RF 3 / min ISR 2 (adr/0132)")
     kafka_test_oauth_listener: bool = Field(False, description="local cluster only: also an OAUTHBEARER listener "
                                             "with Kafka's unsecured-JWT validator (tests of the token callback)")
+    # tenant Kafka credentials (adr/0145): what a data engineer is told to connect to
+    kafka_tenant_bootstrap: str | None = Field(None, description="bootstrap servers handed out with tenant Kafka "
+                                               "credentials (a listener tenants can reach); unset = the platform's")
+    kafka_tenant_security_protocol: str | None = Field(None, description="security protocol tenants connect with; "
+                                                       "unset = the platform's")
 
     # Schema Registry (adr/0140): any Confluent-compatible one by URL; unset = the local Apicurio
     schema_registry_port: int = 18081

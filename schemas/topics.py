@@ -49,3 +49,22 @@ SHADOWS = TopicSpec("fleetstream.shadows", "shadow agent → gateway, downlink: 
 ALL = [TELEMETRY_RAW, TELEMETRY, DEVICE_EVENTS, COMMANDS, COMMAND_ACKS, SHADOW_UPDATES, ALERTS, REGISTRY, TENANTS, DEVICE_TYPES, RULES, DEAD_LETTER,
        COMMAND_REQUESTS, COMMAND_STATES, SHADOWS, ACTION_OUTCOMES]
 BY_NAME = {t.name: t for t in ALL}
+
+# A tenant's own topics (adr/0056, adr/0145): created on first use, not in ALL. Tenant Kafka credentials read
+# exactly these and commit offsets only under the tenant's consumer-group prefix.
+EXPORT_PREFIX = "fleetstream.export."
+
+
+def tenant_export_topic(tenant_id: str) -> str:
+    """Where a rule's ``republish`` action copies a tenant's readings (the reading's Avro frame)."""
+    return f"{EXPORT_PREFIX}{tenant_id}"
+
+
+def tenant_export_topics(tenant_id: str) -> list[str]:
+    """Every topic a tenant's Kafka credentials may read."""
+    return [tenant_export_topic(tenant_id)]
+
+
+def tenant_group_prefix(tenant_id: str) -> str:
+    """Consumer groups of a tenant's Kafka credentials must start with this."""
+    return f"tenant.{tenant_id}."

@@ -41,7 +41,7 @@ def sign(secret: str, body: bytes, ts: str) -> str:
 
 
 def export_topic(tenant_id: str) -> str:
-    return f"fleetstream.export.{tenant_id}"
+    return topics.tenant_export_topic(tenant_id)
 
 
 class TargetRefused(OSError):

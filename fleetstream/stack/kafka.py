@@ -126,6 +126,10 @@ def _cluster_properties(s: Settings, i: int, data: Path) -> str:
     advertised = f"SASL_PLAINTEXT://{h}:{sasl}"
     protocols = "CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
     oauth_props = ""
+    # ACLs (adr/0145): the platform's own user may do anything; so may ANONYMOUS, which is only ever the
+    # principal of the CONTROLLER listener (PLAINTEXT on the loopback, nodes talking to the quorum). Every
+    # client listener authenticates, and tenants' SCRAM users get only what their ACLs name.
+    super_users = f"User:{s.kafka_sasl_username};User:ANONYMOUS"
     if s.kafka_test_oauth_listener:
         listeners += f",OAUTH://{h}:{oauth}"
         advertised += f",OAUTH://{h}:{oauth}"
@@ -145,6 +149,9 @@ controller.quorum.voters={voters}
 sasl.enabled.mechanisms=SCRAM-SHA-512
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
 listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config={jaas}
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users={super_users}
+allow.everyone.if.no.acl.found=false
 {oauth_props}log.dirs={data}
 num.partitions={s.kafka_partitions}
 auto.create.topics.enable=false

@@ -29,6 +29,7 @@ from gateway.crud import devices as devices_crud
 from gateway.db.session import Database
 from gateway.errors import ApiError
 from gateway.http_ingest import IngestService
+from gateway.kafka_credentials import KafkaAccess, KafkaCredentials
 from gateway.live.hub import LiveHub
 from gateway.ota.service import OtaService
 from gateway.outbox import Outbox
@@ -167,6 +168,15 @@ async def get_broker_authz(conn: HTTPConnection) -> Callable[[dict], str]:
 BrokerAuthzDep = Annotated[Callable[[dict], str], Depends(get_broker_authz)]
 
 
+async def get_kafka_credentials(conn: HTTPConnection) -> KafkaCredentials:
+    """Tenant Kafka credentials (adr/0145), made at the first call: its admin client connects only then."""
+    st = conn.app.state
+    return per_app(conn, "kafka_credentials", lambda: KafkaCredentials(st.settings, st.db, KafkaAccess(st.settings.kafka)))
+
+
+KafkaCredentialsDep = Annotated[KafkaCredentials, Depends(get_kafka_credentials)]
+
+
 # -- who is asking ------------------------------------------------------------------------------------------
 bearer = HTTPBearer(auto_error=False)
 
@@ -214,4 +224,5 @@ DevicesRead = tenant_principal("devices:read")
 DevicesWrite = tenant_principal("devices:write")
 ClientsWrite = tenant_principal("clients:write")
 AuditRead = tenant_principal("audit:read")
+KafkaCredentialsWrite = tenant_principal("kafka:credentials")
 PlatformAdmin = Annotated[Principal, Depends(require_platform_admin)]

@@ -18,6 +18,7 @@ from .routes import (
     devices,
     health,
     ingest,  # devices' HTTP ingest (issue 4)
+    kafka_credentials,  # data engineers' Kafka access (issue 14)
     oauth,
     provisioning,
     rejections,
@@ -46,6 +47,7 @@ for _r in (live_ws, live_sse):  # live delivery (issue 6)
 api_router.include_router(ota_firmware.router)
 api_router.include_router(ota_campaigns.router)
 api_router.include_router(ingest.router)
+api_router.include_router(kafka_credentials.router)
 
 root_router = APIRouter()
 root_router.include_router(health.router)

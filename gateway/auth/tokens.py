@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 ISSUER = "fleetstream"
 AUDIENCE = "fleetstream-api"
 ALL_SCOPES = ("devices:read", "devices:write", "telemetry:read", "commands:write", "rules:write", "ota:write",
-              "clients:write", "audit:read")
+              "clients:write", "audit:read", "kafka:credentials")
 PLATFORM_SCOPE = "platform:admin"
 
 

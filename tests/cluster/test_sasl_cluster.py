@@ -1,7 +1,7 @@
 """The platform on a local 3-node KRaft cluster with SASL/SCRAM, RF 3 / min ISR 2 (adr/0130–0132).
 
-One cluster stack for the whole module, started once (its own ports: the session's minus 6000, so it runs
-beside the session's single-broker stack): three brokers, Postgres, Mosquitto, the Schema Registry and the
+One cluster stack for the whole package (tests/cluster/conftest.py), started once (its own ports: the
+session's minus 6000, so it runs beside the session's single-broker stack): three brokers, Postgres, Mosquitto, the Schema Registry and the
 platform, every Kafka client authenticated with SCRAM-SHA-512. The brokers also listen for OAUTHBEARER with
 Kafka's unsecured-JWT validator, where both clients' token callbacks are checked."""
 
@@ -11,56 +11,22 @@ import asyncio
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 
 from fleetstream.stack import kafka as stack_kafka
-from fleetstream.stack.supervisor import Stack, settings_env
+from fleetstream.stack.supervisor import settings_env
 from runtime.kafka import READER, KafkaClients, KafkaUnreachable
 from runtime.kafka_security import KafkaSecurity
 from runtime.settings import Settings
 from schemas import topics
-from schemas.codec import current_binding, restore_binding
 from schemas.namespace import device_topics
-from tests.conftest import TEST_PORTS
 from tests.utils.factories import Factory, publish_json, wait_for
 
 pytestmark = pytest.mark.integration
-
-CLUSTER_PORTS = {k: v - 6000 for k, v in TEST_PORTS.items()}
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    before = current_binding()
-    root = Path(tempfile.mkdtemp(prefix="fleetstream-cluster-test-"))
-    s = Settings(data_dir=root, **CLUSTER_PORTS, kafka_brokers=3, kafka_test_oauth_listener=True,
-                 sink_batch_ms=100)
-    stack = Stack(s)
-    try:
-        stack.start_infra()
-        stack.start_platform()
-        binding = current_binding()
-        yield stack, binding
-    finally:
-        stack.stop()
-        restore_binding(before)
-
-
-@pytest.fixture(autouse=True)
-def _cluster_schema_ids(cluster):
-    restore_binding(cluster[1])
-
-
-@pytest.fixture(scope="module")
-def s(cluster) -> Settings:
-    return cluster[0].s
-
 
 def test_the_cluster_runs_sasl_with_three_brokers_and_every_platform_topic_is_rf3_min_isr2(s):
     assert s.kafka_security_protocol == "SASL_PLAINTEXT" and s.kafka_sasl_mechanism == "SCRAM-SHA-512"
@@ -126,11 +92,32 @@ def _unsecured(s: Settings, principal: str) -> KafkaClients:
     return KafkaClients(stack_kafka.oauth_bootstrap(s), "oauth-test", sec.librdkafka(), sec, 3, 2)
 
 
+def _allow(s: Settings, principal: str, *, topic_prefix: str, group_prefix: str) -> None:
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    who, allow, pre = f"User:{principal}", AclPermissionType.ALLOW, ResourcePatternType.PREFIXED
+    acls = [AclBinding(ResourceType.TOPIC, topic_prefix, pre, who, "*", AclOperation.ALL, allow),
+            AclBinding(ResourceType.GROUP, group_prefix, pre, who, "*", AclOperation.ALL, allow),
+            AclBinding(ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL, who, "*",
+                       AclOperation.IDEMPOTENT_WRITE, allow)]
+    admin = s.kafka.admin()  # held while its requests run
+    for fut in admin.create_acls(acls).values():
+        fut.result(60)
+
+
 def test_oauthbearer_token_callbacks_of_both_clients_authenticate(s):
     """confluent-kafka's ``oauth_cb`` and aiokafka's ``sasl_oauth_token_provider`` (what Faust gets) with the
     tokens of the unsecured-JWT provider: the same path MSK IAM tokens take."""
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
+    # the cluster authorizes (adr/0145): the token's principal gets what this test does, and no more
+    _allow(s, "oauth-tester", topic_prefix="oauth-test-", group_prefix="oauth-")
     k = _unsecured(s, "oauth-tester")
     name = f"oauth-test-{uuid.uuid4().hex[:6]}"
     admin = k.admin()  # held: a client that is collected takes its pending requests with it

@@ -84,6 +84,14 @@ app.kubernetes.io/component: {{ .role }}
 - name: FLEETSTREAM_KAFKA_SSL_KEY_FILE
   value: {{ $.Values.kafka.ssl.keyFile | quote }}
 {{- end }}
+{{- with .Values.kafka.tenantCredentials.bootstrap }}
+- name: FLEETSTREAM_KAFKA_TENANT_BOOTSTRAP
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.kafka.tenantCredentials.securityProtocol }}
+- name: FLEETSTREAM_KAFKA_TENANT_SECURITY_PROTOCOL
+  value: {{ . | quote }}
+{{- end }}
 - name: FLEETSTREAM_KAFKA_PARTITIONS
   value: {{ .Values.kafka.partitions.telemetry | quote }}
 - name: FLEETSTREAM_SCHEMA_REGISTRY_URL

@@ -1,0 +1,46 @@
+"""One local 3-node SASL/SCRAM cluster stack (adr/0132) for every test module of this package, started once:
+its own ports (the session's minus 6000), so it runs beside the session's single-broker stack."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from fleetstream.stack.supervisor import Stack
+from runtime.settings import Settings
+from schemas.codec import current_binding, restore_binding
+from tests.conftest import TEST_PORTS
+
+CLUSTER_PORTS = {k: v - 6000 for k, v in TEST_PORTS.items()}
+
+
+@pytest.fixture(scope="package")
+def cluster():
+    before = current_binding()
+    root = Path(tempfile.mkdtemp(prefix="fleetstream-cluster-test-"))
+    s = Settings(data_dir=root, **CLUSTER_PORTS, kafka_brokers=3, kafka_test_oauth_listener=True,
+                 sink_batch_ms=100)
+    stack = Stack(s)
+    try:
+        stack.start_infra()
+        stack.start_platform()
+        binding = current_binding()
+        yield stack, binding
+    finally:
+        stack.stop()
+        restore_binding(before)
+        shutil.rmtree(root, ignore_errors=True)
+        s.master_key_path.unlink(missing_ok=True)
+
+
+@pytest.fixture(autouse=True)
+def _cluster_schema_ids(cluster):
+    restore_binding(cluster[1])
+
+
+@pytest.fixture(scope="package")
+def s(cluster) -> Settings:
+    return cluster[0].s

@@ -1,0 +1,219 @@
+"""Tenant Kafka credentials on the real SASL cluster (adr/0145): a data engineer of tenant A gets a SCRAM user
+through the API and reads A's export topic with stock tools (confluent-kafka's consumer and its
+``AvroDeserializer`` against the registry); the cluster's authorizer refuses the same user B's export topic,
+the shared internal topics, every write and any consumer group outside A's prefix; after revoke it cannot log
+in. Runs on the package's one cluster stack (tests/cluster/conftest.py)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from schemas import codec, device_key, topics
+from schemas.namespace import device_topics
+from streams.app import web_auth_headers
+from tests.utils.factories import Factory, publish_json, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def gw(s):
+    with httpx.Client(base_url=f"http://{s.host}:{s.gateway_port}", timeout=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def factory(s):
+    f = Factory(s)
+    yield f
+    f.close()
+
+
+def _h(tenant, gw) -> dict:
+    return {"Authorization": f"Bearer {tenant.token(gw)}"}
+
+
+def _client_conf(issued: dict, **extra) -> dict:
+    c = issued["connection"]
+    return {"bootstrap.servers": c["bootstrap_servers"], "security.protocol": c["security_protocol"],
+            "sasl.mechanism": c["sasl_mechanism"], "sasl.username": issued["username"],
+            "sasl.password": issued["password"], **extra}
+
+
+def _consumer(issued: dict, group: str) -> Consumer:
+    return Consumer(_client_conf(issued, **{"group.id": group, "auto.offset.reset": "earliest",
+                                            "enable.auto.commit": False}))
+
+
+def _first_error_or_message(c: Consumer, timeout: float = 90):
+    """The first record, or the first error that is not "topic not there yet"."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = c.poll(1.0)
+        if m is None:
+            continue
+        if m.error() and m.error().code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._PARTITION_EOF):
+            continue
+        return m
+    raise AssertionError(f"nothing within {timeout}s")
+
+
+def _refused(issued: dict, topic: str, group: str) -> int:
+    c = _consumer(issued, group)
+    try:
+        c.subscribe([topic])
+        m = _first_error_or_message(c)
+        assert m.error() is not None, f"{topic} as {group}: read a record"
+        return m.error().code()
+    finally:
+        c.close()
+
+
+def _republish_rule(s, gw, tenant) -> str:
+    h = _h(tenant, gw)
+    r = gw.post("/v1/rules", headers=h, json={"name": "export", "actions": [{"type": "republish"}],
+                                              "condition": {"type": "threshold", "metric": "temperature",
+                                                            "op": ">", "value": 50}})
+    assert r.status_code == 201, r.text
+    rid, version = r.json()["rule_id"], r.json()["version"]
+    url = f"http://{s.host}:{s.streams_web_port}/rules/{tenant.tenant_id}/"
+    wait_for(lambda: httpx.get(url, headers=web_auth_headers(s), timeout=10).json().get(rid) == version,
+             timeout=120, what="the streams worker to hold the rule")
+    return rid
+
+
+def test_a_tenants_credentials_read_its_export_topic_only_and_stop_at_revoke(s, gw, factory):
+    a, b = factory.tenant("dataeng-a"), factory.tenant("dataeng-b")
+    ha, hb = _h(a, gw), _h(b, gw)
+    export_a, export_b = topics.tenant_export_topic(a.tenant_id), topics.tenant_export_topic(b.tenant_id)
+
+    # A's readings reach A's export topic the way they do in production: a device, a rule that republishes
+    dev = factory.device(a)
+    _republish_rule(s, gw, a)
+    mqtt = factory.mqtt_client(dev)
+    ts = int(time.time() * 1000)
+    assert publish_json(mqtt, device_topics(a.tenant_id, dev.device_id)["telemetry"],
+                        {"ts": ts, "values": {"temperature": 75.5}}).rc == 0
+    mqtt.disconnect()
+    # B's export topic exists and holds a record of B's
+    admin = s.kafka.admin()
+    admin.create_topics([s.kafka.new_topic(export_b, 1)])[export_b].result(60)
+    p = s.kafka.producer()
+    rec_b = {"tenant_id": b.tenant_id, "device_id": "b-dev", "event_time": ts, "receive_time": ts,
+             "protocol": "mqtt", "values": {"temperature": 99.0}, "device_type": None, "tags": []}
+    p.produce(export_b, codec("telemetry").encode(rec_b), device_key(b.tenant_id, "b-dev"))
+    assert p.flush(60) == 0
+
+    # the credential: shown once, for A's topic and group prefix only
+    r = gw.post("/v1/kafka-credentials", headers=ha, json={"name": "warehouse"})
+    assert r.status_code == 201, r.text
+    issued = r.json()
+    assert issued["topics"] == [export_a] and issued["status"] == "active"
+    assert issued["group_prefix"] == topics.tenant_group_prefix(a.tenant_id)
+    assert issued["connection"]["security_protocol"] == "SASL_PLAINTEXT"
+    assert len(issued["password"]) >= 32
+    cid, group = issued["id"], issued["group_prefix"] + "loader"
+
+    listed = gw.get("/v1/kafka-credentials", headers=ha).json()
+    assert [(c["id"], c["status"]) for c in listed["data"]] == [(cid, "active")]
+    assert "password" not in listed["data"][0] and issued["password"] not in str(listed)
+    assert gw.get("/v1/kafka-credentials", headers=hb).json()["count"] == 0  # B sees none of A's
+    assert gw.get(f"/v1/kafka-credentials/{cid}", headers=hb).status_code == 404
+    assert gw.delete(f"/v1/kafka-credentials/{cid}", headers=hb).status_code == 404
+    audit = gw.get("/v1/audit", headers=ha, params={"target": f"kafka_credential:{cid}"}).json()["data"]
+    assert [e["action"] for e in audit] == ["kafka_credential.create"]
+
+    # A's data engineer reads A's export topic with stock tools, values decoded against the registry
+    deserialize = AvroDeserializer(SchemaRegistryClient({"url": issued["connection"]["schema_registry_url"]}))
+    c = _consumer(issued, group)
+    try:
+        c.subscribe([export_a])
+        got = []
+
+        def read_one():
+            m = c.poll(1.0)
+            if m is not None and not m.error():
+                got.append(deserialize(m.value(), SerializationContext(m.topic(), MessageField.VALUE)))
+            elif m is not None and m.error().code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise AssertionError(f"A's own export topic: {m.error()}")
+            return got
+
+        wait_for(read_one, timeout=180, interval=0, what="A's reading on A's export topic")
+        c.commit(asynchronous=False)  # offsets under A's own group prefix are allowed
+    finally:
+        c.close()
+    assert [(g["device_id"], g["values"]) for g in got] == [(dev.device_id, {"temperature": 75.5})]
+
+    # what it may see: A's export topic, nothing else exists for it
+    mine = AdminClient(_client_conf(issued))
+    assert set(mine.list_topics(timeout=30).topics) == {export_a}
+
+    # refused: B's export topic, the shared internal topics, a group outside A's prefix
+    assert _refused(issued, export_b, group) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    for shared in (topics.TELEMETRY.name, topics.REGISTRY.name, topics.DEAD_LETTER.name):
+        assert _refused(issued, shared, group) == KafkaError.TOPIC_AUTHORIZATION_FAILED, shared
+    for foreign in ("fleetstream-sink-telemetry", topics.tenant_group_prefix(b.tenant_id) + "loader", "loader"):
+        assert _refused(issued, export_a, foreign) == KafkaError.GROUP_AUTHORIZATION_FAILED, foreign
+
+    # refused: writing, even to its own export topic
+    failures = []
+    prod = Producer(_client_conf(issued, **{"on_delivery": lambda err, _m: failures.append(err),
+                                            "message.timeout.ms": 30000}))
+    prod.produce(export_a, b"not allowed", b"k")
+    prod.flush(60)
+    assert [e.code() for e in failures] == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
+
+    # a consumer connected before the revoke, reading (it gets A's reading again under a group of its own)
+    held = _consumer(issued, issued["group_prefix"] + "held")
+    held.subscribe([export_a])
+    assert not _first_error_or_message(held).error()
+
+    # revoke: the record says so, the login is gone
+    r = gw.delete(f"/v1/kafka-credentials/{cid}", headers=ha)
+    assert r.status_code == 200 and r.json()["status"] == "revoked", r.text
+    # ACLs went first: the open connection reads nothing written after the revoke
+    p.produce(export_a, codec("telemetry").encode({**rec_b, "tenant_id": a.tenant_id, "device_id": "after"}),
+              device_key(a.tenant_id, "after"))
+    assert p.flush(60) == 0
+    try:
+        m = _first_error_or_message(held)
+        assert m.error() is not None and m.error().code() in (
+            KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED), m.error() or m.value()
+    finally:
+        held.close()
+    assert gw.delete(f"/v1/kafka-credentials/{cid}", headers=ha).json()["status"] == "revoked"  # idempotent
+    audit = gw.get("/v1/audit", headers=ha, params={"target": f"kafka_credential:{cid}"}).json()["data"]
+    assert [e["action"] for e in audit] == ["kafka_credential.revoke", "kafka_credential.create"]
+    errors: list[KafkaError] = []
+    gone = AdminClient(_client_conf(issued, error_cb=errors.append, log_level=0))
+    with pytest.raises(KafkaException):
+        gone.list_topics(timeout=20)
+    refusals = (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)
+    wait_for(lambda: gone.poll(0.5) is not None and any(e.code() in refusals for e in errors), timeout=60,
+             what="the refused login reported")  # error callbacks are served by poll()
+    # and nothing of it is left in Kafka
+    assert issued["username"] not in admin.describe_user_scram_credentials().result(30)
+    assert admin.describe_user_scram_credentials().result(30)  # the platform's own user is still there
+
+
+def test_credentials_are_scope_protected_and_ids_are_checked(s, gw, factory):
+    t = factory.tenant("dataeng-scope")
+    narrow = {"Authorization": f"Bearer {t.token(gw, scope='devices:read')}"}
+    r = gw.post("/v1/kafka-credentials", headers=narrow, json={})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "insufficient_scope"
+    assert gw.get("/v1/kafka-credentials", headers=narrow).status_code == 403
+    h = _h(t, gw)
+    assert gw.get("/v1/kafka-credentials/not-a-uuid", headers=h).status_code == 404
+    assert gw.delete(f"/v1/kafka-credentials/{uuid.uuid4()}", headers=h).status_code == 404
+    # the tenant comes from the token only: a body naming another tenant is refused, not obeyed
+    r = gw.post("/v1/kafka-credentials", headers=h, json={"tenant_id": str(uuid.uuid4())})
+    assert r.status_code == 422
