@@ -99,7 +99,9 @@ def cluster_settings(s: Settings) -> None:
     if s.kafka_sasl_username == CLUSTER_USER and not s.kafka_sasl_password:  # settings read back from stack.json
         s.kafka_sasl_password = cluster_password(s)
     if s.kafka_security_protocol.upper() == "PLAINTEXT":
-        s.kafka_security_protocol, s.kafka_sasl_mechanism = "SASL_SSL", "SCRAM-SHA-512"
+        s.kafka_security_protocol = "SASL_SSL"
+    if s.kafka_security_protocol.upper() in CLUSTER_PROTOCOLS and not s.kafka_sasl_username:
+        s.kafka_sasl_mechanism = "SCRAM-SHA-512"
         s.kafka_sasl_username, s.kafka_sasl_password = CLUSTER_USER, cluster_password(s)
     if s.kafka_security_protocol.upper() == "SASL_SSL" and not s.kafka_ssl_ca_file:
         s.kafka_ssl_ca_file = PlatformPKI(s.pki_dir).ca_cert
