@@ -489,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--devices", type=int, default=20)
     up.add_argument("--sites", metavar="DIR", help="also run a Modbus/OPC-UA connector per site file (*.yaml) in DIR "
                     "(docs/sites.md); an invalid file stops `up` before anything starts")
-    up.add_argument("--kafka-brokers", type=int, help="KRaft nodes; 3 = a local SASL cluster with RF 3 / min ISR 2 "
+    up.add_argument("--kafka-brokers", type=int, help="KRaft nodes; 3 = a local SASL_SSL cluster with RF 3 / min ISR 2 "
                     "(overrides FLEETSTREAM_KAFKA_BROKERS)")
     up.add_argument("--replicas", default="", metavar="ROLE=N,...",
                     help="processes per role, e.g. streams=2,mqtt=2,gateway=2 (adr/0134)")
