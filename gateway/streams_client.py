@@ -190,7 +190,9 @@ class StreamsClient:
         if finished_at < _now_ms() - self.command_retention_ms:
             self._forget_command(device, cid)
             return
-        self.commands.setdefault(device, {})[cid] = value
+        mine = self.commands.setdefault(device, {})
+        mine.pop(cid, None)  # re-inserted, so both dicts share this id's string object (~85 B a command)
+        mine[cid] = value
         done = self.finished.setdefault(device, {})
         done.pop(cid, None)  # (re-)appended: the list stays in the order commands finished
         done[cid] = finished_at

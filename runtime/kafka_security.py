@@ -12,7 +12,7 @@ worker's aiokafka clients (``faust_options()``). The four production shapes:
   by ``aws-msk-iam-sasl-signer-python`` with the pod's IAM role) or ``unsecured-jwt`` (Kafka's test-only
   unsecured validator; what the tests check the callback path against).
 
-Test-only modes (``test_only_knobs``: the unsecured-JWT provider, the local cluster's test listeners,
+Test-only modes (``only_for_tests``: the unsecured-JWT provider, the local cluster's test listeners,
 librdkafka switches that turn verification off) fail start-up unless ``FLEETSTREAM_KAFKA_ALLOW_TEST_ONLY_SECURITY``
 is set, a dev flag that ``FLEETSTREAM_ENV=prod`` refuses (adr/0191).
 
@@ -65,7 +65,7 @@ class KafkaSecurity:
 
     @classmethod
     def from_settings(cls, s: Settings) -> KafkaSecurity:
-        found = test_only_knobs(s)
+        found = only_for_tests(s)
         if found and not s.kafka_allow_test_only_security:
             raise KafkaSecurityError(_test_only_refusal(found))
         mechanism, provider = s.kafka_sasl_mechanism.upper(), s.kafka_oauth_provider
@@ -174,7 +174,7 @@ def _path(p) -> str | None:
 UNSECURED_JWT = "FLEETSTREAM_KAFKA_OAUTH_PROVIDER=unsecured-jwt (unsigned OAUTHBEARER tokens)"
 
 
-def test_only_knobs(s: Settings) -> list[str]:
+def only_for_tests(s: Settings) -> list[str]:
     """The Kafka security settings in ``s`` that only tests may use, each named as an operator would set it."""
     found = [UNSECURED_JWT] if s.kafka_oauth_provider == "unsecured-jwt" else []
     if s.kafka_test_oauth_listener:

@@ -101,9 +101,9 @@ def _master_key(s: Settings) -> list[str]:
 
 
 def _kafka_test_only(s: Settings) -> list[str]:
-    from runtime.kafka_security import ALLOW_FLAG, test_only_knobs
+    from runtime.kafka_security import ALLOW_FLAG, only_for_tests
 
-    found = [f"{knob} is for tests only" for knob in test_only_knobs(s)]
+    found = [f"{knob} is for tests only" for knob in only_for_tests(s)]
     if s.kafka_allow_test_only_security:
         found.append(f"{ALLOW_FLAG} is a dev flag: prod does not start test-only Kafka security")
     return found

@@ -24,7 +24,7 @@ import pytest
 from fleetstream.stack import kafka as stack_kafka
 from fleetstream.stack.supervisor import Stack, settings_env
 from runtime.kafka import READER, KafkaClients, KafkaRefused, KafkaUnreachable
-from runtime.kafka_security import KafkaSecurity, test_only_knobs
+from runtime.kafka_security import KafkaSecurity, only_for_tests
 from runtime.pki import PlatformPKI, cert_pem, self_signed_ca
 from runtime.settings import Settings
 from schemas import topics
@@ -69,7 +69,7 @@ def test_the_cluster_runs_sasl_ssl_with_three_brokers_and_every_platform_topic_i
     assert s.kafka_security_protocol == "SASL_SSL" and s.kafka_sasl_mechanism == "SCRAM-SHA-512"
     conf = s.kafka.config()  # what every platform process connects with: the platform CA, nothing switched off
     assert conf["security.protocol"] == "SASL_SSL" and conf["ssl.ca.location"] == str(PlatformPKI(s.pki_dir).ca_cert)
-    assert not test_only_knobs(s.model_copy(update={"kafka_test_oauth_listener": False,
+    assert not only_for_tests(s.model_copy(update={"kafka_test_oauth_listener": False,
                                                     "kafka_test_mtls_listener": False}))
     admin = s.kafka.admin()
     md = admin.list_topics(timeout=30)
