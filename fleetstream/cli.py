@@ -46,6 +46,19 @@ def _refuse_kafka(s: Settings) -> bool:
     return False
 
 
+def _refuse_kafka_settings(s: Settings) -> bool:
+    """True (after one line on stderr) when the Kafka security settings could not connect or name a test-only
+    mode without its dev flag (adr/0130, adr/0191): what `up` checks before starting anything."""
+    from runtime.kafka_security import KafkaSecurityError
+
+    try:
+        s.kafka_security_settings  # noqa: B018 - validated when built
+    except KafkaSecurityError as exc:
+        print(f"fleetstream: {exc}", file=sys.stderr)
+        return True
+    return False
+
+
 def _refuse_unsafe(s: Settings, role: str) -> bool:
     """True (after saying why on stderr) when FLEETSTREAM_ENV=prod lacks a secret ``role`` needs (adr/0112)."""
     from runtime import production
@@ -64,7 +77,7 @@ def cmd_up(args) -> int:
     from fleetstream.stack.process import StartupError
 
     s = _settings(args)
-    if _refuse_unsafe(s, "up"):
+    if _refuse_unsafe(s, "up") or _refuse_kafka_settings(s):
         return 2
     state = supervisor.read_state(s)
     if state and supervisor.pid_alive(state.get("supervisor_pid")):
@@ -307,7 +320,7 @@ def cmd_connector(args) -> int:
     if args.kind not in kinds:
         print(f"unknown connector {args.kind!r}; available: {', '.join(kinds)}", file=sys.stderr)
         return 2
-    if _refuse_kafka(s):
+    if _refuse_unsafe(s, f"connector-{args.kind}") or _refuse_kafka(s):
         return 2
     import importlib
 
@@ -476,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--devices", type=int, default=20)
     up.add_argument("--sites", metavar="DIR", help="also run a Modbus/OPC-UA connector per site file (*.yaml) in DIR "
                     "(docs/sites.md); an invalid file stops `up` before anything starts")
-    up.add_argument("--kafka-brokers", type=int, help="KRaft nodes; 3 = a local SASL cluster with RF 3 / min ISR 2 "
+    up.add_argument("--kafka-brokers", type=int, help="KRaft nodes; 3 = a local SASL_SSL cluster with RF 3 / min ISR 2 "
                     "(overrides FLEETSTREAM_KAFKA_BROKERS)")
     up.add_argument("--replicas", default="", metavar="ROLE=N,...",
                     help="processes per role, e.g. streams=2,mqtt=2,gateway=2 (adr/0134)")

@@ -94,7 +94,9 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
         from .ota.service import OtaService  # issue 8: artifacts, signing, campaign driver
         st.ota = OtaService(s, st.db).start()
         st.sink = None
-        st.streams = StreamsClient(s.kafka).start()  # agents' state view (adr/0050)
+        st.streams = StreamsClient(  # agents' state view (adr/0050), finished commands bounded (adr/0192)
+            s.kafka, command_retention_s=s.gateway_command_retention_s,
+            finished_per_device=s.gateway_finished_commands_per_device).start()
         st.sinks = []
         if run_sink:
             # telemetry first: /readyz reports st.sink; events, alerts and commands ride beside it

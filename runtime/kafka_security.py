@@ -10,7 +10,11 @@ worker's aiokafka clients (``faust_options()``). The four production shapes:
 - ``SASL_SSL`` + ``SCRAM-SHA-512`` (user and password; also ``SASL_PLAINTEXT`` for the local cluster);
 - ``SASL_SSL`` + ``OAUTHBEARER`` with a token provider: ``aws-msk-iam`` (MSK IAM on port 9098, tokens signed
   by ``aws-msk-iam-sasl-signer-python`` with the pod's IAM role) or ``unsecured-jwt`` (Kafka's test-only
-  unsecured validator; what the tests check the callback path against, refused in prod).
+  unsecured validator; what the tests check the callback path against).
+
+Test-only modes (``only_for_tests``: the unsecured-JWT provider, the local cluster's test listeners,
+librdkafka switches that turn verification off) fail start-up unless ``FLEETSTREAM_KAFKA_ALLOW_TEST_ONLY_SECURITY``
+is set, a dev flag that ``FLEETSTREAM_ENV=prod`` refuses (adr/0191).
 
 ``AWS_MSK_IAM`` as the mechanism is shorthand for ``OAUTHBEARER`` + ``aws-msk-iam`` (the Helm values' name).
 """
@@ -31,6 +35,14 @@ PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 PASSWORD_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 OAUTH_PROVIDERS = ("aws-msk-iam", "unsecured-jwt")
 UNSECURED_JWT_LIFETIME_S = 3600
+ALLOW_FLAG = "FLEETSTREAM_KAFKA_ALLOW_TEST_ONLY_SECURITY"
+# librdkafka properties (in FLEETSTREAM_KAFKA_SECURITY) that only a test may set: each turns a verification off
+# (→ whether a value is the test-only one)
+TEST_ONLY_LIBRDKAFKA = {
+    "enable.sasl.oauthbearer.unsecure.jwt": lambda v: v.lower() in ("true", "1"),  # unsigned tokens
+    "enable.ssl.certificate.verification": lambda v: v.lower() in ("false", "0"),  # any broker certificate
+    "ssl.endpoint.identification.algorithm": lambda v: v.lower() == "none",  # any broker host name
+}
 
 
 class KafkaSecurityError(ValueError):
@@ -49,16 +61,21 @@ class KafkaSecurity:
     cert_file: str | None = None
     key_file: str | None = None
     key_password: str | None = field(default=None, repr=False)
+    allow_test_only: bool = False  # the dev flag: the unsecured-JWT provider may be used
 
     @classmethod
     def from_settings(cls, s: Settings) -> KafkaSecurity:
+        found = only_for_tests(s)
+        if found and not s.kafka_allow_test_only_security:
+            raise KafkaSecurityError(_test_only_refusal(found))
         mechanism, provider = s.kafka_sasl_mechanism.upper(), s.kafka_oauth_provider
         if mechanism == "AWS_MSK_IAM":
             mechanism, provider = "OAUTHBEARER", "aws-msk-iam"
         return cls(protocol=s.kafka_security_protocol.upper(), mechanism=mechanism, username=s.kafka_sasl_username,
                    password=s.kafka_sasl_password, oauth_provider=provider, aws_region=s.kafka_aws_region,
                    ca_file=_path(s.kafka_ssl_ca_file), cert_file=_path(s.kafka_ssl_cert_file),
-                   key_file=_path(s.kafka_ssl_key_file), key_password=s.kafka_ssl_key_password).validated()
+                   key_file=_path(s.kafka_ssl_key_file), key_password=s.kafka_ssl_key_password,
+                   allow_test_only=s.kafka_allow_test_only_security).validated()
 
     # -- what it is --------------------------------------------------------------------------------------
     @property
@@ -86,6 +103,8 @@ class KafkaSecurity:
             if self.oauth and self.oauth_provider not in OAUTH_PROVIDERS:
                 raise KafkaSecurityError(f"FLEETSTREAM_KAFKA_OAUTH_PROVIDER={self.oauth_provider!r}: one of "
                                          f"{OAUTH_PROVIDERS}")
+        if self.oauth_provider == "unsecured-jwt" and not self.allow_test_only:
+            raise KafkaSecurityError(_test_only_refusal([UNSECURED_JWT]))
         if bool(self.cert_file) != bool(self.key_file):
             raise KafkaSecurityError("a client certificate needs both FLEETSTREAM_KAFKA_SSL_CERT_FILE and "
                                      "FLEETSTREAM_KAFKA_SSL_KEY_FILE")
@@ -150,6 +169,28 @@ class KafkaSecurity:
 
 def _path(p) -> str | None:
     return str(p) if p else None
+
+
+UNSECURED_JWT = "FLEETSTREAM_KAFKA_OAUTH_PROVIDER=unsecured-jwt (unsigned OAUTHBEARER tokens)"
+
+
+def only_for_tests(s: Settings) -> list[str]:
+    """The Kafka security settings in ``s`` that only tests may use, each named as an operator would set it."""
+    found = [UNSECURED_JWT] if s.kafka_oauth_provider == "unsecured-jwt" else []
+    if s.kafka_test_oauth_listener:
+        found.append("FLEETSTREAM_KAFKA_TEST_OAUTH_LISTENER (brokers accepting unsigned OAUTHBEARER tokens)")
+    if s.kafka_test_mtls_listener:
+        found.append("FLEETSTREAM_KAFKA_TEST_MTLS_LISTENER (brokers accepting any certificate under the platform "
+                     "root, device certificates included)")
+    for key, value in s.kafka_security.items():
+        if key in TEST_ONLY_LIBRDKAFKA and TEST_ONLY_LIBRDKAFKA[key](str(value)):
+            found.append(f"FLEETSTREAM_KAFKA_SECURITY {key}={value}")
+    return found
+
+
+def _test_only_refusal(found: list[str]) -> str:
+    return (f"test-only Kafka security refused: {'; '.join(found)}. Set {ALLOW_FLAG}=true to use it in a test "
+            "(FLEETSTREAM_ENV=prod refuses that flag)")
 
 
 # -- OAUTHBEARER token providers: one ``token()`` → (token, expiry epoch s), spelled for both clients ---------

@@ -5,7 +5,9 @@ or ship with. Each problem names the setting or file to provide; a process refus
 - token signing keys the gateway would generate: prod expects them provided in ``<data_dir>/keys/jwt``;
 - a platform root CA the local stack would generate: `up` in prod expects ``<data_dir>/pki/ca.crt`` + ``ca.key``;
 - a generated master key, or one kept inside the data dir or readable by other users
-  (``FLEETSTREAM_SECRETS_MASTER_KEY`` or ``FLEETSTREAM_SECRETS_MASTER_KEY_FILE``).
+  (``FLEETSTREAM_SECRETS_MASTER_KEY`` or ``FLEETSTREAM_SECRETS_MASTER_KEY_FILE``);
+- for every role: the dev flag that lets test-only Kafka security modes start
+  (``FLEETSTREAM_KAFKA_ALLOW_TEST_ONLY_SECURITY``, adr/0191), and those modes themselves.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ NEEDS = {
 }
 
 
+# what every entry point is checked for, whatever it needs
+ALWAYS = ("kafka_test_only",)
+
+
 class UnsafeConfiguration(RuntimeError):
     pass
 
@@ -34,7 +40,7 @@ def problems(s: Settings, role: str) -> list[str]:
     if not s.is_prod:
         return []
     found = []
-    for need in NEEDS.get(role, ()):
+    for need in (*ALWAYS, *NEEDS.get(role, ())):
         found += CHECKS[need](s)
     return found
 
@@ -94,4 +100,13 @@ def _master_key(s: Settings) -> list[str]:
     return []
 
 
-CHECKS = {"app_password": _app_password, "jwt_keys": _jwt_keys, "root_ca": _root_ca, "master_key": _master_key}
+def _kafka_test_only(s: Settings) -> list[str]:
+    from runtime.kafka_security import ALLOW_FLAG, only_for_tests
+
+    found = [f"{knob} is for tests only" for knob in only_for_tests(s)]
+    if s.kafka_allow_test_only_security:
+        found.append(f"{ALLOW_FLAG} is a dev flag: prod does not start test-only Kafka security")
+    return found
+
+
+CHECKS = {"kafka_test_only": _kafka_test_only, "app_password": _app_password, "jwt_keys": _jwt_keys, "root_ca": _root_ca, "master_key": _master_key}

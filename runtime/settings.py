@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from .kafka_security import KafkaSecurity
 
 DEFAULT_APP_PASSWORD = "fleetstream-app"
+# the local cluster's node i listens on kafka_port + STRIDE·i (client listener), +1 (controller), +2 and +3 (the
+# test listeners: unsecured-JWT OAUTHBEARER, SSL with client certificates); fleetstream/stack/kafka.py, adr/0190
+KAFKA_NODE_PORT_STRIDE = 4
 # settings holding a secret: handed to child processes in their environment, never written to a file
 SECRET = {"secret": True}
 
@@ -62,10 +65,20 @@ class Settings(BaseSettings):
     # durability of every topic the platform creates (adr/0131): production RF 3 / min ISR 2
     kafka_replication_factor: int = Field(1, description="replication factor of every topic the platform creates")
     kafka_min_insync_replicas: int = Field(1, description="min.insync.replicas of every topic the platform creates")
-    kafka_brokers: int = Field(1, description="local stack: KRaft nodes to run; 2 or more = a SASL_PLAINTEXT "
-                               "SCRAM cluster with RF 3 / min ISR 2 (adr/0132)")
-    kafka_test_oauth_listener: bool = Field(False, description="local cluster only: also an OAUTHBEARER listener "
-                                            "with Kafka's unsecured-JWT validator (tests of the token callback)")
+    kafka_brokers: int = Field(1, description="local stack: KRaft nodes to run; 2 or more = a SASL_SSL SCRAM "
+                               "cluster (certificates from the platform CA) with RF 3 / min ISR 2 (adr/0132, "
+                               "adr/0190); FLEETSTREAM_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT serves it without TLS")
+    kafka_test_oauth_listener: bool = Field(False, description="test only, local cluster: also an OAUTHBEARER "
+                                            "listener with Kafka's unsecured-JWT validator (tests of the token "
+                                            "callback); needs FLEETSTREAM_KAFKA_ALLOW_TEST_ONLY_SECURITY")
+    kafka_test_mtls_listener: bool = Field(False, description="test only, local cluster: also an SSL listener "
+                                           "that requires a client certificate chaining to the platform root CA "
+                                           "(tests of the mTLS path); needs FLEETSTREAM_KAFKA_ALLOW_TEST_ONLY_SECURITY")
+    kafka_allow_test_only_security: bool = Field(False, description="dev/test flag: allow Kafka security modes "
+                                                 "that only tests may use (unsecured-JWT OAUTHBEARER, the local "
+                                                 "cluster's test listeners, librdkafka switches that turn off "
+                                                 "verification); without it they fail start-up; prod refuses "
+                                                 "the flag itself (adr/0191)")
     # tenant Kafka credentials (adr/0145): what a data engineer is told to connect to
     kafka_tenant_bootstrap: str | None = Field(None, description="bootstrap servers handed out with tenant Kafka "
                                                "credentials (a listener tenants can reach); unset = the platform's")
@@ -129,6 +142,12 @@ class Settings(BaseSettings):
     sink_batch_ms: int = 1000
     sink_group_prefix: str = Field("fleetstream-sink-clickhouse", description="consumer group(s) of the ClickHouse sinks")
     sink_test_commit_delay_ms: int = Field(0, description="test only: pause between a sink write and its commit")
+    # the gateway's view of command states (adr/0192): live commands always, finished ones bounded
+    gateway_command_retention_s: int = Field(7 * 86400, description="a finished command (succeeded, failed, "
+                                             "timed_out, expired) leaves the gateway's view this long after it "
+                                             "finished; its history stays in ClickHouse's command_history")
+    gateway_finished_commands_per_device: int = Field(20, description="finished commands the gateway's view "
+                                                      "holds per device (the newest); bounds its memory")
     live_queue_size: int = Field(256, description="events buffered per live connection before the drop policy applies")
     max_clock_skew_s: int = Field(300, description="device timestamps further in the future are rejected")
     status_default_timeout_s: int = Field(300, description="a device with no activity for this long (event time) is OFFLINE")
@@ -174,8 +193,8 @@ class Settings(BaseSettings):
 
     @property
     def bootstrap_servers(self) -> str:
-        # the local cluster's node i listens on kafka_port + 3i (fleetstream/stack/kafka.py)
-        return self.kafka_bootstrap or ",".join(f"{self.host}:{self.kafka_port + 3 * i}"
+        # the local cluster's node i listens on kafka_port + STRIDE·i (fleetstream/stack/kafka.py)
+        return self.kafka_bootstrap or ",".join(f"{self.host}:{self.kafka_port + KAFKA_NODE_PORT_STRIDE * i}"
                                                 for i in range(max(1, self.kafka_brokers)))
 
     @property

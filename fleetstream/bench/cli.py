@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="reliability run: kill -9 each component in turn under steady load (comma-separated, "
                         "default all: connector-mqtt,streams,gateway,kafka,mosquitto,postgres); --rate/--devices "
                         "default to 500/100 here")
-    p.add_argument("--kafka-brokers", type=int, help="KRaft nodes of the run's stack; 3 = the local SASL cluster "
+    p.add_argument("--kafka-brokers", type=int, help="KRaft nodes of the run's stack; 3 = the local SASL_SSL cluster "
                    "(adr/0132); chaos rounds kafka-controller / kafka-leader imply 3")
     p.add_argument("--settle", type=float, help="chaos: seconds of steady load before and after each kill")
     p.add_argument("--replicas", default="", metavar="ROLE=N,...",

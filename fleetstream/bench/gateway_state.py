@@ -2,7 +2,11 @@
 fed through ``StreamsClient._apply`` as Avro records exactly as the compacted-topic follower hands them over,
 measured as Python heap kept (tracemalloc) and resident-set growth, each kind in a fresh process.
 
-    python -m fleetstream.bench.gateway_state --devices 100000 [--commands-per-device 3] [--out bench/results]
+    python -m fleetstream.bench.gateway_state --devices 100000 [--commands-per-device 3]
+        [--finished-per-device 20] [--out bench/results]
+
+``--commands-per-device`` finished commands are sent per device; the view holds at most
+``--finished-per-device`` of them (the gateway's bound, adr/0192), so memory stops growing with commands sent.
 """
 
 from __future__ import annotations
@@ -60,19 +64,19 @@ def _rss_kib() -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
-def measure(kind: str, devices: int, per_device: int) -> dict:
+def measure(kind: str, devices: int, per_device: int, finished_cap: int | None = None) -> dict:
     """In this process: the state a gateway holds for ``devices`` devices of one kind."""
-    from gateway.streams_client import StreamsClient
+    import gc
+
+    from gateway.streams_client import FINISHED_PER_DEVICE, StreamsClient
     from schemas.codec import bind_local_ids
 
     bind_local_ids()
-    import gc
-    import threading
+    finished_cap = FINISHED_PER_DEVICE if finished_cap is None else finished_cap
 
     def fresh():
         view = StreamsClient.__new__(StreamsClient)  # the view's dicts and _apply only; no Kafka clients
-        view.shadows, view.commands, view.alerts, view._waiters, view.on_record = {}, {}, {}, {}, []
-        view._lock = threading.Lock()
+        view._init_view(finished_per_device=finished_cap)
         return view
 
     records = list(_records(kind, devices, per_device))  # encoded up front: only what _apply keeps is counted
@@ -102,6 +106,8 @@ def measure(kind: str, devices: int, per_device: int) -> dict:
     held = {"shadows": len(view.shadows), "commands": sum(len(v) for v in view.commands.values()),
             "alerts": sum(len(v) for v in view.alerts.values())}[kind]
     return {"kind": kind, "devices": devices, "records": len(records), "held": held, "wire_bytes": wire_bytes,
+            "finished_per_device": finished_cap if kind == "commands" else None,
+            "heap_bytes_per_100k_devices": round(heap * 100_000 / devices),
             "heap_bytes": heap, "heap_bytes_per_record": round(heap / max(1, held)),
             "rss_growth_bytes": rss_growth, "apply_s": round(took, 2),
             "apply_records_per_s": round(len(records) / took), "read_records_per_s": round(reads / read_took)}
@@ -126,18 +132,22 @@ def _read_all(kind: str, view) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--devices", type=int, default=100_000)
-    p.add_argument("--commands-per-device", type=int, default=3, help="command states kept per device")
+    p.add_argument("--commands-per-device", type=int, default=3, help="finished commands sent per device")
+    p.add_argument("--finished-per-device", type=int, default=None,
+                   help="finished commands the view holds per device (default: the gateway's)")
     p.add_argument("--kind", choices=KINDS, help="measure one kind in this process (used by the full run)")
     p.add_argument("--out", default="bench/results")
     p.add_argument("--label", default="", help="suffix of the result files (e.g. before)")
     a = p.parse_args(argv)
     if a.kind:
-        print(json.dumps(measure(a.kind, a.devices, a.commands_per_device)))
+        print(json.dumps(measure(a.kind, a.devices, a.commands_per_device, a.finished_per_device)))
         return 0
     rows = []
     for kind in KINDS:  # each in a fresh interpreter: nothing of one kind's heap is counted for another
         out = subprocess.run([sys.executable, "-m", "fleetstream.bench.gateway_state", "--kind", kind,
-                              "--devices", str(a.devices), "--commands-per-device", str(a.commands_per_device)],
+                              "--devices", str(a.devices), "--commands-per-device", str(a.commands_per_device),
+                              *(["--finished-per-device", str(a.finished_per_device)]
+                                if a.finished_per_device is not None else [])],
                              check=True, capture_output=True, text=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)

@@ -91,7 +91,7 @@ class Run:
         try:
             self.start_stack()
             say(f"bare Kafka baseline ({cfg.baseline_records} records)")
-            self.report["kafka_baseline"] = kafka_baseline.measure(self.s.bootstrap_servers, cfg.baseline_records)
+            self.report["kafka_baseline"] = kafka_baseline.measure(self.s.kafka, cfg.baseline_records)
             say(f"baseline: {self.report['kafka_baseline']}")
             fleet, took = provision(self.s, cfg.devices, out_dir=self.data_dir / "fleet", prefix="bench",
                                     progress=lambda d, n: say(f"provisioned {d}/{n}") if d % 1000 == 0 else None)
@@ -121,8 +121,8 @@ class Run:
         # topic counts bundles (one per validate batch and partition), not readings
         groups = {VALIDATE_GROUP: topics.TELEMETRY_RAW.name, sink_group: topics.TELEMETRY.name,
                   ACTIVITY_GROUP: ACTIVITY_TOPIC}
-        raw = TopicLatencyProbe(self.s.bootstrap_servers, topics.TELEMETRY_RAW.name)
-        validated = TopicLatencyProbe(self.s.bootstrap_servers, topics.TELEMETRY.name)  # isolates the streams stage
+        raw = TopicLatencyProbe(self.s.kafka, topics.TELEMETRY_RAW.name)
+        validated = TopicLatencyProbe(self.s.kafka, topics.TELEMETRY.name)  # isolates the streams stage
         lag = LagSampler(self.s.kafka, groups)
         query = QueryProbe(f"http://{self.s.host}:{self.s.gateway_port}", self.token,
                            [d.device_id for d in fleet.devices[:cfg.probe_devices]], metric)

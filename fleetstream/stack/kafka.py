@@ -1,5 +1,5 @@
 """Apache Kafka 4.4 in KRaft mode, run from the Maven Central jars that scripts/setup.sh caches: one PLAINTEXT
-node (the default), or a local SASL cluster of ``kafka_brokers`` nodes (adr/0132)."""
+node (the default), or a local SASL_SSL cluster of ``kafka_brokers`` nodes (adr/0132, adr/0190)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from runtime.kafka import KafkaLike, clients
-from runtime.settings import Settings
+from runtime.pki import PlatformPKI, write_private
+from runtime.settings import KAFKA_NODE_PORT_STRIDE, Settings
 from schemas import topics
 
 from .process import Child, StartupError
@@ -53,15 +54,18 @@ message.max.bytes=2097152
 """
 
 
-# -- the local cluster (adr/0132): N combined broker+controller nodes, SASL_PLAINTEXT SCRAM-SHA-512 between
-# everyone, RF 3 / min ISR 2. Node i (0-based) listens on kafka_port + 3i (SASL), + 3i + 1 (controller) and,
-# when asked for, + 3i + 2 (OAUTHBEARER with Kafka's unsecured-JWT validator: tests of the token callback).
+# -- the local cluster (adr/0132, adr/0190): N combined broker+controller nodes, SASL_SSL SCRAM-SHA-512 between
+# everyone (the brokers' certificate from the platform CA), RF 3 / min ISR 2. Node i (0-based) listens on
+# kafka_port + 4i (SASL_SSL, or SASL_PLAINTEXT when asked for), + 4i + 1 (controller) and, for tests only,
+# + 4i + 2 (OAUTHBEARER with Kafka's unsecured-JWT validator) and + 4i + 3 (SSL with client certificates).
 CLUSTER_USER = "fleetstream"
+CLUSTER_PROTOCOLS = ("SASL_SSL", "SASL_PLAINTEXT")
 
 
-def node_ports(s: Settings, i: int) -> tuple[int, int, int]:
-    base = s.kafka_port + 3 * i
-    return base, base + 1, base + 2
+def node_ports(s: Settings, i: int) -> tuple[int, int, int, int]:
+    """(client listener, controller, unsecured-JWT OAUTHBEARER test listener, mTLS test listener) of node i."""
+    base = s.kafka_port + KAFKA_NODE_PORT_STRIDE * i
+    return base, base + 1, base + 2, base + 3
 
 
 def oauth_bootstrap(s: Settings) -> str:
@@ -69,27 +73,38 @@ def oauth_bootstrap(s: Settings) -> str:
     return ",".join(f"{s.host}:{node_ports(s, i)[2]}" for i in range(s.kafka_brokers))
 
 
+def mtls_bootstrap(s: Settings) -> str:
+    """The SSL listeners with required client certificates of the local cluster (``kafka_test_mtls_listener``)."""
+    return ",".join(f"{s.host}:{node_ports(s, i)[3]}" for i in range(s.kafka_brokers))
+
+
 def cluster_password(s: Settings) -> str:
     """The local cluster's SCRAM password: generated once into the data dir (0600), like Postgres's."""
+    return _generated_secret(s.root / "kafka" / "scram.password")
+
+
+def _generated_secret(path: Path) -> str:
     import secrets
 
-    from runtime.pki import write_private
-
-    path = s.root / "kafka" / "scram.password"
     if not path.exists():
         write_private(path, secrets.token_urlsafe(24).encode())
     return path.read_text().strip()
 
 
 def cluster_settings(s: Settings) -> None:
-    """What a cluster-mode stack's processes use: its SCRAM user and RF 3 / min ISR 2 (unless set)."""
+    """What a cluster-mode stack's processes use: SASL_SSL with its SCRAM user, trusting the platform root CA
+    (the brokers' certificate is issued by it), and RF 3 / min ISR 2 (unless set)."""
     if s.kafka_brokers < 2 or s.kafka_bootstrap:
         return
     if s.kafka_sasl_username == CLUSTER_USER and not s.kafka_sasl_password:  # settings read back from stack.json
         s.kafka_sasl_password = cluster_password(s)
     if s.kafka_security_protocol.upper() == "PLAINTEXT":
-        s.kafka_security_protocol, s.kafka_sasl_mechanism = "SASL_PLAINTEXT", "SCRAM-SHA-512"
+        s.kafka_security_protocol = "SASL_SSL"
+    if s.kafka_security_protocol.upper() in CLUSTER_PROTOCOLS and not s.kafka_sasl_username:
+        s.kafka_sasl_mechanism = "SCRAM-SHA-512"
         s.kafka_sasl_username, s.kafka_sasl_password = CLUSTER_USER, cluster_password(s)
+    if s.kafka_security_protocol.upper() == "SASL_SSL" and not s.kafka_ssl_ca_file:
+        s.kafka_ssl_ca_file = PlatformPKI(s.pki_dir).ca_cert
     if s.kafka_replication_factor == 1:
         s.kafka_replication_factor = min(3, s.kafka_brokers)
         s.kafka_min_insync_replicas = max(1, s.kafka_replication_factor - 1)
@@ -114,18 +129,20 @@ def active_controller(s: Settings) -> int:
     return best[1]
 
 
-def _cluster_properties(s: Settings, i: int, data: Path) -> str:
+def _cluster_properties(s: Settings, i: int, data: Path, tls: dict[str, str]) -> str:
     h = s.host
-    sasl, ctrl, oauth = node_ports(s, i)
+    client, ctrl, oauth, mtls = node_ports(s, i)
     voters = ",".join(f"{n + 1}@{h}:{node_ports(s, n)[1]}" for n in range(s.kafka_brokers))
     rf = s.kafka_replication_factor
     isr = s.kafka_min_insync_replicas
+    protocol = s.kafka_security_protocol.upper()  # SASL_SSL or SASL_PLAINTEXT (kafka_children checks)
+    name = protocol.lower()
     jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{s.kafka_sasl_username}" '
             f'password="{s.kafka_sasl_password}";')
-    listeners = f"SASL_PLAINTEXT://{h}:{sasl},CONTROLLER://{h}:{ctrl}"
-    advertised = f"SASL_PLAINTEXT://{h}:{sasl}"
-    protocols = "CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
-    oauth_props = ""
+    listeners = f"{protocol}://{h}:{client},CONTROLLER://{h}:{ctrl}"
+    advertised = f"{protocol}://{h}:{client}"
+    protocols = f"CONTROLLER:PLAINTEXT,{protocol}:{protocol}"
+    extra = ""
     # ACLs (adr/0145): the platform's own user may do anything; so may ANONYMOUS, which is only ever the
     # principal of the CONTROLLER listener (PLAINTEXT on the loopback, nodes talking to the quorum). Every
     # client listener authenticates, and tenants' SCRAM users get only what their ACLs name.
@@ -135,24 +152,35 @@ def _cluster_properties(s: Settings, i: int, data: Path) -> str:
         advertised += f",OAUTH://{h}:{oauth}"
         protocols += ",OAUTH:SASL_PLAINTEXT"
         # no server callback handler: Kafka validates OAUTHBEARER with its unsecured-JWT handler (tests only)
-        oauth_props = ("listener.name.oauth.sasl.enabled.mechanisms=OAUTHBEARER\n"
-                       "listener.name.oauth.oauthbearer.sasl.jaas.config="
-                       "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;\n")
+        extra += ("listener.name.oauth.sasl.enabled.mechanisms=OAUTHBEARER\n"
+                  "listener.name.oauth.oauthbearer.sasl.jaas.config="
+                  "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;\n")
+    if s.kafka_test_mtls_listener:
+        listeners += f",MTLS://{h}:{mtls}"
+        advertised += f",MTLS://{h}:{mtls}"
+        protocols += ",MTLS:SSL"
+        # the certificate's CN is the principal ACLs name (Kafka's default is the whole DN)
+        extra += ("listener.name.mtls.ssl.client.auth=required\n"
+                  "listener.name.mtls.ssl.principal.mapping.rules=RULE:^CN=([^,]+).*$/$1/,DEFAULT\n")
+    if tls:
+        # one keystore (the brokers' certificate, PKCS12) and one truststore (the platform root CA, PEM) for
+        # every TLS listener; inter-broker traffic verifies it too (host name checks included)
+        extra += "".join(f"{k}={v}\n" for k, v in tls.items())
     return f"""process.roles=broker,controller
 node.id={i + 1}
 listeners={listeners}
 advertised.listeners={advertised}
 controller.listener.names=CONTROLLER
 listener.security.protocol.map={protocols}
-inter.broker.listener.name=SASL_PLAINTEXT
+inter.broker.listener.name={protocol}
 controller.quorum.voters={voters}
 sasl.enabled.mechanisms=SCRAM-SHA-512
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
-listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config={jaas}
+listener.name.{name}.scram-sha-512.sasl.jaas.config={jaas}
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 super.users={super_users}
 allow.everyone.if.no.acl.found=false
-{oauth_props}log.dirs={data}
+{extra}log.dirs={data}
 num.partitions={s.kafka_partitions}
 auto.create.topics.enable=false
 default.replication.factor={rf}
@@ -168,6 +196,34 @@ group.initial.rebalance.delay.ms=0
 log.retention.check.interval.ms=60000
 message.max.bytes=2097152
 """
+
+
+def cluster_tls(s: Settings) -> dict[str, str]:
+    """The brokers' TLS settings when any listener uses TLS: a server certificate from the platform CA (its
+    own, ``pki/kafka/broker.crt``, names the brokers' host and addresses) in a PKCS12 keystore with a generated
+    password (0600), and the platform root CA as the truststore. Empty when nothing uses TLS."""
+    if s.kafka_security_protocol.upper() != "SASL_SSL" and not s.kafka_test_mtls_listener:
+        return {}
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    pki = PlatformPKI(s.pki_dir)
+    certs = s.pki_dir / "kafka"
+    if not (certs / "broker.crt").exists():
+        pki.issue("fleetstream kafka broker", server=True, into=certs,
+                  sans=sorted({"localhost", "127.0.0.1", s.host, s.public_host}))
+    password = _generated_secret(s.root / "kafka" / "keystore.password")
+    store = s.root / "kafka" / "keystore.p12"
+    if not store.exists() or store.stat().st_mtime < (certs / "broker.crt").stat().st_mtime:
+        key = serialization.load_pem_private_key((certs / "broker.key").read_bytes(), None)
+        cert = x509.load_pem_x509_certificate((certs / "broker.crt").read_bytes())
+        ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+        write_private(store, pkcs12.serialize_key_and_certificates(
+            b"kafka", key, cert, [ca], serialization.BestAvailableEncryption(password.encode())))  # type: ignore[arg-type]
+    return {"ssl.keystore.type": "PKCS12", "ssl.keystore.location": str(store),
+            "ssl.keystore.password": password, "ssl.key.password": password,
+            "ssl.truststore.type": "PEM", "ssl.truststore.location": str(pki.ca_cert)}
 
 
 def _log4j(s: Settings, name: str = "kafka-server") -> str:
@@ -206,7 +262,7 @@ def _cluster_id(java: list[str], path: Path) -> str:
 
 
 def kafka_children(s: Settings) -> list[Child]:
-    """The local Kafka: one PLAINTEXT node, or ``kafka_brokers`` SASL nodes (``cluster_settings`` first)."""
+    """The local Kafka: one PLAINTEXT node, or ``kafka_brokers`` SASL_SSL nodes (``cluster_settings`` first)."""
     if s.kafka_brokers < 2:
         return [kafka_child(s)]
     home = s.root / "kafka"
@@ -215,14 +271,17 @@ def kafka_children(s: Settings) -> list[Child]:
     log4j.write_text(_log4j(s))
     java = _java(s, log4j, 512)
     cluster_id = _cluster_id(java, home / "cluster.id")
+    if s.kafka_security_protocol.upper() not in CLUSTER_PROTOCOLS:
+        raise StartupError(f"the local cluster serves {' or '.join(CLUSTER_PROTOCOLS)}, not "
+                           f"FLEETSTREAM_KAFKA_SECURITY_PROTOCOL={s.kafka_security_protocol}")
+    tls = cluster_tls(s)
     children, unformatted = [], []
     for i in range(s.kafka_brokers):
         node = home / f"node-{i + 1}"
         data = node / "data"
         node.mkdir(parents=True, exist_ok=True)
         props = node / "server.properties"
-        props.write_text(_cluster_properties(s, i, data))
-        os.chmod(props, 0o600)  # it holds the SCRAM password
+        write_private(props, _cluster_properties(s, i, data, tls).encode())  # it holds the SCRAM password
         if not (data / "meta.properties").exists():
             unformatted.append(props)
         node_log4j = node / "log4j2.yaml"  # a server log per node

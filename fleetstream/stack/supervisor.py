@@ -105,6 +105,7 @@ class Stack:
             s.streams_web_token = secrets.token_urlsafe(24)
         self.s = s
         kafka.cluster_settings(s)  # a local cluster's SCRAM user and RF/min ISR, before any child gets settings
+        s.kafka_security_settings  # noqa: B018 - refuses settings that could not connect, or test-only ones
         self.replicas = {role: max(1, (replicas or {}).get(role, 1)) for role in REPLICATED_ROLES}
         self.pki = PlatformPKI(s.pki_dir)
         self.children: list[Child] = []

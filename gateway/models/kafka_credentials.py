@@ -20,6 +20,8 @@ class KafkaConnection(BaseModel):
     security_protocol: str
     sasl_mechanism: Literal["SCRAM-SHA-512"] = "SCRAM-SHA-512"
     schema_registry_url: str = Field(description="Confluent-compatible API the values' schema ids resolve against")
+    ssl_ca_pem: str | None = Field(None, description="PEM of the CA that signed the brokers' TLS certificates when "
+                                   "it is a private one (the local cluster's platform CA); null: a public CA or no TLS")
 
 
 class KafkaCredentialPublic(BaseModel):

@@ -1,4 +1,4 @@
-"""One local 3-node SASL/SCRAM cluster stack (adr/0132) for every test module of this package, started once:
+"""One local 3-node SASL_SSL/SCRAM cluster stack (adr/0132, adr/0190) for every test module of this package, started once:
 its own ports (the session's minus 6000), so it runs beside the session's single-broker stack."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def cluster():
     before = current_binding()
     root = Path(tempfile.mkdtemp(prefix="fleetstream-cluster-test-"))
     s = Settings(data_dir=root, **CLUSTER_PORTS, kafka_brokers=3, kafka_test_oauth_listener=True,
-                 sink_batch_ms=100)
+                 kafka_test_mtls_listener=True, kafka_allow_test_only_security=True, sink_batch_ms=100)
     stack = Stack(s)
     try:
         stack.start_infra()

@@ -44,9 +44,10 @@ def _h(tenant, gw) -> dict:
 
 def _client_conf(issued: dict, **extra) -> dict:
     c = issued["connection"]
+    tls = {"ssl.ca.pem": c["ssl_ca_pem"]} if c.get("ssl_ca_pem") else {}  # the CA the credential came with
     return {"bootstrap.servers": c["bootstrap_servers"], "security.protocol": c["security_protocol"],
             "sasl.mechanism": c["sasl_mechanism"], "sasl.username": issued["username"],
-            "sasl.password": issued["password"], **extra}
+            "sasl.password": issued["password"], **tls, **extra}
 
 
 def _consumer(issued: dict, group: str) -> Consumer:
@@ -119,7 +120,8 @@ def test_a_tenants_credentials_read_its_export_topic_only_and_stop_at_revoke(s, 
     issued = r.json()
     assert issued["topics"] == [export_a] and issued["status"] == "active"
     assert issued["group_prefix"] == topics.tenant_group_prefix(a.tenant_id)
-    assert issued["connection"]["security_protocol"] == "SASL_PLAINTEXT"
+    assert issued["connection"]["security_protocol"] == "SASL_SSL"
+    assert "BEGIN CERTIFICATE" in issued["connection"]["ssl_ca_pem"]
     assert len(issued["password"]) >= 32
     cid, group = issued["id"], issued["group_prefix"] + "loader"
 

@@ -3,16 +3,13 @@ given, alerts never move backwards, and a record of another registered writer ve
 
 from __future__ import annotations
 
-import threading
-
 from gateway.streams_client import StreamsClient
 from schemas import codec, topics
 
 
 def _view() -> StreamsClient:
     view = StreamsClient.__new__(StreamsClient)  # the view alone: no Kafka clients
-    view.shadows, view.commands, view.alerts, view._waiters, view.on_record = {}, {}, {}, {}, []
-    view._lock = threading.Lock()
+    view._init_view()
     return view
 
 

@@ -115,3 +115,69 @@ def test_the_group_survives_the_trip_to_a_child_and_secrets_stay_out_of_files(mo
     assert again.kafka.config() == s.kafka.config()
     assert again.kafka_security_settings == KafkaSecurity.from_settings(s)
     assert (again.kafka.replication_factor, again.kafka.min_insync_replicas) == (3, 2)
+
+
+# -- test-only modes (adr/0191) ------------------------------------------------------------------------------
+TEST_ONLY = [
+    (dict(kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="OAUTHBEARER",
+          kafka_oauth_provider="unsecured-jwt"), "FLEETSTREAM_KAFKA_OAUTH_PROVIDER=unsecured-jwt"),
+    (dict(kafka_test_oauth_listener=True), "FLEETSTREAM_KAFKA_TEST_OAUTH_LISTENER"),
+    (dict(kafka_test_mtls_listener=True), "FLEETSTREAM_KAFKA_TEST_MTLS_LISTENER"),
+    (dict(kafka_security={"enable.sasl.oauthbearer.unsecure.jwt": "true"}), "enable.sasl.oauthbearer.unsecure.jwt"),
+    (dict(kafka_security={"enable.ssl.certificate.verification": "false"}), "enable.ssl.certificate.verification"),
+    (dict(kafka_security={"ssl.endpoint.identification.algorithm": "none"}), "ssl.endpoint.identification"),
+]
+
+
+@pytest.mark.parametrize("knob, name", TEST_ONLY)
+def test_a_test_only_mode_fails_start_up_without_the_dev_flag(knob, name):
+    with pytest.raises(KafkaSecurityError, match="test-only Kafka security refused") as err:
+        Settings(**knob).kafka  # noqa: B018 - what every process builds first
+    assert name in str(err.value) and "FLEETSTREAM_KAFKA_ALLOW_TEST_ONLY_SECURITY=true" in str(err.value)
+    assert "\n" not in str(err.value)
+    allowed = Settings(**knob, kafka_allow_test_only_security=True)
+    assert allowed.kafka.bootstrap_servers  # the flag lets it through (dev and tests)
+
+
+def test_the_unsecured_jwt_provider_needs_the_flag_when_built_directly_too():
+    with pytest.raises(KafkaSecurityError, match="unsecured-jwt"):
+        KafkaSecurity(protocol="SASL_SSL", mechanism="OAUTHBEARER", oauth_provider="unsecured-jwt").validated()
+    sec = KafkaSecurity(protocol="SASL_SSL", mechanism="OAUTHBEARER", oauth_provider="unsecured-jwt",
+                        allow_test_only=True).validated()
+    assert isinstance(sec.token_provider(), UnsecuredJwt)
+
+
+def test_production_values_are_not_test_only():
+    """What the Helm chart runs (MSK IAM, SCRAM over TLS, mTLS, OIDC for librdkafka) starts without the flag."""
+    for ok in (dict(kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="AWS_MSK_IAM", kafka_aws_region="x"),
+               dict(kafka_security_protocol="SASL_SSL", kafka_sasl_username="u", kafka_sasl_password="p"),
+               dict(kafka_security={"ssl.endpoint.identification.algorithm": "https",
+                                    "enable.ssl.certificate.verification": "true"})):
+        assert Settings(**ok).kafka.bootstrap_servers
+
+
+def test_prod_refuses_the_dev_flag_and_the_test_only_modes_for_every_role():
+    from runtime import production
+
+    s = Settings(env="prod", kafka_allow_test_only_security=True, kafka_test_oauth_listener=True)
+    for role in ("gateway", "streams", "sink", "connector-mqtt", "up", "admin"):
+        found = production.problems(s, role)
+        assert any("FLEETSTREAM_KAFKA_ALLOW_TEST_ONLY_SECURITY is a dev flag" in p for p in found), (role, found)
+        assert any("FLEETSTREAM_KAFKA_TEST_OAUTH_LISTENER" in p for p in found), (role, found)
+    assert not any("KAFKA" in p for p in production.problems(Settings(env="prod"), "streams"))
+
+
+def test_a_process_with_a_test_only_mode_exits_at_start_up_in_one_line(tmp_path):
+    """`fleetstream run` (any role) and `up` say it on stderr and exit 2, before touching a broker."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FLEETSTREAM_DATA_DIR": str(tmp_path), "FLEETSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+           "FLEETSTREAM_KAFKA_SASL_MECHANISM": "OAUTHBEARER", "FLEETSTREAM_KAFKA_OAUTH_PROVIDER": "unsecured-jwt",
+           "FLEETSTREAM_KAFKA_BOOTSTRAP": "127.0.0.1:9"}
+    for argv in (["run", "sink"], ["up"]):
+        r = subprocess.run([sys.executable, "-m", "fleetstream.cli", *argv], env=env, capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 2, (argv, r.stderr)
+        assert r.stderr.strip().count("\n") == 0 and "test-only Kafka security refused" in r.stderr, r.stderr

@@ -26,7 +26,8 @@ def create_kafka_credential(body: KafkaCredentialCreate, principal: KafkaCredent
     issued = svc.issue(principal, body.name)
     conn = KafkaConnection(bootstrap_servers=s.kafka_tenant_bootstrap or s.bootstrap_servers,
                            security_protocol=s.kafka_tenant_security_protocol or s.kafka_security_protocol.upper(),
-                           schema_registry_url=s.schema_registry_endpoint)
+                           schema_registry_url=s.schema_registry_endpoint,
+                           ssl_ca_pem=s.kafka_ssl_ca_file.read_text() if s.kafka_ssl_ca_file else None)
     return KafkaCredentialIssued(**KafkaCredentialPublic.of(issued.row).model_dump(), password=issued.password,
                                  connection=conn)
 
