@@ -390,10 +390,9 @@ def resolve_tenant(admin, ref: str) -> str:
 def cmd_create_user(args) -> int:
     import psycopg
 
+    from fleetstream.stack.process import port_open
     from gateway.crud.users import add_user
     from gateway.db.session import Database
-
-    from fleetstream.stack.process import port_open
 
     s = _settings(args)
     if _refuse_unsafe(s, "admin"):

@@ -15,20 +15,22 @@ CHROMIUM = os.environ.get("FLEETSTREAM_CHROMIUM", "/usr/bin/chromium")
 
 @pytest.fixture(scope="session")
 def browser():
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+    # a missing browser fails the tests (never a skip): make setup installs Debian's package
+    chromium = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+    if chromium is None:
         pytest.fail(f"no Chromium at {CHROMIUM}: `apt-get install -y chromium` (make setup does it)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        b = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         yield b
         b.close()
 
 
 @pytest.fixture(scope="session")
 def screenshots(tmp_path_factory) -> Path:
-    """Where page screenshots go: docs/screenshots when FLEETSTREAM_CONSOLE_SCREENSHOTS names it (to refresh
-    the committed ones), a temporary folder otherwise."""
+    """Where page screenshots go: the folder FLEETSTREAM_CONSOLE_SCREENSHOTS names (`make screenshots` refreshes
+    the committed ones in docs/console), a temporary folder otherwise."""
     out = Path(os.environ.get("FLEETSTREAM_CONSOLE_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
     out.mkdir(parents=True, exist_ok=True)
     return out

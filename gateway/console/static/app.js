@@ -4,6 +4,7 @@ import { h, field, say } from './dom.js';
 import * as fleet from './pages/fleet.js';
 import * as device from './pages/device.js';
 import * as alerts from './pages/alerts.js';
+import * as rules from './pages/rules.js';
 import * as ota from './pages/ota.js';
 import * as audit from './pages/audit.js';
 import * as users from './pages/users.js';
@@ -13,7 +14,7 @@ const header = document.querySelector('header.top');
 export const session = { user: null, scopes: new Set(), can: (s) => session.scopes.has(s) };
 let current = null;  // the page's cleanup (timers, WebSockets)
 
-const routes = { fleet, device, alerts, ota, audit, users };
+const routes = { fleet, device, alerts, rules, ota, audit, users };
 
 function showLogin(message) {
   cleanup();
