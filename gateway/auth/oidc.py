@@ -107,14 +107,28 @@ def finish(config: dict, flow: dict, code: str) -> dict:
         raise SsoError("no_id_token", "the provider returned no ID token")
     jwks = _jwks.setdefault(doc["jwks_uri"], jwt.PyJWKClient(doc["jwks_uri"], cache_keys=True))
     try:
-        key = jwks.get_signing_key_from_jwt(id_token)
-        claims = jwt.decode(id_token, key.key, algorithms=["RS256", "ES256", "PS256", "EdDSA"],
+        key = signing_key(jwks, id_token)
+        claims = jwt.decode(id_token, key, algorithms=["RS256", "ES256", "PS256", "EdDSA"],
                             audience=config["client_id"], issuer=doc["issuer"], options={"require": ["exp", "sub"]})
     except jwt.PyJWTError as exc:
         raise SsoError("id_token_invalid", f"the ID token is not valid: {exc}") from exc
     if not secrets.compare_digest(str(claims.get("nonce", "")), flow["nonce"]):
         raise SsoError("nonce_mismatch", "the ID token was not issued for this sign-in")
     return claims
+
+
+def signing_key(jwks: jwt.PyJWKClient, id_token: str):
+    """The provider's key for ``id_token``: the one its ``kid`` names, or — when the header has no ``kid``,
+    which OpenID Connect Core 10.1 allows for a provider with a single key — that provider's only signing
+    key. (PyJWT's own lookup needs a ``kid`` on both sides; oidc-provider-mock, like some small providers,
+    sends none, and every sign-in then failed as ``id_token_invalid``.)"""
+    kid = jwt.get_unverified_header(id_token).get("kid")
+    if kid is not None:
+        return jwks.get_signing_key(kid).key
+    keys = [k for k in jwks.get_jwk_set().keys if k.public_key_use in ("sig", None)]
+    if len(keys) != 1:
+        raise jwt.PyJWTError(f"the ID token names no key (kid) and the provider has {len(keys)} signing keys")
+    return keys[0].key
 
 
 def role_for(config: dict, claims: dict) -> str | None:
