@@ -8,7 +8,7 @@ export async function render(main, session) {
   const body = h('div');
   const can = session.can('rules:write');
   main.append(h('h1', {}, 'Alerts'), h('div', { class: 'row' }, field('State', state)),
-    can ? null : h('p', { class: 'muted' }, `Your role (${session.user.role}) can look but not acknowledge or clear.`), body);
+    ...(can ? [] : [h('p', { class: 'muted' }, `Your role (${session.user.role}) can look but not acknowledge or clear.`)]), body);  // append() would print a null
   const act = async (a, verb) => {
     try { await post(`/v1/alerts/${encodeURIComponent(a.alert_id)}/${verb}`); say(`Alert ${verb === 'acknowledge' ? 'acknowledged' : 'cleared'}.`); }
     catch (x) { say(x.message); }

@@ -42,7 +42,8 @@ export async function render(main, session, deviceId) {
     if (names.some((n) => !have.includes(n))) {
       const keep = metric.value;
       metric.replaceChildren(...names.map((n) => h('option', { value: n }, n)));
-      metric.value = keep && names.includes(keep) ? keep : names[0];
+      // first the metric heard from most recently: the one most likely to move
+      metric.value = keep && names.includes(keep) ? keep : names.reduce((a, b) => (latest[b].ts > latest[a].ts ? b : a));
       if (metric.value !== keep) loadHistory();
     }
   };

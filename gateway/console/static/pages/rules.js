@@ -17,7 +17,7 @@ const summary = (c) => (c.type === 'threshold' ? `${c.metric} ${c.op} ${c.value}
 export async function render(main, session) {
   const can = session.can('rules:write');
   main.append(h('h1', {}, 'Rules'),
-    can ? null : h('p', { class: 'muted' }, `Your role (${session.user.role}) can look and dry-run but not save rules.`));
+    ...(can ? [] : [h('p', { class: 'muted' }, `Your role (${session.user.role}) can look and dry-run but not save rules.`)]));
   const body = h('div');
   const editorTitle = h('h2', { id: 'rule-editor-title' }, 'New rule');
   const editor = h('textarea', { id: 'rule-editor', rows: 14, 'aria-describedby': 'rule-help' }, json(EXAMPLE));
