@@ -141,6 +141,9 @@ def test_operator_sees_the_device_go_online_and_its_chart_move(browser, world, s
     # live points arrive over the WebSocket while the device publishes
     wait_for(lambda: int(chart.get_attribute("data-count")) >= first + 3, timeout=WAIT / 1000,
              what="live points on the chart")
+    # a few more before the picture, so the committed screenshot shows a line that moved
+    wait_for(lambda: int(chart.get_attribute("data-count")) >= first + 20, timeout=WAIT / 1000,
+             what="more live points on the chart")
     page.screenshot(path=str(screenshots / "device.png"), full_page=True)
 
     # another tenant's device is not there, even by its URL

@@ -39,8 +39,11 @@ export class LineChart {
     const vs = pts.map((p) => p[1]);
     let lo = Math.min(...vs), hi = Math.max(...vs);
     if (hi === lo) { hi += 1; lo -= 1; }
-    const t0 = now - this.windowMs;
-    const xy = pts.map(([t, v]) => `${((t - t0) / this.windowMs * 800).toFixed(1)},${(210 - (v - lo) / (hi - lo) * 195).toFixed(1)}`);
+    // the time axis spans the points shown (at least a minute), not always the whole window: a device that
+    // has just come online is a line, not a sliver at the right edge
+    const span = Math.max(now - pts[0][0], 60_000);
+    const t0 = now - span;
+    const xy = pts.map(([t, v]) => `${((t - t0) / span * 800).toFixed(1)},${(210 - (v - lo) / (hi - lo) * 195).toFixed(1)}`);
     this.line.setAttribute('points', xy.join(' '));
     this.lo.textContent = lo.toFixed(2); this.hi.textContent = hi.toFixed(2);
   }
