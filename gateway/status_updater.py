@@ -34,7 +34,7 @@ def latest_by_device(events: list[dict]) -> dict[str, list[tuple[str, bool, dt.d
         kind = e.get("event_type")
         if kind not in ONLINE and kind not in OFFLINE:
             continue
-        if not _is_uuid(e.get("tenant_id", "")):  # not a tenant: would fail the whole batch forever
+        if not is_uuid(e.get("tenant_id", "")):  # not a tenant: would fail the whole batch forever
             continue
         k = (e["tenant_id"], e["device_id"])
         if k not in latest or e["time"] >= latest[k][0]:
@@ -45,7 +45,7 @@ def latest_by_device(events: list[dict]) -> dict[str, list[tuple[str, bool, dt.d
     return out
 
 
-def _is_uuid(value: str) -> bool:
+def is_uuid(value: str) -> bool:
     try:
         uuid.UUID(value)
         return True

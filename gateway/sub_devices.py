@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 
 import psycopg
@@ -30,6 +29,7 @@ from .crud import audit
 from .crud import devices as devices_crud
 from .outbox import enqueue
 from .registry_publisher import enqueue_new_device
+from .status_updater import is_uuid
 
 log = logging.getLogger(__name__)
 
@@ -63,20 +63,12 @@ def sightings(events: list[dict]) -> dict[str, list[Sighting]]:
         if not parent:
             parent, via = details.get("edge_node"), "sparkplug"
         device = e.get("device_id") or ""
-        if not _is_uuid(e.get("tenant_id") or ""):
+        if not is_uuid(e.get("tenant_id") or ""):
             continue
         if not parent or not device.startswith(f"{parent}.") or len(device) == len(parent) + 1:
             continue  # the parent itself (an edge node's NBIRTH) or not a sub-device id
         out.setdefault(e["tenant_id"], {}).setdefault(device, Sighting(device, parent, via, e["time"]))
     return {t: list(s.values()) for t, s in out.items()}
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-        return True
-    except ValueError:
-        return False
 
 
 def _limit(attrs: dict) -> int:

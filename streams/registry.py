@@ -62,8 +62,8 @@ class TenantView(CompactedFollower):
 
 
 class DeviceTypeView(CompactedFollower):
-    """Metric declarations per (tenant, device type) from ``fleetstream.device-types`` (adr/0182); types that
-    declare nothing are not kept."""
+    """Metric declarations per (tenant, device type) from ``fleetstream.device-types`` (adr/0182): ``metrics``
+    holds the types that declare some; ``known`` names every type with an entry."""
 
     # a type the view does not know after a sync is a free-form name with no type behind it (devices may name
     # any type): not synced for again for this long, so its devices' batches do not each wait on a sync

@@ -120,26 +120,10 @@ def test_a_broker_certificate_from_another_ca_is_refused(s, tmp_path):
     assert "certificate verify failed" in repr(aio_err.value) or "KafkaConnectionError" in repr(aio_err.value)
 
 
-def _mtls(s: Settings, cert: str | None, key: str | None) -> KafkaClients:
-    sec = KafkaSecurity(protocol="SSL", ca_file=str(PlatformPKI(s.pki_dir).ca_cert), cert_file=cert,
-                        key_file=key).validated()
-    return KafkaClients(stack_kafka.mtls_bootstrap(s), "mtls-test", sec.librdkafka(), sec, 3, 2)
-
-
-def test_ssl_with_a_client_certificate_for_both_clients(s, tmp_path):
-    """The mTLS shape (Strimzi-style SSL listeners): a client certificate from the platform CA is accepted by
-    librdkafka and by aiokafka (what Faust gets); without one the listener refuses."""
+def _both_clients_round_trip(k: KafkaClients, name: str) -> list[bytes]:
+    """One record from librdkafka, one from aiokafka (what Faust gets), both read back by aiokafka: sorted."""
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-    # the cluster authorizes (adr/0145): the certificate's CN gets what this test does, and no more
-    _allow(s, "fleetstream-kafka-test-client", topic_prefix="mtls-test-", group_prefix="mtls-")
-    pki = PlatformPKI(s.pki_dir)
-    pki.issue("fleetstream-kafka-test-client", into=tmp_path)
-    cert, key = str(tmp_path / "fleetstream-kafka-test-client.crt"), str(tmp_path / "fleetstream-kafka-test-client.key")
-    k = _mtls(s, cert, key)
-    name = f"mtls-test-{uuid.uuid4().hex[:6]}"
-    admin = k.admin()
-    admin.create_topics([k.new_topic(name, 1)])[name].result(60)
     p = k.producer({"acks": "all"})
     p.produce(name, b"from-librdkafka")
     assert p.flush(60) == 0
@@ -166,7 +150,29 @@ def test_ssl_with_a_client_certificate_for_both_clients(s, tmp_path):
         finally:
             await cons.stop()
 
-    assert sorted(asyncio.run(aiokafka_roundtrip())) == [b"from-aiokafka", b"from-librdkafka"]
+    return sorted(asyncio.run(aiokafka_roundtrip()))
+
+
+def _mtls(s: Settings, cert: str | None, key: str | None) -> KafkaClients:
+    sec = KafkaSecurity(protocol="SSL", ca_file=str(PlatformPKI(s.pki_dir).ca_cert), cert_file=cert,
+                        key_file=key).validated()
+    return KafkaClients(stack_kafka.mtls_bootstrap(s), "mtls-test", sec.librdkafka(), sec, 3, 2)
+
+
+def test_ssl_with_a_client_certificate_for_both_clients(s, tmp_path):
+    """The mTLS shape (Strimzi-style SSL listeners): a client certificate from the platform CA is accepted by
+    librdkafka and by aiokafka (what Faust gets); without one the listener refuses."""
+
+    # the cluster authorizes (adr/0145): the certificate's CN gets what this test does, and no more
+    _allow(s, "fleetstream-kafka-test-client", topic_prefix="mtls-test-", group_prefix="mtls-")
+    pki = PlatformPKI(s.pki_dir)
+    pki.issue("fleetstream-kafka-test-client", into=tmp_path)
+    cert, key = str(tmp_path / "fleetstream-kafka-test-client.crt"), str(tmp_path / "fleetstream-kafka-test-client.key")
+    k = _mtls(s, cert, key)
+    name = f"mtls-test-{uuid.uuid4().hex[:6]}"
+    admin = k.admin()
+    admin.create_topics([k.new_topic(name, 1)])[name].result(60)
+    assert _both_clients_round_trip(k, name) == [b"from-aiokafka", b"from-librdkafka"]
 
     anonymous = _mtls(s, None, None)  # trusts the brokers but presents no certificate
     with pytest.raises(KafkaUnreachable):
@@ -201,7 +207,6 @@ def _allow(s: Settings, principal: str, *, topic_prefix: str, group_prefix: str)
 def test_oauthbearer_token_callbacks_of_both_clients_authenticate(s):
     """confluent-kafka's ``oauth_cb`` and aiokafka's ``sasl_oauth_token_provider`` (what Faust gets) with the
     tokens of the unsecured-JWT provider: the same path MSK IAM tokens take."""
-    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
     # the cluster authorizes (adr/0145): the token's principal gets what this test does, and no more
     _allow(s, "oauth-tester", topic_prefix="oauth-test-", group_prefix="oauth-")
@@ -210,33 +215,7 @@ def test_oauthbearer_token_callbacks_of_both_clients_authenticate(s):
     admin = k.admin()  # held: a client that is collected takes its pending requests with it
     admin.create_topics([k.new_topic(name, 1)])[name].result(60)
     k.verify(timeout_s=60)
-    p = k.producer({"acks": "all"})
-    p.produce(name, b"from-librdkafka")
-    assert p.flush(60) == 0
-
-    async def aiokafka_roundtrip() -> list[bytes]:
-        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
-        auth = credentials_to_aiokafka_auth(k.faust_options()["broker_credentials"])
-        prod = AIOKafkaProducer(bootstrap_servers=k.bootstrap_servers, enable_idempotence=True, **auth)
-        await prod.start()
-        try:
-            await prod.send_and_wait(name, b"from-aiokafka")
-        finally:
-            await prod.stop()
-        cons = AIOKafkaConsumer(name, bootstrap_servers=k.bootstrap_servers, auto_offset_reset="earliest", **auth)
-        await cons.start()
-        try:
-            got: list[bytes] = []
-            async with asyncio.timeout(60):
-                while len(got) < 2:
-                    for msgs in (await cons.getmany(timeout_ms=1000)).values():
-                        got += [m.value for m in msgs]
-            return got
-        finally:
-            await cons.stop()
-
-    assert sorted(asyncio.run(aiokafka_roundtrip())) == [b"from-aiokafka", b"from-librdkafka"]
+    assert _both_clients_round_trip(k, name) == [b"from-aiokafka", b"from-librdkafka"]
 
     # a consumer of librdkafka reads both back through the same listener
     c = k.consumer(f"oauth-{uuid.uuid4().hex[:6]}", READER, {"auto.offset.reset": "earliest"})

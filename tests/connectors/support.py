@@ -11,6 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from schemas import codec, codec_for, device_key, topics
 
@@ -78,3 +80,12 @@ class LoopThread:
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
+
+
+def es256_keypair() -> tuple[str, str]:
+    """A device's JWT signing key: (private key PKCS#8 PEM, public key PEM) on P-256."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()).decode(),
+            key.public_key().public_bytes(serialization.Encoding.PEM,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo).decode())

@@ -14,8 +14,6 @@ import cbor2
 import pytest
 from aiocoap import Code, Message
 from aiocoap.optiontypes import OpaqueOption
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from connectors.base import Admission
 from connectors.coap.adaptor import AUTH_OPTION, CBOR, JSON
@@ -28,19 +26,18 @@ from connectors.uplink import UplinkPublisher
 from runtime.device_jwt import sign_device_jwt
 from schemas import topics
 from tests.conftest import PORT_OFFSET
-from tests.connectors.support import LoopThread, new_tenant_id, publish_command, records, register_device
+from tests.connectors.support import (
+    LoopThread,
+    es256_keypair,
+    new_tenant_id,
+    publish_command,
+    records,
+    register_device,
+)
 from tests.utils.factories import wait_for
 
 PORT = 25683 + PORT_OFFSET
 URI = f"coap://127.0.0.1:{PORT}"
-
-
-def _keypair() -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()).decode(),
-            key.public_key().public_bytes(serialization.Encoding.PEM,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo).decode())
 
 
 class Device:
@@ -61,7 +58,7 @@ def coap(infra, settings):
     tenant = new_tenant_id()
     devices = {}
     for name, status in (("meter-1", "active"), ("meter-2", "active"), ("flood", "active"), ("off", "suspended")):
-        priv, pub = _keypair()
+        priv, pub = es256_keypair()
         register_device(settings.bootstrap_servers, tenant, name, status=status, jwt_public_keys=[pub])
         devices[name] = Device(tenant, name, priv)
     registry = DeviceRegistry(settings.bootstrap_servers, "test-coap").start()

@@ -24,7 +24,31 @@ from .peers import PEERS, Peer
 from .push_peers import PUSH_PEERS
 
 
-class Harness:
+class _TenantRecords:
+    """What the tests ask Kafka about the harness's tenant (``bootstrap``, ``tenant``, ``protocol`` set by it)."""
+
+    bootstrap: str
+    tenant: str
+    protocol: str
+
+    def telemetry(self, match, device="dev-1", timeout=60, **kw):
+        return records(self.bootstrap, topics.TELEMETRY_RAW.name,
+                       lambda r: r["tenant_id"] == self.tenant and r["device_id"] == device and match(r),
+                       timeout=timeout, **kw)
+
+    def dead_letters(self, match, timeout=60):
+        return records(self.bootstrap, topics.DEAD_LETTER.name,
+                       lambda r: r["tenant_id"] == self.tenant and match(r), timeout=timeout)
+
+    def event(self, kind, since=0, device="dev-1", timeout=60):
+        found = records(self.bootstrap, topics.DEVICE_EVENTS.name,
+                        lambda r: r["tenant_id"] == self.tenant and r["device_id"] == device
+                        and r["event_type"] == kind and r["time"] >= since, timeout=timeout)
+        assert found, f"{self.protocol}: no {kind} event for {device}"
+        return found[0]
+
+
+class Harness(_TenantRecords):
     def __init__(self, peer: Peer, settings):
         self.peer, self.settings, self.bootstrap = peer, settings, settings.bootstrap_servers
         self.protocol = peer.protocol
@@ -53,23 +77,7 @@ class Harness:
         self.registry.stop()
         self.uplink.close()
 
-    # -- what the tests ask ------------------------------------------------------------------------------
-    def telemetry(self, match, device="dev-1", timeout=60, count=1):
-        return records(self.bootstrap, topics.TELEMETRY_RAW.name,
-                       lambda r: r["tenant_id"] == self.tenant and r["device_id"] == device and match(r),
-                       timeout=timeout, count=count)
-
-    def dead_letters(self, match, timeout=60):
-        return records(self.bootstrap, topics.DEAD_LETTER.name,
-                       lambda r: r["tenant_id"] == self.tenant and match(r), timeout=timeout)
-
-    def event(self, kind, since=0, device="dev-1", timeout=60):
-        found = records(self.bootstrap, topics.DEVICE_EVENTS.name,
-                        lambda r: r["tenant_id"] == self.tenant and r["device_id"] == device
-                        and r["event_type"] == kind and r["time"] >= since, timeout=timeout)
-        assert found, f"{self.protocol}: no {kind} event for {device}"
-        return found[0]
-
+    # -- commands and their acks --------------------------------------------------------------------------
     def command(self, name: str, params_json: str, *, attempt: int = 1, max_attempts: int = 4,
                 command_id: str | None = None, device: str = "dev-1") -> str:
         command_id = command_id or uuid.uuid4().hex
@@ -102,28 +110,12 @@ def harness(request, infra, settings):
     loop.close()
 
 
-class PushHarness:
+class PushHarness(_TenantRecords):
     """A push protocol's peer (``push_peers``) and what the tests ask of Kafka about its tenant."""
 
     def __init__(self, peer, settings):
         self.peer, self.bootstrap, self.protocol = peer, settings.bootstrap_servers, peer.protocol
         self.tenant = peer.start()
-
-    def telemetry(self, match, device="dev-1", timeout=60, **kw):
-        return records(self.bootstrap, topics.TELEMETRY_RAW.name,
-                       lambda r: r["tenant_id"] == self.tenant and r["device_id"] == device and match(r),
-                       timeout=timeout, **kw)
-
-    def dead_letters(self, match, timeout=60):
-        return records(self.bootstrap, topics.DEAD_LETTER.name,
-                       lambda r: r["tenant_id"] == self.tenant and match(r), timeout=timeout)
-
-    def event(self, kind, since=0, device="dev-1", timeout=60):
-        found = records(self.bootstrap, topics.DEVICE_EVENTS.name,
-                        lambda r: r["tenant_id"] == self.tenant and r["device_id"] == device
-                        and r["event_type"] == kind and r["time"] >= since, timeout=timeout)
-        assert found, f"{self.protocol}: no {kind} event for {device}"
-        return found[0]
 
     def command(self, name: str, params_json: str, device: str = "dev-1") -> str:
         command_id = uuid.uuid4().hex

@@ -28,7 +28,7 @@ from typing import ClassVar
 import paho.mqtt.client as mqtt
 
 from tests.conftest import PORT_OFFSET
-from tests.connectors.support import LoopThread, new_tenant_id, register_device
+from tests.connectors.support import LoopThread, es256_keypair, new_tenant_id, register_device
 from tests.utils.factories import wait_for
 
 DEVICES = ("dev-1", "ghost", "held")
@@ -226,17 +226,6 @@ class MqttPeer(PushPeer):
 
 
 # -- CoAP ----------------------------------------------------------------------------------------------------
-def _keypair() -> tuple[str, str]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()).decode(),
-            key.public_key().public_bytes(serialization.Encoding.PEM,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo).decode())
-
-
 class _InProcess(PushPeer):
     """Registry, admission, uplink and command router in this process, as the server peers' harness has."""
 
@@ -271,7 +260,7 @@ class CoapPeer(_InProcess):
         from connectors.uplink import UplinkPublisher
 
         self.loop = LoopThread("contract-coap")
-        self.keys = {d: _keypair() for d in DEVICES}
+        self.keys = {d: es256_keypair() for d in DEVICES}
         self.tenant = self._registry({d: pub for d, (_priv, pub) in self.keys.items()})
         self.uplink = UplinkPublisher(self.bootstrap, "coap")
         self.client = self.loop.run(aiocoap.Context.create_client_context())

@@ -18,21 +18,12 @@ from connectors.errors import DeviceDisabledError, UnauthenticatedError
 from connectors.http import DeviceAuthenticator
 from runtime.device_jwt import DeviceJwtVerifier, sign_device_jwt, sign_key_proof
 from schemas import topics
-from tests.connectors.support import records
-
-
-def _keypair() -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    priv = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
-    pub = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    return priv, pub
+from tests.connectors.support import es256_keypair, records
 
 
 def _with_key(gateway, tenant, dev) -> str:
     """Registers a new ES256 key for ``dev``; returns its private key."""
-    priv, pub = _keypair()
+    priv, pub = es256_keypair()
     r = gateway.post(f"/v1/devices/{dev.device_id}/keys",
                      json={"public_key_pem": pub, "proof": sign_key_proof(priv, tenant.tenant_id, dev.device_id)},
                      headers={"Authorization": f"Bearer {tenant.token(gateway)}"})
@@ -151,7 +142,7 @@ def test_missing_forged_and_replayed_tokens_are_refused_with_401(http_device, ga
     r = _post(gateway, {"values": {"x": 1}})
     assert r.status_code == 401 and r.headers.get("www-authenticate")
     assert r.json()["error"]["code"] == "unauthenticated"
-    other_priv, _ = _keypair()
+    other_priv, _ = es256_keypair()
     unregistered = sign_device_jwt(other_priv, http_device["tenant"].tenant_id, dev.device_id)
     r = _post(gateway, {"values": {"x": 1}}, unregistered)
     assert r.status_code == 401 and "unknown_key" in r.json()["error"]["message"]

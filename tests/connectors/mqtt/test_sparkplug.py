@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import threading
 
-import paho.mqtt.client as mqtt
 import pysparkplug as sp
 import pytest
 
@@ -19,16 +18,7 @@ from tests.utils.factories import wait_for
 DT = sp.DataType
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _paho2_shim():
-    """pysparkplug 0.6.1 is written for paho 1.x; the one call paho 2 dropped, ``message_retry_set``, was
-    already a no-op in paho 1.6 ("No longer used, remove in version 2.0"), so it is supplied as one."""
-    added = not hasattr(mqtt.Client, "message_retry_set")
-    if added:
-        mqtt.Client.message_retry_set = lambda self, retry: None
-    yield
-    if added:
-        del mqtt.Client.message_retry_set
+pytestmark = pytest.mark.usefixtures("paho2_shim")  # pysparkplug on paho 2 (conftest)
 
 
 class EdgeNode:

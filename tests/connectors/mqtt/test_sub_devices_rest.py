@@ -11,7 +11,6 @@ import threading
 import time
 import uuid
 
-import paho.mqtt.client as mqtt
 import pysparkplug as sp
 import pytest
 from confluent_kafka import Producer
@@ -24,15 +23,7 @@ from tests.utils.factories import publish_json, wait_for
 DT = sp.DataType
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _paho2_shim():
-    """pysparkplug 0.6.1 calls paho 1.x's ``message_retry_set``, a no-op since paho 1.6 (see test_sparkplug)."""
-    added = not hasattr(mqtt.Client, "message_retry_set")
-    if added:
-        mqtt.Client.message_retry_set = lambda self, retry: None
-    yield
-    if added:
-        del mqtt.Client.message_retry_set
+pytestmark = pytest.mark.usefixtures("paho2_shim")  # pysparkplug on paho 2 (conftest)
 
 
 def _auth(tenant, gateway):
