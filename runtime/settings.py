@@ -191,6 +191,12 @@ class Settings(BaseSettings):
         dir, not in it, so a copy or backup of the data dir does not carry the key to its sealed keys."""
         return self.secrets_master_key_file or self.root.with_name(self.root.name + ".master.key")
 
+    def tenant_kafka_listener(self) -> tuple[str, str]:
+        """(bootstrap, security protocol) handed out with tenant Kafka credentials (adr/0145): the listener
+        tenants reach, the platform's own unless ``kafka_tenant_*`` name another."""
+        return (self.kafka_tenant_bootstrap or self.bootstrap_servers,
+                self.kafka_tenant_security_protocol or self.kafka_security_protocol.upper())
+
     @property
     def bootstrap_servers(self) -> str:
         # the local cluster's node i listens on kafka_port + STRIDE·i (fleetstream/stack/kafka.py)

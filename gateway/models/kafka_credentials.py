@@ -16,7 +16,7 @@ class KafkaCredentialCreate(BaseModel):
 
 
 class KafkaConnection(BaseModel):
-    bootstrap_servers: str
+    bootstrap: str = Field(description="the brokers to connect to (librdkafka `bootstrap.servers`)")
     security_protocol: str
     sasl_mechanism: Literal["SCRAM-SHA-512"] = "SCRAM-SHA-512"
     schema_registry_url: str = Field(description="Confluent-compatible API the values' schema ids resolve against")

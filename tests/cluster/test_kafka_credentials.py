@@ -45,7 +45,7 @@ def _h(tenant, gw) -> dict:
 def _client_conf(issued: dict, **extra) -> dict:
     c = issued["connection"]
     tls = {"ssl.ca.pem": c["ssl_ca_pem"]} if c.get("ssl_ca_pem") else {}  # the CA the credential came with
-    return {"bootstrap.servers": c["bootstrap_servers"], "security.protocol": c["security_protocol"],
+    return {"bootstrap.servers": c["bootstrap"], "security.protocol": c["security_protocol"],
             "sasl.mechanism": c["sasl_mechanism"], "sasl.username": issued["username"],
             "sasl.password": issued["password"], **tls, **extra}
 

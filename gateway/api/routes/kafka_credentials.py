@@ -24,9 +24,8 @@ router = APIRouter(tags=["kafka-credentials"], responses=ERROR_RESPONSES)
 def create_kafka_credential(body: KafkaCredentialCreate, principal: KafkaCredentialsWrite, svc: KafkaCredentialsDep,
                             s: SettingsDep) -> KafkaCredentialIssued:
     issued = svc.issue(principal, body.name)
-    conn = KafkaConnection(bootstrap_servers=s.kafka_tenant_bootstrap or s.bootstrap_servers,
-                           security_protocol=s.kafka_tenant_security_protocol or s.kafka_security_protocol.upper(),
-                           schema_registry_url=s.schema_registry_endpoint,
+    bootstrap, protocol = s.tenant_kafka_listener()
+    conn = KafkaConnection(bootstrap=bootstrap, security_protocol=protocol, schema_registry_url=s.schema_registry_endpoint,
                            ssl_ca_pem=s.kafka_ssl_ca_file.read_text() if s.kafka_ssl_ca_file else None)
     return KafkaCredentialIssued(**KafkaCredentialPublic.of(issued.row).model_dump(), password=issued.password,
                                  connection=conn)
