@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from gateway.api.deps import KafkaCredentialsDep, KafkaCredentialsWrite, SettingsDep
-from gateway.errors import ERROR_RESPONSES
+from gateway.errors import ERROR_RESPONSES, documented
 from gateway.models.kafka_credentials import (
     KafkaConnection,
     KafkaCredentialCreate,
@@ -20,7 +20,9 @@ router = APIRouter(tags=["kafka-credentials"], responses=ERROR_RESPONSES)
 
 @router.post("/kafka-credentials", status_code=status.HTTP_201_CREATED, response_model=KafkaCredentialIssued,
              summary="Issue a Kafka (SASL/SCRAM-SHA-512) user that may read the tenant's export topic; the password "
-                     "is shown once. 409 when the platform's Kafka has no SASL/SCRAM")
+                     "is shown once. 409 when the platform's Kafka has no SASL/SCRAM",
+             responses=documented({409: "the platform's Kafka cannot issue tenant credentials (no SASL/SCRAM)",
+                                   503: "Kafka did not complete the issue; nothing was left half-done"}))
 def create_kafka_credential(body: KafkaCredentialCreate, principal: KafkaCredentialsWrite, svc: KafkaCredentialsDep,
                             s: SettingsDep) -> KafkaCredentialIssued:
     issued = svc.issue(principal, body.name)
@@ -45,7 +47,8 @@ def get_kafka_credential(credential_id: str, principal: KafkaCredentialsWrite,
 
 
 @router.delete("/kafka-credentials/{credential_id}", response_model=KafkaCredentialPublic,
-               summary="Revoke a Kafka credential: its ACLs go first (reads stop at once), then its SCRAM login")
+               summary="Revoke a Kafka credential: its ACLs go first (reads stop at once), then its SCRAM login",
+               responses=documented({503: "Kafka did not confirm the removal yet; it is finished by the sweep"}))
 def revoke_kafka_credential(credential_id: str, principal: KafkaCredentialsWrite,
                             svc: KafkaCredentialsDep) -> KafkaCredentialPublic:
     return KafkaCredentialPublic.of(svc.revoke(principal, credential_id))
