@@ -35,8 +35,17 @@ def refused(stack, factory, gateway):
     publish_json(client, topic, {"values": {"temperature": 21.5, "mode": "eco", "count": 3, "note": "any"}})
     client.disconnect()
     url = f"/v1/devices/{dev.device_id}/rejections"
-    wait_for(lambda: len(gateway.get(url, headers=h).json().get("data", [])) >= 5, timeout=90,
-             what="five rejections listed")
+    listed = []
+
+    def five_listed():
+        listed[:] = [(r["reason_code"], r["source"], r["payload_sample"])
+                     for r in gateway.get(url, headers=h).json().get("data", [])]
+        return len(listed) >= 5
+
+    try:
+        wait_for(five_listed, timeout=90, what="five rejections listed")
+    except AssertionError as e:  # say which refusals did arrive: the path that lost one is then known
+        raise AssertionError(f"{e}; listed: {listed}") from None
     return {"tenant": t, "dev": dev, "h": h, "url": url}
 
 

@@ -19,6 +19,7 @@ from schemas import codec, device_key, topics
 from schemas.namespace import device_root
 from tests.connectors.support import records
 from tests.utils.factories import publish_json, wait_for
+from tests.utils.kafka import records_to_end
 
 DT = sp.DataType
 
@@ -157,8 +158,6 @@ def test_a_sparkplug_device_is_a_rest_device_and_rest_writes_complete_from_its_d
     factory.device(t, "edge1.valve")  # an ordinary device of the tenant whose id looks like edge1's
     h = _auth(t, gateway)
     edge = EdgeNode(settings, t.tenant_id, dev)
-    edge.node.register(sp.Device("valve", [sp.Metric(timestamp=sp.get_current_timestamp(), name="open",
-                                                     datatype=DT.BOOLEAN, value=True)]))
     edge.connect()
     try:
         pump = wait_for(lambda: _device(gateway, h, "edge1.pump1"), timeout=120, what="edge1.pump1 registered")
@@ -185,7 +184,15 @@ def test_a_sparkplug_device_is_a_rest_device_and_rest_writes_complete_from_its_d
         assert done["status"] == "failed" and "UInt16" in done["reason"], done
         assert ("pump1", {"speed": 70000}) not in edge.got
 
-        # edge1 cannot speak for the tenant's ordinary device edge1.valve: its DBIRTH is refused, nothing stored
+        # edge1 cannot speak for the tenant's ordinary device edge1.valve: its DBIRTH is refused, nothing stored.
+        # The connector learns of edge1.valve from the registry topic: its DBIRTH goes out only after the steps
+        # above, seconds after the entry is on the topic. A DBIRTH ahead of the entry is refused only later, by
+        # the control plane (adr/0158), after its reading was stored: that lag is not what this step tests.
+        wait_for(lambda: records_to_end(settings.bootstrap_servers, topics.REGISTRY.name,
+                                        device_key(t.tenant_id, "edge1.valve")),
+                 timeout=60, what="edge1.valve on the registry topic")
+        edge.node.register(sp.Device("valve", [sp.Metric(timestamp=sp.get_current_timestamp(), name="open",
+                                                         datatype=DT.BOOLEAN, value=True)]))
         dead = records(settings.bootstrap_servers, topics.DEAD_LETTER.name,
                        lambda d: d["tenant_id"] == t.tenant_id and d["reason_code"] == "not_this_edge_nodes_device",
                        timeout=60)
