@@ -5,7 +5,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 CHAOS_ARGS ?=
 
-.PHONY: setup up down status test bench bench-queries chaos chaos-kafka lint clean ops-tools
+.PHONY: setup up down status test screenshots bench bench-queries chaos chaos-kafka lint clean ops-tools
 
 setup:
 	@bash scripts/setup.sh
@@ -23,6 +23,10 @@ status:
 test: setup
 	@bash scripts/ops-tools.sh --background
 	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the console's pages in docs/console/*.png, taken by its browser tests against a test stack (adr/0164)
+screenshots: setup
+	@FLEETSTREAM_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(BIN)/python -m pytest tests/console -q $(PYTEST_ARGS)
 
 # helm, actionlint (Go module proxy) and checkov & co. (side venv) for tests/ops; once, cached (adr/0097)
 ops-tools:

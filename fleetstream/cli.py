@@ -192,6 +192,9 @@ def _demo_fleet(s: Settings, n: int) -> dict:
     if fleet_file.exists():
         demo = json.loads(fleet_file.read_text())
         if len(demo["devices"]) >= n:
+            if "console_user" not in demo:  # a data dir from before the console
+                demo["console_user"] = _demo_owner(s, demo["tenant_id"])
+                fleet_file.write_text(json.dumps(demo, indent=2))
             return demo
     admin = Admin(s)
     try:
@@ -204,11 +207,26 @@ def _demo_fleet(s: Settings, n: int) -> dict:
             devices.append({"device_id": dev, "cert_dir": str(s.root / "demo" / "devices" / dev)})
     finally:
         admin.close()
-    demo = {**tenant, "devices": devices, "fleet_file": str(fleet_file)}
+    demo = {**tenant, "devices": devices, "fleet_file": str(fleet_file),
+            "console_user": _demo_owner(s, tenant["tenant_id"])}
     fleet_file.parent.mkdir(parents=True, exist_ok=True)
     fleet_file.write_text(json.dumps(demo, indent=2))
     fleet_file.chmod(0o600)
     return demo
+
+
+def _demo_owner(s: Settings, tenant_id: str) -> dict:
+    """The demo tenant's first console user, an owner with a generated password (kept in fleet.json, 0600)."""
+    from gateway.crud.users import add_user
+    from gateway.db.session import Database
+
+    db = Database(s.app_dsn, max_size=1)
+    db.open()
+    try:
+        _, password = add_user(db, tenant_id, "owner@demo.local", "owner", name="Demo owner", actor="fleetstream-up")
+    finally:
+        db.close()
+    return {"email": "owner@demo.local", "password": password}
 
 
 def _print_welcome(s: Settings, demo: dict | None, took: float, timings: dict) -> None:
@@ -221,6 +239,10 @@ def _print_welcome(s: Settings, demo: dict | None, took: float, timings: dict) -
     if demo:
         d0 = demo["devices"][0]["device_id"]
         print(f"\n  demo tenant {demo['name']}: client_id={demo['client_id']} client_secret={demo['client_secret']}")
+        user = demo.get("console_user")
+        if user:
+            print(f"  console     {s.gateway_url}/console/?tenant={demo['name']}")
+            print(f"              sign in as {user['email']} / {user['password']} (owner; add people under Users)")
         print(f"  {len(demo['devices'])} simulated devices publish every second. Read one:\n")
         print(f"  TOKEN=$(curl -s -d grant_type=client_credentials -d client_id={demo['client_id']} \\\n"
               f"      -d client_secret={demo['client_secret']} {s.gateway_url}/v1/oauth/token | "
@@ -378,6 +400,44 @@ def resolve_tenant(admin, ref: str) -> str:
     return str(row["id"])
 
 
+def cmd_create_user(args) -> int:
+    import psycopg
+
+    from fleetstream.stack.process import port_open
+    from gateway.crud.users import add_user
+    from gateway.db.session import Database
+
+    s = _settings(args)
+    if _refuse_unsafe(s, "admin"):
+        return 2
+    if not port_open(s.host, s.postgres_port):
+        raise UserError(f"cannot reach PostgreSQL at {s.host}:{s.postgres_port}; is the stack running? "
+                        "`fleetstream up --detach` starts it, `fleetstream status` shows it")
+    logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+    db = Database(s.app_dsn, max_size=1)
+    db.open()
+    try:
+        row, password = add_user(db, args.tenant, args.email, args.role, password=password, name=args.name)
+    except LookupError:
+        raise UserError(f"no tenant named or with id {args.tenant!r}; "
+                        "create one with `fleetstream admin create-tenant NAME`") from None
+    except psycopg.errors.UniqueViolation:
+        raise UserError(f"{args.email} is already a user of {args.tenant}") from None
+    except (ValueError, psycopg.errors.CheckViolation) as exc:
+        raise UserError(f"create-user: {str(exc).splitlines()[0]}") from None
+    finally:
+        db.close()
+    out = {"user_id": str(row["id"]), "tenant_id": str(row["tenant_id"]), "email": row["email"], "role": row["role"],
+           "password": None if args.password_stdin else password, "console": f"{s.gateway_url}/console/"}
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        for k, v in out.items():
+            print(f"{k}: {v}")
+    return 0
+
+
 def cmd_platform_token(args) -> int:
     """Whoever can read the signing keys is the platform: the token is minted with them, no server call."""
     from gateway.auth.tokens import PLATFORM_SCOPE, KeyRing
@@ -525,6 +585,15 @@ def build_parser() -> argparse.ArgumentParser:
                             help="mint a platform-admin token (tenant management under /v1/admin)")
     pt.add_argument("--ttl", type=int, default=3600, help="seconds the token is valid")
     pt.set_defaults(fn=cmd_platform_token)
+    cu = adm_sub.add_parser("create-user", help="add a console user to a tenant, e.g. its first owner")
+    cu.add_argument("tenant", help="tenant name or id")
+    cu.add_argument("email")
+    cu.add_argument("--role", choices=["owner", "admin", "operator", "viewer"], default="owner")
+    cu.add_argument("--name", default="")
+    cu.add_argument("--password-stdin", action="store_true",
+                    help="read the password from standard input (default: generate one and print it once)")
+    cu.add_argument("--json", action="store_true")
+    cu.set_defaults(fn=cmd_create_user)
     rk = adm_sub.add_parser("rotate-signing-key", help="add a new token signing key (old keys keep verifying)")
     rk.set_defaults(fn=cmd_rotate_signing_key)
 

@@ -17,11 +17,12 @@ from sinks.clickhouse.runner import build_sinks
 from sinks.clickhouse.schema import create_all
 from sinks.clickhouse.store import TelemetryStore
 
-from . import errors
+from . import console, errors
 from .admin import Admin
 from .api import openapi
 from .api.main import BODY_LIMITS, api_router, root_router
 from .api.request_guard import RequestGuard
+from .api.user_audit import UserActionAudit
 from .auth.revocation import AuthState
 from .auth.tokens import KeyRing
 from .db.session import Database
@@ -131,8 +132,10 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
     errors.install(app)
     # NUL-free URLs and body limits before routing (adr/0109); inside the metrics middleware, so refusals count
     app.add_middleware(RequestGuard, limits=BODY_LIMITS)
+    app.add_middleware(UserActionAudit)  # every change a console user makes, with their identity (adr/0162)
     openapi.install(app, BODY_LIMITS)
     instrument_fastapi(app)  # GET /metrics, request metrics, traceparent (adr/0094)
     app.include_router(root_router)
     app.include_router(api_router)
+    console.install(app)  # the web console's static files at /console (adr/0163)
     return app

@@ -34,6 +34,8 @@ command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
 command -v npm >/dev/null || need_apt+=(npm)  # fetches AsyncAPI's JSON Schema (the contract's validation)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
+# the console's browser tests drive Debian's Chromium through Playwright (never `playwright install`, adr/0164)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   step "setup: Debian packages ${need_apt[*]}" "$CACHE/logs/apt.log" \

@@ -74,6 +74,14 @@ def test_up_detach_status_down_leaves_no_orphans(stack_env, tmp_path):
             wait_for(lambda: gw.get(f"/v1/devices/{dev}/telemetry", params={"metric": "temperature"},
                                     headers={"Authorization": f"Bearer {tok}"}).json().get("points"),
                      timeout=60, what="the demo fleet's temperature readings")
+            # the console's address and its first user, printed by up, sign in (issue 17)
+            owner = demo["console_user"]
+            assert f"{comps['gateway']['url']}/console/?tenant={demo['name']}" in up.stdout
+            assert f"sign in as {owner['email']} / {owner['password']}" in up.stdout
+            assert gw.get("/console/").status_code == 200
+            signed_in = gw.post("/v1/session", json={"tenant": demo["name"], "email": owner["email"],
+                                                     "password": owner["password"]}, timeout=90)
+            assert signed_in.status_code == 200 and signed_in.json()["role"] == "owner"
     finally:
         down = fleetstream("down", env=stack_env, timeout=90)
     assert down.returncode == 0

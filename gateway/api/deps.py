@@ -19,10 +19,11 @@ from typing import Annotated, TypeVar
 
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 
 from gateway.admin import Admin
 from gateway.auth.revocation import TokenRevoked
+from gateway.auth.sessions import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, csrf_ok
 from gateway.auth.tokens import PLATFORM_SCOPE, KeyRing, Principal, TokenError
 from gateway.broker.emqx import DeviceStatusCache, authorize
 from gateway.crud import devices as devices_crud
@@ -181,17 +182,24 @@ KafkaCredentialsDep = Annotated[KafkaCredentials, Depends(get_kafka_credentials)
 bearer = HTTPBearer(auto_error=False)
 
 
-def get_principal(keys: KeysDep,
+def get_principal(request: Request, keys: KeysDep,
                   creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
-    if creds is None:
+    """A Bearer token, or else a console session's cookie (adr/0161): the same token, verified the same way;
+    a cookie-borne request that changes something must also echo the session's CSRF value."""
+    token = creds.credentials if creds is not None else request.cookies.get(SESSION_COOKIE)
+    if not token:
         raise ApiError(401, "unauthenticated", "a Bearer token is required", {"WWW-Authenticate": "Bearer"})
     try:
-        return keys.verify(creds.credentials)
+        principal = keys.verify(token)
     except TokenRevoked as exc:  # a valid token whose tenant is suspended or client revoked (adr/0107)
         challenge = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         raise ApiError(exc.status, exc.code, str(exc), challenge) from exc
     except TokenError as exc:
         raise ApiError(401, "invalid_token", f"token rejected: {exc}", {"WWW-Authenticate": "Bearer"}) from exc
+    if creds is None and request.method not in SAFE_METHODS and not csrf_ok(principal, request.headers.get(CSRF_HEADER)):
+        raise ApiError(403, "csrf_failed", "a session's unsafe request must send its CSRF value in X-CSRF-Token")
+    request.state.principal = principal  # for the user-action audit (gateway/api/user_audit.py)
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -225,4 +233,5 @@ DevicesWrite = tenant_principal("devices:write")
 ClientsWrite = tenant_principal("clients:write")
 AuditRead = tenant_principal("audit:read")
 KafkaCredentialsWrite = tenant_principal("kafka:credentials")
+UsersWrite = tenant_principal("users:write")
 PlatformAdmin = Annotated[Principal, Depends(require_platform_admin)]

@@ -23,8 +23,11 @@ from .routes import (
     provisioning,
     rejections,
     rules,
+    session,
     shadow,
+    sso,
     telemetry,
+    users,
 )
 from .routes import firmware as ota_firmware  # OTA (issue 8)
 from .routes import graphql as graphql_api  # issue 6
@@ -48,6 +51,8 @@ api_router.include_router(ota_firmware.router)
 api_router.include_router(ota_campaigns.router)
 api_router.include_router(ingest.router)
 api_router.include_router(kafka_credentials.router)
+for _r in (session, users, sso):  # people: sessions, users and roles (issue 17)
+    api_router.include_router(_r.router)
 
 root_router = APIRouter()
 root_router.include_router(health.router)

@@ -29,3 +29,44 @@ def verify_secret(secret: str, stored: str) -> bool:
 
 def new_secret() -> str:
     return secrets.token_urlsafe(32)
+
+
+# -- people's passwords (console users, adr/0160): argon2id, parameters from argon2-cffi's RFC 9106 profile
+_argon2 = None
+
+
+def _hasher():
+    global _argon2
+    if _argon2 is None:
+        from argon2 import PasswordHasher
+
+        _argon2 = PasswordHasher()
+    return _argon2
+
+
+MIN_PASSWORD_LENGTH = 12
+
+
+def hash_password(password: str) -> str:
+    return _hasher().hash(password)
+
+
+def verify_password(password: str, stored: str | None) -> bool:
+    """False for a wrong password or no password; with ``stored`` None it still spends one hash's time, so an
+    unknown user answers as slowly as a known one."""
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    try:
+        return _hasher().verify(stored or _dummy(), password) and stored is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+_DUMMY: str | None = None
+
+
+def _dummy() -> str:
+    global _DUMMY
+    if _DUMMY is None:
+        _DUMMY = hash_password(secrets.token_urlsafe(16))
+    return _DUMMY

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 ISSUER = "fleetstream"
 AUDIENCE = "fleetstream-api"
 ALL_SCOPES = ("devices:read", "devices:write", "telemetry:read", "commands:write", "rules:write", "ota:write",
-              "clients:write", "audit:read", "kafka:credentials")
+              "clients:write", "audit:read", "kafka:credentials", "users:write")
 PLATFORM_SCOPE = "platform:admin"
 
 
@@ -33,6 +33,13 @@ class Principal:
     client_id: str
     scopes: frozenset[str]
     platform_admin: bool = False
+    # a console session's token (adr/0161): the CSRF value unsafe requests must echo in X-CSRF-Token
+    csrf: str | None = None
+
+    @property
+    def user_id(self) -> str | None:
+        """The user behind a session token (``sub`` = ``user:<id>``), None for API clients."""
+        return self.client_id[5:] if self.client_id.startswith("user:") else None
 
 
 class KeyRing:
@@ -74,13 +81,15 @@ class KeyRing:
         return max(self.keys)  # kids start with their creation time: the newest key signs
 
     def issue(self, *, tenant_id: str, client_id: str, scopes: list[str], ttl_s: int = 900,
-              platform_admin: bool = False) -> str:
+              platform_admin: bool = False, extra: dict | None = None) -> str:
         """A tenant token; with ``platform_admin`` a platform token (no tenant, tenant management only)."""
         now = int(time.time())
         claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": client_id, "tenant_id": tenant_id,
                   "scope": " ".join(scopes), "iat": now, "nbf": now, "exp": now + ttl_s, "jti": uuid.uuid4().hex}
         if platform_admin:
             claims["platform_admin"] = True
+        for k, v in (extra or {}).items():
+            claims.setdefault(k, v)  # never overrides the registered claims above
         kid = self.current_kid
         return jwt.encode(claims, self.keys[kid], algorithm="ES256", headers={"kid": kid})
 
@@ -99,7 +108,8 @@ class KeyRing:
             raise TokenError(str(exc)) from exc
         principal = Principal(tenant_id=claims["tenant_id"], client_id=claims["sub"],
                               scopes=frozenset(claims.get("scope", "").split()),
-                              platform_admin=claims.get("platform_admin") is True)
+                              platform_admin=claims.get("platform_admin") is True,
+                              csrf=claims["csrf"] if isinstance(claims.get("csrf"), str) else None)
         if self.revocation is not None:
             self.revocation.check(principal)
         return principal

@@ -30,3 +30,11 @@ def bearer(authorization: str | None) -> str | None:
     if authorization and authorization.lower().startswith("bearer "):
         return authorization[7:].strip()
     return None
+
+
+def same_origin(conn) -> bool:
+    """The page that opened this connection is on this host (its Origin names the Host it connected to)."""
+    from urllib.parse import urlsplit
+
+    origin, host = conn.headers.get("origin"), conn.headers.get("host")
+    return bool(origin and host and urlsplit(origin).netloc == host)

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from gateway.api.deps import HubDep, KeysDep
+from gateway.auth.sessions import SESSION_COOKIE
 from gateway.errors import ApiError
 
-from .auth import bearer, principal_from_token
+from .auth import bearer, principal_from_token, same_origin
 from .hub import LiveEvent, Subscriber, to_json
 
 router = APIRouter(tags=["live"])
@@ -80,6 +81,12 @@ async def stream(ws: WebSocket, keys: KeysDep, hub: HubDep):
     await ws.accept()
     try:
         token = ws.query_params.get("access_token") or bearer(ws.headers.get("authorization"))
+        if token is None and ws.cookies.get(SESSION_COOKIE):
+            # a console session (adr/0161): browsers send cookies on any page's WebSocket to this host, so
+            # only a page of this origin may use them (no cross-site WebSocket hijacking)
+            if not same_origin(ws):
+                raise ApiError(403, "cross_origin", "a session's WebSocket must come from this origin")
+            token = ws.cookies[SESSION_COOKIE]
         if token is None:
             first = json.loads(await asyncio.wait_for(ws.receive_text(), 10))
             token = first.get("token") if isinstance(first, dict) and first.get("type") == "auth" else None
