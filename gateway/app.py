@@ -26,6 +26,7 @@ from .api.user_audit import UserActionAudit
 from .auth.revocation import AuthState
 from .auth.tokens import KeyRing
 from .db.session import Database
+from .known_devices import KnownDevices
 from .live.hub import LiveHub
 from .outbox import Outbox
 from .status_updater import StatusUpdater
@@ -75,6 +76,7 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
         st.settings = s
         st.db = Database(s.app_dsn)
         st.db.open()
+        st.known_devices = KnownDevices(st.db)  # the read routes' device check without Postgres (adr/0188)
         # suspended tenants and revoked clients, refused on every request (adr/0107)
         st.auth_state = AuthState(s.app_dsn, st.db.pool).start()
         st.keys = KeyRing(s.root / "keys" / "jwt", revocation=st.auth_state)

@@ -27,8 +27,8 @@ import contextvars
 import json
 import logging
 import os
+import random
 import re
-import secrets
 import threading
 import time
 from typing import Any
@@ -156,7 +156,13 @@ _device_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("fs_devi
 
 
 def new_traceparent(trace_id: str | None = None) -> str:
-    return f"00-{trace_id or secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    return f"00-{trace_id or _random_id(128)}-{_random_id(64)}-01"
+
+
+def _random_id(bits: int) -> str:
+    """A non-zero W3C trace or span id. Not a secret, so Python's PRNG: ``secrets`` reads the kernel's random
+    source twice per request, which showed in the gateway's profile (adr/0188)."""
+    return f"{random.getrandbits(bits) or 1:0{bits // 4}x}"
 
 
 def parse_traceparent(value: str | None) -> str | None:
@@ -242,29 +248,49 @@ def instrument_fastapi(app, role: str = "gateway") -> None:
 
     BUILD.info({"role": role, "version": _version()})
 
-    @app.middleware("http")
-    async def _observe(request, call_next):
-        trace_id = parse_traceparent(request.headers.get("traceparent")) or secrets.token_hex(16)
-        token = _trace_id.set(trace_id)
-        t0 = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            response.headers["traceparent"] = new_traceparent(trace_id)
-            return response
-        finally:
-            route = request.scope.get("route")
-            template = _route_template(request.url.path, request.scope.get("path_params") or {}) \
-                if getattr(route, "path", None) else "_unmatched"
-            if template != "/metrics":
-                HTTP_REQUESTS.labels(request.method, template, str(status)).inc()
-                HTTP_REQUEST_SECONDS.labels(request.method, template).observe(time.perf_counter() - t0)
-            _trace_id.reset(token)
+    app.add_middleware(_Observe)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+class _Observe:
+    """Request metrics and the traceparent, as a plain ASGI middleware: Starlette's ``BaseHTTPMiddleware``
+    (``@app.middleware("http")``) runs every request through a task group and memory streams, a fixed cost
+    larger than a cached answer itself (adr/0188)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        header = next((v for k, v in scope["headers"] if k == b"traceparent"), None)
+        trace_id = parse_traceparent(header.decode("latin-1") if header is not None else None) or _random_id(128)
+        token = _trace_id.set(trace_id)
+        t0 = time.perf_counter()
+        status = 500
+
+        async def send_with_traceparent(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"traceparent"]
+                headers.append((b"traceparent", new_traceparent(trace_id).encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_traceparent)
+        finally:
+            route = scope.get("route")
+            template = _route_template(scope["path"], scope.get("path_params") or {}) \
+                if getattr(route, "path", None) else "_unmatched"
+            if template != "/metrics":
+                HTTP_REQUESTS.labels(scope["method"], template, str(status)).inc()
+                HTTP_REQUEST_SECONDS.labels(scope["method"], template).observe(time.perf_counter() - t0)
+            _trace_id.reset(token)
 
 
 def _route_template(path: str, params: dict) -> str:

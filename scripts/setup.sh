@@ -28,6 +28,7 @@ command -v mosquitto_pub >/dev/null || need_apt+=(mosquitto-clients)  # docs/dev
 command -v coap-client-notls >/dev/null || need_apt+=(libcoap3-bin)   # the stock CoAP client (adr/0184)
 # the broker's access plugin (fleetstream/stack/mosquitto_access.c, adr/0100) is compiled at first start
 [ -f /usr/include/mosquitto_broker.h ] || need_apt+=(mosquitto-dev libmosquitto-dev)
+[ -f /usr/include/mosquitto.h ] || need_apt+=(libmosquitto-dev)  # the C device example (docs/devices)
 [ -f /usr/include/openssl/x509.h ] || need_apt+=(libssl-dev)
 command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Annotated, TypeVar
 
 from fastapi import Depends
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection, Request
 
@@ -31,6 +32,7 @@ from gateway.db.session import Database
 from gateway.errors import ApiError
 from gateway.http_ingest import IngestService
 from gateway.kafka_credentials import KafkaAccess, KafkaCredentials
+from gateway.known_devices import KnownDevices
 from gateway.live.hub import LiveHub
 from gateway.ota.service import OtaService
 from gateway.outbox import Outbox
@@ -52,6 +54,11 @@ async def get_settings(conn: HTTPConnection) -> Settings:
 async def get_db(conn: HTTPConnection) -> Database:
     """The application-role Postgres pool; tenant data only through ``db.tenant_tx(tenant_id)`` (RLS)."""
     return conn.app.state.db
+
+
+async def get_known_devices(conn: HTTPConnection) -> KnownDevices:
+    """Devices of a tenant found in Postgres, remembered (adr/0188)."""
+    return conn.app.state.known_devices
 
 
 async def get_keys(conn: HTTPConnection) -> KeyRing:
@@ -109,6 +116,7 @@ async def get_components(conn: HTTPConnection) -> list[object]:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DbDep = Annotated[Database, Depends(get_db)]
+KnownDevicesDep = Annotated[KnownDevices, Depends(get_known_devices)]
 KeysDep = Annotated[KeyRing, Depends(get_keys)]
 AdminDep = Annotated[Admin, Depends(get_admin)]
 PKIDep = Annotated[PlatformPKI, Depends(get_pki)]
@@ -191,6 +199,15 @@ def get_principal(request: Request, keys: KeysDep,
         raise ApiError(401, "unauthenticated", "a Bearer token is required", {"WWW-Authenticate": "Bearer"})
     try:
         principal = keys.verify(token)
+async def get_principal(keys: KeysDep,
+                        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+    """A token seen before is answered on the event loop from memory; a new one (signature check) or one whose
+    revocation state needs Postgres goes to the thread pool (adr/0188)."""
+    if creds is None:
+        raise ApiError(401, "unauthenticated", "a Bearer token is required", {"WWW-Authenticate": "Bearer"})
+    try:
+        principal = keys.verified_in_memory(creds.credentials)
+        return principal if principal is not None else await run_in_threadpool(keys.verify, creds.credentials)
     except TokenRevoked as exc:  # a valid token whose tenant is suspended or client revoked (adr/0107)
         challenge = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         raise ApiError(exc.status, exc.code, str(exc), challenge) from exc

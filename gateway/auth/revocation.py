@@ -84,6 +84,17 @@ class AuthState:
             status, revoked = self._ask(principal.tenant_id, principal.client_id)
         _refuse(status, revoked)
 
+    def check_in_memory(self, principal: Principal) -> bool:
+        """``check`` when the listener keeps the sets current (no I/O): raises as ``check`` does; False when
+        the answer would need Postgres (call ``check`` off the event loop then)."""
+        if principal.platform_admin or not principal.tenant_id:
+            return True
+        tenants, clients = self.tenants, self.clients
+        if not self.live.is_set():
+            return False
+        _refuse(tenants.get(principal.tenant_id), principal.client_id in clients)
+        return True
+
     def tenant_refused(self, tenant_id: str) -> bool:
         if self.live.is_set():
             return tenant_id in self.tenants

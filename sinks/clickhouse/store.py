@@ -14,6 +14,7 @@ import base64
 import datetime as dt
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .client import ClickHouse
 from .isolation import query_settings
@@ -44,10 +45,13 @@ WHERE {where} AND kafka_offset >= if(empty(progress.2), 0, arrayMin(progress.2))
 _SELECTION = """tenant_id = {t:String} AND device_id IN {d:Array(String)} AND metric = {m:String}"""
 _RAW_RANGE = """ts >= {start:DateTime64(3)} AND ts < {end:DateTime64(3)}"""
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# Reads of one series in key order (a page, latest values) on one thread each: ClickHouse's default of a
+# thread per core costs ~20-30 % more CPU per such query, and concurrent requests already use the cores
+_POINT_READ = {"max_threads": 1}
 
 
-@dataclass(frozen=True)
-class Point:
+class Point(NamedTuple):
+    """A tuple, not a dataclass: a page builds a thousand of them (adr/0188)."""
     ts: dt.datetime
     value: float | bool | str | None
 
@@ -88,9 +92,10 @@ class TelemetryStore:
         self.db = ch.database
         self.latest_cache = latest_cache
 
-    def _q(self, sql: str, params: dict) -> list[tuple]:
+    def _q(self, sql: str, params: dict, settings: dict | None = None) -> list[tuple]:
         """Every tenant query: the tenant is a parameter of the SQL and, with a server, of the row policy."""
-        return self.ch.query_rows(sql, params, settings=query_settings(self.ch.embedded, _tenant(params["t"])))
+        tenant = query_settings(self.ch.embedded, _tenant(params["t"]))
+        return self.ch.query_rows(sql, params, settings={**(settings or {}), **(tenant or {})} or None)
 
     def raw_points(self, *, tenant_id: str, device_id: str, metric: str, start: dt.datetime, end: dt.datetime,
                    limit: int, after: dt.datetime | None = None) -> list[Point]:
@@ -101,8 +106,10 @@ class TelemetryStore:
                   AND ts > {{after:DateTime64(3)}}
                 ORDER BY ts LIMIT {{limit:UInt32}}""",
             {"t": _tenant(tenant_id), "d": device_id, "m": metric, "start": start, "end": end,
-             "after": after or _EPOCH, "limit": limit})
-        return [Point(_utc(r[0]), _value(r[1], r[2], r[3])) for r in rows]
+             "after": after or _EPOCH, "limit": limit}, _POINT_READ)
+        fromtimestamp, utc = dt.datetime.fromtimestamp, dt.UTC
+        return [Point(fromtimestamp(ms / 1000, utc), num if num is not None else _value(num, boolean, text))
+                for ms, num, boolean, text in rows]
 
     def downsampled(self, *, tenant_id: str, device_ids: list[str], metric: str, start: dt.datetime,
                     end: dt.datetime, interval_s: int, agg: str) -> dict[str, Series]:
@@ -190,6 +197,13 @@ class TelemetryStore:
             out = [x for x in out if x.metric in wanted]
         return sorted(out, key=lambda x: (x.device_id, x.metric))
 
+    def cached_latest(self, *, tenant_id: str, device_id: str) -> list[Latest] | None:
+        """``latest`` of one device when the cache holds it (memory only, safe on an event loop), else None."""
+        if self.latest_cache is None:
+            return None
+        values = self.latest_cache.get((_tenant(tenant_id), device_id))
+        return None if values is None else sorted(values, key=lambda x: x.metric)
+
     def _latest(self, tenant_id: str, device_ids: list[str], metrics: list[str] | None) -> list[Latest]:
         rows = self._q(
             f"""SELECT device_id, metric, toUnixTimestamp64Milli(max(last_ts)), argMaxMerge(last_v)
@@ -197,7 +211,7 @@ class TelemetryStore:
                 WHERE tenant_id = {{t:String}} AND device_id IN {{d:Array(String)}}
                   AND (length({{m:Array(String)}}) = 0 OR has({{m:Array(String)}}, metric))
                 GROUP BY device_id, metric ORDER BY device_id, metric""",
-            {"t": _tenant(tenant_id), "d": list(device_ids), "m": list(metrics or [])})
+            {"t": _tenant(tenant_id), "d": list(device_ids), "m": list(metrics or [])}, _POINT_READ)
         return [Latest(r[0], r[1], _utc(r[2]), _value(*r[3])) for r in rows]
 
     def count_points(self, *, tenant_id: str, device_id: str, metric: str) -> tuple[int, int, int]:

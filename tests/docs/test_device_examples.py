@@ -1,6 +1,7 @@
 """The worked examples of docs/devices/ run against the session's real stack, as a device maker would run
 them, so the device contract cannot rot: the paho device (telemetry, status, a command answered, a desired
-state applied and reported), mosquitto_pub, key registration and ingest with openssl and curl, CoAP with
+state applied and reported), the C device with libmosquitto (compiled with the machine's C compiler:
+telemetry, status, a command answered), mosquitto_pub, key registration and ingest with openssl and curl, CoAP with
 libcoap's and aiocoap's stock clients (token in ``?jwt=``), and the links from ``GET …/connection``."""
 
 from __future__ import annotations
@@ -71,6 +72,39 @@ def test_the_paho_device_sends_answers_commands_and_keeps_its_shadow(tenant, fac
         proc.terminate()
         proc.wait(10)
     assert "command reboot {'delay_s': 1}\n" in lines and "shadow delta applied: {'setpoint': 23.5}\n" in lines
+
+
+@pytest.mark.skipif(shutil.which("cc") is None or not Path("/usr/include/mosquitto.h").exists(),
+                    reason="a C compiler and libmosquitto-dev (installed by make setup) are needed")
+def test_the_libmosquitto_c_device_sends_and_answers_a_command(tenant, factory, gateway, tmp_path):
+    t, h = tenant
+    dev = factory.device(t)
+    exe = tmp_path / "mqtt_device"
+    built = _run(["cc", "-Wall", "-Wextra", "-Werror", "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-o", str(exe),
+                  str(EXAMPLES / "mqtt_device.c"), "-lmosquitto"], {})
+    assert built.returncode == 0, built.stderr
+    proc = subprocess.Popen([str(exe)], text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, **_mqtt_env(factory, dev), "INTERVAL_S": "1", "RUN_S": "120"})
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
+    try:
+        wait_for(lambda: "connected\n" in lines, timeout=30, what=f"the C example to connect: {lines}")
+        wait_for(lambda: {"temperature", "uptime_s"} <= set(_latest(gateway, h, dev.device_id)), timeout=60,
+                 what="its readings")
+        wait_for(lambda: gateway.get(f"/v1/devices/{dev.device_id}", headers=h).json()["online"], timeout=60,
+                 what="the device online from its status message")
+        r = gateway.post(f"/v1/devices/{dev.device_id}/commands", json={"name": "reboot", "params": {"delay_s": 1}},
+                         headers=h)
+        assert r.status_code == 202, r.text
+        cid = r.json()["command_id"]
+        wait_for(lambda: gateway.get(f"/v1/devices/{dev.device_id}/commands/{cid}", headers=h).json().get("status")
+                 == "succeeded", timeout=60, what=f"the command answered: {lines}")
+        assert gateway.get(f"/v1/devices/{dev.device_id}/commands/{cid}", headers=h).json().get("result") == \
+            {"done": "reboot"}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert "command reboot\n" in lines and not any(x.startswith("refused") for x in lines), lines
 
 
 @pytest.mark.skipif(shutil.which("mosquitto_pub") is None, reason="mosquitto_pub (mosquitto-clients) not installed")
