@@ -190,24 +190,19 @@ KafkaCredentialsDep = Annotated[KafkaCredentials, Depends(get_kafka_credentials)
 bearer = HTTPBearer(auto_error=False)
 
 
-def get_principal(request: Request, keys: KeysDep,
-                  creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+async def get_principal(request: Request, keys: KeysDep,
+                        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
     """A Bearer token, or else a console session's cookie (adr/0161): the same token, verified the same way;
-    a cookie-borne request that changes something must also echo the session's CSRF value."""
+    a cookie-borne request that changes something must also echo the session's CSRF value. A token seen
+    before is answered on the event loop from memory; a new one (signature check) or one whose revocation
+    state needs Postgres goes to the thread pool (adr/0188)."""
     token = creds.credentials if creds is not None else request.cookies.get(SESSION_COOKIE)
     if not token:
         raise ApiError(401, "unauthenticated", "a Bearer token is required", {"WWW-Authenticate": "Bearer"})
     try:
-        principal = keys.verify(token)
-async def get_principal(keys: KeysDep,
-                        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
-    """A token seen before is answered on the event loop from memory; a new one (signature check) or one whose
-    revocation state needs Postgres goes to the thread pool (adr/0188)."""
-    if creds is None:
-        raise ApiError(401, "unauthenticated", "a Bearer token is required", {"WWW-Authenticate": "Bearer"})
-    try:
-        principal = keys.verified_in_memory(creds.credentials)
-        return principal if principal is not None else await run_in_threadpool(keys.verify, creds.credentials)
+        principal = keys.verified_in_memory(token)
+        if principal is None:
+            principal = await run_in_threadpool(keys.verify, token)
     except TokenRevoked as exc:  # a valid token whose tenant is suspended or client revoked (adr/0107)
         challenge = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         raise ApiError(exc.status, exc.code, str(exc), challenge) from exc
