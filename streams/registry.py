@@ -124,6 +124,7 @@ class RegistryView(CompactedFollower):
         super().__init__(kafka, [topic], name="registry-view", batch=1000)
         self.devices: dict[tuple[str, str], DeviceInfo] = {}
         self.tenants: dict[str, int] = {}  # entries per tenant: does the control plane publish for it?
+        self._unpublished_at: dict[str, float] = {}  # tenants with no entries: when a sync last missed them
         self.tenant_view = TenantView(kafka, tenant_topic) if tenant_topic else None
         self.type_view = DeviceTypeView(kafka, type_topic) if type_topic else None
 
@@ -153,6 +154,19 @@ class RegistryView(CompactedFollower):
         if device_type is None or self.type_view is None:
             return False
         return self.type_view.pending((tenant_id, device_type))
+
+    def tenant_pending(self, tenant_id: str) -> bool:
+        """Whether a tenant with no device entries may have some this view has not read yet: True until a sync
+        has looked (``tenant_looked_for``), then again every ``DeviceTypeView.UNKNOWN_RECHECK_S``, so a tenant
+        whose devices predate registry publishing (adr/0051) costs one sync a minute, not one per batch."""
+        if self.tenant_published(tenant_id):
+            return False
+        at = self._unpublished_at.get(tenant_id)
+        return at is None or time.monotonic() - at > DeviceTypeView.UNKNOWN_RECHECK_S
+
+    def tenant_looked_for(self, tenant_id: str) -> None:
+        if not self.tenant_published(tenant_id):
+            self._unpublished_at[tenant_id] = time.monotonic()
 
     def type_looked_for(self, tenant_id: str, device_type: str | None) -> None:
         if device_type is not None and self.type_view is not None:

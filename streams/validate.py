@@ -61,7 +61,7 @@ def enforce(rec: dict, registry: RegistryView, synced: bool = False) -> tuple[st
 
     A device with no entry is refused only once the view has caught up and the control plane publishes
     entries for that tenant; until then it passes unenriched (a tenant whose devices predate registry
-    publishing keeps working, adr/0051). Any reading of a suspended or deleted tenant is refused (adr/0107).
+    publishing keeps working, adr/0051), after a sync has looked for its entry (``synced``). Any reading of a suspended or deleted tenant is refused (adr/0107).
     A device whose type's entry may not have been read yet is ``type_pending`` (checked again after a sync,
     ``synced``), so a type's declarations are never skipped because its entry is behind the device's
     (adr/0182)."""
@@ -72,6 +72,12 @@ def enforce(rec: dict, registry: RegistryView, synced: bool = False) -> tuple[st
     if info is None:
         if registry.caught_up.is_set() and registry.tenant_published(rec["tenant_id"]):
             return "unknown_device", f"device {rec['device_id']!r} is not registered for this tenant"
+        # a new tenant's first device: its entry (the tenant's first) may be behind its reading, and passing
+        # it unenriched would skip its type's declarations; a tenant with no entries after a sync passes
+        if not synced and registry.tenant_pending(rec["tenant_id"]):
+            return "unknown_device", f"device {rec['device_id']!r} not read yet"
+        if synced:
+            registry.tenant_looked_for(rec["tenant_id"])
         return None
     if info.status not in ACCEPTING:
         return f"device_{info.status}", f"device {rec['device_id']!r} is {info.status}; its data is refused"
@@ -137,12 +143,23 @@ class Validator:
             # A brand-new device's first reading can overtake its registry entry, and a resumed tenant's
             # first reading its tenant entry (independent consumers): catch the views up to the topics as
             # they are now, once per batch, before refusing anyone as unknown or suspended.
-            registry.sync(REGISTRY_SYNC_S)
+            self._sync_views()
             for raw, rec, key, plain in deferred:
                 route(out, validated, raw, rec, key, enforce(rec, registry, synced=True), now, plain)
         if self.bundle_topic and validated:
             out.extend(self._bundles(validated))
         return out
+
+    def _sync_views(self) -> None:
+        """Syncs until the views have read the topics' current ends: on a loaded machine that can take longer
+        than one try, and judging the deferred readings on a view still behind would skip a type's
+        declarations. Past ``REGISTRY_WAIT_S`` (Kafka not answering) they are judged on the view as it is."""
+        deadline = time.monotonic() + REGISTRY_WAIT_S
+        while not self.registry.sync(REGISTRY_SYNC_S):
+            if time.monotonic() >= deadline:
+                log.warning("registry views not synced within %ss; judging deferred readings on them as they are",
+                            REGISTRY_WAIT_S)
+                return
 
     def _route(self, out: list[Output], validated: list, raw: bytes, rec: dict, key: bytes | None,
                problem: tuple[str, str] | None, now: int, plain: bool) -> None:

@@ -37,6 +37,12 @@ class _Registry:
     def tenant_published(self, tenant):
         return False
 
+    def tenant_pending(self, tenant):
+        return False  # a tenant whose devices predate registry publishing, already looked for
+
+    def tenant_looked_for(self, tenant):
+        pass
+
     def tenant_refused(self, tenant):
         return None
 
