@@ -43,7 +43,7 @@ from gateway.crud import audit
 from gateway.crud import kafka_credentials as crud
 from gateway.db.session import Database
 from gateway.errors import ApiError, not_found
-from runtime.kafka import KafkaClients
+from runtime.kafka import KafkaClients, ensure_tenant_export_topic
 from runtime.settings import Settings
 from schemas.topics import tenant_export_topics, tenant_group_prefix
 
@@ -85,9 +85,10 @@ def grants(username: str, tenant_id: str) -> list[AclBinding]:
 class KafkaAccess:
     """SCRAM users and their ACLs through the platform's admin client (the cluster's super user)."""
 
-    def __init__(self, kafka: KafkaClients, timeout_s: float = ADMIN_TIMEOUT_S):
+    def __init__(self, kafka: KafkaClients, timeout_s: float = ADMIN_TIMEOUT_S, partitions: int = 6):
         self.kafka = kafka
         self.timeout_s = timeout_s
+        self.partitions = partitions  # of the export topic, when this creates it (settings.kafka_partitions)
         self._admin = None
         self._lock = threading.Lock()
 
@@ -99,7 +100,9 @@ class KafkaAccess:
             return self._admin
 
     def grant(self, username: str, password: str, tenant_id: str) -> None:
-        """ACLs first, then the login: the user can authenticate only once it has its grants."""
+        """The export topic, the ACLs, then the login: the user can authenticate only once it has its grants, and
+        never meets a missing topic (adr/0146)."""
+        ensure_tenant_export_topic(self.kafka, self.admin, tenant_id, self.partitions, self.timeout_s)
         for fut in self.admin.create_acls(grants(username, tenant_id), request_timeout=self.timeout_s).values():
             fut.result(self.timeout_s)
         upsert = UserScramCredentialUpsertion(username, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512,

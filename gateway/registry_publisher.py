@@ -32,7 +32,9 @@ def registry_entry(device: dict, jwt_public_keys: list[str]) -> dict[str, Any]:
 
 
 def tenant_entry(tenant: dict) -> dict[str, Any]:
-    return {"tenant_id": str(tenant["id"]), "status": tenant["status"], "time": time.time_ns() // 1_000_000}
+    """A ``TenantEntry`` from a ``tenants`` row: its status and whether it exports its telemetry (adr/0146)."""
+    return {"tenant_id": str(tenant["id"]), "status": tenant["status"], "time": time.time_ns() // 1_000_000,
+            "export_telemetry": bool(tenant.get("export_telemetry", False))}
 
 
 def _ms(t: dt.datetime | None) -> int:

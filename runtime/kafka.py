@@ -201,6 +201,32 @@ class KafkaRefused(KafkaUnreachable):
     """The brokers answered and refused these credentials: retrying cannot help."""
 
 
+def create_topic(kafka: KafkaClients, admin: AdminClient, name: str, partitions: int, config: Config | None = None,
+                 timeout_s: float = 30.0) -> bool:
+    """Creates ``name`` with the factory's durability (adr/0131) unless it exists; True if this call created it.
+    One admin round trip either way: an existing topic answers TOPIC_ALREADY_EXISTS."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    fut = admin.create_topics([kafka.new_topic(name, partitions, config)], operation_timeout=timeout_s,
+                              request_timeout=timeout_s)[name]
+    try:
+        fut.result(timeout_s)
+    except KafkaException as exc:
+        if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            return False
+        raise
+    return True
+
+
+def ensure_tenant_export_topic(kafka: KafkaClients, admin: AdminClient, tenant_id: str, partitions: int,
+                               timeout_s: float = 30.0) -> bool:
+    """The tenant's export topic (adr/0146) with its policies, unless it exists; True if this call created it."""
+    from schemas import topics
+
+    return create_topic(kafka, admin, topics.tenant_export_topic(tenant_id), partitions,
+                        topics.TENANT_EXPORT.config(), timeout_s)
+
+
 def clients(kafka: KafkaClients | str) -> KafkaClients:
     """The factory itself, or one for a bare bootstrap string (PLAINTEXT: tests and tools). Processes pass
     ``settings.kafka`` so their clients carry the configured security."""

@@ -14,7 +14,7 @@ import yaml
 
 from . import topics
 from .codec import load_schema
-from .contract import CONTRACTS, contract
+from .contract import CONTRACTS, TENANT_CONTRACTS, TopicContract, contract
 from .subjects import value_subject
 
 AVRO_FORMAT = "application/vnd.apache.avro;version=1.11.0"
@@ -41,17 +41,19 @@ Flink `avro-confluent`, Spark `from_avro` with a registry.
 order, whoever writes them (adr/0141). Partition counts below are the local default; a deployment may set
 more (`FLEETSTREAM_KAFKA_PARTITIONS`).
 
-**Access**: channels tagged `export` may be read by data engineers; `internal` ones are the platform's
-own plumbing (each says why) and may change without notice.
+**Access**: channels tagged `export` are shared by all tenants: reading one reads every tenant's records,
+so only platform credentials may (the platform's own data engineers). A tenant's data engineers get Kafka
+credentials of their own (`POST /v1/kafka-credentials`, adr/0145) that read exactly one channel, tagged
+`tenant`: their tenant's `fleetstream.export.{tenant_id}`, which holds the tenant's validated telemetry while
+the tenant exports it (`PUT /v1/kafka-export {"telemetry": true}`, adr/0146) and its rules' republished
+readings. Channels tagged `internal` are the platform's own plumbing (each says why) and may change without
+notice.
 """
+TENANT_CHANNEL_ID = "tenant-export"
 
 
 def _channel_id(topic: str) -> str:
     return topic.removeprefix("fleetstream.").replace(".", "-")
-
-
-def _message_id(topic: str) -> str:
-    return _channel_id(topic)
 
 
 def build(default_partitions: int = DEFAULT_PARTITIONS) -> dict[str, Any]:
@@ -63,30 +65,37 @@ def build(default_partitions: int = DEFAULT_PARTITIONS) -> dict[str, Any]:
     unpublished = [t.name for t in topics.ALL if t.name not in CONTRACTS]
     if unpublished:
         raise KeyError(f"topics without a contract in schemas/contract.py: {', '.join(unpublished)}")
-    for t in topics.ALL:
-        c = contract(t.name)
-        cid, mid = _channel_id(t.name), _message_id(t.name)
-        access = "export" if c.export else "internal"
+    shared = [(t, contract(t.name), _channel_id(t.name), False) for t in topics.ALL]
+    own = [(t, TENANT_CONTRACTS[t.name], TENANT_CHANNEL_ID, True) for t in (topics.TENANT_EXPORT,)]
+    for t, c, cid, per_tenant in shared + own:
+        mid = cid
+        access = "tenant" if per_tenant else "export" if c.export else "internal"
+        subject = (f"`{value_subject(topics.TELEMETRY.name)}`: the frames are `{topics.TELEMETRY.name}`'s own bytes"
+                   if per_tenant else f"`{value_subject(t.name)}`")
         lines = [t.doc[0].upper() + t.doc[1:] + ".", "",
                  f"- **Key**: {c.key}.",
-                 f"- **Value**: `{t.record}` (subject `{value_subject(t.name)}`).",
+                 f"- **Value**: `{t.record}` (subject {subject}).",
                  f"- **Written by**: {'; '.join(c.writers)}.",
                  f"- **Read by**: {'; '.join(c.readers)}.",
-                 f"- **Data engineers**: {'may read it' if c.export else 'internal: ' + c.why_internal}."]
+                 f"- **Data engineers**: {_access_line(c, per_tenant)}."]
         topic_config: dict[str, Any] = {"cleanup.policy": ["compact" if t.compact else "delete"]}
         if not t.compact:
             topic_config["retention.ms"] = t.retention_ms
+        kafka: dict[str, Any] = {} if per_tenant else {"topic": t.name}  # a template names no one topic
         channels[cid] = {
             "address": t.name,
             "title": t.name,
             "description": "\n".join(lines),
             "messages": {mid: {"$ref": f"#/components/messages/{mid}"}},
             "tags": [{"name": access}],
-            "bindings": {"kafka": {"topic": t.name, "partitions": t.partitions or default_partitions,
+            "bindings": {"kafka": {**kafka, "partitions": t.partitions or default_partitions,
                                    "topicConfiguration": topic_config, "bindingVersion": KAFKA_BINDING}},
             "x-fleetstream-writers": list(c.writers),
             "x-fleetstream-readers": list(c.readers),
         }
+        if per_tenant:
+            channels[cid]["parameters"] = {"tenant_id": {
+                "description": "the tenant's UUID; a tenant's Kafka credentials read only their own tenant's topic"}}
         operations[f"write-{cid}"] = {
             "action": "send",
             "channel": {"$ref": f"#/channels/{cid}"},
@@ -97,8 +106,10 @@ def build(default_partitions: int = DEFAULT_PARTITIONS) -> dict[str, Any]:
             operations[f"read-{cid}"] = {
                 "action": "receive",
                 "channel": {"$ref": f"#/channels/{cid}"},
-                "summary": f"A data engineer's consumer reads {t.name}.",
-                "tags": [{"name": "export"}],
+                "summary": (f"A tenant's data engineer, with the tenant's Kafka credentials, reads {t.name}."
+                            if per_tenant else
+                            f"A data engineer's consumer, with platform credentials, reads {t.name}."),
+                "tags": [{"name": access}],
                 "messages": [{"$ref": f"#/channels/{cid}/messages/{mid}"}],
             }
         schema = load_schema(t.record)
@@ -108,14 +119,19 @@ def build(default_partitions: int = DEFAULT_PARTITIONS) -> dict[str, Any]:
             "title": f"{t.record} on {t.name}",
             "contentType": "application/vnd.apache.avro+binary",
             "payload": {"$ref": f"#/components/schemas/{t.record}"},
+            # a tenant's topic carries the telemetry subject's ids (looked up by id, not by the topic's name)
             "bindings": {"kafka": {"key": {"type": "string", "description": c.key},
                                    "schemaIdLocation": "payload", "schemaIdPayloadEncoding": "confluent",
-                                   "schemaLookupStrategy": "TopicIdStrategy", "bindingVersion": KAFKA_BINDING}},
+                                   **({} if per_tenant else {"schemaLookupStrategy": "TopicIdStrategy"}),
+                                   "bindingVersion": KAFKA_BINDING}},
         }
     return {
         "asyncapi": "3.0.0",
         "info": {"title": "fleetstream Kafka topics", "version": "1.0.0", "description": DESCRIPTION,
-                 "tags": [{"name": "export", "description": "data engineers may read it"},
+                 "tags": [{"name": "export", "description": "shared by all tenants: data engineers with platform "
+                                                         "credentials may read it"},
+                          {"name": "tenant", "description": "one tenant's own topic: that tenant's Kafka credentials "
+                                                         "read it"},
                           {"name": "internal", "description": "the platform's own plumbing"}]},
         "servers": {"local": {
             "host": LOCAL_KAFKA, "protocol": "kafka", "protocolVersion": "4.4.0",
@@ -127,6 +143,15 @@ def build(default_partitions: int = DEFAULT_PARTITIONS) -> dict[str, Any]:
         "operations": operations,
         "components": {"schemas": schemas, "messages": messages},
     }
+
+
+def _access_line(c: TopicContract, per_tenant: bool) -> str:
+    if per_tenant:
+        return ("the tenant's own engineers read it with the tenant's Kafka credentials, consumer groups under "
+                "`tenant.{tenant_id}.`")
+    if c.export:
+        return "may read it with platform credentials (every tenant's records; tenant credentials cannot)"
+    return "internal: " + c.why_internal
 
 
 class _Dumper(yaml.SafeDumper):

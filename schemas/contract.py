@@ -19,7 +19,8 @@ class TopicContract:
     key: str
     writers: tuple[str, ...]
     readers: tuple[str, ...]
-    # may a data engineer read it (with read credentials), or is it internal, and why
+    # may a data engineer read it (shared topics: with platform read credentials; a tenant's own topic: with the
+    # tenant's credentials), or is it internal, and why
     export: bool
     why_internal: str = ""
 
@@ -78,6 +79,17 @@ CONTRACTS: dict[str, TopicContract] = {
         DEVICE_KEY, ("streams: rules agent",), ("operators",), export=True),
     topics.SHADOWS.name: TopicContract(
         DEVICE_KEY, ("streams: shadows agent",), ("gateway: streams client", "connectors: MQTT downlink"),
+        export=True),
+}
+
+
+# a tenant's own topic, one per tenant (its address is a template): never all tenants' records in one place
+TENANT_CONTRACTS: dict[str, TopicContract] = {
+    topics.TENANT_EXPORT.name: TopicContract(
+        "UTF-8 `tenant:device` (tenant UUID, colon, device id; the tenant is always the topic's)",
+        ("streams: validate (every validated reading of the tenant while it exports its telemetry: "
+         "`PUT /v1/kafka-export`, adr/0146)", "streams: rules agent (`republish` actions, adr/0056)"),
+        ("the tenant's data engineers, with the tenant's Kafka credentials (`POST /v1/kafka-credentials`, adr/0145)",),
         export=True),
 }
 

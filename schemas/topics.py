@@ -50,13 +50,18 @@ ALL = [TELEMETRY_RAW, TELEMETRY, DEVICE_EVENTS, COMMANDS, COMMAND_ACKS, SHADOW_U
        COMMAND_REQUESTS, COMMAND_STATES, SHADOWS, ACTION_OUTCOMES]
 BY_NAME = {t.name: t for t in ALL}
 
-# A tenant's own topics (adr/0056, adr/0145): created on first use, not in ALL. Tenant Kafka credentials read
-# exactly these and commit offsets only under the tenant's consumer-group prefix.
+# A tenant's own topics (adr/0056, adr/0145, adr/0146): one per tenant, not in ALL; created when the tenant
+# switches its export on or gets Kafka credentials (gateway), and by its writers before they first write.
+# Tenant Kafka credentials read exactly these and commit offsets only under the tenant's consumer-group prefix.
 EXPORT_PREFIX = "fleetstream.export."
+# the policies of every tenant's export topic; its name is a template (``tenant_export_topic``)
+TENANT_EXPORT = TopicSpec(EXPORT_PREFIX + "{tenant_id}", "one tenant's validated telemetry (when the tenant "
+                          "exports it) and its rules' republished readings", "telemetry")
 
 
 def tenant_export_topic(tenant_id: str) -> str:
-    """Where a rule's ``republish`` action copies a tenant's readings (the reading's Avro frame)."""
+    """A tenant's export topic: the validate agent copies its validated readings there while the tenant exports
+    them (adr/0146), a rule's ``republish`` action the readings that fire it (the reading's Avro frame)."""
     return f"{EXPORT_PREFIX}{tenant_id}"
 
 

@@ -52,8 +52,14 @@ class _Registry:
     def tenant_published(self, tenant):
         return True
 
+    def type_pending(self, tenant, device_type):
+        return False  # every type's entry read (adr/0182)
+
+    def declared_metrics(self, tenant, device_type):
+        return None  # free-form metrics: no declarations to check
+
     def sync(self, timeout):
-        pass
+        return True
 
 
 def main() -> None:
@@ -85,6 +91,11 @@ def main() -> None:
     msgs = [_Msg(v) for v in values]
     validator = Validator(SimpleNamespace(max_clock_skew_s=10**9), _Registry())
     validator.process(msgs[:10])  # tail cache
+    # one tenant of the seven exports its telemetry (adr/0146): a seventh of the readings is copied once more
+    exporting_registry = _Registry()
+    exporting_registry.exporting = {readings[0][0]}
+    exporting = Validator(SimpleNamespace(max_clock_skew_s=10**9), exporting_registry)
+    exporting.process(msgs[:10])
     topic = topics.TELEMETRY.name
 
     def encode():
@@ -107,6 +118,9 @@ def main() -> None:
 
     def process():
         validator.process(msgs)
+
+    def process_exporting():
+        exporting.process(msgs)
 
     def event_time():
         et = telemetry_event_time
@@ -134,6 +148,7 @@ def main() -> None:
         "sinks: avro_batch.receive_time": receive_time,
         "validate: codec('telemetry').decode": decode,
         "validate: Validator.process (decode+check+enrich)": process,
+        "validate: Validator.process, 1 of 7 tenants exporting (adr/0146)": process_exporting,
         "streams.status: telemetry_event_time": event_time,
         "gateway live: wire_tenant": peek_tenant,
         "gateway live: wire_device": peek_device,

@@ -122,7 +122,8 @@ class ActionRunner:
         if topic is None:
             topic = self._exports[name] = self.app.topic(name, key_type=bytes, value_type=bytes,
                                                          partitions=self.app.conf.topic_partitions,
-                                                         config=self.topic_config)
+                                                         config={**topics.TENANT_EXPORT.config(),
+                                                                 **self.topic_config})
             await topic.maybe_declare()
         await topic.send(key=device_key(rule.tenant_id, device_id), value=raw,
                          headers={"fs-rule-id": rule.rule_id.encode()})

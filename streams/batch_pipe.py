@@ -40,13 +40,15 @@ class BatchPipe:
     :param legacy_group: a group that consumed ``source`` before (the Faust app's); where this loop's group
         has no committed offset for a partition, it starts where that group stopped instead of the
         beginning, so switching a running installation over re-reads nothing.
-    :param before_start: runs on the loop's thread before it joins the group (e.g. wait for a view)."""
+    :param before_start: runs on the loop's thread before it joins the group (e.g. wait for a view).
+    :param on_failure: runs on the loop's thread after a batch failed, before it is read again."""
 
     def __init__(self, kafka: KafkaLike, source: str, group: str, process: Process, *, batch: int = 5000,
                  linger_s: float = 0.0, legacy_group: str | None = None, before_start: Callable[[], None] | None = None,
-                 name: str = "batch-pipe"):
+                 on_failure: Callable[[], None] | None = None, name: str = "batch-pipe"):
         self.kafka, self.source, self.group, self.process = clients(kafka), source, group, process
         self.batch, self.linger_s, self.legacy_group, self.before_start = batch, linger_s, legacy_group, before_start
+        self.on_failure = on_failure
         self.stats = {"batches": 0, "records": 0, "produced": 0, "restarts": 0, "cpu_s": 0.0}
         # per batch: ms from its oldest record's Kafka timestamp to its commit (what the stage itself adds)
         self.lags_ms: deque[int] = deque(maxlen=100_000)
@@ -73,6 +75,8 @@ class BatchPipe:
                 # the batch in hand was not committed: a fresh consumer re-reads it from the committed offsets
                 self.stats["restarts"] += 1
                 log.exception("%s: restarting from the committed offsets", self._thread.name)
+                if self.on_failure is not None:
+                    self.on_failure()
                 self._stop.wait(1)
 
     def _serve(self) -> None:

@@ -37,11 +37,14 @@ class DeviceInfo:
 
 
 class TenantView(CompactedFollower):
-    """Tenant status from ``fleetstream.tenants``; only tenants that are not active are kept."""
+    """Tenant status from ``fleetstream.tenants``; only tenants that are not active are kept, and the tenants
+    that export their telemetry to their own topic (adr/0146)."""
 
     def __init__(self, kafka: KafkaLike, topic: str = topics.TENANTS.name):
         super().__init__(kafka, [topic], name="tenant-view", batch=1000)
         self.refused: dict[str, str] = {}  # tenant id → status (suspended, deleted)
+        # changed in place only (readers keep a reference to this very set)
+        self.exporting: set[str] = set()
 
     def apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         if key is None:
@@ -49,6 +52,7 @@ class TenantView(CompactedFollower):
         tenant = key.decode(errors="replace")
         if value is None:
             self.refused.pop(tenant, None)
+            self.exporting.discard(tenant)
             return
         try:
             e = codec("tenant_entry").decode(value)
@@ -59,6 +63,10 @@ class TenantView(CompactedFollower):
             self.refused.pop(tenant, None)
         else:
             self.refused[tenant] = e["status"]
+        if e["export_telemetry"]:
+            self.exporting.add(tenant)
+        else:
+            self.exporting.discard(tenant)
 
 
 class DeviceTypeView(CompactedFollower):
@@ -181,6 +189,11 @@ class RegistryView(CompactedFollower):
     def tenant_refused(self, tenant_id: str) -> str | None:
         """The status of a tenant whose data is refused (``suspended``, ``deleted``), else None."""
         return self.tenant_view.refused.get(tenant_id) if self.tenant_view is not None else None
+
+    @property
+    def exporting(self) -> set[str]:
+        """The tenants whose validated readings are copied to their export topic (adr/0146): a live set."""
+        return self.tenant_view.exporting if self.tenant_view is not None else set()
 
     def lookup(self, tenant_id: str, device_id: str) -> DeviceInfo | None:
         return self.devices.get((tenant_id, device_id))

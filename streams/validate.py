@@ -5,6 +5,9 @@ Connectors already parsed the device payload; this stage re-checks what every co
 registry (unknown, suspended and decommissioned devices' data is refused) and enriches each reading with
 its device type and tags. A reading that breaks its device type's metric declarations is refused too
 (adr/0182). Anything refused goes to the dead-letter topic with a reason (adr/0051).
+
+A tenant that exports its telemetry (adr/0146) gets each of its validated readings once more on its own topic
+``fleetstream.export.<tenant_id>``: same key, same value bytes as on ``fleetstream.telemetry``.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import faust
 import mode
-from confluent_kafka import Message
+from confluent_kafka import KafkaError, KafkaException, Message
 
+from runtime.kafka import ensure_tenant_export_topic
 from runtime.settings import Settings
 from schemas import ValueDeserializationError, codec, device_key, topics
 from schemas.codec import TELEMETRY_PLAIN_TAIL, telemetry_tail
@@ -40,6 +44,8 @@ REGISTRY_WAIT_S = 30
 REGISTRY_SYNC_S = 2.0
 # refusals that may only mean the views are behind the control plane: checked again after a sync
 RECHECK = frozenset({"unknown_device", "tenant_suspended", "tenant_deleted", "type_pending"})
+# a tenant whose export topic Kafka refuses to create (not a passing failure): its copies are skipped this long
+EXPORT_REFUSED_S = 60.0
 
 
 def check(rec: dict, now_ms: int, max_skew_ms: int) -> tuple[str, str] | None:
@@ -96,14 +102,26 @@ def enforce(rec: dict, registry: RegistryView, synced: bool = False) -> tuple[st
 
 class Validator:
     """Turns one batch of raw records into what to produce: each record to ``fleetstream.telemetry`` (as it
-    came, or enriched) or to the dead-letter topic, in input order per device; and, when ``bundle_topic`` is
-    set, the validated readings once more as one bundle per partition for device-activity (bundles.py)."""
+    came, or enriched) or to the dead-letter topic, in input order per device; a validated reading of a tenant
+    that exports (adr/0146) once more to its export topic, right after; and, when ``bundle_topic`` is set, the
+    validated readings once more as one bundle per partition for device-activity (bundles.py).
 
-    def __init__(self, s: Settings, registry: RegistryView, bundle_topic: str | None = None, partitions: int = 0):
+    :param ensure_export: creates a tenant's export topic if it is missing (given the tenant id), before the
+        first copy to it: the brokers do not create topics on first write, and a copy to a missing topic would
+        fail its whole batch. None: the topics are taken to exist (unit tests)."""
+
+    def __init__(self, s: Settings, registry: RegistryView, bundle_topic: str | None = None, partitions: int = 0,
+                 ensure_export: Callable[[str], object] | None = None):
         self.registry, self.max_skew_ms = registry, s.max_clock_skew_s * 1000
         self.tcodec, self.dcodec = codec("telemetry"), codec("dead_letter")
         self.bundle_topic, self.partitions = bundle_topic, partitions
         self._tails: dict[tuple[str | None, tuple[str, ...]], bytes] = {}
+        # the tenant view's live set: one lookup per reading (views that follow no tenants export nothing)
+        self.exporting = getattr(registry, "exporting", frozenset())
+        self.ensure_export = ensure_export
+        self._export_topics: dict[str, str] = {}  # tenant → its export topic, known to exist
+        self._export_refused: dict[str, float] = {}  # tenant → when Kafka refused to create its topic
+        self.export_stats = {"exported": 0, "export_skipped": 0}
 
     def wait_for_registry(self) -> None:
         if not self.registry.caught_up.wait(REGISTRY_WAIT_S):
@@ -174,6 +192,43 @@ class Validator:
             value = self.tcodec.encode(rec)
         out.append((OUT, key, value))
         validated.append((key, value, rec))
+        if rec["tenant_id"] in self.exporting:
+            topic = self._export_topics.get(rec["tenant_id"]) or self._export_topic(rec["tenant_id"])
+            if topic is not None:
+                out.append((topic, key, value))
+                self.export_stats["exported"] += 1
+            else:
+                self.export_stats["export_skipped"] += 1
+
+    def _export_topic(self, tenant: str) -> str | None:
+        """The tenant's export topic, created first if missing (once per tenant and process, and again after
+        ``forget_export_topics``). A passing failure (Kafka not answering) raises: the batch is read again from
+        its committed offsets, nothing is lost. A refusal that retrying cannot mend (a policy, authorization)
+        skips the tenant's copies for ``EXPORT_REFUSED_S`` and is logged, so one tenant's topic never holds up
+        every other tenant's readings; its readings still reach ``fleetstream.telemetry``."""
+        refused_at = self._export_refused.get(tenant)
+        if refused_at is not None and time.monotonic() - refused_at < EXPORT_REFUSED_S:
+            return None
+        if self.ensure_export is not None:
+            try:
+                self.ensure_export(tenant)
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if err.retriable() or err.code() in (KafkaError._TIMED_OUT, KafkaError._TRANSPORT,
+                                                     KafkaError.REQUEST_TIMED_OUT):
+                    raise
+                log.error("tenant %s: Kafka refused to create its export topic (%s); its readings are not "
+                          "exported for %ss", tenant, err, EXPORT_REFUSED_S)
+                self._export_refused[tenant] = time.monotonic()
+                return None
+        self._export_refused.pop(tenant, None)
+        topic = self._export_topics[tenant] = topics.tenant_export_topic(tenant)
+        return topic
+
+    def forget_export_topics(self) -> None:
+        """After a failed batch: a copy may have failed because its topic was deleted meanwhile, so every export
+        topic is made sure of again before the next copy to it (and recreated if it is gone)."""
+        self._export_topics.clear()
 
     def _tail(self, device_type: str | None, tags: list[str]) -> bytes:
         """The encoded ``device_type`` and ``tags``, the schema's last two fields. A record as connectors
@@ -200,11 +255,19 @@ def register(app: faust.App, s: Settings, registry: RegistryView) -> BatchPipe:
     """Hosts validate in the streams worker as a librdkafka batch loop on its own thread (adr/0057), started
     and stopped with the Faust app. It follows on from where the Faust agent of the same name stopped."""
     bundle_topic = bundles.topic_name(app.conf.id)
+    admin = None
+
+    def ensure_export(tenant: str) -> None:
+        nonlocal admin
+        if admin is None:
+            admin = s.kafka.admin(client_id=f"{app.conf.id}-validate-export")
+        ensure_tenant_export_topic(s.kafka, admin, tenant, s.kafka_partitions)
+
     validator = Validator(s, registry, bundle_topic, bundles.ensure_topic(
-        s.kafka, bundle_topic, topics.TELEMETRY.name))
+        s.kafka, bundle_topic, topics.TELEMETRY.name), ensure_export=ensure_export)
     pipe = BatchPipe(s.kafka, topics.TELEMETRY_RAW.name, f"{app.conf.id}-validate", validator.process,
                      batch=BATCH, linger_s=LINGER_S, legacy_group=app.conf.id, before_start=validator.wait_for_registry,
-                     name="validate")
+                     on_failure=validator.forget_export_topics, name="validate")
 
     @app.service
     class ValidateService(mode.Service):
@@ -221,7 +284,8 @@ def register(app: faust.App, s: Settings, registry: RegistryView) -> BatchPipe:
         pipe.lags_ms.clear()
         pipe.slowest = {}
         pct = {f"batch_lag_p{q}_ms": lags[min(len(lags) - 1, len(lags) * q // 100)] for q in (50, 99)} if lags else {}
-        return web.json({**pipe.stats, **pct, "batches_since_last": len(lags), "slowest_batch": slowest})
+        return web.json({**pipe.stats, **validator.export_stats, **pct, "batches_since_last": len(lags),
+                         "slowest_batch": slowest})
 
     return pipe
 

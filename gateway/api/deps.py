@@ -32,6 +32,7 @@ from gateway.db.session import Database
 from gateway.errors import ApiError
 from gateway.http_ingest import IngestService
 from gateway.kafka_credentials import KafkaAccess, KafkaCredentials
+from gateway.kafka_export import ExportTopics, KafkaExport
 from gateway.known_devices import KnownDevices
 from gateway.live.hub import LiveHub
 from gateway.ota.service import OtaService
@@ -180,10 +181,21 @@ BrokerAuthzDep = Annotated[Callable[[dict], str], Depends(get_broker_authz)]
 async def get_kafka_credentials(conn: HTTPConnection) -> KafkaCredentials:
     """Tenant Kafka credentials (adr/0145), made at the first call: its admin client connects only then."""
     st = conn.app.state
-    return per_app(conn, "kafka_credentials", lambda: KafkaCredentials(st.settings, st.db, KafkaAccess(st.settings.kafka)))
+    return per_app(conn, "kafka_credentials", lambda: KafkaCredentials(
+        st.settings, st.db, KafkaAccess(st.settings.kafka, partitions=st.settings.kafka_partitions)))
 
 
 KafkaCredentialsDep = Annotated[KafkaCredentials, Depends(get_kafka_credentials)]
+
+
+async def get_kafka_export(conn: HTTPConnection) -> KafkaExport:
+    """A tenant's continuous Kafka export (adr/0146), made at the first call."""
+    st = conn.app.state
+    return per_app(conn, "kafka_export", lambda: KafkaExport(st.db, st.outbox, ExportTopics(
+        st.settings.kafka, st.settings.kafka_partitions)))
+
+
+KafkaExportDep = Annotated[KafkaExport, Depends(get_kafka_export)]
 
 
 # -- who is asking ------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from .routes import (
     health,
     ingest,  # devices' HTTP ingest (issue 4)
     kafka_credentials,  # data engineers' Kafka access (issue 14)
+    kafka_export,  # a tenant's continuous export topic (issue 14, adr/0146)
     oauth,
     provisioning,
     rejections,
@@ -53,6 +54,7 @@ api_router.include_router(ingest.router)
 api_router.include_router(kafka_credentials.router)
 for _r in (session, users, sso):  # people: sessions, users and roles (issue 17)
     api_router.include_router(_r.router)
+api_router.include_router(kafka_export.router)
 
 root_router = APIRouter()
 root_router.include_router(health.router)

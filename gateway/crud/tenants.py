@@ -52,3 +52,13 @@ def update_tenant(conn: psycopg.Connection, *, tenant_id: str, name: str | None 
                   status: str | None = None) -> dict | None:
     return conn.execute("update tenants set name = coalesce(%s, name), status = coalesce(%s, status) "
                         "where id = %s returning *", (name, status, tenant_id)).fetchone()
+
+
+# -- the tenant's own settings (a tenant transaction: RLS shows it only its own row) ------------------------
+def get_own(conn: psycopg.Connection, *, tenant_id: str, for_update: bool = False) -> dict | None:
+    lock = " for update" if for_update else ""
+    return conn.execute(f"select * from tenants where id = %s{lock}", (tenant_id,)).fetchone()
+
+
+def set_export_telemetry(conn: psycopg.Connection, *, tenant_id: str, on: bool) -> dict | None:
+    return conn.execute("update tenants set export_telemetry = %s where id = %s returning *", (on, tenant_id)).fetchone()

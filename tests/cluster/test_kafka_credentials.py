@@ -2,7 +2,8 @@
 through the API and reads A's export topic with stock tools (confluent-kafka's consumer and its
 ``AvroDeserializer`` against the registry); the cluster's authorizer refuses the same user B's export topic,
 the shared internal topics, every write and any consumer group outside A's prefix; after revoke it cannot log
-in. Runs on the package's one cluster stack (tests/cluster/conftest.py)."""
+in. A credential reads its tenant's continuous export once the tenant switches it on (adr/0146). Runs on the
+package's one cluster stack (tests/cluster/conftest.py)."""
 
 from __future__ import annotations
 
@@ -222,6 +223,50 @@ def test_a_tenants_credentials_read_its_export_topic_only_and_stop_at_revoke(s, 
     # and nothing of it is left in Kafka
     assert issued["username"] not in admin.describe_user_scram_credentials().result(30)
     assert admin.describe_user_scram_credentials().result(30)  # the platform's own user is still there
+
+
+def test_a_credential_reads_its_tenants_continuous_export(s, gw, factory):
+    """adr/0146 over SASL: the topic exists from the credential's issue on (no UNKNOWN_TOPIC_OR_PART), and once
+    the tenant switches its export on, its devices' validated readings reach the credential's consumer, with no
+    rule involved."""
+    t = factory.tenant("dataeng-export")
+    h = _h(t, gw)
+    topic = topics.tenant_export_topic(t.tenant_id)
+    r = gw.post("/v1/kafka-credentials", headers=h, json={"name": "stream"})
+    assert r.status_code == 201, r.text
+    issued = r.json()
+    md = AdminClient(_client_conf(issued)).list_topics(topic=topic, timeout=30).topics[topic]
+    assert md.error is None and len(md.partitions) == s.kafka_partitions  # created at issue, before any reading
+
+    assert gw.put("/v1/kafka-export", headers=h, json={"telemetry": True}).json()["telemetry"] is True
+    dev = factory.device(t)
+    mqtt = factory.mqtt_client(dev)
+    deserialize = AvroDeserializer(SchemaRegistryClient({"url": issued["connection"]["schema_registry_url"]}))
+    c = _consumer(issued, issued["group_prefix"] + "stream")
+    got: list[dict] = []
+    try:
+        c.subscribe([topic])
+
+        def send_and_read():
+            # the validate agent reads the switch from fleetstream.tenants on its own: send until one is copied
+            publish_json(mqtt, device_topics(t.tenant_id, dev.device_id)["telemetry"],
+                         {"ts": int(time.time() * 1000), "values": {"temperature": 21.5}})
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline and not got:
+                m = c.poll(0.5)
+                if m is not None and m.error():
+                    raise AssertionError(f"the tenant's export topic: {m.error()}")
+                if m is not None:
+                    got.append(deserialize(m.value(), SerializationContext(m.topic(), MessageField.VALUE)))
+            return got
+
+        wait_for(send_and_read, timeout=180, interval=0, what="a validated reading on the tenant's export topic")
+    finally:
+        c.close()
+        mqtt.disconnect()
+    assert (got[0]["tenant_id"], got[0]["device_id"], got[0]["values"]) == (t.tenant_id, dev.device_id,
+                                                                           {"temperature": 21.5})
+    assert gw.delete(f"/v1/kafka-credentials/{issued['id']}", headers=h).json()["status"] == "revoked"
 
 
 def test_credentials_are_scope_protected_and_ids_are_checked(s, gw, factory):

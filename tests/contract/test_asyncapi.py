@@ -56,9 +56,9 @@ def test_valid_asyncapi_3(validator):
 def test_every_topic_is_published_as_it_is_created():
     doc = asyncapi.build()
     by_address = {c["address"]: c for c in doc["channels"].values()}
-    assert set(by_address) == {t.name for t in topics.ALL}
+    assert set(by_address) == {t.name for t in topics.ALL} | {topics.TENANT_EXPORT.name}
     assert asyncapi.DEFAULT_PARTITIONS == Settings.model_fields["kafka_partitions"].default
-    for t in topics.ALL:
+    for t in [*topics.ALL, topics.TENANT_EXPORT]:
         kafka = by_address[t.name]["bindings"]["kafka"]
         assert kafka["partitions"] == (t.partitions or asyncapi.DEFAULT_PARTITIONS)
         cfg = t.config()
@@ -69,3 +69,18 @@ def test_every_topic_is_published_as_it_is_created():
         payload = doc["components"]["schemas"][message["payload"]["$ref"].rsplit("/", 1)[1]]
         assert payload["schema"] == load_schema(t.record)
         assert message["bindings"]["kafka"]["schemaIdPayloadEncoding"] == "confluent"
+
+
+def test_a_tenants_export_topic_is_a_channel_its_credentials_read_and_shared_ones_need_platform_credentials():
+    doc = asyncapi.build()
+    channel = doc["channels"][asyncapi.TENANT_CHANNEL_ID]
+    assert channel["address"] == topics.tenant_export_topic("{tenant_id}") == topics.TENANT_EXPORT.name
+    assert set(channel["parameters"]) == {"tenant_id"} and channel["tags"] == [{"name": "tenant"}]
+    assert any(w.startswith("streams: validate") for w in channel["x-fleetstream-writers"])
+    assert any("republish" in w for w in channel["x-fleetstream-writers"])
+    assert "tenant's Kafka credentials" in channel["x-fleetstream-readers"][0]
+    assert "topic" not in channel["bindings"]["kafka"]  # a template names no one topic
+    assert doc["operations"][f"read-{asyncapi.TENANT_CHANNEL_ID}"]["action"] == "receive"
+    # a shared channel holds every tenant's records: its readers need platform credentials
+    assert "platform credentials" in doc["channels"]["telemetry"]["description"]
+    assert "may be read by data engineers" not in doc["info"]["description"]

@@ -72,6 +72,8 @@ ROUTES: list[Route] = [
     # the session stack is PLAINTEXT: POST answers 409 there (adr/0145); issue/revoke run in tests/cluster
     Route("GET", "/v1/kafka-credentials", "kafka:credentials", by_id=False),
     Route("POST", "/v1/kafka-credentials", "kafka:credentials", {"name": "m"}, by_id=False),
+    Route("GET", "/v1/kafka-export", "kafka:credentials", by_id=False),
+    Route("PUT", "/v1/kafka-export", "kafka:credentials", {"telemetry": False}, by_id=False),
 ]
 
 
