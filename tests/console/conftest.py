@@ -1,4 +1,4 @@
-"""One Chromium for the whole session, driven by Playwright (Python) — Debian's browser, never
+"""One Chromium for this package's tests, driven by Playwright (Python) — Debian's browser, never
 `playwright install` (adr/0164). Each test gets a fresh context (its own cookies) and signs in through the
 page."""
 
@@ -13,7 +13,10 @@ import pytest
 CHROMIUM = os.environ.get("FLEETSTREAM_CHROMIUM", "/usr/bin/chromium")
 
 
-@pytest.fixture(scope="session")
+# package scope, not session: Playwright's sync API keeps an event loop running in the main thread while it
+# is open, and later packages' tests that call asyncio.run() would fail ("cannot be called from a running
+# event loop"); closed after tests/console, the loop is gone
+@pytest.fixture(scope="package")
 def browser():
     # a missing browser fails the tests (never a skip): make setup installs Debian's package
     chromium = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
