@@ -375,12 +375,17 @@ def cmd_admin(args) -> int:
             out = admin.create_device(tenant_id, args.device, cert_dir=Path(args.cert_dir) if args.cert_dir else None)
     finally:
         admin.close()
-    if args.json:
+    _print_fields(out, args.json)
+    return 0
+
+
+def _print_fields(out: dict, as_json: bool) -> None:
+    """An admin command's answer: JSON with --json, else one ``key: value`` line per field."""
+    if as_json:
         print(json.dumps(out, indent=2))
     else:
         for k, v in out.items():
             print(f"{k}: {v}")
-    return 0
 
 
 def resolve_tenant(admin, ref: str) -> str:
@@ -430,11 +435,7 @@ def cmd_create_user(args) -> int:
         db.close()
     out = {"user_id": str(row["id"]), "tenant_id": str(row["tenant_id"]), "email": row["email"], "role": row["role"],
            "password": None if args.password_stdin else password, "console": f"{s.gateway_url}/console/"}
-    if args.json:
-        print(json.dumps(out, indent=2))
-    else:
-        for k, v in out.items():
-            print(f"{k}: {v}")
+    _print_fields(out, args.json)
     return 0
 
 
