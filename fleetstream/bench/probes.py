@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import httpx
 import psutil
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
 from runtime.kafka import HOT_CONSUMER, READER, KafkaLike, clients
@@ -104,6 +104,10 @@ class LagSampler(Sampler):
         self.admin = self.kafka.admin()
         self.wm = self.kafka.consumer(f"fleetstream-bench-wm-{time.time_ns()}")
         self.groups = groups  # group id → topic
+        # committed offsets through a consumer of each group (OffsetFetch, no join), not the admin client:
+        # librdkafka ≤ 2.16's ListConsumerGroupOffsets aborts the process when the coordinator's connection
+        # drops mid-request (librdkafka#4605, fix pending in #5397), which is exactly what a broker kill does
+        self.readers = {g: self.kafka.consumer(g, {"enable.auto.commit": False}) for g in groups}
         self.parts = {t: list(self.wm.list_topics(t, timeout=10).topics[t].partitions) for t in set(groups.values())}
         self.series: list[dict] = []
         self.t0 = time.monotonic()
@@ -128,19 +132,22 @@ class LagSampler(Sampler):
                                       request_timeout=5)
         high: dict[str, dict[int, int]] = {t: {} for t in self.parts}
         for tp, fut in res.items():
-            high[tp.topic][tp.partition] = fut.result().offset
+            offset = fut.result().offset
+            if offset < 0:  # no leader answered for it (a broker's failover): a sum without it is no sample
+                raise RuntimeError(f"no high watermark for {tp.topic}[{tp.partition}]")
+            high[tp.topic][tp.partition] = offset
         out: dict[str, int | None] = {}
         # how much each stage has done so far: records written to each topic, records each group committed
         self.progress = {f"high:{t}": sum(v.values()) for t, v in high.items()}
         for group, topic in self.groups.items():
-            req = [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in self.parts[topic]])]
             try:
-                res = self.admin.list_consumer_group_offsets(req, request_timeout=5)[group].result()
+                offsets = self.readers[group].committed([TopicPartition(topic, p) for p in self.parts[topic]],
+                                                        timeout=5)
             except Exception:
                 out[group] = None
                 continue
             total = done = 0
-            for tp in res.topic_partitions:
+            for tp in offsets:
                 committed = tp.offset if tp.offset >= 0 else 0
                 total += max(0, high[topic][tp.partition] - committed)
                 done += committed
@@ -155,6 +162,8 @@ class LagSampler(Sampler):
 
     def finish(self) -> None:
         self.wm.close()
+        for reader in self.readers.values():
+            reader.close()
 
 
 class QueryProbe(Sampler):
