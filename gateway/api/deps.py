@@ -229,12 +229,15 @@ async def get_principal(request: Request, keys: KeysDep,
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require(scope: str):
-    """A tenant route's guard: the token must carry ``scope`` (and therefore be a tenant token)."""
+def require(scope: str, *alternatives: str):
+    """A tenant route's guard: the token must carry ``scope`` or one of ``alternatives`` (and therefore be a
+    tenant token)."""
+    accepted = (scope, *alternatives)
+    needs = f"the {scope} scope" if not alternatives else f"one of the scopes {', '.join(accepted)}"
 
     async def check(principal: PrincipalDep) -> Principal:
-        if scope not in principal.scopes or not principal.tenant_id:
-            raise ApiError(403, "insufficient_scope", f"this route needs the {scope} scope")
+        if not principal.tenant_id or not any(s in principal.scopes for s in accepted):
+            raise ApiError(403, "insufficient_scope", f"this route needs {needs}")
         return principal
 
     return check

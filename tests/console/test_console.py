@@ -266,7 +266,7 @@ def test_viewer_cannot_do_what_an_operator_can(browser, world, screenshots):
     for b in page.get_by_role("button", name=re.compile("Acknowledge|Clear")).all():
         expect(b).to_be_disabled()
     page.get_by_role("link", name="OTA campaigns").click()
-    expect(page.get_by_text("ota:write scope")).to_be_visible(timeout=WAIT)
+    expect(page.get_by_text("aborting campaigns need the ota:write scope")).to_be_visible(timeout=WAIT)
     expect(page.get_by_role("link", name="Audit log")).to_be_hidden()
     ctx.close()
 

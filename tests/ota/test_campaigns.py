@@ -135,6 +135,15 @@ def test_pause_resume_cancel_and_status(fleet, gateway, factory):
     cancelled = gateway.post(f"/v1/ota/campaigns/{c['id']}/cancel", headers=auth(tok)).json()
     assert cancelled["state"] == "cancelled"
     assert {j["state"] for j in jobs(gateway, tok, c["id"]).values()} == {"cancelled"}
+    # a reader of devices sees campaigns and their devices but cannot steer them
+    viewer = fleet.tenant.token(gateway, scope="devices:read")
+    assert c["id"] in [x["id"] for x in gateway.get("/v1/ota/campaigns", headers=auth(viewer)).json()["data"]]
+    assert gateway.get(f"/v1/ota/campaigns/{c['id']}", headers=auth(viewer)).json()["state"] == "cancelled"
+    assert gateway.get(f"/v1/ota/campaigns/{c['id']}/devices", headers=auth(viewer)).status_code == 200
+    refused = gateway.post(f"/v1/ota/campaigns/{c['id']}/resume", headers=auth(viewer))
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "insufficient_scope"
+    blind = gateway.get("/v1/ota/campaigns", headers=auth(fleet.tenant.token(gateway, scope="telemetry:read")))
+    assert blind.status_code == 403 and "devices:read" in blind.json()["error"]["message"]
     stranger = factory.tenant("stranger").token(gateway)
     assert gateway.get(f"/v1/ota/campaigns/{c['id']}", headers=auth(stranger)).status_code == 404
     assert gateway.post(f"/v1/ota/campaigns/{c['id']}/resume", headers=auth(stranger)).status_code == 404

@@ -31,6 +31,8 @@ from schemas.strict import Text
 
 router = APIRouter(prefix="/ota/campaigns", tags=["ota"], responses=ERROR_RESPONSES)
 OtaWrite = Annotated[Principal, Depends(require("ota:write"))]
+# a campaign's progress is fleet state like a device's firmware version: whoever may read devices may read it
+OtaRead = Annotated[Principal, Depends(require("ota:write", "devices:read"))]
 MAX_DEVICES = 100_000
 
 
@@ -166,7 +168,7 @@ async def create_campaign(principal: OtaWrite, body: CampaignIn, db: DbDep) -> C
 
 
 @router.get("", response_model=CampaignList, summary="Campaigns of this tenant, newest first")
-async def list_campaigns(principal: OtaWrite, db: DbDep) -> CampaignList:
+async def list_campaigns(principal: OtaRead, db: DbDep) -> CampaignList:
     tenant = principal.tenant_id
 
     def run():
@@ -179,7 +181,7 @@ async def list_campaigns(principal: OtaWrite, db: DbDep) -> CampaignList:
 
 
 @router.get("/{campaign_id}", response_model=CampaignOut, summary="A campaign with per-wave status")
-async def get_campaign(principal: OtaWrite, campaign_id: str, db: DbDep) -> CampaignOut:
+async def get_campaign(principal: OtaRead, campaign_id: str, db: DbDep) -> CampaignOut:
     tenant, cid = principal.tenant_id, _uuid(campaign_id)
 
     def run():
@@ -194,7 +196,7 @@ async def get_campaign(principal: OtaWrite, campaign_id: str, db: DbDep) -> Camp
 
 
 @router.get("/{campaign_id}/devices", response_model=JobList, summary="Per-device status of a campaign")
-async def campaign_devices(principal: OtaWrite, campaign_id: str, db: DbDep,
+async def campaign_devices(principal: OtaRead, campaign_id: str, db: DbDep,
                            state: Annotated[str | None, Query(max_length=32)] = None,
                            wave: Annotated[int | None, Query(ge=0)] = None) -> JobList:
     tenant, cid = principal.tenant_id, _uuid(campaign_id)

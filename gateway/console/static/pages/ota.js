@@ -1,12 +1,12 @@
-// OTA campaigns: state and progress per wave; pause, resume, abort (ota:write: operators and up).
+// OTA campaigns: state and progress per wave (devices:read: everyone); pause, resume, abort (ota:write: operators and up).
 import { get, post } from '../api.js';
 import { h, fmtTime, say, table } from '../dom.js';
 
 export async function render(main, session) {
   main.append(h('h1', {}, 'OTA campaigns'));
-  if (!session.can('ota:write')) {
-    main.append(h('p', { class: 'muted' }, `Campaigns need the ota:write scope, which your role (${session.user.role}) does not have.`));
-    return {};
+  const canAct = session.can('ota:write');
+  if (!canAct) {
+    main.append(h('p', { class: 'muted' }, `Pausing, resuming and aborting campaigns need the ota:write scope, which your role (${session.user.role}) does not have.`));
   }
   const body = h('div');
   main.append(body);
@@ -25,9 +25,9 @@ export async function render(main, session) {
         h('td', {}, `${c.device_type} → ${c.target_version}`),
         h('td', { dataset: { state: c.state } }, c.state, c.reason ? h('div', { class: 'small muted' }, c.reason) : null),
         h('td', {}, waves(c)), h('td', {}, fmtTime(c.updated_at)),
-        h('td', {}, h('button', { type: 'button', disabled: !live, onclick: () => act(c, 'pause') }, 'Pause'), ' ',
-          h('button', { type: 'button', class: 'secondary', disabled: c.state !== 'paused', onclick: () => act(c, 'resume') }, 'Resume'), ' ',
-          h('button', { type: 'button', class: 'secondary', disabled: !(live || c.state === 'paused'), onclick: () => act(c, 'cancel') }, 'Abort')));
+        h('td', {}, h('button', { type: 'button', disabled: !canAct || !live, onclick: () => act(c, 'pause') }, 'Pause'), ' ',
+          h('button', { type: 'button', class: 'secondary', disabled: !canAct || c.state !== 'paused', onclick: () => act(c, 'resume') }, 'Resume'), ' ',
+          h('button', { type: 'button', class: 'secondary', disabled: !canAct || !(live || c.state === 'paused'), onclick: () => act(c, 'cancel') }, 'Abort')));
     })) : h('p', { class: 'muted' }, 'No campaigns.'));
   };
   await load();
