@@ -124,6 +124,28 @@ def test_wrong_passwords_lock_the_account_and_an_admin_lifts_it(org, settings):
         assert actions.count("session.login_failed") == 5 and "session.refused" in actions and "session.login" in actions
 
 
+def test_an_address_with_many_failed_sign_ins_is_slowed_down_not_the_others(org, settings):
+    """Spraying a few passwords over many accounts never trips the per-account lockout; the per-address
+    throttle does, before any password work, and only for that address (loopback 127.0.0.2 here)."""
+    from gateway.auth.login_throttle import MAX_FAILURES
+
+    t, tok, _, _ = org
+    email = f"spray-{uuid.uuid4().hex[:6]}@example.com"
+    with browser(settings) as c:
+        assert c.post("/v1/users", headers=bearer(tok), json={"email": email, "role": "viewer",
+                                                              "password": PASSWORD}).status_code == 201
+    url = f"http://{settings.host}:{settings.gateway_port}"
+    with httpx.Client(base_url=url, timeout=TIMEOUT, transport=httpx.HTTPTransport(local_address="127.0.0.2")) as c:
+        for i in range(MAX_FAILURES):  # a different, unknown account each time
+            r = c.post("/v1/session", json={"tenant": t.name, "email": f"nobody-{i}@example.com", "password": "x"})
+            assert (r.status_code, r.json()["error"]["code"]) == (401, "invalid_credentials")
+        r = c.post("/v1/session", json={"tenant": t.name, "email": email, "password": PASSWORD})
+        assert (r.status_code, r.json()["error"]["code"]) == (429, "too_many_attempts")
+        assert 0 < int(r.headers["Retry-After"]) <= 300
+    _, ok = sign_in(settings, t.name, email)  # from 127.0.0.1: not affected
+    assert ok.status_code == 200
+
+
 def test_a_disabled_users_session_is_refused_at_once(org, settings, gateway):
     t, tok, _, _ = org
     email = f"gone-{uuid.uuid4().hex[:6]}@example.com"

@@ -3,7 +3,8 @@ ordinary short-lived token with the role's scopes; refresh re-reads the user, si
 
 Wrong tenant, unknown email, wrong password, a disabled or a locked account all get the same 401 after
 the same amount of work (one argon2 verification), so the answer tells an attacker nothing. Five wrong
-passwords in a row lock the account for 15 minutes (``gateway/crud/users.py``); an admin can lift it."""
+passwords in a row lock the account for 15 minutes (``gateway/crud/users.py``); an admin can lift it. An
+address with too many failed sign-ins is answered 429 before any password work (adr/0166)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from gateway.api.deps import DbDep, KeysDep, PrincipalDep, SettingsDep
+from gateway.api.deps import DbDep, KeysDep, PrincipalDep, SettingsDep, per_app
 from gateway.auth import sessions
+from gateway.auth.login_throttle import LoginThrottle
 from gateway.auth.passwords import verify_password
 from gateway.crud import audit
 from gateway.crud import users as users_crud
@@ -22,6 +24,7 @@ from gateway.models.users import LoginIn, SessionOut
 router = APIRouter(prefix="/session", tags=["session"], responses=ERROR_RESPONSES)
 
 BAD_LOGIN = "unknown tenant or email, wrong password, or the account is disabled or locked"
+THROTTLED = "too many failed sign-ins from this address; try again after Retry-After seconds"
 
 
 def authenticate(db, tenant: str, email: str, password: str) -> dict | None:
@@ -65,10 +68,16 @@ def session_response(request: Request, keys, user: dict, ttl_s: int, status_code
 
 
 @router.post("", response_model=SessionOut, summary="Sign in with email and password (sets the session cookies)",
-             responses=documented({401: BAD_LOGIN}))
+             responses=documented({401: BAD_LOGIN, 429: THROTTLED}))
 async def login(body: LoginIn, request: Request, db: DbDep, keys: KeysDep, s: SettingsDep):
+    throttle = per_app(request, "login_throttle", LoginThrottle)
+    address = request.client.host if request.client else "unknown"
+    wait = throttle.retry_after(address)
+    if wait:
+        raise ApiError(429, "too_many_attempts", THROTTLED, headers={"Retry-After": str(wait)})
     user = await run_in_threadpool(authenticate, db, body.tenant, body.email, body.password)
     if user is None:
+        throttle.failed(address)
         raise ApiError(401, "invalid_credentials", BAD_LOGIN)
     return session_response(request, keys, user, s.token_ttl_s)
 
