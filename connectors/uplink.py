@@ -16,6 +16,7 @@ from confluent_kafka import KafkaError
 from runtime import observability as obs
 from runtime.kafka import UPLINK_PRODUCER, KafkaLike, clients
 from schemas import codec, device_key, topics
+from schemas.dead_letter import clean_text, dead_letter
 from schemas.limits import MAX_PAYLOAD_BYTES
 
 from .telemetry_encoder import TelemetryEncoder
@@ -26,19 +27,7 @@ Done = Callable[[Exception | None], None]
 # message.max.bytes is 1,000,000): a payload within the platform's limit is kept whole; a bigger one keeps its
 # first bytes, and its size goes into the reason and the ``fs-raw-size`` header (adr/0103).
 DLQ_MAX_RAW_BYTES = MAX_PAYLOAD_BYTES
-DLQ_MAX_TEXT = 1000  # reason and origin, in characters
 RAW_SIZE_HEADER = "fs-raw-size"
-
-
-def clean_text(text: str, limit: int = DLQ_MAX_TEXT) -> str:
-    """``text`` as Avro can write it: lone surrogates escaped, at most ``limit`` characters."""
-    if len(text) > limit:
-        text = text[:limit - 1] + "…"
-    try:
-        text.encode()
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode()
 
 
 class AllDone:
@@ -178,12 +167,9 @@ class UplinkPublisher:
             extra = [(RAW_SIZE_HEADER, str(len(raw)).encode())]
             reason = f"{reason} [raw keeps the first {DLQ_MAX_RAW_BYTES} of {len(raw)} bytes]"
             raw = raw[:DLQ_MAX_RAW_BYTES]
-        tenant_id = tenant_id and clean_text(tenant_id, 200)
-        device_id = device_id and clean_text(device_id, 200)
-        rec = {"tenant_id": tenant_id, "device_id": device_id, "source": self.source,
-               "reason_code": clean_text(code or "unknown", 64), "origin": origin and clean_text(origin),
-               "reason": clean_text(reason, DLQ_MAX_TEXT + 100), "time": now_ms(), "raw": bytes(raw)}
-        key = device_key(tenant_id, device_id) if tenant_id and device_id else None
+        rec = dead_letter(source=self.source, code=code, reason=reason, raw=raw, tenant_id=tenant_id,
+                          device_id=device_id, origin=origin, time_ms=now_ms())
+        key = device_key(rec["tenant_id"], rec["device_id"]) if rec["tenant_id"] and rec["device_id"] else None
         self._produce(topics.DEAD_LETTER.name, key, self._dead.encode(rec), done, extra)
         obs.record_rejected(self.source, rec["reason_code"])
 

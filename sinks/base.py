@@ -5,7 +5,8 @@ write is retried (with backoff), so a sink whose store is away stops consuming r
 write the store refuses while it answers otherwise is a refused *record*, not an outage: the batch is halved
 until the refused records stand alone, and each is set aside (counted, logged with its Kafka coordinates,
 ``set_aside``) after ``REFUSALS_TO_SET_ASIDE`` refusals in a row, so one record never holds back the others
-(adr/0115).
+(adr/0115). A set-aside or unreadable record is put on the dead-letter topic with the reason and its bytes
+before the offset past it is committed (``sinks/dead_letters.py``), except records of that topic itself.
 
 Each decoded record carries its Kafka coordinates (``kafka_topic``, ``kafka_partition``,
 ``kafka_offset``). After a crash between a write and its commit the batch is written again: stores keep
@@ -34,6 +35,9 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from runtime import observability as obs
 from runtime.kafka import SINK_MEMBER, KafkaLike, clients
 from schemas import ValueDeserializationError, codec, codec_for
+from schemas import topics as platform_topics
+
+from .dead_letters import DeadLetters
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +102,11 @@ class BatchingSink(threading.Thread):
             group_id, SINK_MEMBER,
             obs.consumer_stats_config(group_id),  # fleetstream_kafka_consumer_lag
             consumer_config or {})  # a hot topic's sink batches its fetches too (adr/0072)
+        # a record of the dead-letter topic that cannot be stored is only counted and logged: a dead letter
+        # about a dead letter would come back to this sink
+        self.dead_letters = (None if platform_topics.DEAD_LETTER.name in self.topics
+                             else DeadLetters(kafka, f"sinks.{type(sink).__name__}"))
+        self._msgs: list = []  # the batch being written: a set-aside record's original bytes are found here
         self._stopping = threading.Event()
         self.stats = {"batches": 0, "records": 0, "undecodable": 0, "last_write_ms": 0.0, "maintain_errors": 0,
                       "kafka_errors": 0, "set_aside": 0}
@@ -141,6 +150,8 @@ class BatchingSink(threading.Thread):
             self._maintain(idle=True)  # a clean stop leaves the store's derived data current
         finally:
             self.consumer.close()
+            if self.dead_letters is not None:
+                self.dead_letters.close()
 
     def _maintain(self, *, idle: bool) -> None:
         try:
@@ -170,7 +181,7 @@ class BatchingSink(threading.Thread):
         return msgs
 
     def _one_batch(self) -> None:
-        msgs = self._collect()
+        msgs = self._msgs = self._collect()
         if not msgs:
             if not self._stopping.is_set():
                 self._maintain(idle=True)
@@ -210,9 +221,11 @@ class BatchingSink(threading.Thread):
                 rec.update(kafka_topic=m.topic(), kafka_partition=m.partition(), kafka_offset=m.offset())
                 records.append(rec)
             except ValueDeserializationError as exc:
-                # only producers of this platform write here; count and skip what cannot be read
+                # only producers of this platform write here; count, dead-letter and skip what cannot be read
                 self.stats["undecodable"] += 1
                 log.error("skipping undecodable record %s[%d]@%d: %s", m.topic(), m.partition(), m.offset(), exc)
+                self._dead_letter(m.topic(), m.partition(), m.offset(), m.value() or b"", "undecodable_record",
+                                  f"the sink cannot decode this record: {exc}")
         return records
 
     def _write_until_done(self, batch: list, raw: bool = False) -> int:
@@ -268,6 +281,27 @@ class BatchingSink(threading.Thread):
             self.sink.set_aside(item, exc)
         except Exception:
             log.exception("sink %s: keeping the set-aside record %s failed", self.name, where)
+        if raw:
+            value, partition, offset = item[0], item[1], item[2]
+            topic, tenant_id, device_id = self.topic, None, None
+        else:
+            topic, partition, offset = item.get("kafka_topic"), item.get("kafka_partition"), item.get("kafka_offset")
+            value = next((m.value() for m in self._msgs
+                          if (m.topic(), m.partition(), m.offset()) == (topic, partition, offset)), b"")
+            tenant_id, device_id = item.get("tenant_id"), item.get("device_id")
+        self._dead_letter(topic, partition, offset, value or b"", "store_refused",
+                          f"the store keeps refusing this record: {exc!r}", tenant_id, device_id)
+
+    def _dead_letter(self, topic: str, partition: int, offset: int, value: bytes, code: str, reason: str,
+                     tenant_id: str | None = None, device_id: str | None = None) -> None:
+        """Until Kafka has it: the batch is committed only after this returns (a stop ends the retries, and
+        the uncommitted batch is read again)."""
+        if self.dead_letters is None:
+            return
+        self._until_done(lambda: self.dead_letters.send(
+            topic=topic, partition=partition, offset=offset, raw=value, code=code, reason=reason,
+            tenant_id=tenant_id if isinstance(tenant_id, str) else None,
+            device_id=device_id if isinstance(device_id, str) else None), "dead-letter a record")
 
     def _until_done(self, step, what: str):
         """Retries ``step`` with backoff until it succeeds; a stop request ends the retries with the error."""

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import pytest
 
+from schemas import codec_for, topics
 from sinks.base import BaseSink, BatchingSink
 from sinks.clickhouse.client import ClickHouse
 from sinks.clickhouse.schema import create_all
@@ -35,9 +37,10 @@ def ch(tmp_path_factory):
     client.close()
 
 
-def _runner(sink: BaseSink) -> BatchingSink:
-    # never started: the tests drive its write path; the consumer is only constructed
-    runner = BatchingSink(sink, kafka="127.0.0.1:1", topic="unused", group_id="refused-test")
+def _runner(sink: BaseSink, kafka="127.0.0.1:1", topic: str = topics.DEAD_LETTER.name) -> BatchingSink:
+    # never started: the tests drive its write path; the consumer is only constructed. On the dead-letter
+    # topic (what the rejection sink reads) a refused record is only set aside; elsewhere it is dead-lettered
+    runner = BatchingSink(sink, kafka=kafka, topic=topic, group_id="refused-test")
     runner.consumer.close()
     runner.REFUSALS_TO_SET_ASIDE = 2
     return runner
@@ -92,3 +95,63 @@ def test_an_outage_sets_nothing_aside_and_the_batch_is_written_whole_once_the_st
     store.back.set()
     t.join(60)
     assert out == [0] and [r["n"] for r in store.written] == list(range(8))
+
+
+class _Picky(BaseSink):
+    """Answers, and refuses every batch holding device ``d6``."""
+
+    def __init__(self):
+        self.written: list[dict] = []
+
+    def write(self, records):
+        if any(r["device_id"] == "d6" for r in records):
+            raise ValueError("column value out of range")
+        self.written.extend(records)
+
+    def answers(self):
+        return True
+
+
+class _Msg:  # the consumer's view of a record, for the bytes the dead letter carries
+    def __init__(self, topic: str, offset: int):
+        self._t, self._o = topic, offset
+
+    def topic(self):
+        return self._t
+
+    def partition(self):
+        return 0
+
+    def offset(self):
+        return self._o
+
+    def value(self):
+        return f"original bytes {self._o}".encode()
+
+
+def test_a_record_the_store_refuses_is_dead_lettered_with_its_bytes(infra, settings):
+    topic = f"refused-{uuid.uuid4().hex[:8]}"  # only named in the dead letter's origin
+    store = _Picky()
+    runner = _runner(store, kafka=settings.kafka, topic=topic)
+    runner._msgs = [_Msg(topic, i) for i in range(10)]
+    batch = [{"tenant_id": "t-refused", "device_id": f"d{i}", "kafka_topic": topic, "kafka_partition": 0,
+              "kafka_offset": i} for i in range(10)]
+    assert runner._write_until_done(batch) == 1 and runner.stats["set_aside"] == 1
+    assert sorted(r["device_id"] for r in store.written) == [f"d{i}" for i in range(10) if i != 6]
+    runner.dead_letters.close()
+    probe = settings.kafka.consumer(f"refused-dlq-{uuid.uuid4().hex[:6]}",
+                                    {"enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    probe.subscribe([topics.DEAD_LETTER.name])
+    found, deadline = None, time.monotonic() + 60
+    while found is None and time.monotonic() < deadline:
+        m = probe.poll(1.0)
+        if m is None or m.error():
+            continue
+        rec = codec_for(m.value()).decode(m.value())
+        if rec["origin"] == f"{topic}[0]@6":
+            found = rec
+    probe.close()
+    assert found is not None, "no dead letter for the refused record"
+    assert (found["source"], found["reason_code"], found["tenant_id"], found["device_id"], found["raw"]) == (
+        "sinks._Picky", "store_refused", "t-refused", "d6", b"original bytes 6")
+    assert "column value out of range" in found["reason"]
