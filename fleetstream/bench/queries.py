@@ -156,7 +156,8 @@ async def _drive(base: str, token: str, sc: Scenario, clients: int, warmup_s: fl
                  rate: float = 0.0) -> dict:
     """Closed loop (``rate`` 0): ``clients`` clients, each asking again when answered; with 50 of them the mean
     latency is 50 / req/s whatever the server does. Open loop (``rate`` > 0): request k is due at k / rate
-    seconds and its latency counts from then, so the answer says whether ``rate`` is served within a latency."""
+    seconds and its latency counts from then, so the answer says whether ``rate`` is served within a latency;
+    every request due within the duration is sent, so a server slower than ``rate`` makes the run longer."""
     import aiohttp
 
     lat, errors, statuses = Reservoir(), 0, {}
