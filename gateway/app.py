@@ -90,7 +90,7 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
                          daemon=True).start()
         threading.Thread(target=_sweep_kafka_credentials, args=(s, st.db, st.reconcile_stop),
                          name="kafka-credentials-sweep", daemon=True).start()
-        st.clickhouse = ClickHouse(s.chdb_dsn, cluster=s.clickhouse_cluster)
+        st.clickhouse = ClickHouse(s.chdb_dsn, cluster=s.clickhouse_cluster, readers=s.clickhouse_readers)
         create_all(st.clickhouse)
         # latest values from memory only where this process's own sink says what changed (adr/0185)
         st.store = TelemetryStore(st.clickhouse, latest_cache=LatestCache() if run_sink else None)

@@ -123,6 +123,8 @@ class Settings(BaseSettings):
                                        json_schema_extra=SECRET)
     clickhouse_cluster: str | None = Field(None, description="a ClickHouse server cluster's name (remote_servers): "
                                            "replicated tables behind Distributed ones, adr/0138; unset = one node")
+    clickhouse_readers: int = Field(4, ge=0, le=64, description="the gateway's ClickHouse clients for queries, "
+                                    "beside the writer's (adr/0185, adr/0193); 0 = queries share the writer's")
 
     token_ttl_s: int = 900
     sub_devices_per_tenant: int = Field(10_000, ge=0, description="sub-devices of gateways and Sparkplug edge nodes "

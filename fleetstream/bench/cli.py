@@ -50,6 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(comma-separated, default latest,page,series); --duration defaults to 20 s here")
     p.add_argument("--clients", type=int, default=50, help="queries: concurrent keep-alive clients")
     p.add_argument("--points", type=int, default=20_000, help="queries: seeded points per device")
+    p.add_argument("--query-rate", type=float, default=0.0,
+                   help="queries: requests/s offered on a fixed schedule (open loop, at most --clients in flight); "
+                        "default 0 = closed loop")
 
 
 def config_from_args(a) -> BenchConfig:
@@ -141,7 +144,8 @@ def _run_queries(a) -> int:
     cfg = queries.QueryBenchConfig(clients=a.clients, duration_s=a.duration if a.duration != 60 else 20,
                                    warmup_s=min(a.warmup, 5), devices=devices, points=a.points, scenarios=names,
                                    port_offset=a.port_offset, results_dir=Path(a.results_dir), keep_data=a.keep_data,
-                                   label=a.label or "queries", profile_dir=Path(a.profile) if a.profile else None)
+                                   label=a.label or "queries", profile_dir=Path(a.profile) if a.profile else None,
+                                   rate=a.query_rate)
     result = queries.run(cfg)
     path = report.write(result, cfg.results_dir, render=queries.markdown)
     print(queries.markdown(result))

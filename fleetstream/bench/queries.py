@@ -56,6 +56,9 @@ class QueryBenchConfig:
     label: str = "queries"
     extra_settings: dict = field(default_factory=dict)
     idle_s: float = 10.0  # the gateway's CPU with no request, measured before the scenarios
+    # requests/s offered on a fixed schedule (open loop; latency counted from each request's scheduled time, so
+    # a late start is latency too), at most ``clients`` in flight; 0 = closed loop, each client asks again at once
+    rate: float = 0.0
 
 
 def settings_for(cfg: QueryBenchConfig, data_dir: Path) -> Settings:
@@ -149,7 +152,12 @@ def scenarios(cfg: QueryBenchConfig, devices: list[str], end_ms: int) -> list[Sc
     return [out[n] for n in cfg.scenarios]
 
 
-async def _drive(base: str, token: str, sc: Scenario, clients: int, warmup_s: float, duration_s: float) -> dict:
+async def _drive(base: str, token: str, sc: Scenario, clients: int, warmup_s: float, duration_s: float,
+                 rate: float = 0.0) -> dict:
+    """Closed loop (``rate`` 0): ``clients`` clients, each asking again when answered; with 50 of them the mean
+    latency is 50 / req/s whatever the server does. Open loop (``rate`` > 0): request k is due at k / rate
+    seconds and its latency counts from then, so the answer says whether ``rate`` is served within a latency;
+    every request due within the duration is sent, so a server slower than ``rate`` makes the run longer."""
     import aiohttp
 
     lat, errors, statuses = Reservoir(), 0, {}
@@ -159,11 +167,17 @@ async def _drive(base: str, token: str, sc: Scenario, clients: int, warmup_s: fl
     t_start = time.monotonic()
     measure_from, stop_at = t_start + warmup_s, t_start + warmup_s + duration_s
 
+    slot = 0
+
     async def client(i: int, session: aiohttp.ClientSession) -> None:
-        nonlocal ok, errors
+        nonlocal ok, errors, slot
         rnd = random.Random(i)
         while True:
             t0 = time.monotonic()
+            if rate:
+                t0, slot = t_start + slot / rate, slot + 1
+                if t0 > time.monotonic():
+                    await asyncio.sleep(t0 - time.monotonic())
             if t0 >= stop_at:
                 return
             path = rnd.choice(sc.paths)
@@ -256,7 +270,7 @@ def run(cfg: QueryBenchConfig) -> dict:
 
                 profiler = Profiler(cfg.profile_dir)
                 profiler.start({"gateway": ([gw.pid], True)}, cfg.warmup_s + cfg.duration_s, sc.name)
-            res = asyncio.run(_drive(base, token, sc, cfg.clients, cfg.warmup_s, cfg.duration_s))
+            res = asyncio.run(_drive(base, token, sc, cfg.clients, cfg.warmup_s, cfg.duration_s, cfg.rate))
             wall = time.monotonic() - w0
             if profiler is not None:
                 res["profile"] = profiler.finish()
@@ -289,7 +303,9 @@ def markdown(r: dict) -> str:
         f"git `{r.get('git_rev')}`, {m.get('cores')} cores; load average {_la(r.get('load_avg_start'))} at start, "
         f"{_la(r.get('load_avg_end'))} at end (other processes on the machine count against every number).",
         f"Embedded ClickHouse (chdb), {cfg['devices']} devices × {cfg['points']} points, {cfg['clients']} concurrent "
-        f"keep-alive clients for {cfg['duration_s']} s per scenario, load generator in the same machine.",
+        f"keep-alive clients for {cfg['duration_s']} s per scenario"
+        + (f", open loop at {cfg['rate']:g} requests/s (latency from each request's scheduled time)"
+           if cfg.get("rate") else ", closed loop") + ", load generator in the same machine.",
         "",
         f"Gateway CPU with no request: {r.get('gateway_idle_cpu_pct', '?')} %.",
         "",

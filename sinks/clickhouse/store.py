@@ -48,6 +48,10 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # Reads of one series in key order (a page, latest values) on one thread each: ClickHouse's default of a
 # thread per core costs ~20-30 % more CPU per such query, and concurrent requests already use the cores
 _POINT_READ = {"max_threads": 1}
+# A point's time as the API's JSON writes a UTC datetime (orjson, OPT_UTC_Z; what ``datetime.isoformat`` gives
+# with "Z" for "+00:00"): seconds, then microseconds only when they are not zero, then "Z" (adr/0193)
+TS_TEXT = ("concat(formatDateTime(ts, '%Y-%m-%dT%H:%i:%S', 'UTC'), if(toUnixTimestamp64Milli(ts) % 1000 = 0, '', "
+           "concat('.', leftPad(toString(toUnixTimestamp64Milli(ts) % 1000), 3, '0'), '000')), 'Z')")
 
 
 class Point(NamedTuple):
@@ -97,19 +101,31 @@ class TelemetryStore:
         tenant = query_settings(self.ch.embedded, _tenant(params["t"]))
         return self.ch.query_rows(sql, params, settings={**(settings or {}), **(tenant or {})} or None)
 
-    def raw_points(self, *, tenant_id: str, device_id: str, metric: str, start: dt.datetime, end: dt.datetime,
-                   limit: int, after: dt.datetime | None = None) -> list[Point]:
-        rows = self._q(
-            f"""SELECT toUnixTimestamp64Milli(ts), value_num, value_bool, value_str FROM {self.db}.telemetry FINAL
+    def _raw(self, ts: str, tenant_id: str, device_id: str, metric: str, start: dt.datetime, end: dt.datetime,
+             limit: int, after: dt.datetime | None) -> list[tuple]:
+        return self._q(
+            f"""SELECT {ts}, value_num, value_bool, value_str FROM {self.db}.telemetry FINAL
                 WHERE tenant_id = {{t:String}} AND device_id = {{d:String}} AND metric = {{m:String}}
                   AND ts >= {{start:DateTime64(3)}} AND ts < {{end:DateTime64(3)}}
                   AND ts > {{after:DateTime64(3)}}
                 ORDER BY ts LIMIT {{limit:UInt32}}""",
             {"t": _tenant(tenant_id), "d": device_id, "m": metric, "start": start, "end": end,
              "after": after or _EPOCH, "limit": limit}, _POINT_READ)
+
+    def raw_points(self, *, tenant_id: str, device_id: str, metric: str, start: dt.datetime, end: dt.datetime,
+                   limit: int, after: dt.datetime | None = None) -> list[Point]:
+        rows = self._raw("toUnixTimestamp64Milli(ts)", tenant_id, device_id, metric, start, end, limit, after)
         fromtimestamp, utc = dt.datetime.fromtimestamp, dt.UTC
         return [Point(fromtimestamp(ms / 1000, utc), num if num is not None else _value(num, boolean, text))
                 for ms, num, boolean, text in rows]
+
+    def raw_page(self, *, tenant_id: str, device_id: str, metric: str, start: dt.datetime, end: dt.datetime,
+                 limit: int, after: dt.datetime | None = None) -> list[dict]:
+        """``raw_points`` as the REST page's points: ``{"ts": text, "value": v}`` with the time written by
+        ClickHouse as the API writes a UTC datetime (``TS_TEXT``), so a page builds no datetime objects."""
+        rows = self._raw(TS_TEXT, tenant_id, device_id, metric, start, end, limit, after)
+        return [{"ts": ts, "value": num if num is not None else _value(num, boolean, text)}
+                for ts, num, boolean, text in rows]
 
     def downsampled(self, *, tenant_id: str, device_ids: list[str], metric: str, start: dt.datetime,
                     end: dt.datetime, interval_s: int, agg: str) -> dict[str, Series]:

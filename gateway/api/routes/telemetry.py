@@ -166,12 +166,12 @@ async def device_telemetry(
 
     def raw():
         _require_device(devices, principal.tenant_id, device_id)
-        return store.raw_points(tenant_id=principal.tenant_id, device_id=device_id, metric=metric,
-                                start=start, end=end, limit=limit, after=after)
+        return store.raw_page(tenant_id=principal.tenant_id, device_id=device_id, metric=metric,
+                              start=start, end=end, limit=limit, after=after)
 
-    points = await run_in_threadpool(raw)
-    nxt = _encode_cursor(points[-1].ts) if len(points) == limit else None
-    return json_answer({"device_id": device_id, "metric": metric, "points": _points(points), "next_cursor": nxt,
+    points = await run_in_threadpool(raw)  # times already as the answer writes them (adr/0193)
+    nxt = _encode_cursor(points[-1]["ts"]) if len(points) == limit else None
+    return json_answer({"device_id": device_id, "metric": metric, "points": points, "next_cursor": nxt,
                         "interval": None, "agg": None, "source": None})
 
 
@@ -281,8 +281,10 @@ def bounded(t: dt.datetime, name: str) -> dt.datetime:
     return t
 
 
-def _encode_cursor(ts: dt.datetime) -> str:
-    return base64.urlsafe_b64encode(ts.isoformat().encode()).decode()
+def _encode_cursor(ts: str) -> str:
+    """The cursor after a point, from its time as the answer writes it (``…Z``): the time's isoformat
+    (``…+00:00``), as cursors always were, so cursors handed out before adr/0193 still work."""
+    return base64.urlsafe_b64encode((ts.removesuffix("Z") + "+00:00").encode()).decode()
 
 
 def _decode_cursor(cursor: str) -> dt.datetime:
