@@ -19,7 +19,7 @@ from tests.utils.factories import Factory
 
 # FLEETSTREAM_TEST_PORT_OFFSET lets several test sessions run side by side on one machine; keep every port
 # below 32768 (offset <= ~3000): above it Linux hands ports out as ephemeral source ports. Each pytest-xdist
-# worker is a session of its own, with its own stack, WORKER_PORT_STRIDE further up (adr/0167); the variable
+# worker is a session of its own, with its own stack, WORKER_PORT_STRIDE further up (adr/0194); the variable
 # is rewritten so that code reading it directly agrees.
 WORKER_PORT_STRIDE = 300
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, … under xdist
