@@ -47,7 +47,7 @@ def test_create_device_takes_the_tenants_name_or_its_id(env):
     assert name in line
 
 
-@pytest.mark.parametrize("ref", ["no-such-tenant", str(uuid.uuid4()), "' or 1=1 --"])
+@pytest.mark.parametrize("ref", ["no-such-tenant", "6be4f77d-ffc5-4346-a918-6bdc36febb49", "' or 1=1 --"])
 def test_an_unknown_tenant_is_one_line_that_says_how_to_make_one(env, ref):
     line = _one_line_error(fleetstream("admin", "create-device", ref, "d-1", env=env))
     assert repr(ref) in line and "create-tenant" in line

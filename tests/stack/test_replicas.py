@@ -245,22 +245,30 @@ def test_each_alert_fires_once(replicated, factory, gateways):
     gw_a, gw_b = gateways
     tenant = factory.tenant("alertab")
     kit = RuleKit(s, gw_a, tenant)
-    r = gw_a.post("/v1/rules", headers=kit.h, json={
-        "name": "hot", "condition": {"type": "threshold", "metric": "temperature", "op": ">", "value": 80},
-        "actions": [{"type": "alert", "severity": "MAJOR", "auto_clear": False}]})
-    assert r.status_code == 201, r.text
-    rid, version = r.json()["rule_id"], r.json()["version"]
-    for i in range(2):  # both workers hold the rule: each evaluates the partitions it has
+    rules = {}
+    for name, metric in (("hot", "temperature"), ("sentinel", "sentinel")):
+        r = gw_a.post("/v1/rules", headers=kit.h, json={
+            "name": name, "condition": {"type": "threshold", "metric": metric, "op": ">", "value": 80},
+            "actions": [{"type": "alert", "severity": "MAJOR", "auto_clear": False}]})
+        assert r.status_code == 201, r.text
+        rules[name] = (r.json()["rule_id"], r.json()["version"])
+    for i in range(2):  # both workers hold the rules: each evaluates the partitions it has
         url = f"http://{s.host}:{replica_port(s.streams_web_port, i)}/rules/{tenant.tenant_id}/"
-        wait_for(lambda url=url: httpx.get(url, headers=web_auth_headers(s), timeout=10).json().get(rid) == version,
-                 timeout=120, what=f"streams replica {i} to hold the rule")
+        for rule_id, version in rules.values():
+            wait_for(lambda url=url, rule_id=rule_id, version=version: httpx.get(
+                url, headers=web_auth_headers(s), timeout=10).json().get(rule_id) == version,
+                timeout=120, what=f"streams replica {i} to hold the rules")
+    rid, sentinel = rules["hot"][0], rules["sentinel"][0]
     devices = [f"hot-{k:02d}" for k in range(24)]
     factory.admin.create_devices(tenant.tenant_id, devices)
     t0 = now_ms() - 30_000
     for d in devices:
         kit.send(d, t0, {"temperature": 95.0})
         kit.send(d, t0 + 1000, {"temperature": 96.0})  # still above: the alert stays, no second one
-    alerts = kit.alerts(rid, count=len(devices) + 1, timeout=90)
+        # a device's alerts come in order: once its sentinel alert is out, a second "hot" one would be too
+        kit.send(d, t0 + 2000, {"sentinel": 99.0})
+    kit.alerts(sentinel, count=len(devices), timeout=120)
+    alerts = kit.alerts(rid, count=len(devices) + 1, timeout=5)
     assert sorted(a["device_id"] for a in alerts) == devices, "an alert missing or fired twice"
     hb = _h(tenant, gw_b)
 
