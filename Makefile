@@ -25,7 +25,7 @@ status:
 TEST_WORKERS ?= 2
 test: setup
 	@bash scripts/ops-tools.sh --background
-	@$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 # the console's pages in docs/console/*.png, taken by its browser tests against a test stack (adr/0164)
 screenshots: setup

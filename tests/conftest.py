@@ -39,21 +39,10 @@ def pytest_configure(config):
     bind_local_ids()
 
 
-# packages whose fixtures are package-scoped (a 3-node cluster, a browser): one worker runs all of each
-WHOLE_PACKAGES = ("tests/cluster/", "tests/console/")
-
-
 def pytest_collection_modifyitems(config, items):
-    root = str(config.rootpath) + "/"
     for item in items:
         if "stack" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
-        # `--dist loadgroup` (make test): a module's tests stay on one worker, so module fixtures start once
-        path = item.nodeid.split("::")[0]
-        if not path.startswith("tests/"):
-            path = str(item.path).removeprefix(root)
-        group = next((p for p in WHOLE_PACKAGES if path.startswith(p)), path)
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(autouse=True)
