@@ -20,9 +20,12 @@ status:
 	@$(BIN)/fleetstream status
 
 # the ops tools install in the background while the suite runs; tests/ops wait for them (adr/0186)
+# two pytest-xdist workers, each with its own stack: the suite mostly waits on Kafka and the stacks, not on
+# the CPU (adr/0194); TEST_WORKERS=0 runs it in one session as before
+TEST_WORKERS ?= 2
 test: setup
 	@bash scripts/ops-tools.sh --background
-	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 # the console's pages in docs/console/*.png, taken by its browser tests against a test stack (adr/0164)
 screenshots: setup

@@ -18,7 +18,15 @@ from schemas.codec import bind_local_ids, current_binding, restore_binding
 from tests.utils.factories import Factory
 
 # FLEETSTREAM_TEST_PORT_OFFSET lets several test sessions run side by side on one machine; keep every port
-# below 32768 (offset <= ~3000): above it Linux hands ports out as ephemeral source ports.
+# below 32768 (offset <= ~3000): above it Linux hands ports out as ephemeral source ports. Each pytest-xdist
+# worker is a session of its own, with its own stack, WORKER_PORT_STRIDE further up (adr/0194); the variable
+# is rewritten so that code reading it directly agrees.
+WORKER_PORT_STRIDE = 300
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, … under xdist
+if _worker.startswith("gw") and "FLEETSTREAM_TEST_BASE_PORT_OFFSET" not in os.environ:
+    os.environ["FLEETSTREAM_TEST_BASE_PORT_OFFSET"] = os.environ.get("FLEETSTREAM_TEST_PORT_OFFSET", "0")
+    os.environ["FLEETSTREAM_TEST_PORT_OFFSET"] = str(
+        int(os.environ["FLEETSTREAM_TEST_BASE_PORT_OFFSET"]) + WORKER_PORT_STRIDE * int(_worker[2:]))
 PORT_OFFSET = int(os.environ.get("FLEETSTREAM_TEST_PORT_OFFSET", "0"))
 TEST_PORTS = {k: v + PORT_OFFSET for k, v in dict(
     kafka_port=29092, kafka_controller_port=29093, mqtt_tls_port=28883, postgres_port=25432,

@@ -24,7 +24,7 @@ from tests.utils.stacks import watched_stack as watched
 # (seen: "address already in use" for a gateway port up there); clear of the other suites' ports
 PORTS = {k: v + PORT_OFFSET for k, v in dict(
     kafka_port=12592, kafka_controller_port=12593, mqtt_tls_port=12583, postgres_port=12532,
-    gateway_port=12580, schema_registry_port=12581, streams_web_port=12590).items()}
+    gateway_port=12580, schema_registry_port=12581, streams_web_port=12590, coap_port=12584).items()}
 
 pytestmark = pytest.mark.integration
 

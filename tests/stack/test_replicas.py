@@ -32,7 +32,7 @@ from tests.utils.stacks import watched_stack as watched
 # below 32768 with any offset; replica i adds i * 100 (gateway 13180 and 13280, streams web 13190 and 13290)
 PORTS = {k: v + PORT_OFFSET for k, v in dict(
     kafka_port=13192, kafka_controller_port=13193, mqtt_tls_port=13183, postgres_port=13132,
-    gateway_port=13180, schema_registry_port=13181, streams_web_port=13190).items()}
+    gateway_port=13180, schema_registry_port=13181, streams_web_port=13190, coap_port=13184).items()}
 REPLICAS = {"streams": 2, "connector-mqtt": 2, "gateway": 2}
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
