@@ -16,7 +16,7 @@ from confluent_kafka import KafkaError
 from runtime import observability as obs
 from runtime.kafka import UPLINK_PRODUCER, KafkaLike, clients
 from schemas import codec, device_key, topics
-from schemas.dead_letter import clean_text, dead_letter
+from schemas.dead_letter import clean_text, dead_letter, dead_letter_key
 from schemas.limits import MAX_PAYLOAD_BYTES
 
 from .telemetry_encoder import TelemetryEncoder
@@ -169,8 +169,7 @@ class UplinkPublisher:
             raw = raw[:DLQ_MAX_RAW_BYTES]
         rec = dead_letter(source=self.source, code=code, reason=reason, raw=raw, tenant_id=tenant_id,
                           device_id=device_id, origin=origin, time_ms=now_ms())
-        key = device_key(rec["tenant_id"], rec["device_id"]) if rec["tenant_id"] and rec["device_id"] else None
-        self._produce(topics.DEAD_LETTER.name, key, self._dead.encode(rec), done, extra)
+        self._produce(topics.DEAD_LETTER.name, dead_letter_key(rec), self._dead.encode(rec), done, extra)
         obs.record_rejected(self.source, rec["reason_code"])
 
     def device_event(self, tenant_id: str, device_id: str, event_type: str, *, reason: str | None = None,

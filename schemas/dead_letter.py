@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+from .keys import device_key
+
 DLQ_MAX_TEXT = 1000  # reason and origin, in characters
 
 
@@ -26,3 +28,8 @@ def dead_letter(*, source: str, code: str, reason: str, raw: bytes, tenant_id: s
             "source": source, "reason_code": clean_text(code or "unknown", 64),
             "origin": origin and clean_text(origin), "reason": clean_text(reason, DLQ_MAX_TEXT + 100),
             "time": time_ms if time_ms is not None else int(time.time() * 1000), "raw": bytes(raw)}
+
+
+def dead_letter_key(rec: dict) -> bytes | None:
+    """The Kafka key of a dead letter: its device's key when it names one, so a device's refusals keep order."""
+    return device_key(rec["tenant_id"], rec["device_id"]) if rec["tenant_id"] and rec["device_id"] else None

@@ -7,8 +7,8 @@ from __future__ import annotations
 from confluent_kafka import KafkaException
 
 from runtime.kafka import KafkaLike, clients
-from schemas import codec, device_key, topics
-from schemas.dead_letter import dead_letter
+from schemas import codec, topics
+from schemas.dead_letter import dead_letter, dead_letter_key
 from schemas.limits import MAX_PAYLOAD_BYTES
 
 FLUSH_S = 30.0
@@ -25,11 +25,10 @@ class DeadLetters:
         """Returns once Kafka has the dead letter (acks=all); raises otherwise, and the caller retries."""
         rec = dead_letter(source=self.source, code=code, reason=reason, raw=raw[:MAX_PAYLOAD_BYTES],
                           tenant_id=tenant_id, device_id=device_id, origin=f"{topic}[{partition}]@{offset}")
-        key = device_key(rec["tenant_id"], rec["device_id"]) if rec["tenant_id"] and rec["device_id"] else None
         if self._producer is None:
             self._producer = self.kafka.producer()
         failed: list = []
-        self._producer.produce(topics.DEAD_LETTER.name, key=key, value=self._codec.encode(rec),
+        self._producer.produce(topics.DEAD_LETTER.name, key=dead_letter_key(rec), value=self._codec.encode(rec),
                                on_delivery=lambda err, _msg: failed.append(err) if err else None)
         if self._producer.flush(FLUSH_S) or failed:
             raise KafkaException(failed[0]) if failed else TimeoutError("dead letter not acknowledged in time")

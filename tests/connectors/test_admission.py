@@ -9,18 +9,11 @@ from connectors.mqtt.connector import parse_status
 from connectors.ratelimit import TokenBuckets
 from connectors.registry import StaticRegistry
 from connectors.uplink import AllDone
-
-
-class Clock:
-    def __init__(self):
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.utils.clock import Clock
 
 
 def test_token_bucket_allows_a_burst_then_refills_at_the_rate_per_device():
-    clock = Clock()
+    clock = Clock(0.0)
     tb = TokenBuckets(rate=2, burst=3, clock=clock)
     assert [tb.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
     assert tb.take("a") == 0.5  # one token missing at 2/s

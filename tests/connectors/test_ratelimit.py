@@ -7,14 +7,7 @@ from __future__ import annotations
 
 from connectors.base import Admission
 from connectors.ratelimit import CREDIT_DRAIN_FACTOR, CREDIT_MIN_S, TokenBuckets
-
-
-class Clock:
-    def __init__(self, t: float = 1000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+from tests.utils.clock import Clock
 
 
 def _send(tb: TokenBuckets, key: str, n: int) -> int:

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 from gateway.auth.login_throttle import LoginThrottle
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.utils.clock import Clock
 
 
 def test_blocks_after_max_failures_until_the_oldest_leaves_the_window():
-    clock = Clock()
+    clock = Clock(1000.0)
     th = LoginThrottle(max_failures=3, window_s=60, clock=clock)
     for _ in range(2):
         th.failed("a")
@@ -28,7 +21,7 @@ def test_blocks_after_max_failures_until_the_oldest_leaves_the_window():
 
 
 def test_memory_is_bounded_by_forgetting_the_least_recent_address():
-    clock = Clock()
+    clock = Clock(1000.0)
     th = LoginThrottle(max_failures=1, window_s=60, max_addresses=2, clock=clock)
     for addr in ("a", "b", "c"):
         th.failed(addr)
@@ -37,7 +30,7 @@ def test_memory_is_bounded_by_forgetting_the_least_recent_address():
 
 
 def test_expired_addresses_are_dropped():
-    clock = Clock()
+    clock = Clock(1000.0)
     th = LoginThrottle(max_failures=2, window_s=5, clock=clock)
     th.failed("a")
     clock.t += 6

@@ -14,6 +14,7 @@ from connectors.mqtt.connector import MqttConnector
 from connectors.mqtt.settings import MqttSettings
 from connectors.ratelimit import TokenBuckets
 from connectors.uplink import Batch
+from tests.utils.clock import Clock
 
 
 class FakeUplink:
@@ -125,14 +126,6 @@ def test_batch_fires_once_whatever_the_order_of_seal_and_confirmations():
     assert calls == []  # not sealed yet: more records may follow
     b.seal()
     assert calls == [None]
-
-
-class Clock:
-    def __init__(self, t: float = 1000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def test_one_message_that_raises_is_dead_lettered_and_its_neighbours_are_acknowledged():
