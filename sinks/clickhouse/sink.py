@@ -36,8 +36,8 @@ DEFAULT_RETENTION_DAYS = 365
 
 class ClickHouseTelemetrySink(BaseSink):
     """Raw telemetry rows, stamped with the tenant's retention; the minute and hour rollups are recomputed
-    from them on the sink's thread (``rollups.refresh``, adr/0114) at most every ``rollup_every_s`` while
-    records flow, and as soon as the sink is idle.
+    from them on the sink's thread (``rollups.refresh``, adr/0114) every ``rollup_every_s`` while records
+    flow (longer while refreshes are slow: ``rollup_interval``), and as soon as the sink is idle.
 
     With chdb the sink takes the Kafka values undecoded (``raw``): the batch goes to ClickHouse as one Avro
     file and ClickHouse decodes it (``avro_batch``, adr/0065). With a server, or when that insert fails,
@@ -45,8 +45,9 @@ class ClickHouseTelemetrySink(BaseSink):
 
     :param retention_refresh_s: how often the per-tenant retention table is re-read.
     :param decode_in_clickhouse: default: with chdb (the file must be readable by the ClickHouse process).
-    :param rollup_every_s: longest time between rollup refreshes under load (reads are exact either way;
-        this trades refresh work against how much recent data reads take from raw).
+    :param rollup_every_s: time between rollup refreshes under load (reads are exact either way; this trades
+        refresh work against how much recent data reads take from raw); longer while a refresh takes more
+        than ``ROLLUP_SHARE`` of it (``rollup_interval``).
     :param on_written: told the (tenant, device) pairs of each insert once it returned (or failed part-way):
         the gateway's latest-values cache (``latest.LatestCache.written``, adr/0185)."""
 
@@ -63,6 +64,7 @@ class ClickHouseTelemetrySink(BaseSink):
         self._rolled_at = 0.0
         self._unrolled = True  # written since the last refresh (or unknown: a previous life may have)
         self._refresh_failed = False
+        self._last_refresh_s = 0.0
         self.rollup_stats = {"refreshes": 0, "marks": 0, "seconds": 0.0}
 
     def write(self, records: list[dict]) -> None:
@@ -143,9 +145,20 @@ class ClickHouseTelemetrySink(BaseSink):
             log.info("rollup progress set back to the committed offsets: %s", moved)
         self._unrolled = True
 
+    # A refresh recomputes every minute its marks touch from raw, so its cost is about the rows of the newest
+    # minute or two (~1-1.5 s CPU at 25k points/s, more wall time on a busy box) whatever the interval:
+    # under load the interval grows until refreshes take at most this share of the sink's thread
+    ROLLUP_SHARE = 0.1
+    ROLLUP_MAX_EVERY_S = 120.0
+
+    def rollup_interval(self) -> float:
+        """Seconds between refreshes under load: ``rollup_every_s``, longer while refreshes are slow."""
+        slow = self._last_refresh_s / self.ROLLUP_SHARE
+        return min(max(self.rollup_every_s, slow), max(self.rollup_every_s, self.ROLLUP_MAX_EVERY_S))
+
     def maintain(self, partitions: list[tuple[str, int]], *, idle: bool) -> None:
         now = time.monotonic()
-        due = now - self._rolled_at >= self.rollup_every_s
+        due = now - self._rolled_at >= self.rollup_interval()
         # idle: at once, unless the last refresh failed (then every rollup_every_s, not every idle second)
         if not self._unrolled or not (due or (idle and not self._refresh_failed)):
             return
@@ -153,9 +166,10 @@ class ClickHouseTelemetrySink(BaseSink):
         self._refresh_failed = True  # until it returns
         done = rollups.refresh(self.ch, self.ch.database, sorted({p for _t, p in partitions}))
         self._refresh_failed = self._unrolled = False
+        self._last_refresh_s = time.monotonic() - now
         self.rollup_stats["refreshes"] += 1
         self.rollup_stats["marks"] += done.marks
-        self.rollup_stats["seconds"] += time.monotonic() - now
+        self.rollup_stats["seconds"] += self._last_refresh_s
 
     def _retention_map(self) -> dict[str, int]:
         now = time.monotonic()

@@ -184,3 +184,22 @@ def test_a_data_directory_with_insert_time_rollups_is_rebuilt_from_raw(tmp_path)
         assert ch.query_rows(f"SELECT countMerge(count_v) FROM {db}.telemetry_1m_insert_time")[0][0] == old
     finally:
         ch.close()
+
+
+def test_under_load_refreshes_space_out_while_they_are_slow_and_idle_refreshes_at_once(ch):
+    sink = ClickHouseTelemetrySink(ch, rollup_every_s=10)
+    feed = Feed(sink, "tenant-interval")
+    sink.on_assigned({(TOPIC, 0): 0, (TOPIC, 1): 0})
+    assert sink.rollup_interval() == 10
+    for took, interval in ((0.5, 10), (3.0, 30), (60.0, 120)):  # a refresh may take a tenth of the thread
+        sink._last_refresh_s = took
+        assert sink.rollup_interval() == pytest.approx(interval)
+    t0 = (int(time.time()) // 60 - 5) * 60_000
+    feed.send([("d-0", t0, {"temp": 1.0}, t0)])
+    sink._rolled_at = time.monotonic()  # refreshed a moment ago, and that refresh was slow
+    sink._last_refresh_s = 3.0
+    sink.maintain([(TOPIC, 0), (TOPIC, 1)], idle=False)
+    assert sink.rollups_pending, "not due under load yet"
+    sink.maintain([(TOPIC, 0), (TOPIC, 1)], idle=True)
+    assert not sink.rollups_pending, "an idle sink refreshes at once"
+    assert sink._last_refresh_s < 3.0
