@@ -61,10 +61,12 @@ def _toy(root: Path) -> None:
 def _run(root: Path, *args: str) -> list[tuple[str, str]]:
     log = root / "log.txt"
     log.unlink(missing_ok=True)
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", *args, "tests"],
+    # only xdist among the installed plugins: the others' imports cost seconds in each of the three processes
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "xdist.plugin", "-p", "no:cacheprovider",
+                        "-n", "2", *args, "tests"],
                        cwd=root, capture_output=True, text=True, timeout=300,
                        env={**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")},
-                            "TOY_LOG": str(log)})
+                            "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "TOY_LOG": str(log)})
     assert r.returncode == 0, r.stdout + r.stderr
     return [tuple(line.split(" ", 1)) for line in log.read_text().splitlines()]  # type: ignore[misc]
 
