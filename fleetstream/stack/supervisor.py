@@ -269,7 +269,7 @@ class Stack:
 
     def stop(self, *, hard: bool = False) -> None:
         """Stops every child, newest first, each gracefully (SIGTERM, SIGKILL after 15 s). ``hard`` kills them
-        all at once (SIGKILL) instead, for a throwaway stack whose data dir is deleted next (tests, adr/0195):
+        all at once instead (SIGKILL; Postgres gets its immediate shutdown), for a throwaway stack whose data dir is deleted next (tests, adr/0195):
         a graceful stop there only waits, e.g. 15 s for the last node of a cluster, whose controlled shutdown
         cannot finish without a quorum."""
         if hard:
