@@ -21,7 +21,8 @@ status:
 
 # the ops tools install in the background while the suite runs; tests/ops wait for them (adr/0186)
 # two pytest-xdist workers, each with its own stack: the suite mostly waits on Kafka and the stacks, not on
-# the CPU (adr/0194); TEST_WORKERS=0 runs it in one session as before
+# the CPU (adr/0194); TEST_WORKERS=0 runs it in one session as before. Under loadfile the suite schedules itself:
+# tests/cluster and tests/console are one scope each, the slowest scopes go first (tests/utils/scheduling.py, adr/0195)
 TEST_WORKERS ?= 2
 test: setup
 	@bash scripts/ops-tools.sh --background

@@ -39,6 +39,14 @@ def pytest_configure(config):
     bind_local_ids()
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile`, with each shared package one scope and the slow scopes first (adr/0195)."""
+    from tests.utils.scheduling import scheduler
+
+    return scheduler(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "stack" in getattr(item, "fixturenames", ()):

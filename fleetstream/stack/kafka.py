@@ -3,8 +3,10 @@ node (the default), or a local SASL_SSL cluster of ``kafka_brokers`` nodes (adr/
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -247,6 +249,13 @@ def _java(s: Settings, log4j: Path, heap_mb: int) -> list[str]:
             "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath()]
 
 
+def _tool_java(log4j: Path) -> list[str]:
+    """A JVM for the storage tool, which runs for seconds: tuned for start-up like the registry's (C1 only,
+    a small serial heap), about half the CPU of the brokers' JVM settings on a busy machine."""
+    return ["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath()]
+
+
 def _format(java: list[str], props: Path, cluster_id: str, *extra: str) -> None:
     r = subprocess.run(java + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *extra],
                        capture_output=True, text=True)
@@ -254,10 +263,19 @@ def _format(java: list[str], props: Path, cluster_id: str, *extra: str) -> None:
         raise StartupError(f"kafka storage format failed:\n{r.stdout}\n{r.stderr}")
 
 
-def _cluster_id(java: list[str], path: Path) -> str:
+def new_cluster_id() -> str:
+    """What ``StorageTool random-uuid`` prints, without starting a JVM for it: Kafka's ``Uuid.randomUuid()``,
+    a random (version 4) UUID in URL-safe base64 without padding, drawn again when it starts with "-" (a
+    command line would read it as an option)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):
+            return text
+
+
+def _cluster_id(path: Path) -> str:
     if not path.exists():
-        path.write_text(subprocess.run(java + ["kafka.tools.StorageTool", "random-uuid"], check=True,
-                                       capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        path.write_text(new_cluster_id())
     return path.read_text().strip()
 
 
@@ -269,8 +287,8 @@ def kafka_children(s: Settings) -> list[Child]:
     home.mkdir(parents=True, exist_ok=True)
     log4j = home / "log4j2.yaml"
     log4j.write_text(_log4j(s))
-    java = _java(s, log4j, 512)
-    cluster_id = _cluster_id(java, home / "cluster.id")
+    java = _tool_java(log4j)
+    cluster_id = _cluster_id(home / "cluster.id")
     if s.kafka_security_protocol.upper() not in CLUSTER_PROTOCOLS:
         raise StartupError(f"the local cluster serves {' or '.join(CLUSTER_PROTOCOLS)}, not "
                            f"FLEETSTREAM_KAFKA_SECURITY_PROTOCOL={s.kafka_security_protocol}")
@@ -306,7 +324,7 @@ def kafka_child(s: Settings) -> Child:
     log4j.write_text(_log4j(s))
     java = _java(s, log4j, 768)
     if not (data / "meta.properties").exists():
-        _format(java, props, _cluster_id(java, home / "cluster.id"))
+        _format(_tool_java(log4j), props, _cluster_id(home / "cluster.id"))
     return Child("kafka", java + ["kafka.Kafka", str(props)], s.logs_dir / "kafka.log")
 
 

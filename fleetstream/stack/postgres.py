@@ -10,6 +10,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -72,6 +73,9 @@ def postgres_child(s: Settings) -> Child:
             "-c", "max_connections=200", "-c", "shared_buffers=128MB", "-c", "fsync=on",
             "-c", "logging_collector=off"]
     child = Child("postgres", argv, s.logs_dir / "postgres.log", user=user)
+    # a hard stop is Postgres's immediate shutdown (no checkpoint): a SIGKILLed postmaster would leave its
+    # System V shared memory segment behind, one per throwaway stack
+    child.kill_signal = signal.SIGQUIT
     if user:  # again at every restart: a folder above may have been closed meanwhile (pytest resets its own)
         child.before_start = lambda: _open_path_for(user, home, s.root)
     return child

@@ -27,11 +27,12 @@ class Child:
         self.started_at = 0.0  # time.monotonic() of the last start
         self.liveness: Callable[[], bool] | None = None  # the supervisor restarts a live child failing it
         self.before_start: Callable[[], None] | None = None  # run before every start, restarts included
+        self.kill_signal = signal.SIGKILL  # what ``kill`` sends
 
     def respawn(self) -> Child:
         """A new, not yet started child with the same command, environment, user and hooks."""
         fresh = Child(self.name, self.argv, self.log, env=self.env, cwd=self.cwd, user=self.user)
-        fresh.liveness, fresh.before_start = self.liveness, self.before_start
+        fresh.liveness, fresh.before_start, fresh.kill_signal = self.liveness, self.before_start, self.kill_signal
         return fresh
 
     def start(self) -> None:
@@ -66,6 +67,17 @@ class Child:
             return
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def kill(self) -> None:
+        """Signals the child's whole process group with ``kill_signal`` now, without waiting (``stop`` reaps
+        it): the hard stop of a throwaway stack."""
+        if not self.alive():
+            return
+        assert self.proc is not None
+        try:
+            os.killpg(self.proc.pid, self.kill_signal)
         except (ProcessLookupError, PermissionError):
             pass
 

@@ -130,8 +130,9 @@ class Stack:
         self.pki.ensure(broker_sans=sorted({"localhost", "127.0.0.1", s.host, s.public_host}))
         pg = self._spawn(postgres.postgres_child(s))
         mq = self._spawn(mosquitto.mosquitto_child(s, self.pki))
-        kf = [self._spawn(child) for child in kafka.kafka_children(s)]
+        # the registry (its own H2 store) starts before Kafka's storage is formatted, which takes a while
         sr = None if s.schema_registry_url else self._spawn(schema_registry.registry_child(s))
+        kf = [self._spawn(child) for child in kafka.kafka_children(s)]
         pg.wait_until(lambda: port_open(s.host, s.postgres_port) and postgres.postgres_ready(
             postgres.maintenance_dsn(s)), 30, "postgres accepting connections")
         postgres.ensure_database(s)
@@ -266,9 +267,16 @@ class Stack:
         self.children.append(child)
         return child
 
-    def stop(self) -> None:
+    def stop(self, *, hard: bool = False) -> None:
+        """Stops every child, newest first, each gracefully (SIGTERM, SIGKILL after 15 s). ``hard`` kills them
+        all at once instead (SIGKILL; Postgres gets its immediate shutdown), for a throwaway stack whose data dir is deleted next (tests, adr/0195):
+        a graceful stop there only waits, e.g. 15 s for the last node of a cluster, whose controlled shutdown
+        cannot finish without a quorum."""
+        if hard:
+            for child in self.children:
+                child.kill()
         for child in reversed(self.children):
-            child.stop()
+            child.stop()  # returns at once for a killed child once reaped
         self.children.clear()
         self.state_file.unlink(missing_ok=True)
 
