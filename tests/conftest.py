@@ -85,7 +85,9 @@ def infra(settings):
         stack.start_infra()
         yield stack
     finally:
-        stack.stop()
+        # a throwaway stack (its dir is deleted next) is killed at once: a graceful stop only waits (adr/0195)
+        kept = os.environ.get("FLEETSTREAM_TEST_DATA_DIR") or os.environ.get("FLEETSTREAM_TEST_KEEP_DATA") == "1"
+        stack.stop(hard=not kept)
 
 
 @pytest.fixture(scope="session")
