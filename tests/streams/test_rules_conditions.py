@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from schemas import device_key, topics
 from tests.streams.rulekit import RuleKit, now_ms
+from tests.utils.kafka import records_to_end
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +90,23 @@ def test_all_and_any_combinations_scoped_to_devices(kit, factory):
     either = kit.rule({"type": "any", "conditions": [{"type": "threshold", "metric": "temp", "op": ">", "value": 30},
                                                      {"type": "threshold", "metric": "hum", "op": "<", "value": 20}]},
                       scope={"devices": [dev]})
+    # sentinels instead of waiting out a timeout for alerts that must not come: one device's alerts come in
+    # order (one key, one partition), so once a device's last expected alert is out, any alert its earlier
+    # readings raised is on the topic before it. The out-of-scope device gets a rule of its own for that.
+    probe = kit.rule({"type": "threshold", "metric": "temp", "op": ">", "value": 30}, scope={"devices": [other]})
     t0 = now_ms() - 60_000
-    kit.send(other, t0, {"temp": 40.0, "hum": 10.0})  # out of scope: nothing
-    for i, (temp, hum) in enumerate([(35.0, 50.0), (35.0, 10.0), (20.0, 10.0), (20.0, 50.0)]):
-        kit.send(dev, t0 + i * 1000, {"temp": temp, "hum": hum})
-    assert _states(kit.alerts(both, count=2)) == [("ACTIVE", t0 + 1000), ("CLEARED", t0 + 2000)]
-    either_alerts = kit.alerts(either, count=3, timeout=20)
-    assert _states(either_alerts) == [("ACTIVE", t0), ("CLEARED", t0 + 3000)]
+    kit.send(other, t0, {"temp": 40.0, "hum": 10.0})  # out of scope of both and either: nothing from them
+    kit.send(other, t0 + 1000, {"temp": 20.0, "hum": 50.0})  # the probe's sentinel: it clears
+    for i, (temp, hum) in enumerate([(35.0, 50.0), (35.0, 10.0), (20.0, 10.0), (20.0, 50.0), (35.0, 50.0)]):
+        kit.send(dev, t0 + i * 1000, {"temp": temp, "hum": hum})  # the last: either's sentinel (fires again)
+    assert _states(kit.alerts(probe, count=2)) == [("ACTIVE", t0), ("CLEARED", t0 + 1000)]
+    assert len(kit.alerts(either, count=3)) == 3
+    # every alert of both devices' readings is on the topic now: all of them, to its end
+    alerts = [a for d in (dev, other) for a in records_to_end(kit.s.bootstrap_servers, topics.ALERTS.name,
+                                                              device_key(kit.tenant.tenant_id, d))]
+    assert _states([a for a in alerts if a["rule_id"] == both]) == [("ACTIVE", t0 + 1000), ("CLEARED", t0 + 2000)]
+    either_alerts = [a for a in alerts if a["rule_id"] == either]
+    assert _states(either_alerts) == [("ACTIVE", t0), ("CLEARED", t0 + 3000), ("ACTIVE", t0 + 4000)]
     assert {a["device_id"] for a in either_alerts} == {dev}
 
 
