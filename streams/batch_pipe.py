@@ -41,14 +41,16 @@ class BatchPipe:
         has no committed offset for a partition, it starts where that group stopped instead of the
         beginning, so switching a running installation over re-reads nothing.
     :param before_start: runs on the loop's thread before it joins the group (e.g. wait for a view).
-    :param on_failure: runs on the loop's thread after a batch failed, before it is read again."""
+    :param on_failure: runs on the loop's thread after a batch failed, before it is read again.
+    :param producer_config: extra librdkafka settings (tests shorten ``message.timeout.ms``)."""
 
     def __init__(self, kafka: KafkaLike, source: str, group: str, process: Process, *, batch: int = 5000,
                  linger_s: float = 0.0, legacy_group: str | None = None, before_start: Callable[[], None] | None = None,
-                 on_failure: Callable[[], None] | None = None, name: str = "batch-pipe"):
+                 on_failure: Callable[[], None] | None = None, name: str = "batch-pipe",
+                 producer_config: dict | None = None):
         self.kafka, self.source, self.group, self.process = clients(kafka), source, group, process
         self.batch, self.linger_s, self.legacy_group, self.before_start = batch, linger_s, legacy_group, before_start
-        self.on_failure = on_failure
+        self.on_failure, self.producer_config = on_failure, producer_config or {}
         self.stats = {"batches": 0, "records": 0, "produced": 0, "restarts": 0, "cpu_s": 0.0}
         # per batch: ms from its oldest record's Kafka timestamp to its commit (what the stage itself adds)
         self.lags_ms: deque[int] = deque(maxlen=100_000)
@@ -84,7 +86,8 @@ class BatchPipe:
         consumer = self.kafka.consumer(self.group, PIPE_CONSUMER)
         failures: list[KafkaError] = []
         # linger 100 ms: every batch ends in flush() (adr/0072); only failures are reported
-        producer = self.kafka.producer(BATCH_PRODUCER, {"on_delivery": lambda err, msg: failures.append(err)})
+        producer = self.kafka.producer(BATCH_PRODUCER, {**self.producer_config,
+                                                        "on_delivery": lambda err, msg: failures.append(err)})
         consumer.subscribe([self.source], on_assign=self._on_assign)
         try:
             while not self._stop.is_set():

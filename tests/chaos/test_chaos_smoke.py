@@ -23,7 +23,9 @@ PORT_OFFSET = 7_300 + int(os.environ.get("FLEETSTREAM_TEST_PORT_OFFSET", "0"))
 @pytest.mark.timeout(900)
 def test_one_connector_kill_at_low_load_loses_nothing(tmp_path):
     cfg = chaos(["connector-mqtt"])
-    cfg.rate, cfg.devices, cfg.settle_s, cfg.recover_timeout_s = 50, 5, 5, 240
+    # 2 s of steady load on each side of the kill (5 s before): ~100 messages ride through the pipeline when the
+    # connector dies, and the round's own readings must have been stored before it (flowing_before_kill)
+    cfg.rate, cfg.devices, cfg.settle_s, cfg.recover_timeout_s = 50, 5, 2, 240
     cfg.port_offset, cfg.results_dir, cfg.label, cfg.drain_timeout_s = PORT_OFFSET, tmp_path, "chaos-smoke", 120
     result = ChaosRun(cfg).execute()
     path = report.write(result, tmp_path, render=markdown)

@@ -6,8 +6,12 @@ readings. Readings go through the real broker, the validate agent and the rules 
 from __future__ import annotations
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
+from schemas import device_key, topics
+from schemas.partitioner import partition_for
 from tests.streams.rulekit import RuleKit, now_ms
+from tests.utils.kafka import records_to_end
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +92,23 @@ def test_all_and_any_combinations_scoped_to_devices(kit, factory):
     either = kit.rule({"type": "any", "conditions": [{"type": "threshold", "metric": "temp", "op": ">", "value": 30},
                                                      {"type": "threshold", "metric": "hum", "op": "<", "value": 20}]},
                       scope={"devices": [dev]})
+    # sentinels instead of waiting out a timeout for alerts that must not come: one device's alerts come in
+    # order (one key, one partition), so once a device's last expected alert is out, any alert its earlier
+    # readings raised is on the topic before it. The out-of-scope device gets a rule of its own for that.
+    probe = kit.rule({"type": "threshold", "metric": "temp", "op": ">", "value": 30}, scope={"devices": [other]})
     t0 = now_ms() - 60_000
-    kit.send(other, t0, {"temp": 40.0, "hum": 10.0})  # out of scope: nothing
-    for i, (temp, hum) in enumerate([(35.0, 50.0), (35.0, 10.0), (20.0, 10.0), (20.0, 50.0)]):
-        kit.send(dev, t0 + i * 1000, {"temp": temp, "hum": hum})
-    assert _states(kit.alerts(both, count=2)) == [("ACTIVE", t0 + 1000), ("CLEARED", t0 + 2000)]
-    either_alerts = kit.alerts(either, count=3, timeout=20)
-    assert _states(either_alerts) == [("ACTIVE", t0), ("CLEARED", t0 + 3000)]
+    kit.send(other, t0, {"temp": 40.0, "hum": 10.0})  # out of scope of both and either: nothing from them
+    kit.send(other, t0 + 1000, {"temp": 20.0, "hum": 50.0})  # the probe's sentinel: it clears
+    for i, (temp, hum) in enumerate([(35.0, 50.0), (35.0, 10.0), (20.0, 10.0), (20.0, 50.0), (35.0, 50.0)]):
+        kit.send(dev, t0 + i * 1000, {"temp": temp, "hum": hum})  # the last: either's sentinel (fires again)
+    assert _states(kit.alerts(probe, count=2)) == [("ACTIVE", t0), ("CLEARED", t0 + 1000)]
+    assert len(kit.alerts(either, count=3)) == 3
+    # every alert of both devices' readings is on the topic now: all of them, to its end
+    alerts = [a for d in (dev, other) for a in records_to_end(kit.s.bootstrap_servers, topics.ALERTS.name,
+                                                              device_key(kit.tenant.tenant_id, d))]
+    assert _states([a for a in alerts if a["rule_id"] == both]) == [("ACTIVE", t0 + 1000), ("CLEARED", t0 + 2000)]
+    either_alerts = [a for a in alerts if a["rule_id"] == either]
+    assert _states(either_alerts) == [("ACTIVE", t0), ("CLEARED", t0 + 3000), ("ACTIVE", t0 + 4000)]
     assert {a["device_id"] for a in either_alerts} == {dev}
 
 
@@ -111,8 +125,19 @@ def test_inactivity_fires_when_data_stops_and_clears_when_it_returns(kit, factor
 
 
 def test_rules_never_see_another_tenants_readings(kit, factory):
-    stranger = factory.tenant("stranger")
     shared_id = "same-name-device"
+    # a stranger whose device's readings share a partition with ours, in both telemetry topics and the alerts: the rules
+    # agent then takes its reading before ours, and an alert it wrongly raised (keyed like ours) is listed
+    # before our last one (a sentinel, instead of waiting out a timeout for an alert that must not come)
+    counts = {t: len(md.partitions) for t, md in AdminClient({"bootstrap.servers": kit.s.bootstrap_servers})
+              .list_topics(timeout=10).topics.items()
+              if t in (topics.TELEMETRY_RAW.name, topics.TELEMETRY.name, topics.ALERTS.name)}
+
+    def same_partitions(tenant_id: str) -> bool:
+        return all(partition_for(device_key(tenant_id, shared_id), n) ==
+                   partition_for(device_key(kit.tenant.tenant_id, shared_id), n) for n in counts.values())
+
+    stranger = next(t for t in iter(lambda: factory.tenant("stranger"), None) if same_partitions(t.tenant_id))
     factory.device(kit.tenant, shared_id)
     factory.device(stranger, shared_id)
     rid = kit.rule({"type": "threshold", "metric": "x", "op": ">", "value": 0}, scope={"devices": [shared_id]})
@@ -120,6 +145,8 @@ def test_rules_never_see_another_tenants_readings(kit, factory):
     kit.send(shared_id, t0, {"x": 5.0}, tenant_id=stranger.tenant_id)   # the other tenant's reading
     kit.send(shared_id, t0 + 1000, {"x": -1.0})                         # ours, not matching
     kit.send(shared_id, t0 + 2000, {"x": 7.0})                          # ours, matching
-    alerts = kit.alerts(rid, count=2, timeout=20)
-    assert _states(alerts) == [("ACTIVE", t0 + 2000)]
-    assert alerts[0]["tenant_id"] == kit.tenant.tenant_id
+    kit.send(shared_id, t0 + 3000, {"x": -2.0})                         # ours, clearing: the sentinel
+    alerts = kit.alerts(rid, count=2)
+    assert _states(alerts) == [("ACTIVE", t0 + 2000), ("CLEARED", t0 + 3000)]
+    assert {a["tenant_id"] for a in alerts} == {kit.tenant.tenant_id}
+    assert len(counts) == 3
