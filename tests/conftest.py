@@ -63,6 +63,12 @@ def _schema_ids_stay_the_sessions():
         restore_binding(saved)
 
 
+def _keeps_data() -> bool:
+    """Whether the session's data dir outlives it: one given by FLEETSTREAM_TEST_DATA_DIR, or any with
+    FLEETSTREAM_TEST_KEEP_DATA=1."""
+    return bool(os.environ.get("FLEETSTREAM_TEST_DATA_DIR")) or os.environ.get("FLEETSTREAM_TEST_KEEP_DATA") == "1"
+
+
 @pytest.fixture(scope="session")
 def settings():
     given = os.environ.get("FLEETSTREAM_TEST_DATA_DIR")
@@ -72,7 +78,7 @@ def settings():
     yield s
     # a dir the session made is removed once the stack (a later fixture, torn down first) has stopped; a
     # given one is kept for inspection, as is everything with FLEETSTREAM_TEST_KEEP_DATA=1
-    if not given and os.environ.get("FLEETSTREAM_TEST_KEEP_DATA") != "1":
+    if not _keeps_data():
         shutil.rmtree(root, ignore_errors=True)
         s.master_key_path.unlink(missing_ok=True)
 
@@ -86,8 +92,7 @@ def infra(settings):
         yield stack
     finally:
         # a throwaway stack (its dir is deleted next) is killed at once: a graceful stop only waits (adr/0195)
-        kept = os.environ.get("FLEETSTREAM_TEST_DATA_DIR") or os.environ.get("FLEETSTREAM_TEST_KEEP_DATA") == "1"
-        stack.stop(hard=not kept)
+        stack.stop(hard=not _keeps_data())
 
 
 @pytest.fixture(scope="session")

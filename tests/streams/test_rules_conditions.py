@@ -132,6 +132,7 @@ def test_rules_never_see_another_tenants_readings(kit, factory):
     counts = {t: len(md.partitions) for t, md in AdminClient({"bootstrap.servers": kit.s.bootstrap_servers})
               .list_topics(timeout=10).topics.items()
               if t in (topics.TELEMETRY_RAW.name, topics.TELEMETRY.name, topics.ALERTS.name)}
+    assert len(counts) == 3
 
     def same_partitions(tenant_id: str) -> bool:
         return all(partition_for(device_key(tenant_id, shared_id), n) ==
@@ -149,4 +150,3 @@ def test_rules_never_see_another_tenants_readings(kit, factory):
     alerts = kit.alerts(rid, count=2)
     assert _states(alerts) == [("ACTIVE", t0 + 2000), ("CLEARED", t0 + 3000)]
     assert {a["tenant_id"] for a in alerts} == {kit.tenant.tenant_id}
-    assert len(counts) == 3
