@@ -81,5 +81,6 @@ def _count_cases(report_dir: Path) -> Counter:
         for line in path.read_text().splitlines():
             event = json.loads(line).get("ScenarioFinished")
             if event:
-                cases[(event.get("phase"), event.get("label"))] += len(event.get("recorder", {}).get("cases", {}))
+                recorder = event.get("recorder", {})
+                cases[(event.get("phase"), recorder.get("label"))] += len(recorder.get("cases", {}))
     return cases
