@@ -68,7 +68,7 @@ class Admin:
         db = self.db
         with self._lazy:
             if self._outbox is None:
-                self._outbox = Outbox(db, self.s.app_dsn, self.s.kafka).start()
+                self._outbox = Outbox(db, self.s.app_dsn, self.s.kafka, wait_s=self.s.outbox_wait_s).start()
             return self._outbox
 
     @property

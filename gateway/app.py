@@ -81,7 +81,7 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
         st.auth_state = AuthState(s.app_dsn, st.db.pool).start()
         st.keys = KeyRing(s.root / "keys" / "jwt", revocation=st.auth_state)
         # control-plane records reach Kafka when their change commits (adr/0108)
-        st.outbox = Outbox(st.db, s.app_dsn, s.kafka).start()
+        st.outbox = Outbox(st.db, s.app_dsn, s.kafka, wait_s=s.outbox_wait_s).start()
         st.admin = Admin(s, db=st.db, outbox=st.outbox)  # control plane: broker, registry topic, tenant CAs
         st.status_updater = StatusUpdater(st.admin, s.kafka, sub_devices_per_tenant=s.sub_devices_per_tenant)
         st.status_updater.start()

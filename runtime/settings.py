@@ -127,6 +127,9 @@ class Settings(BaseSettings):
                                     "beside the writer's (adr/0185, adr/0193); 0 = queries share the writer's")
 
     token_ttl_s: int = 900
+    outbox_wait_s: float = Field(5.0, gt=0, le=60, description="longest an API answer waits for Kafka to have "
+                                 "its change's control-plane record; the change is committed either way and the "
+                                 "outbox relay publishes it later (adr/0108)")
     sub_devices_per_tenant: int = Field(10_000, ge=0, description="sub-devices of gateways and Sparkplug edge nodes "
                                         "the control plane registers per tenant on first sight (adr/0158)")
     coap_port: int = Field(5683, description="CoAP telemetry endpoint devices are told about (UDP)")

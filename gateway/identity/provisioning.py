@@ -135,7 +135,7 @@ def create_devices(admin, tenant_id: str, items: list[tuple[dict, dict | None]],
                 for device_id in ids:
                     admin.enqueue_entry(conn, tenant_id, device_id)
             raise
-        admin.outbox.wait(published, timeout=max(5.0, len(published) / 500))
+        admin.outbox.wait(published, timeout=max(admin.outbox.wait_s, len(published) / 500))
     return results
 
 

@@ -20,15 +20,18 @@ from .store import MAX_VALUE_BYTES, enqueue
 
 log = logging.getLogger(__name__)
 
-WAIT_S = 5.0
+WAIT_S = 5.0  # the default of Settings.outbox_wait_s
 
 
 class Outbox:
     """:param db: a pool for ``wait`` (one short query per wake-up).
-    :param dsn: application-role DSN for the relay's own session. :param kafka: the process's Kafka clients."""
+    :param dsn: application-role DSN for the relay's own session. :param kafka: the process's Kafka clients.
+    :param wait_s: how long ``wait`` waits by default (``Settings.outbox_wait_s``)."""
 
-    def __init__(self, db: Database, dsn: str, kafka: KafkaLike, *, producer_config: dict | None = None):
+    def __init__(self, db: Database, dsn: str, kafka: KafkaLike, *, producer_config: dict | None = None,
+                 wait_s: float = WAIT_S):
         self.db = db
+        self.wait_s = wait_s
         self._published = threading.Condition()
         self.relay = OutboxRelay(dsn, kafka, on_published=self._wake, producer_config=producer_config)
 
@@ -43,9 +46,10 @@ class Outbox:
         with self._published:
             self._published.notify_all()
 
-    def wait(self, ids: list[int], timeout: float = WAIT_S) -> bool:
-        """True once every id is published. False after ``timeout``: the change is committed and the relay
-        (here or in another replica) will still publish it; the caller answers anyway."""
+    def wait(self, ids: list[int], timeout: float | None = None) -> bool:
+        """True once every id is published. False after ``timeout`` (default ``wait_s``): the change is
+        committed and the relay (here or in another replica) will still publish it; the caller answers anyway."""
+        timeout = self.wait_s if timeout is None else timeout
         pending = [i for i in ids if i is not None]
         deadline = time.monotonic() + timeout
         while pending:
