@@ -75,6 +75,29 @@ def provision(s: Settings, n: int, *, out_dir: Path, prefix: str = "sim", tenant
     return Fleet(tid, [FleetDevice(d, str(cert_root / d)) for d in ids], extra), time.monotonic() - t0
 
 
+def register(s: Settings, tenant_id: str, n: int, *, prefix: str = "reg", chunk: int = 2000,
+             progress=None) -> float:
+    """Registers ``n`` more devices of ``tenant_id`` that will never connect (no certificates issued): the same
+    bulk path as ``provision`` minus the certificate step, so a benchmark can have many more devices registered
+    than connected (issue 18: RSS at 100k registered). Returns seconds taken."""
+    from gateway.admin import Admin
+
+    t0 = time.monotonic()
+    admin = Admin(s)
+    try:
+        for i in range(0, n, chunk):
+            ids = [f"{prefix}-{j:06d}" for j in range(i, min(n, i + chunk))]
+            results = admin.create_devices(tenant_id, ids, device_type=f"{prefix}-device", tags=["registered"])
+            failed = [r for r in results if r.get("status") != "created"]
+            if failed:
+                raise RuntimeError(f"{len(failed)} devices not registered, e.g. {failed[0]}")
+            if progress:
+                progress(min(n, i + chunk), n)
+    finally:
+        admin.close()
+    return time.monotonic() - t0
+
+
 def provision_or_reuse(s: Settings, n: int, path: Path, prefix: str = "sim") -> Fleet:
     """Reuses ``path`` when it already holds at least ``n`` devices (the stack keeps their registrations)."""
     if path.exists():
