@@ -43,7 +43,7 @@ class BenchConfig:
     registered: int = 0
     timeline_every_s: float = 10.0
     idle_only: bool = False
-    idle_settle_s: float = 15.0  # after the sessions connected, before the idle window
+    idle_settle_s: float = 30.0  # after the sessions connected, before the idle window
 
     def rates(self) -> list[float]:
         if not self.find_max:
