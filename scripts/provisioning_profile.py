@@ -96,9 +96,11 @@ def main() -> None:
         pids = {c.name: c.pid for c in stack.children}
         cpu0 = {n: cpu_s(pid) for n, pid in pids.items()}
         marks = []
+        own0 = time.process_time()
         t0 = time.monotonic()
         _, took = provision(s, a.devices, out_dir=data / "fleet", prefix="prof", chunk=a.chunk,
                             progress=lambda d, n: marks.append((d, time.monotonic() - t0)))
+        own = time.process_time() - own0
         cpu = {n: round(cpu_s(pid) - cpu0[n], 1) for n, pid in pids.items()}
     finally:
         stack.stop(hard=True)
@@ -109,7 +111,8 @@ def main() -> None:
     print("\n| step | seconds | share of wall | calls |\n|---|---:|---:|---:|")
     for label, spent in SPENT.items():
         print(f"| {label} | {spent:.2f} | {100 * spent / took:.0f} % | {CALLS[label]} |")
-    print("\nCPU-seconds of the stack's processes during provisioning:", cpu)
+    print(f"\nCPU-seconds of this (provisioning) process: {own:.1f} = {a.devices / own:.0f} devices per CPU-second")
+    print("CPU-seconds of the stack's processes during provisioning:", cpu)
     step = max(1, len(marks) // 10)
     print("devices provisioned over time (devices, s):", [(d, round(t, 1)) for d, t in marks[::step]])
 
