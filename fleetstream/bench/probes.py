@@ -285,18 +285,21 @@ class ResourceSampler(Sampler):
         self._row_start = (now, dict(self.cpu_total_s))
 
     def growth(self, window_s: float = 60.0) -> dict:
-        """RSS per component: mean over the first and the last ``window_s`` of the samples, and the change."""
+        """RSS per component: mean over the first and the last ``window_s`` of the samples (a third of the run
+        when it is shorter than three windows, so the two never overlap), and the change."""
         out = {}
         for name, samples in self.rss_samples.items():
             if len(samples) < 2:
                 continue
             t_first, t_last = samples[0][0], samples[-1][0]
-            first = [r for t, r in samples if t <= t_first + window_s]
-            last = [r for t, r in samples if t >= t_last - window_s]
+            w = min(window_s, (t_last - t_first) / 3)
+            first = [r for t, r in samples if t <= t_first + w]
+            last = [r for t, r in samples if t >= t_last - w]
             a, b = sum(first) / len(first) / 2**20, sum(last) / len(last) / 2**20
             out[name] = {"first_mb": round(a, 1), "last_mb": round(b, 1), "growth_mb": round(b - a, 1),
                          "growth_pct": round(100 * (b - a) / a, 1) if a else None,
-                         "peak_mb": round(self.peak_rss.get(name, 0) / 2**20, 1), "span_s": round(t_last - t_first)}
+                         "peak_mb": round(self.peak_rss.get(name, 0) / 2**20, 1), "span_s": round(t_last - t_first),
+                         "window_s": round(w)}
         return out
 
     def summary(self, since: int = 0) -> dict:

@@ -11,9 +11,10 @@ def growth_lines(r: dict) -> list[str]:
     if not g:
         return []
     span = max(v["span_s"] for v in g.values())
+    w = max(v.get("window_s", 60) for v in g.values())
     lines = ["", f"RSS per component over the run ({span} s sampled every second; mean of the first and of the last "
-             "minute — a component that keeps growing shows here and in the timeline):", "",
-             "| component | first minute MB | last minute MB | growth MB | growth % | peak MB |", "|---|---:|---:|---:|---:|---:|"]
+             f"{w} s — a component that keeps growing shows here and in the timeline):", "",
+             "| component | first window MB | last window MB | growth MB | growth % | peak MB |", "|---|---:|---:|---:|---:|---:|"]
     for name, v in sorted(g.items(), key=lambda kv: -kv[1]["last_mb"]):
         pct = "–" if v["growth_pct"] is None else f"{v['growth_pct']:+.1f}"
         lines.append(f"| {name} | {v['first_mb']} | {v['last_mb']} | {v['growth_mb']:+.1f} | {pct} | {v['peak_mb']} |")
