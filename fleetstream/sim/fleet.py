@@ -61,14 +61,8 @@ def provision(s: Settings, n: int, *, out_dir: Path, prefix: str = "sim", tenant
         tid = tenant["tenant_id"]
         cert_root = out_dir / "devices"
         ids = [f"{prefix}-{i:05d}" for i in range(n)]
-        for i in range(0, n, chunk):
-            results = admin.create_devices(tid, ids[i:i + chunk], cert_root=cert_root,
-                                           device_type=f"{prefix}-device", tags=["simulated"])
-            failed = [r for r in results if r.get("status") != "created"]
-            if failed:
-                raise RuntimeError(f"{len(failed)} devices not provisioned, e.g. {failed[0]}")
-            if progress:
-                progress(min(n, i + chunk), n)
+        _create(admin, tid, ids, chunk, progress, cert_root=cert_root, device_type=f"{prefix}-device",
+                tags=["simulated"])
     finally:
         admin.close()
     extra = {k: v for k, v in tenant.items() if k != "tenant_id"}
@@ -85,17 +79,22 @@ def register(s: Settings, tenant_id: str, n: int, *, prefix: str = "reg", chunk:
     t0 = time.monotonic()
     admin = Admin(s)
     try:
-        for i in range(0, n, chunk):
-            ids = [f"{prefix}-{j:06d}" for j in range(i, min(n, i + chunk))]
-            results = admin.create_devices(tenant_id, ids, device_type=f"{prefix}-device", tags=["registered"])
-            failed = [r for r in results if r.get("status") != "created"]
-            if failed:
-                raise RuntimeError(f"{len(failed)} devices not registered, e.g. {failed[0]}")
-            if progress:
-                progress(min(n, i + chunk), n)
+        _create(admin, tenant_id, [f"{prefix}-{i:06d}" for i in range(n)], chunk, progress,
+                device_type=f"{prefix}-device", tags=["registered"])
     finally:
         admin.close()
     return time.monotonic() - t0
+
+
+def _create(admin, tenant_id: str, ids: list[str], chunk: int, progress, **kw) -> None:
+    """``ids`` through ``Admin.create_devices``, ``chunk`` per call; any device not created is an error."""
+    for i in range(0, len(ids), chunk):
+        results = admin.create_devices(tenant_id, ids[i:i + chunk], **kw)
+        failed = [r for r in results if r.get("status") != "created"]
+        if failed:
+            raise RuntimeError(f"{len(failed)} devices not created, e.g. {failed[0]}")
+        if progress:
+            progress(min(len(ids), i + chunk), len(ids))
 
 
 def provision_or_reuse(s: Settings, n: int, path: Path, prefix: str = "sim") -> Fleet:
