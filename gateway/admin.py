@@ -151,10 +151,13 @@ class Admin:
         """Denies at the broker every identity Postgres says is cut off: non-active tenants, suspended and
         decommissioned devices, revoked certificates. Idempotent; run at gateway start, because the broker's own
         deny list covers only changes made since the access plugin arrived and is lost with the broker's disk.
-        Stale denials are not lifted here (a resume lifts its own), so this only ever refuses more."""
+        Stale denials are not lifted here (a resume lifts its own), so this only ever refuses more.
+        Provisioned and active devices are registered in the plugin's known set again (adr/0171): a broker that
+        lost its directory knows its fleet again (already known ones cost a hash lookup, no journal line)."""
         if not self.dynsec.access_available:
             return {}
-        counts = {"tenants": 0, "devices": 0, "certificates": 0}
+        counts = {"tenants": 0, "devices": 0, "certificates": 0, "registered": 0}
+        registers = isinstance(self.dynsec, DynSecAdmin)
         after = None
         while True:
             with self.platform_tx() as conn:
@@ -171,11 +174,16 @@ class Admin:
                     cut = conn.execute("select device_id from devices where tenant_id = %s and status in "
                                        "('suspended', 'decommissioned')", (tid,)).fetchall()
                     serials = [serial for serial, _ in creds_crud.revoked_serials(conn, tenant_id=tid)]
+                    usable = conn.execute("select device_id from devices where tenant_id = %s and status in "
+                                          "('provisioned', 'active')", (tid,)).fetchall() if registers else []
                 for row in cut:
                     self.access.suspend_device(tid, row["device_id"])
                 counts["devices"] += len(cut)
                 counts["certificates"] += len(serials)
                 self.access.revoke_certificates(serials)
+                if usable and tenant["status"] == "active":
+                    self.dynsec.authorise_devices(tid, [row["device_id"] for row in usable])
+                    counts["registered"] += len(usable)
 
     # -- devices ------------------------------------------------------------------------------------------
     def enqueue_entry(self, conn: psycopg.Connection, tenant_id: str, device_id: str) -> int | None:

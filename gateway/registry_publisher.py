@@ -19,7 +19,7 @@ import psycopg
 from schemas import codec, device_key, topics
 
 from .crud import devices as devices_crud
-from .outbox import enqueue
+from .outbox import enqueue, enqueue_many
 
 
 def registry_entry(device: dict, jwt_public_keys: list[str]) -> dict[str, Any]:
@@ -58,6 +58,14 @@ def enqueue_new_device(conn: psycopg.Connection, row: dict) -> int:
     tenant_id = str(row["tenant_id"])
     return enqueue(conn, tenant_id=tenant_id, topic=topics.REGISTRY.name, key=device_key(tenant_id, row["device_id"]),
                    value=codec("registry_entry").encode(registry_entry(row, [])))
+
+
+def enqueue_new_devices(conn: psycopg.Connection, tenant_id: str, rows: list[dict]) -> list[int]:
+    """``enqueue_new_device`` for many rows of one tenant, in one pipelined batch."""
+    entry = codec("registry_entry")
+    return enqueue_many(conn, tenant_id=tenant_id, topic=topics.REGISTRY.name,
+                        records=[(device_key(tenant_id, r["device_id"]), entry.encode(registry_entry(r, [])))
+                                 for r in rows])
 
 
 def enqueue_tenant(conn: psycopg.Connection, tenant: dict) -> int:

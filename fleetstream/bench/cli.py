@@ -29,6 +29,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-rate", type=float, default=40000)
     p.add_argument("--step-duration", type=float, default=30)
     p.add_argument("--baseline-records", type=int, help="records for the bare-Kafka measurement")
+    p.add_argument("--idle", action="store_true",
+                   help="idle run: --devices connected and silent for --duration s; CPU and RSS per component "
+                   "(no baseline, no load, no latency probes)")
+    p.add_argument("--registered", type=int, default=0, metavar="N",
+                   help="devices registered in all; those beyond --devices never connect (no certificates)")
+    p.add_argument("--sample-every", type=float, default=10.0, metavar="S",
+                   help="seconds between rows of the report's resource timeline (RSS and CPU per component)")
     p.add_argument("--port-offset", type=int, default=0, help="added to every FLEETSTREAM_*_PORT (parallel stacks)")
     p.add_argument("--results-dir", default="bench/results")
     p.add_argument("--keep-data", action="store_true", help="keep the temp data dir (logs) after the run")
@@ -82,6 +89,10 @@ def config_from_args(a) -> BenchConfig:
             cfg.settle_s = a.settle
         if a.recover_timeout is not None:
             cfg.recover_timeout_s = a.recover_timeout
+    elif a.idle:
+        from .config import idle
+
+        cfg = idle(a.devices, a.duration)
     elif a.quick:
         cfg = quick()
     else:
@@ -93,6 +104,7 @@ def config_from_args(a) -> BenchConfig:
     cfg.results_dir, cfg.keep_data = Path(a.results_dir), a.keep_data
     if a.baseline_records:
         cfg.baseline_records = a.baseline_records
+    cfg.registered, cfg.timeline_every_s = a.registered, a.sample_every
     if a.profile:
         cfg.profile_dir = Path(a.profile)
     if a.label:
@@ -124,6 +136,11 @@ def run_from_args(a) -> int:
         from .chaos_report import markdown
 
         result = ChaosRun(cfg).execute()
+    elif cfg.idle_only:
+        from .idle import IdleRun
+        from .resources_report import idle_markdown
+
+        result, markdown = IdleRun(cfg).execute(), idle_markdown
     else:
         result, markdown = Run(cfg).execute(), report.markdown
     path = report.write(result, cfg.results_dir, render=markdown)

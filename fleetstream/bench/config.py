@@ -38,6 +38,12 @@ class BenchConfig:
     # processes per role (adr/0134): with 2, a chaos victim "streams.1" is the second worker, and the
     # survivors are expected to carry the load while it is away
     replicas: dict = field(default_factory=dict)
+    # issue 18: devices registered in all (those beyond ``devices`` never connect), the resource timeline's
+    # interval, and the idle mode (the fleet connected and silent for ``duration_s``, only resources sampled)
+    registered: int = 0
+    timeline_every_s: float = 10.0
+    idle_only: bool = False
+    idle_settle_s: float = 30.0  # after the sessions connected, before the idle window
 
     def rates(self) -> list[float]:
         if not self.find_max:
@@ -61,6 +67,12 @@ CLUSTER_VICTIMS = ("kafka-controller", "kafka-leader")
 def chaos(components: list[str]) -> BenchConfig:
     """`make chaos`: 100 devices at 500 msg/s, each component killed once (about 15 minutes here)."""
     return BenchConfig(rate=500, devices=100, chaos=components, label="chaos", probe_devices=2)
+
+
+def idle(devices: int, duration_s: float) -> BenchConfig:
+    """``fleetstream bench --idle``: no Kafka baseline, no load, no latency probes (they would be load)."""
+    return BenchConfig(rate=0, duration_s=duration_s, devices=devices, baseline_records=0, warmup_s=0, idle_s=0,
+                       label="idle", idle_only=True)
 
 
 def quick() -> BenchConfig:

@@ -215,17 +215,27 @@ def _iso_ms(s: str) -> float:
 
 
 class ResourceSampler(Sampler):
-    """CPU (% of one core) and RSS per component, each component being a process and its descendants."""
+    """CPU (% of one core) and RSS per component, each component being a process and its descendants.
 
-    def __init__(self, components: Callable[[], dict[str, tuple[list[int], bool]]], every_s: float = 1.0):
+    Besides the per-second CPU series, a timeline row every ``timeline_every_s`` (CPU % over the interval, RSS
+    at its end) and every RSS sample are kept, so a long run shows whether a component grows (``growth``)."""
+
+    def __init__(self, components: Callable[[], dict[str, tuple[list[int], bool]]], every_s: float = 1.0,
+                 timeline_every_s: float = 10.0):
         super().__init__("probe-resources", every_s)
         self.components = components
         self._procs: dict[int, psutil.Process] = {}
         self.cpu: dict[str, list[float]] = {}
         self.peak_rss: dict[str, int] = {}
+        self.rss: dict[str, int] = {}
+        self.rss_samples: dict[str, list[tuple[float, int]]] = {}
         self.cpu_total_s: dict[str, float] = {}
         self._last: dict[str, tuple[float, float]] = {}
         self.machine: list[float] = []
+        self.t0 = time.monotonic()
+        self.timeline_every_s = timeline_every_s
+        self.timeline: list[dict] = []
+        self._row_start: tuple[float, dict[str, float]] | None = None
         psutil.cpu_percent(None)
 
     def _tree(self, pids: list[int], recursive: bool) -> list[psutil.Process]:
@@ -258,7 +268,39 @@ class ResourceSampler(Sampler):
                 self.cpu.setdefault(name, []).append(100 * (cpu_s - last[1]) / max(1e-6, now - last[0]))
             self._last[name] = (now, cpu_s)
             self.cpu_total_s[name] = cpu_s
+            self.rss[name] = rss
+            self.rss_samples.setdefault(name, []).append((round(now - self.t0, 1), rss))
             self.peak_rss[name] = max(self.peak_rss.get(name, 0), rss)
+        self._timeline_row(now)
+
+    def _timeline_row(self, now: float) -> None:
+        start = self._row_start
+        if start is not None and now - start[0] < self.timeline_every_s - 0.05:
+            return
+        row: dict = {"t": round(now - self.t0), "rss_mb": {k: round(v / 2**20, 1) for k, v in self.rss.items()}}
+        if start is not None:
+            dt = max(1e-6, now - start[0])
+            row["cpu_pct"] = {k: round(100 * (v - start[1].get(k, v)) / dt, 1) for k, v in self.cpu_total_s.items()}
+        self.timeline.append(row)
+        self._row_start = (now, dict(self.cpu_total_s))
+
+    def growth(self, window_s: float = 60.0) -> dict:
+        """RSS per component: mean over the first and the last ``window_s`` of the samples (a third of the run
+        when it is shorter than three windows, so the two never overlap), and the change."""
+        out = {}
+        for name, samples in self.rss_samples.items():
+            if len(samples) < 2:
+                continue
+            t_first, t_last = samples[0][0], samples[-1][0]
+            w = min(window_s, (t_last - t_first) / 3)
+            first = [r for t, r in samples if t <= t_first + w]
+            last = [r for t, r in samples if t >= t_last - w]
+            a, b = sum(first) / len(first) / 2**20, sum(last) / len(last) / 2**20
+            out[name] = {"first_mb": round(a, 1), "last_mb": round(b, 1), "growth_mb": round(b - a, 1),
+                         "growth_pct": round(100 * (b - a) / a, 1) if a else None,
+                         "peak_mb": round(self.peak_rss.get(name, 0) / 2**20, 1), "span_s": round(t_last - t_first),
+                         "window_s": round(w)}
+        return out
 
     def summary(self, since: int = 0) -> dict:
         out = {}

@@ -96,7 +96,9 @@ def markdown(r: dict) -> str:
         + ("" if d.get("drained", True) else f" **The pipeline had not drained after {r.get('drain', {}).get('seconds')} s "
            f"(lag {r.get('drain', {}).get('lag_after')}): missing points were still in flight, not necessarily lost.**"),
         f"**Sessions**: {r.get('sessions', {}).get('connected')}/{r.get('sessions', {}).get('devices')} connected in "
-        f"{r.get('sessions', {}).get('connect_s')} s; provisioning {r.get('provisioning', {}).get('devices_per_s')} devices/s.",
+        f"{r.get('sessions', {}).get('connect_s')} s; provisioning {r.get('provisioning', {}).get('devices_per_s')} devices/s"
+        + (f"; {r['registration']['devices']} more devices registered (never connecting) at "
+           f"{r['registration']['devices_per_s']} devices/s." if r.get("registration") else "."),
         f"**Bare Kafka** ({kb.get('record_bytes')} B records, connector producer settings): produce "
         f"{kb.get('produce_msg_s')} msg/s, produce→consume {kb.get('produce_consume_msg_s')} msg/s; "
         + (f"best stable pipeline rate {best} msg/s = {_ratio(best, kb.get('produce_consume_msg_s'))} of it."
@@ -120,6 +122,9 @@ def markdown(r: dict) -> str:
         cpu = last.get("cpu_us_per_msg") or {}
         lines.append("Marginal CPU per message (µs; idle subtracted, divided by the records that component handled): "
                      + ", ".join(f"{k} {v:.0f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])))
+    from .resources_report import growth_lines, timeline_lines
+
+    lines += growth_lines(r) + timeline_lines(r)
     if last.get("profile"):
         lines += ["", "Where the time goes (py-spy, last step; % of samples, own time):", ""]
         for name, prof in last["profile"].items():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from fleetstream.sim import Generator, provision
+from fleetstream.sim import Generator, provision, register
 from fleetstream.sim.payloads import payload as payload_renderer
 from fleetstream.stack.supervisor import Stack
 from runtime.settings import Settings
@@ -78,6 +78,25 @@ class Run:
             self._token = (time.monotonic(), r.json()["access_token"])
         return self._token[1]
 
+    def provision(self):
+        """The connected fleet (a certificate each), then ``cfg.registered - cfg.devices`` devices registered in
+        the same tenant that never connect (no certificates)."""
+        cfg = self.cfg
+        fleet, took = provision(self.s, cfg.devices, out_dir=self.data_dir / "fleet", prefix="bench",
+                                progress=lambda d, n: say(f"provisioned {d}/{n}") if d % 1000 == 0 else None)
+        self.tenant = {"tenant_id": fleet.tenant_id, **fleet.extra}
+        self.report["provisioning"] = {"devices": cfg.devices, "seconds": round(took, 1),
+                                       "devices_per_s": round(cfg.devices / took, 1)}
+        say(f"provisioned {cfg.devices} devices in {took:.1f}s")
+        extra = max(0, cfg.registered - cfg.devices)
+        if extra:
+            took = register(self.s, fleet.tenant_id, extra, prefix="reg",
+                            progress=lambda d, n: say(f"registered {d}/{n}") if d % 10_000 == 0 else None)
+            self.report["registration"] = {"devices": extra, "seconds": round(took, 1),
+                                           "devices_per_s": round(extra / took, 1)}
+            say(f"registered {extra} more devices (never connecting) in {took:.1f}s")
+        return fleet
+
     def components(self) -> dict[str, tuple[list[int], bool]]:
         out = {c.name: ([c.pid], True) for c in self.stack.children if c.pid}
         if self.gen is not None:
@@ -90,15 +109,11 @@ class Run:
         cfg = self.cfg
         try:
             self.start_stack()
-            say(f"bare Kafka baseline ({cfg.baseline_records} records)")
-            self.report["kafka_baseline"] = kafka_baseline.measure(self.s.kafka, cfg.baseline_records)
-            say(f"baseline: {self.report['kafka_baseline']}")
-            fleet, took = provision(self.s, cfg.devices, out_dir=self.data_dir / "fleet", prefix="bench",
-                                    progress=lambda d, n: say(f"provisioned {d}/{n}") if d % 1000 == 0 else None)
-            self.tenant = {"tenant_id": fleet.tenant_id, **fleet.extra}
-            self.report["provisioning"] = {"devices": cfg.devices, "seconds": round(took, 1),
-                                           "devices_per_s": round(cfg.devices / took, 1)}
-            say(f"provisioned {cfg.devices} devices in {took:.1f}s")
+            if cfg.baseline_records > 0:
+                say(f"bare Kafka baseline ({cfg.baseline_records} records)")
+                self.report["kafka_baseline"] = kafka_baseline.measure(self.s.kafka, cfg.baseline_records)
+                say(f"baseline: {self.report['kafka_baseline']}")
+            fleet = self.provision()
             self.gen = Generator(fleet, self.s.mqtt_broker_host, self.s.mqtt_tls_port, qos=cfg.qos,
                                  payload=cfg.payload, workers=cfg.workers, max_rate=max(cfg.rates()))
             connected = self.gen.start()
@@ -126,7 +141,7 @@ class Run:
         lag = LagSampler(self.s.kafka, groups)
         query = QueryProbe(f"http://{self.s.host}:{self.s.gateway_port}", self.token,
                            [d.device_id for d in fleet.devices[:cfg.probe_devices]], metric)
-        res = ResourceSampler(self.components)
+        res = ResourceSampler(self.components, timeline_every_s=cfg.timeline_every_s)
         n_ws = min(50, max(cfg.probe_devices, len(fleet.devices) // 100))
         ws = WebSocketProbe(f"ws://{self.s.host}:{self.s.gateway_port}/v1/stream", self.token(),
                             [d.device_id for d in fleet.devices[:n_ws]])
@@ -166,6 +181,7 @@ class Run:
         self.report["lag_series"] = lag.series
         self.report["probe_errors"] = {p.name: getattr(p, "last_error", None) for p in probes if getattr(p, "errors", 0)}
         self.report["resources_whole_run"] = res.summary()
+        self.report["resources_timeline"], self.report["rss_growth"] = res.timeline, res.growth()
         stable = [s for s in self.report["steps"] if s["stable"]]
         self.report["max_stable_rate"] = max((s["target_rate"] for s in stable), default=None) if cfg.find_max else None
         self._audit(sent_per_device, drained=all(v == 0 for v in self.report["drain"]["lag_after"].values()))

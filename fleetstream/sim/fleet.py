@@ -61,18 +61,40 @@ def provision(s: Settings, n: int, *, out_dir: Path, prefix: str = "sim", tenant
         tid = tenant["tenant_id"]
         cert_root = out_dir / "devices"
         ids = [f"{prefix}-{i:05d}" for i in range(n)]
-        for i in range(0, n, chunk):
-            results = admin.create_devices(tid, ids[i:i + chunk], cert_root=cert_root,
-                                           device_type=f"{prefix}-device", tags=["simulated"])
-            failed = [r for r in results if r.get("status") != "created"]
-            if failed:
-                raise RuntimeError(f"{len(failed)} devices not provisioned, e.g. {failed[0]}")
-            if progress:
-                progress(min(n, i + chunk), n)
+        _create(admin, tid, ids, chunk, progress, cert_root=cert_root, device_type=f"{prefix}-device",
+                tags=["simulated"])
     finally:
         admin.close()
     extra = {k: v for k, v in tenant.items() if k != "tenant_id"}
     return Fleet(tid, [FleetDevice(d, str(cert_root / d)) for d in ids], extra), time.monotonic() - t0
+
+
+def register(s: Settings, tenant_id: str, n: int, *, prefix: str = "reg", chunk: int = 2000,
+             progress=None) -> float:
+    """Registers ``n`` more devices of ``tenant_id`` that will never connect (no certificates issued): the same
+    bulk path as ``provision`` minus the certificate step, so a benchmark can have many more devices registered
+    than connected (issue 18: RSS at 100k registered). Returns seconds taken."""
+    from gateway.admin import Admin
+
+    t0 = time.monotonic()
+    admin = Admin(s)
+    try:
+        _create(admin, tenant_id, [f"{prefix}-{i:06d}" for i in range(n)], chunk, progress,
+                device_type=f"{prefix}-device", tags=["registered"])
+    finally:
+        admin.close()
+    return time.monotonic() - t0
+
+
+def _create(admin, tenant_id: str, ids: list[str], chunk: int, progress, **kw) -> None:
+    """``ids`` through ``Admin.create_devices``, ``chunk`` per call; any device not created is an error."""
+    for i in range(0, len(ids), chunk):
+        results = admin.create_devices(tenant_id, ids[i:i + chunk], **kw)
+        failed = [r for r in results if r.get("status") != "created"]
+        if failed:
+            raise RuntimeError(f"{len(failed)} devices not created, e.g. {failed[0]}")
+        if progress:
+            progress(min(len(ids), i + chunk), len(ids))
 
 
 def provision_or_reuse(s: Settings, n: int, path: Path, prefix: str = "sim") -> Fleet:

@@ -1,6 +1,7 @@
 """Mosquitto 2 for the pilot/local stack: one mTLS listener (platform CA), the platform's access plugin (client
 id bound to the certificate, revocation and suspension refused at CONNECT, adr/0100) and the dynamic-security
-plugin, so devices are authorised one by one at run time (adr/0003). EMQX is the production broker."""
+plugin for the platform's own identities; devices are registered at run time in the access plugin's known set
+(adr/0003, adr/0171). EMQX is the production broker."""
 
 from __future__ import annotations
 
@@ -113,6 +114,11 @@ def access_state_file(s: Settings) -> Path:
     return s.root / "mosquitto" / "access-denied.txt"
 
 
+def access_known_file(s: Settings) -> Path:
+    """The access plugin's journal of registered devices (adr/0171), kept by the plugin."""
+    return s.root / "mosquitto" / "access-known.txt"
+
+
 def build_access_plugin() -> Path:
     """Compiles the access plugin once per source version into the cache; returns the shared object.
 
@@ -190,13 +196,14 @@ max_queued_bytes {MAX_QUEUED_BYTES}
 max_packet_size {MAX_PACKET_BYTES}
 # The access plugin comes first: it derives every session's identity from its certificate (CN as username),
 # refuses a device whose client id is not "<tenant>.<device>", refuses denied certificates, devices and
-# tenants, and keeps devices inside fs/<tenant>/<device>/ (adr/0100). Dynamic security then decides each
-# device's own topics. No acl_file: an identity neither plugin allows is denied (an acl_file's default check
+# tenants, and keeps devices inside fs/<tenant>/<device>/ (adr/0100); there a device it knows as registered is
+# allowed (adr/0171). Dynamic security decides the platform's topics and those of devices it alone knows. No acl_file: an identity neither plugin allows is denied (an acl_file's default check
 # grants every subscription, which is how "#" used to be answered "granted").
 plugin {access}
 plugin_opt_platform_issuer {pki.root_cn()}
 plugin_opt_admin {ADMIN_IDENTITY}
 plugin_opt_state_file {access_state_file(s)}
+plugin_opt_known_file {access_known_file(s)}
 plugin {plugin}
 plugin_opt_config_file {dynsec}
 

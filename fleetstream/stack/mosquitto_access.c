@@ -18,14 +18,22 @@
  *     DBIRTH/DDEATH/DDATA at spBv1.0/<T>/<type>/<D>/<device>, subscribe to and receive NCMD at
  *     spBv1.0/<T>/NCMD/<D> and DCMD at spBv1.0/<T>/DCMD/<D>/<device|+|#>, and read the hosts'
  *     spBv1.0/STATE/<host>; nothing else under spBv1.0. This plugin decides those alone (no dynsec role).
- * The username becomes the certificate's CN, so the dynamic-security plugin (loaded after this one) keeps
- * deciding per-device topic access exactly as before.
+ *   - a registered device (the known set, adr/0171) may use its own namespace fs/<T>/<D>; a device
+ *     identity this plugin does not know is left to the dynamic-security plugin (loaded after this one),
+ *     which knows devices provisioned before the known set existed and denies any other.
+ * Why the known set (adr/0171): dynamic security rewrites its whole JSON file after every command, so adding
+ * devices one role and one client at a time costs O(devices known) each, O(n^2) for a fleet (adr/0035). The
+ * rule "<T>.<D> may use fs/<T>/<D>" is structural; the broker only has to know which devices exist, one hash
+ * entry each, kept in an append-only journal.
  *
  * The deny list changes at run time over $CONTROL/fleetstream-access/v1, one command per line:
  *   "<correlation> deny|allow tenant|device|serial <value>"   (serial: lower-case hex, as the CA records it)
  * answered on $CONTROL/fleetstream-access/v1/response with "<correlation> ok <sessions closed>" or
  * "<correlation> error <why>". Only plugin_opt_admin (the control plane's certificate CN) may use the topic.
  * The list is kept in plugin_opt_state_file (one "<kind> <value>" per line) and read at start.
+ * The known set changes on the same topic: "<correlation> register|unregister device <T>.<D>" (unregister
+ * also closes the device's sessions), journalled in plugin_opt_known_file as "+ <T>.<D>" / "- <T>.<D>" lines
+ * (appended once per control message; compacted when read at start).
  *
  * Not exercised: a SIGHUP reload. Mosquitto then re-runs authentication for every session it knows, offline
  * persistent ones included, which present no certificate and would be refused; the stack never sends one.
@@ -146,7 +154,9 @@ static mosquitto_plugin_id_t *plg_id;
 static char *state_file;
 static char *platform_issuer;
 static char *admin_identity;
+static char *known_file;
 static struct table denied_tenants, denied_devices, denied_serials;
+static struct table known_devices; /* "<T>.<D>" of every registered device (adr/0171) */
 static struct table sessions; /* client id -> struct session */
 
 static void session_free(struct session *s)
@@ -211,6 +221,51 @@ static void state_load(void)
 	}
 	fclose(f);
 	mosquitto_log_printf(MOSQ_LOG_INFO, "fleetstream_access: %d denied identities loaded from %s", n, state_file);
+}
+
+/* Replays the known-devices journal, then rewrites it compacted when it held removals or repeats. */
+static void known_load(void)
+{
+	char line[1024], op[4], value[1000], tmp[4096];
+	FILE *f;
+	size_t lines = 0, b;
+	struct entry *e;
+
+	if(!known_file) return;
+	f = fopen(known_file, "r");
+	if(!f) return;
+	while(fgets(line, sizeof(line), f)){
+		if(sscanf(line, "%3s %999s", op, value) != 2) continue;
+		lines++;
+		if(!strcmp(op, "+")) table_put(&known_devices, value, NULL);
+		else if(!strcmp(op, "-")) table_remove(&known_devices, value);
+	}
+	fclose(f);
+	mosquitto_log_printf(MOSQ_LOG_INFO, "fleetstream_access: %lu known devices loaded from %s",
+			(unsigned long)known_devices.count, known_file);
+	if(lines == known_devices.count) return;
+	snprintf(tmp, sizeof(tmp), "%s.new", known_file);
+	f = fopen(tmp, "w");
+	if(!f) return;
+	for(b = 0; b < known_devices.size; b++){
+		for(e = known_devices.buckets[b]; e; e = e->next) fprintf(f, "+ %s\n", e->key);
+	}
+	if(fclose(f) != 0 || rename(tmp, known_file) != 0){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "fleetstream_access: cannot compact %s: %s", known_file, strerror(errno));
+	}
+}
+
+static int known_append(const char *journal, size_t len)
+{
+	FILE *f;
+	if(!known_file || !len) return 0;
+	f = fopen(known_file, "a");
+	if(f){
+		bool written = fwrite(journal, 1, len, f) == len;
+		if(fclose(f) == 0 && written) return 0;
+	}
+	mosquitto_log_printf(MOSQ_LOG_ERR, "fleetstream_access: cannot append to %s: %s", known_file, strerror(errno));
+	return -1;
 }
 
 /* ---- identity from the certificate ---------------------------------------------------------------------- */
@@ -468,7 +523,9 @@ static int acl_check_callback(int event, void *event_data, void *userdata)
 	}
 	/* Sparkplug: the topic names only what the certificate proves (adr/0156), so no per-device role is kept */
 	if(sparkplug > 0) return MOSQ_ERR_SUCCESS;
-	return MOSQ_ERR_PLUGIN_DEFER; /* inside its namespace: the device's own role decides (dynamic security) */
+	/* inside its namespace: a registered device may (adr/0171); any other is dynamic security's to decide */
+	if(table_find(&known_devices, username)) return MOSQ_ERR_SUCCESS;
+	return MOSQ_ERR_PLUGIN_DEFER;
 }
 
 /* Closes the sessions a new deny entry covers; returns how many. */
@@ -515,8 +572,8 @@ static int control_callback(int event, void *event_data, void *userdata)
 	struct mosquitto_evt_control *ed = event_data;
 	const char *username = mosquitto_client_username(ed->client);
 	char *body, *line, *save = NULL;
-	char *out;
-	size_t out_len = 0, out_cap;
+	char *out, *journal;
+	size_t out_len = 0, out_cap, journal_len = 0;
 	bool changed = false;
 
 	(void)event;
@@ -525,21 +582,46 @@ static int control_callback(int event, void *event_data, void *userdata)
 	body = malloc(ed->payloadlen + 1);
 	out_cap = 128 * ((size_t)ed->payloadlen / 8 + 2); /* answers to malformed lines beyond this are dropped */
 	out = malloc(out_cap);
-	if(!body || !out){
+	journal = malloc(ed->payloadlen + 1); /* each journal line is shorter than its command line */
+	if(!body || !out || !journal){
 		free(body);
 		free(out);
+		free(journal);
 		return MOSQ_ERR_NOMEM;
 	}
 	memcpy(body, ed->payload, ed->payloadlen);
 	body[ed->payloadlen] = '\0';
 	out[0] = '\0';
 	for(line = strtok_r(body, "\n", &save); line; line = strtok_r(NULL, "\n", &save)){
-		char corr[65], verb[8], kind[8], value[300];
+		char corr[65], verb[16], kind[8], value[300];
 		struct table *t;
 		int closed = 0;
 		char result[128];
+		bool known_verb = false;
 
-		if(sscanf(line, "%64s %7s %7s %299s", corr, verb, kind, value) != 4 || !(t = deny_table(kind))
+		if(sscanf(line, "%64s %15s %7s %299s", corr, verb, kind, value) == 4){
+			known_verb = !strcmp(verb, "register") || !strcmp(verb, "unregister");
+		}
+		if(known_verb && (strcmp(kind, "device") || !is_device_username(value))){
+			snprintf(result, sizeof(result), "%s error bad command\n", corr);
+		}else if(known_verb && !strcmp(verb, "register")){
+			if(!table_find(&known_devices, value)){
+				if(!table_put(&known_devices, value, NULL)){
+					snprintf(result, sizeof(result), "%s error out of memory\n", corr);
+					goto answer;
+				}
+				journal_len += (size_t)sprintf(journal + journal_len, "+ %s\n", value);
+			}
+			snprintf(result, sizeof(result), "%s ok 0\n", corr);
+		}else if(known_verb){
+			if(table_find(&known_devices, value)){
+				table_remove(&known_devices, value);
+				journal_len += (size_t)sprintf(journal + journal_len, "- %s\n", value);
+			}
+			closed = kick("device", value); /* as dynamic security's disableClient did */
+			snprintf(result, sizeof(result), "%s ok %d\n", corr, closed);
+			mosquitto_log_printf(MOSQ_LOG_NOTICE, "fleetstream_access: unregistered device %s, %d session(s) closed", value, closed);
+		}else if(sscanf(line, "%64s %15s %7s %299s", corr, verb, kind, value) != 4 || !(t = deny_table(kind))
 				|| (strcmp(verb, "deny") && strcmp(verb, "allow"))){
 			snprintf(result, sizeof(result), "%.64s error bad command\n", sscanf(line, "%64s", corr) == 1 ? corr : "-");
 		}else if(!strcmp(verb, "deny")){
@@ -559,15 +641,18 @@ static int control_callback(int event, void *event_data, void *userdata)
 			snprintf(result, sizeof(result), "%s ok 0\n", corr);
 			mosquitto_log_printf(MOSQ_LOG_NOTICE, "fleetstream_access: allowed %s %s", kind, value);
 		}
+answer:
 		if(out_len + strlen(result) + 1 < out_cap){
 			memcpy(out + out_len, result, strlen(result) + 1);
 			out_len += strlen(result);
 		}
 	}
 	if(changed) state_save();
+	known_append(journal, journal_len);
 	respond(out);
 	free(body);
 	free(out);
+	free(journal);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -590,16 +675,18 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 		if(!strcasecmp(options[i].key, "state_file")) state_file = strdup(options[i].value);
 		else if(!strcasecmp(options[i].key, "platform_issuer")) platform_issuer = strdup(options[i].value);
 		else if(!strcasecmp(options[i].key, "admin")) admin_identity = strdup(options[i].value);
+		else if(!strcasecmp(options[i].key, "known_file")) known_file = strdup(options[i].value);
 	}
 	if(!platform_issuer || !admin_identity){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "fleetstream_access: plugin_opt_platform_issuer and plugin_opt_admin are required");
 		return MOSQ_ERR_INVAL;
 	}
 	if(table_init(&denied_tenants, 1024) || table_init(&denied_devices, 4096) || table_init(&denied_serials, 4096)
-			|| table_init(&sessions, 65536)){
+			|| table_init(&sessions, 65536) || table_init(&known_devices, 262144)){
 		return MOSQ_ERR_NOMEM;
 	}
 	state_load();
+	known_load();
 	plg_id = identifier;
 	mosquitto_callback_register(plg_id, MOSQ_EVT_BASIC_AUTH, basic_auth_callback, NULL, NULL);
 	mosquitto_callback_register(plg_id, MOSQ_EVT_ACL_CHECK, acl_check_callback, NULL, NULL);

@@ -3,8 +3,9 @@
 Locally this is the platform's Mosquitto access plugin (``fleetstream/stack/mosquitto_access.c``): a denied
 identity is refused at CONNECT (MQTT 5 reason 0x87) and its live sessions are closed in the same step, so a
 revocation or a suspension takes effect within one control round trip. The same plugin binds every device's
-client id to its certificate (``<tenant>.<device>``). Topic authorisation stays with dynamic security
-(``dynsec.py``). In production EMQX does this with its CRL check, client-id binding and a deny source
+client id to its certificate (``<tenant>.<device>``). Which devices may use their namespace at all is the same
+plugin's known set since adr/0171 (``DynSecAdmin.authorise_devices``); dynamic security keeps the platform's
+identities and devices provisioned into it before. In production EMQX does this with its CRL check, client-id binding and a deny source
 (helm/fleetstream/files/emqx-values.yaml, adr/0034).
 """
 

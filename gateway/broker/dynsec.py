@@ -10,6 +10,13 @@ costs time proportional to the number of devices already known (~7 ms at 1k, ~35
 are therefore bounded by the rewriting they cause (``MAX_REWRITE_PER_MESSAGE``), not by a command count.
 For a fleet bootstrap, ``device_entries`` is written into the file before the broker starts instead
 (``fleetstream.stack.mosquitto.seed_dynsec``).
+
+Since adr/0171, a broker with the platform's access plugin (adr/0100) is told about devices instead: one
+``register device <T>.<D>`` line each, a hash entry and an appended journal line in the plugin, O(1) per device,
+thousands per control message. The plugin already confined a device to ``fs/<T>/<D>``; its known set adds
+"and only if registered", which was all the per-device dynsec role still decided. Dynamic security keeps the
+platform's identities and the devices provisioned into it before (they keep working: the plugin defers to it
+for a device it does not know).
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ def device_username(tenant_id: str, device_id: str) -> str:
 # Unsubscribing is allowed by the default ACL access (stack/mosquitto.py), so a device role carries three
 # ACLs, not four: every byte of a role is rewritten on every later command (see above).
 DEVICE_ACL_TYPES = ("publishClientSend", "publishClientReceive", "subscribePattern")
+# Devices registered per access-plugin message: ~100 bytes a line, well under the broker's packet limit.
+REGISTER_PER_MESSAGE = 1000
 # Client entries' worth of file rewriting one control message may cause: ~10 µs each here, so ~2 s of a
 # stalled broker at most (20 commands per message at 10k devices, 200 at 1k).
 MAX_REWRITE_PER_MESSAGE = 200_000
@@ -163,9 +172,27 @@ class DynSecAdmin:
     def authorise_device(self, tenant_id: str, device_id: str) -> None:
         self.authorise_devices(tenant_id, [device_id])
 
+    def _known_set(self, verb: str, tenant_id: str, device_ids: list[str]) -> int:
+        """``register``/``unregister`` devices in the access plugin's known set (adr/0171); returns how many
+        live sessions the broker closed."""
+        lines = [f"{verb} device {device_username(tenant_id, d)}" for d in device_ids]
+        closed = 0
+        for i in range(0, len(lines), REGISTER_PER_MESSAGE):
+            chunk = lines[i:i + REGISTER_PER_MESSAGE]
+            for line, answer in zip(chunk, self.call_access(chunk), strict=True):
+                status, _, rest = answer.partition(" ")
+                if status != "ok":
+                    raise BrokerAuthError(f"{line}: {rest or answer}")
+                closed += int(rest or 0)
+        return closed
+
     def authorise_devices(self, tenant_id: str, device_ids: list[str]) -> None:
-        """Creates (idempotently) each device's role and client, in as few control messages as the broker can
-        take without stalling its sessions (``commands_per_message``)."""
+        """Makes each device known to the broker (idempotently): in the access plugin's known set when the broker
+        has it (adr/0171), else as a dynsec role and client, in as few control messages as the broker can take
+        without stalling its sessions (``commands_per_message``)."""
+        if self.access_available:
+            self._known_set("register", tenant_id, device_ids)
+            return
         known = self.known_clients() if len(device_ids) > 1 else 0
         chunks: list[list[dict]] = []
         for device_id in device_ids:
@@ -184,13 +211,20 @@ class DynSecAdmin:
         no topic. Refusing the device at CONNECT is the access plugin's job (``access.py``, adr/0100):
         Mosquitto 2.0 never consults dynamic security's ``disabled`` flag for certificate identities."""
         user = device_username(tenant_id, device_id)
+        if self.access_available:  # out of the known set, its sessions closed (adr/0171)
+            self._known_set("unregister", tenant_id, [device_id])
+        # and out of dynsec, for a device provisioned there (one it does not know answers "not found")
         for resp in self.call({"command": "disableClient", "username": user},
                               {"command": "removeClientRole", "username": user, "rolename": device_role(tenant_id, device_id)}):
             if resp.get("error") and "not found" not in resp["error"].lower():
                 raise BrokerAuthError(f"{resp['command']}: {resp['error']}")
 
     def enable_device(self, tenant_id: str, device_id: str) -> None:
-        """Resume after a suspension: the role back, the client enabled."""
+        """Resume after a suspension: known again (adr/0171), or with dynsec alone its role back, its client
+        enabled. A dynsec-provisioned device resumed this way is known to the plugin from then on."""
+        if self.access_available:
+            self._known_set("register", tenant_id, [device_id])
+            return
         user = device_username(tenant_id, device_id)
         role, client = device_entries(tenant_id, device_id)
         for resp in self.call({"command": "createRole", **role}, {"command": "createClient", **client},

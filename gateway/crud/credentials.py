@@ -14,6 +14,15 @@ def add_certificate(conn: psycopg.Connection, *, tenant_id: str, device_id: str,
         "values (%s, %s, %s, %s, %s) returning *", (tenant_id, device_id, serial, fingerprint, not_after)).fetchone()
 
 
+def add_certificates(conn: psycopg.Connection, *, tenant_id: str, issued: list[tuple[str, str, str, dt.datetime]]) -> None:
+    """``add_certificate`` for many ``(device_id, serial, fingerprint, not_after)`` in one pipelined batch."""
+    if not issued:
+        return
+    with conn.cursor() as cur:
+        cur.executemany("insert into device_certificates (tenant_id, device_id, serial, fingerprint_sha256, not_after) "
+                        "values (%s, %s, %s, %s, %s)", [(tenant_id, *row) for row in issued])
+
+
 def list_certificates(conn: psycopg.Connection, *, tenant_id: str, device_id: str) -> list[dict]:
     return conn.execute("select * from device_certificates where tenant_id = %s and device_id = %s "
                         "order by created_at", (tenant_id, device_id)).fetchall()

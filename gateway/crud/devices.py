@@ -17,6 +17,26 @@ def create_device(conn: psycopg.Connection, *, tenant_id: str, device_id: str, d
         "returning *", (tenant_id, device_id, device_type, tags or [], Jsonb(attributes or {}))).fetchone()
 
 
+def insert_new_devices(conn: psycopg.Connection, *, tenant_id: str, devices: list[dict]) -> list[dict | None]:
+    """Inserts many devices in ``provisioned``, one statement per device in one pipelined batch (not a round trip
+    each); returns one entry per input, in order: the new row, or None where the id was taken (earlier in the
+    same list included). Any other violation fails the whole batch, as it failed the per-row path."""
+    if not devices:
+        return []
+    out: list[dict | None] = []
+    with conn.cursor() as cur:
+        cur.executemany(
+            "insert into devices (tenant_id, device_id, device_type, tags, attributes) values (%s, %s, %s, %s, %s) "
+            "on conflict (tenant_id, device_id) do nothing returning *",
+            [(tenant_id, d["device_id"], d.get("device_type"), d.get("tags") or [], Jsonb(d.get("attributes") or {}))
+             for d in devices], returning=True)
+        while True:
+            out.append(cur.fetchone())
+            if not cur.nextset():
+                break
+    return out
+
+
 def get_device(conn: psycopg.Connection, *, tenant_id: str, device_id: str, for_update: bool = False) -> dict | None:
     q = "select * from devices where tenant_id = %s and device_id = %s" + (" for update" if for_update else "")
     return conn.execute(q, (tenant_id, device_id)).fetchone()

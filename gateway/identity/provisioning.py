@@ -20,7 +20,7 @@ from gateway.crud import credentials as creds_crud
 from gateway.crud import devices as devices_crud
 from gateway.errors import ApiError
 from gateway.identity.certificates import CertificateRequestError
-from gateway.registry_publisher import enqueue_new_device
+from gateway.registry_publisher import enqueue_new_device, enqueue_new_devices
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_IMPORT_ROWS = 10_000
@@ -98,30 +98,25 @@ def import_devices(admin, tenant_id: str, rows: list[dict], *, actor: str, autho
 
 def create_devices(admin, tenant_id: str, items: list[tuple[dict, dict | None]], *, actor: str,
                    authorise=None) -> list[dict]:
-    """The bulk path (CSV import and ``POST /v1/devices/bulk``): rows in one transaction with a savepoint
-    each and their registry entries in the same transaction's outbox (adr/0108), then every new device
-    authorised on the broker in one call (as few control messages as the broker takes,
-    gateway/broker/dynsec.py); a broker refusal deletes them again (their tombstones follow the entries).
+    """The bulk path (CSV import and ``POST /v1/devices/bulk``): rows in one transaction (a taken id is skipped
+    by the insert itself, so no savepoint per row; rows and entries each one pipelined batch, adr/0171) and their
+    registry entries in the same transaction's outbox (adr/0108), then every new device authorised on the broker
+    in one call (gateway/broker/dynsec.py); a broker refusal deletes them again (their tombstones follow the entries).
 
     :param items: ``(result, fields)`` per device; ``fields`` None means the result already says why not.
     :param authorise: the broker step, ``(tenant_id, device_ids)``; default the live broker. A fleet
         bootstrap passes one that collects entries for ``seed_dynsec`` (adr/0035)."""
-    results: list[dict] = []
-    created: list[dict] = []
-    published: list[int] = []
+    results = [res for res, _ in items]
+    wanted = [(res, fields) for res, fields in items if fields is not None]
     with admin.db.tenant_tx(tenant_id) as conn:
-        for res, fields in items:
-            results.append(res)
-            if fields is None:
-                continue
-            try:
-                with conn.transaction():  # a savepoint per row
-                    row = devices_crud.create_device(conn, tenant_id=tenant_id, **fields)
-                    published.append(enqueue_new_device(conn, row))
-                created.append(row)
-                res["status"] = "created"
-            except psycopg.errors.UniqueViolation:
+        rows = devices_crud.insert_new_devices(conn, tenant_id=tenant_id, devices=[f for _, f in wanted])
+        created = [row for row in rows if row is not None]
+        for (res, _), row in zip(wanted, rows, strict=True):
+            if row is None:
                 res.update(status="error", code="device_exists", message="device already exists")
+            else:
+                res["status"] = "created"
+        published = enqueue_new_devices(conn, tenant_id, created)
         if created:
             audit.record(conn, tenant_id=tenant_id, actor=actor, action="device.import", target="devices",
                          details={"created": len(created), "rows": len(items)})
@@ -145,10 +140,9 @@ def issue_certificates(admin, tenant_id: str, device_ids: list[str], *, actor: s
     out = {}
     with admin.db.tenant_tx(tenant_id) as conn:
         for device_id in device_ids:
-            issued = admin.cas.issue_for_device(tenant_id, device_id, days=days)
-            creds_crud.add_certificate(conn, tenant_id=tenant_id, device_id=device_id, serial=issued.serial,
-                                       fingerprint=issued.fingerprint_sha256, not_after=issued.not_after)
-            out[device_id] = issued
+            out[device_id] = admin.cas.issue_for_device(tenant_id, device_id, days=days)
+        creds_crud.add_certificates(conn, tenant_id=tenant_id, issued=[
+            (d, i.serial, i.fingerprint_sha256, i.not_after) for d, i in out.items()])
         if out:
             audit.record(conn, tenant_id=tenant_id, actor=actor, action="certificate.issue", target="devices",
                          details={"devices": len(out), "generated_key": True})

@@ -16,7 +16,7 @@ from runtime.kafka import KafkaLike
 
 from . import store
 from .relay import OutboxRelay
-from .store import MAX_VALUE_BYTES, enqueue
+from .store import MAX_VALUE_BYTES, enqueue, enqueue_many
 
 log = logging.getLogger(__name__)
 
@@ -68,4 +68,4 @@ class Outbox:
         return True
 
 
-__all__ = ["MAX_VALUE_BYTES", "Outbox", "OutboxRelay", "enqueue"]
+__all__ = ["MAX_VALUE_BYTES", "Outbox", "OutboxRelay", "enqueue", "enqueue_many"]

@@ -28,6 +28,27 @@ def enqueue(conn: psycopg.Connection, *, tenant_id: str, topic: str, key: bytes,
     return int(row["id"] if isinstance(row, dict) else row[0])
 
 
+def enqueue_many(conn: psycopg.Connection, *, tenant_id: str, topic: str,
+                 records: list[tuple[bytes, bytes | None]]) -> list[int]:
+    """``enqueue`` for many ``(key, value)`` records in one pipelined batch; their outbox ids, in order."""
+    for key, value in records:
+        if value is not None and len(value) + len(key) > MAX_VALUE_BYTES:
+            raise ApiError(413, "record_too_large", f"the change would be a {len(value)}-byte {topic} record; the "
+                           f"limit is {MAX_VALUE_BYTES} bytes (smaller attributes or documents)")
+    if not records:
+        return []
+    ids = []
+    with conn.cursor() as cur:
+        cur.executemany("insert into outbox (tenant_id, topic, key, value) values (%s, %s, %s, %s) returning id",
+                        [(tenant_id, topic, key, value) for key, value in records], returning=True)
+        while True:
+            row = cur.fetchone()
+            ids.append(int(row["id"] if isinstance(row, dict) else row[0]))
+            if not cur.nextset():
+                break
+    return ids
+
+
 def unpublished(conn: psycopg.Connection, ids: list[int]) -> set[int]:
     """Which of ``ids`` the relay has not published yet (any tenant; ids reveal nothing)."""
     rows = conn.execute("select * from outbox_unpublished(%s)", (ids,)).fetchall()
