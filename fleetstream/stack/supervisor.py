@@ -3,6 +3,7 @@ processes, started in dependency order, health-checked, and stopped in reverse (
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -110,12 +111,21 @@ class Stack:
         self.pki = PlatformPKI(s.pki_dir)
         self.children: list[Child] = []
         self.timings: dict[str, float] = {}
+        # (step, began, ended) in seconds since start_infra began: where a start-up's time goes
+        self.steps: list[tuple[str, float, float]] = []
+        self._t0 = time.monotonic()
         self.policy = RestartPolicy()
         self.events: list[dict] = []  # died/hung/restarted, for the chaos report and the log
         self._backoff: dict[str, float] = {}
         self._restart_due: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._checked_at: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def _step(self, name: str):
+        began = time.monotonic() - self._t0
+        yield
+        self.steps.append((name, round(began, 2), round(time.monotonic() - self._t0, 2)))
 
     @property
     def state_file(self) -> Path:
@@ -126,34 +136,46 @@ class Stack:
         s = self.s
         prepare_data_dir(s)
         s.logs_dir.mkdir(parents=True, exist_ok=True)
-        t0 = time.monotonic()
-        self.pki.ensure(broker_sans=sorted({"localhost", "127.0.0.1", s.host, s.public_host}))
-        pg = self._spawn(postgres.postgres_child(s))
-        mq = self._spawn(mosquitto.mosquitto_child(s, self.pki))
+        t0 = self._t0 = time.monotonic()
+        with self._step("pki"):
+            self.pki.ensure(broker_sans=sorted({"localhost", "127.0.0.1", s.host, s.public_host}))
+        with self._step("postgres initdb + spawn"):
+            pg = self._spawn(postgres.postgres_child(s))
+        with self._step("mosquitto spawn"):
+            mq = self._spawn(mosquitto.mosquitto_child(s, self.pki))
         # the registry (its own H2 store) starts before Kafka's storage is formatted, which takes a while
-        sr = None if s.schema_registry_url else self._spawn(schema_registry.registry_child(s))
-        kf = [self._spawn(child) for child in kafka.kafka_children(s)]
-        pg.wait_until(lambda: port_open(s.host, s.postgres_port) and postgres.postgres_ready(
-            postgres.maintenance_dsn(s)), 30, "postgres accepting connections")
-        postgres.ensure_database(s)
-        from gateway.db.migrate import migrate
+        with self._step("registry spawn"):
+            sr = None if s.schema_registry_url else self._spawn(schema_registry.registry_child(s))
+        with self._step("kafka format + spawn"):
+            kf = [self._spawn(child) for child in kafka.kafka_children(s)]
+        with self._step("postgres ready"):
+            pg.wait_until(lambda: port_open(s.host, s.postgres_port) and postgres.postgres_ready(
+                postgres.maintenance_dsn(s)), 30, "postgres accepting connections")
+        with self._step("postgres database + migrations"):
+            postgres.ensure_database(s)
+            from gateway.db.migrate import migrate
 
-        migrate(s.owner_dsn, s.postgres_app_password)
+            migrate(s.owner_dsn, s.postgres_app_password)
         self.timings["postgres"] = time.monotonic() - t0
-        mq.wait_until(lambda: port_open(s.host, s.mqtt_tls_port) and mosquitto.mqtt_ready(s, self.pki), 15,
-                      "mosquitto mTLS CONNECT")
+        with self._step("mosquitto ready"):
+            mq.wait_until(lambda: port_open(s.host, s.mqtt_tls_port) and mosquitto.mqtt_ready(s, self.pki), 15,
+                          "mosquitto mTLS CONNECT")
         self.timings["mosquitto"] = time.monotonic() - t0
-        kf[0].wait_until(lambda: port_open(s.host, s.kafka_port) and kafka.kafka_ready(s.kafka, len(kf)),
-                         max(240, 120 * len(kf)),  # JVMs starting at once on a busy 2-core machine took > 2 min
-                         f"kafka metadata with {len(kf)} broker(s)")
-        s.kafka.verify()  # a wrong password fails here, in one line (adr/0130)
-        kafka.ensure_topics(s.kafka, s.kafka_partitions)
+        with self._step("kafka ready"):
+            kf[0].wait_until(lambda: port_open(s.host, s.kafka_port) and kafka.kafka_ready(s.kafka, len(kf)),
+                             max(240, 120 * len(kf)),  # JVMs starting at once on a busy 2-core machine took > 2 min
+                             f"kafka metadata with {len(kf)} broker(s)")
+        with self._step("kafka verify + topics"):
+            s.kafka.verify()  # a wrong password fails here, in one line (adr/0130)
+            kafka.ensure_topics(s.kafka, s.kafka_partitions)
         self.timings["kafka"] = time.monotonic() - t0
         if sr is not None:
-            sr.wait_until(lambda: schema_registry.registry_ready(s), 240, "schema registry API")
+            with self._step("registry ready"):
+                sr.wait_until(lambda: schema_registry.registry_ready(s), 240, "schema registry API")
         # registered here once, so the platform's processes find them; this process may encode too (tests,
         # benchmarks), so it binds the ids as they do
-        bind_schema_ids(s, wait_s=30)
+        with self._step("schemas registered"):
+            bind_schema_ids(s, wait_s=30)
         self.timings["schema-registry"] = time.monotonic() - t0
 
     # -- platform -------------------------------------------------------------------------------------
@@ -255,11 +277,13 @@ class Stack:
         for (role, i), child in started.items():
             if role == "gateway":
                 url = f"http://{s.host}:{replica_port(s.gateway_port, i)}/readyz"
-                child.wait_until(lambda url=url: _http_ok(url), 180 + 60 * i, f"{child.name} /readyz")
+                with self._step(f"{child.name} /readyz"):
+                    child.wait_until(lambda url=url: _http_ok(url), 180 + 60 * i, f"{child.name} /readyz")
             elif role == "streams":
                 port = replica_port(s.streams_web_port, i)
-                child.wait_until(lambda port=port: port_open(s.host, port), 180 + 60 * i,
-                                 f"{child.name} web port")
+                with self._step(f"{child.name} web port"):
+                    child.wait_until(lambda port=port: port_open(s.host, port), 180 + 60 * i,
+                                     f"{child.name} web port")
         self.timings["platform"] = time.monotonic() - t0
 
     def _spawn(self, child: Child) -> Child:
