@@ -431,10 +431,11 @@ def record_class_archive() -> bool:
         child.wait_until(lambda: kafka_ready(s.kafka), 600, "kafka metadata")
         ensure_topics(s.kafka, s.kafka_partitions)
         k = clients(s.kafka)
-        producer = k.producer()
+        producer = k.producer({"log_level": 0})  # gone before the broker stops: no reconnect lines after it
         producer.produce(topics.DEAD_LETTER.name, b"class-archive")
         producer.flush(30)
-        consumer = k.consumer("class-archive", {"auto.offset.reset": "earliest"})
+        del producer
+        consumer = k.consumer("class-archive", {"auto.offset.reset": "earliest", "log_level": 0})
         consumer.subscribe([topics.DEAD_LETTER.name])
         deadline = time.monotonic() + 60
         while consumer.poll(1.0) is None and time.monotonic() < deadline:
