@@ -1,5 +1,6 @@
-"""The local stack: infrastructure (Kafka, Mosquitto, Postgres, the Schema Registry) and the platform's own
-processes, started in dependency order, health-checked, and stopped in reverse (adr/0005 for the topology)."""
+"""The local stack: infrastructure (Kafka, Mosquitto, Postgres, the Schema Registry), started side by side
+(adr/0199), then the platform's own processes; each health-checked before the next stage, stopped in reverse
+(adr/0005 for the topology)."""
 
 from __future__ import annotations
 
