@@ -13,6 +13,7 @@ from fleetstream.stack.supervisor import Stack
 from runtime.settings import Settings
 
 
+@pytest.mark.timeout(120)  # without the cancellation the stand-ins would wait 600 s
 def test_the_failing_chain_is_raised_and_the_others_stop_waiting(tmp_path):
     stack = Stack(Settings(data_dir=tmp_path / "data", streams_web_token="x"))
     waited: list[BaseException] = []
