@@ -342,8 +342,9 @@ def kafka_child(s: Settings) -> Child:
 def _format_from_template(log4j: Path, data: Path, cluster_id: str) -> None:
     """A single node's storage as the storage tool writes it, without a JVM per stack (adr/0199): the tool
     formats once into the cache (per Kafka version and per text of ``_properties``); each stack copies that
-    and writes its own cluster id and a new directory id into ``meta.properties``. What else the tool
-    writes (the bootstrap checkpoint: the metadata version and feature levels) names neither."""
+    and writes its own cluster id and a new directory id into ``meta.properties``. The one other file the
+    tool writes, the metadata log's first snapshot (the release's metadata version and feature levels), names
+    neither: two formats with different cluster ids differ there only in CRCs and timestamps."""
     template = _storage_template(log4j)
     staging = data.with_name(data.name + ".formatting")
     shutil.rmtree(staging, ignore_errors=True)
