@@ -64,7 +64,7 @@ def size(devices: int, m: dict) -> dict:
     # telemetry.raw + telemetry are both written; the ClickHouse insert rate is the validated stream
     shards = _ceil(rate / (v(m, "clickhouse", "insert_rows_per_s_per_shard") * head))
     stored_gb = (rate / v(m, "workload", "peak_factor")) * 86400 * v(m, "clickhouse", "retention_days") \
-        * v(m, "clickhouse", "compressed_bytes_per_row") / 1e9
+        * v(m, "clickhouse", "compressed_bytes_per_message") / 1e9
     shards = max(shards, _ceil(stored_gb / (v(m, "clickhouse", "disk_per_shard_gb") * head)))
     replicas = 2 if ha else 1
     emqx = max(_ceil(devices / (v(m, "emqx", "connections_per_node") * head)),

@@ -43,94 +43,46 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     bash -c "$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ${need_apt[*]}"
 fi
 
+
+# The JVM artifacts and the AsyncAPI schemas are network-bound: three chains fetch them beside the venv and the
+# Python install (adr/0167). Maven fetches stay in one chain (Kafka, then the serde) because they share the local
+# Maven repository; the registry bundle comes straight from Maven Central over HTTPS (checked against its .sha1),
+# so it needs no Maven plugin and runs beside them, followed by its class-data archive.
 lib=$CACHE/kafka-$KAFKA_VERSION/lib
-kafka_pid=""
-if ! ls "$lib"/kafka_2.13-$KAFKA_VERSION.jar >/dev/null 2>&1; then
-  mkdir -p "$lib"
-  # network-bound: runs beside the pip install below
-  step "setup: Apache Kafka $KAFKA_VERSION jars from Maven Central into $lib" "$CACHE/logs/kafka-jars.log" \
-    mvn -B -q -f scripts/kafka-pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$lib" &
-  kafka_pid=$!
-fi
-
-stamp=$VENV/.fleetstream-installed
-if [ ! -x "$VENV/bin/python" ]; then
-  step "setup: creating venv $VENV" "$CACHE/logs/venv.log" "$PY" -m venv "$VENV"
-fi
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  # PYTHONWARNINGS: setuptools' notices about editable installs are boxes of asterisks on every fresh set-up
-  # uv (its binary comes in the PyPI wheel) installs the same versions pip resolves in ~10 s instead of ~80
-  # (adr/0197); pip stays the fallback where uv cannot be had
-  step "setup: Python dependencies into $VENV" "$CACHE/logs/pip.log" \
-    env PYTHONWARNINGS=ignore::UserWarning bash -c \
-    "{ '$VENV/bin/pip' install -q --progress-bar off uv && '$VENV/bin/uv' pip install -q --python '$VENV/bin/python' -e '.[all,dev]'; } \
-     || { '$VENV/bin/pip' install -q --progress-bar off --upgrade pip && '$VENV/bin/pip' install -q --progress-bar off -e '.[all,dev]'; }"
-  # the third-party Sparkplug edge node the tests drive (adr/0155); it pins paho-mqtt<2 for its own client,
-  # which runs unchanged on paho 2 (VERSION1 callbacks), so it comes without its dependencies
-  "$VENV/bin/pip" install -q --no-deps "pysparkplug==0.6.1"
-  touch "$stamp"
-fi
-# Bytecode for what the platform's processes and the test sessions import, written once here (adr/0199): uv
-# does not compile at install as pip does, and a process that may not write __pycache__ (PYTHONDONTWRITEBYTECODE,
-# a read-only venv) compiles all it imports from source at each start: ~4 s of CPU more for a gateway, ~10 s for
-# a stack's four platform processes, ~1.5 s for each CLI call. Importing the entry modules once compiles exactly
-# those (~2,000 modules, ~14 s of CPU; compileall of the whole venv compiled 7,900 in ~43 s).
-bytecode=$VENV/.fleetstream-bytecode
-if [ ! -f "$bytecode" ] || [ "$stamp" -nt "$bytecode" ]; then
-  step "setup: bytecode for the platform's modules" "$CACHE/logs/bytecode.log" "$VENV/bin/python" -c '
-import importlib, sys
-sys.dont_write_bytecode = False
-for name in sys.argv[1:]:
-    try:
-        importlib.import_module(name)
-    except Exception as exc:  # only a cache: a module that does not import here is compiled where it runs
-        print(f"{name}: {exc!r}")
-' fleetstream.cli fleetstream.stack.supervisor fleetstream.bench.cli gateway.app streams.worker sinks.clickhouse.runner \
-    connectors.mqtt.__main__ connectors.coap.__main__ connectors.modbus.__main__ connectors.opcua.__main__ \
-    pytest xdist hypothesis schemathesis
-  touch "$bytecode"
-fi
-if [ -n "$kafka_pid" ]; then
-  wait "$kafka_pid" || { rm -f "$lib"/kafka_2.13-$KAFKA_VERSION.jar; exit 1; }
-fi
-
-registry=$CACHE/apicurio-registry-$APICURIO_VERSION
-if [ ! -f "$registry/apicurio-registry-app-$APICURIO_VERSION-runner.jar" ]; then
-  echo "setup: fetching Apicurio Registry $APICURIO_VERSION from Maven Central into $registry"
-  # the runnable Quarkus bundle is the `all` classifier, a tar.gz (109 MB); no POM needed
-  rm -rf "$registry.tmp" && mkdir -p "$registry.tmp"
-  mvn -B -q dependency:copy -Dartifact=io.apicurio:apicurio-registry-app:$APICURIO_VERSION:tar.gz:all \
-    -DoutputDirectory="$registry.tmp"
-  tar --no-same-owner -xzf "$registry.tmp"/apicurio-registry-app-*.tar.gz -C "$registry.tmp"
-  rm "$registry.tmp"/apicurio-registry-app-*.tar.gz
-  rm -rf "$registry" && mv "$registry.tmp" "$registry"
-fi
-
 serde=$CACHE/apicurio-serde-1/lib  # bump the suffix when scripts/apicurio-serde-pom.xml changes
-if [ ! -d "$serde" ]; then
-  echo "setup: fetching Apicurio Registry's Avro serde (the JVM decoder of the contract tests) into $serde"
-  rm -rf "$serde.tmp"
-  mvn -B -q -s scripts/maven-central-only.xml -f scripts/apicurio-serde-pom.xml dependency:copy-dependencies \
-    -DincludeScope=runtime -DexcludeArtifactIds=kafka-clients -DoutputDirectory="$serde.tmp"
-  mv "$serde.tmp" "$serde"
-fi
-
+registry=$CACHE/apicurio-registry-$APICURIO_VERSION
+jsa=$registry/registry.jsa
 specs=$CACHE/asyncapi-specs-$ASYNCAPI_SPECS_VERSION
-if [ ! -f "$specs/asyncapi-3.0.0.json" ]; then
-  echo "setup: fetching AsyncAPI's JSON Schemas (@asyncapi/specs $ASYNCAPI_SPECS_VERSION) into $specs"
-  tmp=$(mktemp -d)
-  (cd "$tmp" && npm pack -q "@asyncapi/specs@$ASYNCAPI_SPECS_VERSION" >/dev/null && tar -xzf asyncapi-specs-*.tgz)
-  mkdir -p "$specs"
-  # the bundle with local references only (#/definitions/...), so any JSON Schema validator resolves it offline
-  cp "$tmp/package/schemas/3.0.0-without-\$id.json" "$specs/asyncapi-3.0.0.json"
-  rm -rf "$tmp"
-fi
+MAVEN_CENTRAL=https://repo.maven.apache.org/maven2
+
+fetch_kafka() {
+  mkdir -p "$lib"
+  mvn -B -q -Dstyle.color=never -f scripts/kafka-pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+    -DoutputDirectory="$lib" || { rm -f "$lib"/kafka_2.13-$KAFKA_VERSION.jar; return 1; }
+}
+
+fetch_serde() {
+  rm -rf "$serde.tmp"
+  mvn -B -q -Dstyle.color=never -s scripts/maven-central-only.xml -f scripts/apicurio-serde-pom.xml \
+    dependency:copy-dependencies -DincludeScope=runtime -DexcludeArtifactIds=kafka-clients -DoutputDirectory="$serde.tmp"
+  mv "$serde.tmp" "$serde"
+}
+
+fetch_registry() {
+  # the runnable Quarkus bundle is the `all` classifier, a tar.gz (109 MB)
+  local url=$MAVEN_CENTRAL/io/apicurio/apicurio-registry-app/$APICURIO_VERSION/apicurio-registry-app-$APICURIO_VERSION-all.tar.gz
+  rm -rf "$registry.tmp" && mkdir -p "$registry.tmp"
+  curl -fsSL --retry 3 -o "$registry.tmp/app.tar.gz" "$url"
+  echo "$(curl -fsSL --retry 3 "$url.sha1" | cut -c1-40)  $registry.tmp/app.tar.gz" | sha1sum -c --quiet -
+  tar --no-same-owner -xzf "$registry.tmp/app.tar.gz" -C "$registry.tmp"
+  rm "$registry.tmp/app.tar.gz"
+  rm -rf "$registry" && mv "$registry.tmp" "$registry"
+}
 
 # A class-data archive recorded from one start of the registry: later starts load classes from it (about
 # 2.5x less start-up time and CPU, adr/0140). Recorded once per cache; a JVM that cannot use it ignores it.
-jsa=$registry/registry.jsa
-if [ ! -f "$jsa" ]; then
-  echo "setup: recording Apicurio Registry's class-data archive (once; faster start-ups)"
+record_registry_archive() {
+  local tmp port pid
   tmp=$(mktemp -d)
   port=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   java -Xms32m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:ArchiveClassesAtExit="$tmp/registry.jsa" \
@@ -162,12 +114,97 @@ PYEOF
   kill -TERM "$pid"; wait "$pid" || true  # the archive is written as the JVM exits
   [ -s "$tmp/registry.jsa" ] && mv "$tmp/registry.jsa" "$jsa"
   rm -rf "$tmp"
+}
+
+fetch_specs() {
+  local tmp
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack -q "@asyncapi/specs@$ASYNCAPI_SPECS_VERSION" >/dev/null && tar -xzf asyncapi-specs-*.tgz)
+  mkdir -p "$specs"
+  # the bundle with local references only (#/definitions/...), so any JSON Schema validator resolves it offline
+  cp "$tmp/package/schemas/3.0.0-without-\$id.json" "$specs/asyncapi-3.0.0.json"
+  rm -rf "$tmp"
+}
+
+fetches=()
+if ! ls "$lib"/kafka_2.13-$KAFKA_VERSION.jar >/dev/null 2>&1 || [ ! -d "$serde" ]; then
+  {
+    if ! ls "$lib"/kafka_2.13-$KAFKA_VERSION.jar >/dev/null 2>&1; then
+      step "setup: Apache Kafka $KAFKA_VERSION jars from Maven Central into $lib" "$CACHE/logs/kafka-jars.log" \
+        fetch_kafka || exit 1
+    fi
+    if [ ! -d "$serde" ]; then
+      step "setup: Apicurio Registry's Avro serde (the JVM decoder of the contract tests) into $serde" \
+        "$CACHE/logs/apicurio-serde.log" fetch_serde || exit 1
+    fi
+  } &
+  fetches+=($!)
+fi
+if [ ! -f "$registry/apicurio-registry-app-$APICURIO_VERSION-runner.jar" ] || [ ! -f "$jsa" ]; then
+  {
+    if [ ! -f "$registry/apicurio-registry-app-$APICURIO_VERSION-runner.jar" ]; then
+      step "setup: Apicurio Registry $APICURIO_VERSION from Maven Central into $registry" \
+        "$CACHE/logs/apicurio-registry.log" fetch_registry || exit 1
+    fi
+    # the registry works without its archive: a failed recording is reported, not fatal
+    step "setup: recording Apicurio Registry's class-data archive (once; faster start-ups)" \
+      "$CACHE/logs/apicurio-jsa.log" record_registry_archive || true
+  } &
+  fetches+=($!)
+fi
+if [ ! -f "$specs/asyncapi-3.0.0.json" ]; then
+  step "setup: AsyncAPI's JSON Schemas (@asyncapi/specs $ASYNCAPI_SPECS_VERSION) into $specs" \
+    "$CACHE/logs/asyncapi-specs.log" fetch_specs &
+  fetches+=($!)
 fi
 
-# The same for the Kafka broker (adr/0199): recorded from one start of a single broker (the platform's topics
-# created, a record written and read back), once per jar set; the brokers' JIT, GC and heap are unchanged.
+stamp=$VENV/.fleetstream-installed
+if [ ! -x "$VENV/bin/python" ]; then
+  step "setup: creating venv $VENV" "$CACHE/logs/venv.log" "$PY" -m venv "$VENV"
+fi
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  # PYTHONWARNINGS: setuptools' notices about editable installs are boxes of asterisks on every fresh set-up
+  # uv (its binary comes in the PyPI wheel) installs the same versions pip resolves in ~10 s instead of ~80
+  # (adr/0197); pip stays the fallback where uv cannot be had
+  step "setup: Python dependencies into $VENV" "$CACHE/logs/pip.log" \
+    env PYTHONWARNINGS=ignore::UserWarning bash -c \
+    "{ '$VENV/bin/pip' install -q --progress-bar off uv && '$VENV/bin/uv' pip install -q --python '$VENV/bin/python' -e '.[all,dev]'; } \
+     || { '$VENV/bin/pip' install -q --progress-bar off --upgrade pip && '$VENV/bin/pip' install -q --progress-bar off -e '.[all,dev]'; }"
+  # the third-party Sparkplug edge node the tests drive (adr/0155); it pins paho-mqtt<2 for its own client,
+  # which runs unchanged on paho 2 (VERSION1 callbacks), so it comes without its dependencies
+  "$VENV/bin/pip" install -q --no-deps "pysparkplug==0.6.1"
+  touch "$stamp"
+fi
+# Bytecode for what the platform's processes and the test sessions import, written once here (adr/0199): uv
+# does not compile at install as pip does, and a process that may not write __pycache__ (PYTHONDONTWRITEBYTECODE,
+# a read-only venv) compiles all it imports from source at each start: ~4 s of CPU more for a gateway, ~10 s for
+# a stack's four platform processes, ~1.5 s for each CLI call. Importing the entry modules once compiles exactly
+# those (~1,650 modules, ~11 s of CPU; compileall of the whole venv compiled 7,900 in ~43 s). Runs while the
+# fetches above still download.
+bytecode=$VENV/.fleetstream-bytecode
+if [ ! -f "$bytecode" ] || [ "$stamp" -nt "$bytecode" ]; then
+  step "setup: bytecode for the platform's modules" "$CACHE/logs/bytecode.log" "$VENV/bin/python" -c '
+import importlib, sys
+sys.dont_write_bytecode = False
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+    except Exception as exc:  # only a cache: a module that does not import here is compiled where it runs
+        print(f"{name}: {exc!r}")
+' fleetstream.cli fleetstream.stack.supervisor fleetstream.bench.cli gateway.app streams.worker sinks.clickhouse.runner \
+    connectors.mqtt.__main__ connectors.coap.__main__ connectors.modbus.__main__ connectors.opcua.__main__ \
+    pytest xdist hypothesis schemathesis
+  touch "$bytecode"
+fi
+for pid in "${fetches[@]}"; do
+  wait "$pid"
+done
+
+# The brokers' class-data archive, like the registry's (adr/0199): recorded from one start of a single broker
+# (the platform's topics created, a record written and read back), once per jar set; it needs the Kafka jars and
+# the venv. The brokers' JIT, GC and heap are unchanged; they start without it if the recording fails.
 if [ ! -f "$lib/../broker.jsa" ]; then
   step "setup: recording the Kafka broker's class-data archive (once; faster start-ups)" "$CACHE/logs/kafka-cds.log" \
     "$VENV/bin/python" -c 'import sys; from fleetstream.stack.kafka import record_class_archive as r; sys.exit(0 if r() else 1)' \
-    || echo "setup: the Kafka broker starts without a class-data archive (see the log above)"
+    || true
 fi

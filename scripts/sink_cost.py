@@ -5,7 +5,11 @@ records, as the sink does every 10 s under load.
 
 Prints, per batch size: wall and process CPU (all threads, chdb's included: the figure that carries across a
 busy machine) per 1,000 records for the inserts and for the rollup refreshes, and the records/s one sink
-thread drains when it has a core to itself.
+thread drains when it has a core to itself; and the disk each stored point takes (compressed column data of
+every table the sink writes, as inserted and after the merges ClickHouse does in the background:
+``OPTIMIZE ... FINAL``), the figure ops/measured.json's ``clickhouse.compressed_bytes_per_row`` wants. The
+readings are the simulator's (``--payload``), so their values compress as the benchmark fleet's do; set
+``--rate`` to the fleet's real reporting rate (devices / interval) for realistic timestamp deltas.
 
 Usage: .venv/bin/python scripts/sink_cost.py [--records 200000] [--devices 200] [--batches 1000,5000,20000]
 """
@@ -13,6 +17,7 @@ Usage: .venv/bin/python scripts/sink_cost.py [--records 200000] [--devices 200] 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -21,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fleetstream.sim.payloads import payload  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
 from schemas import codec  # noqa: E402
 from schemas.codec import bind_local_ids  # noqa: E402
@@ -33,18 +39,19 @@ PARTITIONS = 6
 TENANT = "tenant-s"
 
 
-def records(n: int, devices: int, start_ms: int, rate: int) -> list[tuple[bytes, int, int]]:
-    """Smart-meter readings (3 numbers), round-robin over the devices, ``rate`` messages/s over the fleet: (value,
-    partition, offset) as the sink's consumer hands them over."""
+def records(n: int, devices: int, start_ms: int, rate: float, kind: str = "smart-meter") -> list[tuple[bytes, int, int]]:
+    """The simulator's readings (3 points each), round-robin over the devices, ``rate`` messages/s over the fleet:
+    (value, partition, offset) as the sink's consumer hands them over."""
     tel = codec("telemetry")
+    render = payload(kind)
     offsets = [0] * PARTITIONS
     out = []
     for i in range(n):
         d = i % devices
-        t = start_ms + i * 1000 // rate
-        value = tel.encode({"tenant_id": TENANT, "device_id": f"m-{d}", "event_time": t, "receive_time": t,
-                            "protocol": "mqtt", "device_type": "smart-meter", "tags": [],
-                            "values": {"voltage": 230.0 + i % 7, "current": 1.5 + i % 3, "power": 345.0 + i % 11}})
+        t = start_ms + int(i * 1000 / rate)
+        values = json.loads(render(t, i // devices))["values"]
+        value = tel.encode({"tenant_id": TENANT, "device_id": f"m-{d}", "event_time": t, "receive_time": t + 40,
+                            "protocol": "mqtt", "device_type": kind, "tags": [], "values": values})
         p = d % PARTITIONS
         out.append((value, p, offsets[p]))
         offsets[p] += 1
@@ -80,6 +87,10 @@ def run(batch: int, items: list, refresh_every: int, drop: list[str]) -> dict:
             rows = ch.query_rows("SELECT count() FROM fleetstream.telemetry")[0][0]
             parts_n = ch.query_rows("SELECT count() FROM system.parts WHERE database = 'fleetstream' AND active "
                                     "AND table = 'telemetry'")[0][0]
+            disk = {"as inserted": _disk(ch)}
+            for table in ("telemetry", "telemetry_1m", "telemetry_1h", "rollup_marks"):
+                ch.command(f"OPTIMIZE TABLE fleetstream.{table} FINAL")
+            disk["merged"] = _disk(ch)
         finally:
             ch.close()
     k = len(items) / 1000
@@ -87,7 +98,15 @@ def run(batch: int, items: list, refresh_every: int, drop: list[str]) -> dict:
             "insert wall ms/1k": round(1000 * ins_wall / k, 1), "insert CPU ms/1k": round(1000 * ins_cpu / k, 1),
             "refresh wall ms/1k": round(1000 * ref_wall / k, 1), "refresh CPU ms/1k": round(1000 * ref_cpu / k, 1),
             "drain records/s (wall)": round(len(items) / (ins_wall + ref_wall)),
-            "refresh CPU ms, each": refreshes}
+            "refresh CPU ms, each": refreshes,
+            **{f"bytes/point {when}": {t: round(b / rows, 2) for t, b in d.items()} | {"all": round(sum(d.values()) / rows, 2)}
+               for when, d in disk.items()}}
+
+
+def _disk(ch: ClickHouse) -> dict[str, int]:
+    """Compressed bytes of each table's active parts (column data; the primary index and marks are extra)."""
+    return dict(ch.query_rows("SELECT table, sum(data_compressed_bytes) FROM system.parts WHERE database = "
+                              "'fleetstream' AND active GROUP BY table ORDER BY table"))
 
 
 def main() -> None:
@@ -96,11 +115,12 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=200)
     ap.add_argument("--batches", default="1000,5000,20000")
     ap.add_argument("--drop", default="", help="comma-separated views to drop first (e.g. telemetry_latest_mv)")
-    ap.add_argument("--rate", type=int, default=8_300, help="messages/s the event times are spread at")
+    ap.add_argument("--rate", type=float, default=8_300, help="messages/s the event times are spread at")
+    ap.add_argument("--payload", default="smart-meter", help="the simulator's payload: smart-meter, tracker, plc")
     ap.add_argument("--refresh-every", type=int, default=83_000, help="records between refreshes (10 s at 8.3k/s)")
     a = ap.parse_args()
     bind_local_ids()  # the ids of the repo's schemas, as tests bind them: no registry here
-    items = records(a.records, a.devices, (int(time.time()) - 3600) * 1000, a.rate)
+    items = records(a.records, a.devices, int(time.time() * 1000 - a.records * 1000 / a.rate), a.rate, a.payload)
     print(f"{a.records} records, {a.devices} devices, 3 points each, refresh every {a.refresh_every} records")
     for b in (int(x) for x in a.batches.split(",")):
         print(run(b, items, a.refresh_every, [v for v in a.drop.split(",") if v]), flush=True)
