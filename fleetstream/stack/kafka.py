@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import subprocess
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,11 @@ KAFKA_VERSION = "4.4.0"
 def jar_dir() -> Path:
     cache = Path(os.environ.get("FLEETSTREAM_CACHE", Path.home() / ".cache" / "fleetstream"))
     return cache / f"kafka-{KAFKA_VERSION}" / "lib"
+
+
+def class_archive() -> Path:
+    """The brokers' class-data archive, recorded once per jar set by ``record_class_archive`` (setup.sh)."""
+    return jar_dir().parent / "broker.jsa"
 
 
 def classpath() -> str:
@@ -245,7 +251,12 @@ def _log4j(s: Settings, name: str = "kafka-server") -> str:
 
 
 def _java(s: Settings, log4j: Path, heap_mb: int) -> list[str]:
-    return ["java", "-Xms256m", f"-Xmx{heap_mb}m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+    """A broker's JVM. With the class-data archive its classes are mapped from one file instead of found,
+    read and verified jar by jar at every start (adr/0199): what the broker runs, its JIT and GC are the same;
+    a JVM that cannot use the archive (another JDK build, changed jars) ignores it."""
+    archive = class_archive()
+    cds = [f"-XX:SharedArchiveFile={archive}"] if archive.exists() else []
+    return ["java", "-Xms256m", f"-Xmx{heap_mb}m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", *cds,
             "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath()]
 
 
@@ -324,8 +335,53 @@ def kafka_child(s: Settings) -> Child:
     log4j.write_text(_log4j(s))
     java = _java(s, log4j, 768)
     if not (data / "meta.properties").exists():
-        _format(_tool_java(log4j), props, _cluster_id(home / "cluster.id"))
+        _format_from_template(log4j, data, _cluster_id(home / "cluster.id"))
     return Child("kafka", java + ["kafka.Kafka", str(props)], s.logs_dir / "kafka.log")
+
+
+def _format_from_template(log4j: Path, data: Path, cluster_id: str) -> None:
+    """A single node's storage as the storage tool writes it, without a JVM per stack (adr/0199): the tool
+    formats once into the cache (per Kafka version and per text of ``_properties``); each stack copies that
+    and writes its own cluster id and a new directory id into ``meta.properties``. The one other file the
+    tool writes, the metadata log's first snapshot (the release's metadata version and feature levels), names
+    neither: two formats with different cluster ids differ there only in CRCs and timestamps."""
+    template = _storage_template(log4j)
+    staging = data.with_name(data.name + ".formatting")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(template, staging)
+    meta = staging / "meta.properties"
+    ids = {"cluster.id": cluster_id, "directory.id": new_cluster_id()}
+    lines = meta.read_text().splitlines()
+    if sorted(k for k in ids if any(line.startswith(f"{k}=") for line in lines)) != sorted(ids):
+        raise StartupError(f"kafka storage template {template}: meta.properties without {', '.join(ids)}")
+    meta.write_text("".join(f"{k}={ids[k]}\n" if (k := line.partition("=")[0]) in ids else f"{line}\n"
+                            for line in lines))
+    staging.replace(data)
+
+
+def _storage_template(log4j: Path) -> Path:
+    """The storage tool's output for a single node, made once per Kafka version and per ``_properties``
+    text (with the default settings: ports and paths do not reach the tool's output)."""
+    import hashlib
+    import tempfile
+
+    text = _properties(Settings.model_construct(), Path("/storage-template"))
+    template = jar_dir().parent / f"storage-template-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    if (template / "meta.properties").exists():
+        return template
+    work = Path(tempfile.mkdtemp(prefix="storage-template-", dir=template.parent))
+    try:
+        props = work / "server.properties"
+        props.write_text(text.replace("/storage-template", str(work / "data")))
+        _format(_tool_java(log4j), props, new_cluster_id())
+        try:
+            (work / "data").rename(template)  # a concurrent stack's template may have won: same content
+        except OSError:
+            if not (template / "meta.properties").exists():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return template
 
 
 def kafka_ready(kafka: KafkaLike, brokers: int = 1) -> bool:
@@ -352,3 +408,62 @@ def ensure_topics(kafka: KafkaLike, default_partitions: int) -> list[str]:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
     return [t.topic for t in new]
+
+
+def record_class_archive() -> bool:
+    """Records ``class_archive()`` from one start of a single broker on two free loopback ports, in a temp
+    dir: started, topics created, a record written and read back through a consumer group, stopped cleanly
+    (the JVM writes the archive as it exits; SIGKILL would not). Run once by scripts/setup.sh; True when the
+    archive was written."""
+    import shutil
+    import tempfile
+    import time
+
+    tmp = Path(tempfile.mkdtemp(prefix="fleetstream-kafka-cds-"))
+    recorded = tmp / "broker.jsa"
+    port = _free_port_pair()
+    s = Settings(data_dir=tmp / "data", kafka_port=port, kafka_controller_port=port + 1)
+    s.logs_dir.mkdir(parents=True, exist_ok=True)
+    child = kafka_child(s)
+    child.argv = [a for a in child.argv if not a.startswith("-XX:SharedArchiveFile=")]
+    child.argv.insert(1, f"-XX:ArchiveClassesAtExit={recorded}")
+    child.start()
+    try:
+        child.wait_until(lambda: kafka_ready(s.kafka), 600, "kafka metadata")
+        ensure_topics(s.kafka, s.kafka_partitions)
+        k = clients(s.kafka)
+        producer = k.producer({"log_level": 0})  # gone before the broker stops: no reconnect lines after it
+        producer.produce(topics.DEAD_LETTER.name, b"class-archive")
+        producer.flush(30)
+        del producer
+        consumer = k.consumer("class-archive", {"auto.offset.reset": "earliest", "log_level": 0})
+        consumer.subscribe([topics.DEAD_LETTER.name])
+        deadline = time.monotonic() + 60
+        while consumer.poll(1.0) is None and time.monotonic() < deadline:
+            pass
+        consumer.close()
+    finally:
+        child.stop(timeout=120)
+    written = recorded.exists() and recorded.stat().st_size > 0
+    if written:
+        staged = class_archive().with_suffix(f".{os.getpid()}.tmp")
+        shutil.move(recorded, staged)
+        staged.replace(class_archive())
+    shutil.rmtree(tmp, ignore_errors=True)
+    return written
+
+
+def _free_port_pair() -> int:
+    """A loopback port p with p + 1 free too (the broker's and its controller's listeners)."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            try:
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise StartupError("no two adjacent free loopback ports")

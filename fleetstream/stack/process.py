@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,10 @@ PRIVATE_UMASK = 0o077
 
 class StartupError(RuntimeError):
     pass
+
+
+class StartupCancelled(StartupError):
+    """A wait given up because another part of the start-up failed."""
 
 
 class Child:
@@ -95,9 +100,12 @@ class Child:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
 
-    def wait_until(self, check: Callable[[], bool], timeout: float, what: str) -> None:
+    def wait_until(self, check: Callable[[], bool], timeout: float, what: str,
+                   cancel: threading.Event | None = None) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if cancel is not None and cancel.is_set():
+                raise StartupCancelled(f"{self.name}: stopped waiting ({what}): another component failed to start")
             if not self.alive():
                 raise StartupError(f"{self.name} exited while starting ({what}); log {self.log}:\n{self.tail()}")
             try:

@@ -1,8 +1,10 @@
-"""The local stack: infrastructure (Kafka, Mosquitto, Postgres, the Schema Registry) and the platform's own
-processes, started in dependency order, health-checked, and stopped in reverse (adr/0005 for the topology)."""
+"""The local stack: infrastructure (Kafka, Mosquitto, Postgres, the Schema Registry), started side by side
+(adr/0199), then the platform's own processes; each health-checked before the next stage, stopped in reverse
+(adr/0005 for the topology)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -13,6 +15,7 @@ import sys
 import threading
 import time
 import urllib.request
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from runtime.schema_registry import bind as bind_schema_ids
 from runtime.settings import Settings
 
 from . import kafka, mosquitto, postgres, schema_registry
-from .process import Child, port_open
+from .process import Child, StartupCancelled, port_open
 
 log = logging.getLogger("fleetstream.stack")
 
@@ -110,6 +113,11 @@ class Stack:
         self.pki = PlatformPKI(s.pki_dir)
         self.children: list[Child] = []
         self.timings: dict[str, float] = {}
+        # (step, began, ended) in seconds since start_infra began: where a start-up's time goes
+        self.steps: list[tuple[str, float, float]] = []
+        self._t0 = time.monotonic()
+        self._abort = threading.Event()  # set when one start-up chain failed: the others stop waiting
+        self._spawning = threading.Lock()
         self.policy = RestartPolicy()
         self.events: list[dict] = []  # died/hung/restarted, for the chaos report and the log
         self._backoff: dict[str, float] = {}
@@ -117,44 +125,96 @@ class Stack:
         self._failures: dict[str, int] = {}
         self._checked_at: dict[str, float] = {}
 
+    @contextlib.contextmanager
+    def _step(self, name: str):
+        began = time.monotonic() - self._t0
+        yield
+        self.steps.append((name, round(began, 2), round(time.monotonic() - self._t0, 2)))
+
     @property
     def state_file(self) -> Path:
         return self.s.root / "stack.json"
 
     # -- infrastructure -------------------------------------------------------------------------------
     def start_infra(self) -> None:
+        """Postgres, Mosquitto, Kafka and the Schema Registry, each brought up by a chain of its own, the four
+        side by side (adr/0199): none waits for another, so start-up takes its slowest chain, not the sum of
+        the waits. Returns once every chain is ready; the first that fails ends the others' waits and is
+        what is raised."""
         s = self.s
         prepare_data_dir(s)
         s.logs_dir.mkdir(parents=True, exist_ok=True)
-        t0 = time.monotonic()
-        self.pki.ensure(broker_sans=sorted({"localhost", "127.0.0.1", s.host, s.public_host}))
-        pg = self._spawn(postgres.postgres_child(s))
-        mq = self._spawn(mosquitto.mosquitto_child(s, self.pki))
-        # the registry (its own H2 store) starts before Kafka's storage is formatted, which takes a while
-        sr = None if s.schema_registry_url else self._spawn(schema_registry.registry_child(s))
-        kf = [self._spawn(child) for child in kafka.kafka_children(s)]
-        pg.wait_until(lambda: port_open(s.host, s.postgres_port) and postgres.postgres_ready(
-            postgres.maintenance_dsn(s)), 30, "postgres accepting connections")
-        postgres.ensure_database(s)
-        from gateway.db.migrate import migrate
+        self._t0 = time.monotonic()
+        self._abort.clear()
+        with self._step("pki"):
+            self.pki.ensure(broker_sans=sorted({"localhost", "127.0.0.1", s.host, s.public_host}))
+        # the registry's and Kafka's JVMs are the long chains: handed out first
+        chains = (self._start_registry, self._start_kafka, self._start_postgres, self._start_mosquitto)
+        pool = ThreadPoolExecutor(len(chains), thread_name_prefix="stack-start")
+        futures = [pool.submit(chain) for chain in chains]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        finally:  # a failure, or an interrupt of this thread, ends the other chains' waits at their next poll
+            if not all(f.done() and f.exception() is None for f in futures):
+                self._abort.set()
+            pool.shutdown(wait=True)
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:
+            raise next((e for e in errors if not isinstance(e, StartupCancelled)), errors[0])
 
-        migrate(s.owner_dsn, s.postgres_app_password)
-        self.timings["postgres"] = time.monotonic() - t0
-        mq.wait_until(lambda: port_open(s.host, s.mqtt_tls_port) and mosquitto.mqtt_ready(s, self.pki), 15,
-                      "mosquitto mTLS CONNECT")
-        self.timings["mosquitto"] = time.monotonic() - t0
-        kf[0].wait_until(lambda: port_open(s.host, s.kafka_port) and kafka.kafka_ready(s.kafka, len(kf)),
-                         max(240, 120 * len(kf)),  # JVMs starting at once on a busy 2-core machine took > 2 min
-                         f"kafka metadata with {len(kf)} broker(s)")
-        s.kafka.verify()  # a wrong password fails here, in one line (adr/0130)
-        kafka.ensure_topics(s.kafka, s.kafka_partitions)
-        self.timings["kafka"] = time.monotonic() - t0
-        if sr is not None:
-            sr.wait_until(lambda: schema_registry.registry_ready(s), 240, "schema registry API")
+    def _start_postgres(self) -> None:
+        s = self.s
+        with self._step("postgres initdb + spawn"):
+            pg = self._spawn(postgres.postgres_child(s))
+        with self._step("postgres ready"):
+            self._wait(pg, lambda: port_open(s.host, s.postgres_port) and postgres.postgres_ready(
+                postgres.maintenance_dsn(s)), 60, "postgres accepting connections")
+        with self._step("postgres database + migrations"):
+            postgres.ensure_database(s)
+            from gateway.db.migrate import migrate
+
+            migrate(s.owner_dsn, s.postgres_app_password)
+        self.timings["postgres"] = time.monotonic() - self._t0
+
+    def _start_mosquitto(self) -> None:
+        s = self.s
+        with self._step("mosquitto spawn"):
+            mq = self._spawn(mosquitto.mosquitto_child(s, self.pki))
+        with self._step("mosquitto ready"):
+            self._wait(mq, lambda: port_open(s.host, s.mqtt_tls_port) and mosquitto.mqtt_ready(s, self.pki), 30,
+                       "mosquitto mTLS CONNECT")
+        self.timings["mosquitto"] = time.monotonic() - self._t0
+
+    def _start_kafka(self) -> None:
+        s = self.s
+        with self._step("kafka format + spawn"):
+            kf = [self._spawn(child) for child in kafka.kafka_children(s)]
+        with self._step("kafka ready"):
+            self._wait(kf[0], lambda: port_open(s.host, s.kafka_port) and kafka.kafka_ready(s.kafka, len(kf)),
+                       max(240, 120 * len(kf)),  # JVMs starting at once on a busy 2-core machine took > 2 min
+                       f"kafka metadata with {len(kf)} broker(s)")
+        with self._step("kafka verify + topics"):
+            s.kafka.verify()  # a wrong password fails here, in one line (adr/0130)
+            kafka.ensure_topics(s.kafka, s.kafka_partitions)
+        self.timings["kafka"] = time.monotonic() - self._t0
+
+    def _start_registry(self) -> None:
+        """The local registry keeps its schemas in its own H2 file, so it needs nothing else running; an
+        external one (``schema_registry_url``) is only waited for."""
+        s = self.s
+        if not s.schema_registry_url:
+            with self._step("registry spawn"):
+                sr = self._spawn(schema_registry.registry_child(s))
+            with self._step("registry ready"):
+                self._wait(sr, lambda: schema_registry.registry_ready(s), 240, "schema registry API")
         # registered here once, so the platform's processes find them; this process may encode too (tests,
         # benchmarks), so it binds the ids as they do
-        bind_schema_ids(s, wait_s=30)
-        self.timings["schema-registry"] = time.monotonic() - t0
+        with self._step("schemas registered"):
+            bind_schema_ids(s, wait_s=30)
+        self.timings["schema-registry"] = time.monotonic() - self._t0
+
+    def _wait(self, child: Child, check, timeout: float, what: str) -> None:
+        child.wait_until(check, timeout, what, cancel=self._abort)
 
     # -- platform -------------------------------------------------------------------------------------
     def platform_child(self, role: str, extra_args: list[str] | None = None, replica: int = 0) -> Child:
@@ -255,16 +315,19 @@ class Stack:
         for (role, i), child in started.items():
             if role == "gateway":
                 url = f"http://{s.host}:{replica_port(s.gateway_port, i)}/readyz"
-                child.wait_until(lambda url=url: _http_ok(url), 180 + 60 * i, f"{child.name} /readyz")
+                with self._step(f"{child.name} /readyz"):
+                    child.wait_until(lambda url=url: _http_ok(url), 180 + 60 * i, f"{child.name} /readyz")
             elif role == "streams":
                 port = replica_port(s.streams_web_port, i)
-                child.wait_until(lambda port=port: port_open(s.host, port), 180 + 60 * i,
-                                 f"{child.name} web port")
+                with self._step(f"{child.name} web port"):
+                    child.wait_until(lambda port=port: port_open(s.host, port), 180 + 60 * i,
+                                     f"{child.name} web port")
         self.timings["platform"] = time.monotonic() - t0
 
     def _spawn(self, child: Child) -> Child:
-        child.start()
-        self.children.append(child)
+        with self._spawning:  # the infrastructure's chains spawn side by side
+            child.start()
+            self.children.append(child)
         return child
 
     def stop(self, *, hard: bool = False) -> None:
