@@ -89,5 +89,6 @@ def test_a_shared_package_starts_once_in_order_and_listed_slow_files_go_first(tm
 def test_scopes_and_order():
     assert scheduling.scope_of("tests/cluster/test_sasl_cluster.py::test_x[a::b]") == "tests/cluster/"
     assert scheduling.scope_of("tests/gateway/test_matrix.py::test_y") == "tests/gateway/test_matrix.py"
-    assert scheduling.slow_first(["tests/b.py", "tests/stack/test_recovery.py", "tests/a.py", "tests/cluster/"]) == \
-        ["tests/cluster/", "tests/stack/test_recovery.py", "tests/b.py", "tests/a.py"]
+    assert scheduling.slow_first(["tests/ops/test_helm.py", "tests/b.py", "tests/stack/test_recovery.py", "tests/a.py",
+                                  "tests/cluster/"]) == \
+        ["tests/cluster/", "tests/stack/test_recovery.py", "tests/b.py", "tests/a.py", "tests/ops/test_helm.py"]

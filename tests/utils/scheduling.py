@@ -35,6 +35,11 @@ SLOW_FIRST = (
     "tests/contract/test_partitioning.py",
 )
 
+# scopes handed out last: tests/ops need helm and actionlint, which a fresh machine builds from the Go module
+# proxy in the background while the suite runs (scripts/ops-tools.sh, at idle CPU priority); the later they
+# start, the less a worker waits for a build
+LAST = ("tests/ops/",)
+
 
 def scope_of(nodeid: str) -> str:
     """The scope a test belongs to: its package when that is shared, its file otherwise (what loadfile does)."""
@@ -43,9 +48,15 @@ def scope_of(nodeid: str) -> str:
 
 
 def slow_first(scopes: list[str]) -> list[str]:
-    """``scopes`` with the listed slow ones first, in the listed order; the rest keep their order."""
+    """``scopes`` with the listed slow ones first, in the listed order, and those under ``LAST`` last; the rest
+    keep their order."""
     rank = {scope: i for i, scope in enumerate(SLOW_FIRST)}
-    return sorted(scopes, key=lambda scope: rank.get(scope, len(rank)))  # stable: unlisted keep their order
+
+    def key(scope: str) -> int:
+        if scope in rank:
+            return rank[scope]
+        return len(rank) + (1 if scope.startswith(LAST) else 0)
+    return sorted(scopes, key=key)  # stable: unlisted keep their order
 
 
 def scheduler(config, log):
