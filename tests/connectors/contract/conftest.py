@@ -58,7 +58,9 @@ class Harness(_TenantRecords):
         register_device(self.bootstrap, self.tenant, "dev-1")
         register_device(self.bootstrap, self.tenant, "held", status="suspended")
         self.registry = DeviceRegistry(self.bootstrap, f"test-contract-{self.protocol}").start()
-        wait_for(lambda: self.registry.get(self.tenant, "held"), timeout=60, what="registry entries")
+        # both: the entries are keyed to different partitions, which the registry may read at different paces
+        wait_for(lambda: self.registry.get(self.tenant, "dev-1") and self.registry.get(self.tenant, "held"),
+                 timeout=60, what="registry entries")
         self.uplink = UplinkPublisher(self.bootstrap, self.protocol)
         self.conn = self.router = None
 

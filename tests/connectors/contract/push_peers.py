@@ -237,7 +237,9 @@ class _InProcess(PushPeer):
             register_device(self.bootstrap, tenant, device, status=status,
                             jwt_public_keys=[keys[device]] if device in keys else None)
         self.registry = DeviceRegistry(self.bootstrap, f"test-contract-{self.protocol}").start()
-        wait_for(lambda: self.registry.get(tenant, "held"), timeout=60, what="registry entries")
+        # both: the two entries are keyed to different partitions, which the registry may read at different paces
+        wait_for(lambda: self.registry.get(tenant, "dev-1") and self.registry.get(tenant, "held"), timeout=60,
+                 what="registry entries")
         return tenant
 
     def _admission(self):

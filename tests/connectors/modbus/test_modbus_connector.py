@@ -116,7 +116,7 @@ def plant(infra, settings):
         register_device(settings.bootstrap_servers, tenant, dev)
     registry = DeviceRegistry(settings.bootstrap_servers, "test-modbus").start()
     assert registry.wait_ready(30)
-    wait_for(lambda: registry.get(tenant, "boiler-2"), what="registry entries")
+    wait_for(lambda: registry.get(tenant, "boiler-1") and registry.get(tenant, "boiler-2"), what="registry entries")
     uplink = UplinkPublisher(settings.bootstrap_servers, "modbus")
     admission = Admission(registry, TokenBuckets(site.rate_limit.per_second, site.rate_limit.burst))
     conn = ModbusConnector(uplink, site, admission)

@@ -128,7 +128,7 @@ def plant(infra, settings, tmp_path_factory):
     for dev in ("boiler-1", "boiler-secure"):  # "ghost" is in the file but not registered
         register_device(settings.bootstrap_servers, tenant, dev)
     registry = DeviceRegistry(settings.bootstrap_servers, "test-opcua").start()
-    wait_for(lambda: registry.get(tenant, "boiler-secure"), what="registry entries")
+    wait_for(lambda: registry.get(tenant, "boiler-1") and registry.get(tenant, "boiler-secure"), what="registry entries")
     uplink = UplinkPublisher(settings.bootstrap_servers, "opcua")
     conn = OpcUaConnector(uplink, site, Admission(registry, TokenBuckets(1000, 1000)))
     loop.run(conn.start())
