@@ -32,7 +32,7 @@ test: setup
 screenshots: setup
 	@FLEETSTREAM_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(BIN)/python -m pytest tests/console -q $(PYTEST_ARGS)
 
-# helm, actionlint (Go module proxy) and checkov & co. (side venv) for tests/ops; once, cached (adr/0097)
+# actionlint (Go module proxy), checkov & co. and helm (Helm v4 SDK wheel) in a side venv, for tests/ops; once, cached (adr/0097, adr/0179)
 ops-tools:
 	@bash scripts/ops-tools.sh
 
