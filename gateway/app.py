@@ -109,7 +109,7 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
             st.sink = st.sinks[0]
             for sink in st.sinks:
                 sink.start()
-        st.live = LiveHub(s.kafka, queue_size=s.live_queue_size)
+        st.live = LiveHub(s.kafka, queue_size=s.live_queue_size, idle_after_s=s.live_idle_after_s)
         await st.live.start()
         try:
             yield

@@ -154,6 +154,8 @@ class Settings(BaseSettings):
     gateway_finished_commands_per_device: int = Field(20, description="finished commands the gateway's view "
                                                       "holds per device (the newest); bounds its memory")
     live_queue_size: int = Field(256, description="events buffered per live connection before the drop policy applies")
+    live_idle_after_s: float = Field(30.0, ge=0, description="seconds the live hub keeps reading after its last "
+                                     "subscriber left; then it holds no partitions until the next (adr/0200)")
     max_clock_skew_s: int = Field(300, description="device timestamps further in the future are rejected")
     status_default_timeout_s: int = Field(300, description="a device with no activity for this long (event time) is OFFLINE")
     status_timeouts_s: dict[str, int] = Field(default_factory=dict, description="inactivity timeout per device type")

@@ -8,7 +8,12 @@ never slows the others or the consumer.
 
 Every gateway reads the whole stream, but most records belong to tenants nobody is watching: the tenant is
 read off the wire (the first field of all three records) and only watched tenants' records are decoded
-(adr/0065).
+(adr/0065). While nobody at all is watching (``IDLE_AFTER_S`` after the last subscriber left), the consumer
+holds no partitions and sends the broker nothing: an idle hub's 20 ms fetches were a quarter of the broker's
+idle requests (adr/0200). The first subscriber after that re-assigns every partition at its high watermark,
+read at that moment; ``live()`` returns once the hub reads on behalf of everyone subscribed so far: every
+record produced after it returned reaches them, so a caller that awaits it before telling its client "ready"
+(or before reading the high watermark its replay stops at) loses nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import asyncio
 import collections
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +45,10 @@ _RECORDS = {topics.TELEMETRY.name: "telemetry", topics.ALERTS.name: "alert", top
 # how long the consumer thread blocks for a first record before it looks at its stop flag again; what
 # arrived with that record is taken without waiting, so the hub adds no delay of its own
 POLL_S = 0.025
+# how long the hub keeps reading after its last subscriber left (a reconnecting client finds it live)
+IDLE_AFTER_S = 30.0
+# how long ``live()`` waits for the consumer thread before going on as if it were live (Kafka down)
+LIVE_WAIT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,19 +133,26 @@ class Subscriber:
 
 class LiveHub:
     """:param kafka: the process's Kafka clients (``settings.kafka``; a bootstrap string in tests).
-    :param queue_size: per-subscriber buffer (``Subscriber.maxsize``)."""
+    :param queue_size: per-subscriber buffer (``Subscriber.maxsize``).
+    :param idle_after_s: how long the hub keeps its partitions after the last subscriber left."""
 
-    def __init__(self, kafka: KafkaLike, *, queue_size: int = 256):
-        self.kafka, self.queue_size = clients(kafka), queue_size
+    def __init__(self, kafka: KafkaLike, *, queue_size: int = 256, idle_after_s: float = IDLE_AFTER_S):
+        self.kafka, self.queue_size, self.idle_after_s = clients(kafka), queue_size, idle_after_s
         self._subs: dict[str, set[Subscriber]] = collections.defaultdict(set)
         # per watched tenant: the devices any of its subscribers can match (None: any). Replaced, never
         # mutated, so the consumer thread always reads a consistent value.
         self._interest: dict[str, frozenset[str] | None] = {}
-        self.stats = {"events": 0, "delivered": 0, "dropped": 0, "subscribers": 0}
+        self.stats = {"events": 0, "delivered": 0, "dropped": 0, "subscribers": 0, "partitions": 0}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.ready = threading.Event()
+        # subscribe() counts up ``_wanted`` after adding its subscriber; the consumer thread sets ``_served``
+        # to a count it read before it saw subscribers while it held every partition: from then on a
+        # subscriber counted up to ``_served`` gets every record produced after it subscribed
+        self._wanted = 0
+        self._served = 0
+        self._wake = threading.Event()
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -151,7 +168,20 @@ class LiveHub:
         self._subs[sub.tenant_id].add(sub)
         self.stats["subscribers"] += 1
         self._refresh_interest(sub.tenant_id)
+        self._wanted += 1
+        self._wake.set()
         return sub
+
+    async def live(self) -> bool:
+        """Waits until the hub reads on behalf of everyone subscribed so far (at once when it already did);
+        False if its consumer did not get there within ``LIVE_WAIT_S`` (Kafka unreachable, hub not started)."""
+        wanted = self._wanted
+        deadline = time.monotonic() + LIVE_WAIT_S
+        while self._served < wanted:
+            if self._thread is None or not self._thread.is_alive() or time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
 
     def unsubscribe(self, sub: Subscriber) -> None:
         subs = self._subs.get(sub.tenant_id)
@@ -196,10 +226,26 @@ class LiveHub:
                     self._stop.wait(1)
             else:
                 return
-            assignment = [TopicPartition(t, p, OFFSET_END) for t in KINDS if t in md for p in md[t].partitions]
-            c.assign(assignment)
+            partitions = [(t, p) for t in KINDS if t in md for p in md[t].partitions]
             self.ready.set()
+            assigned, unwatched_since = False, time.monotonic()
             while not self._stop.is_set():
+                wanted = self._wanted  # read before the subscribers: they include everyone it counts
+                if self._subs:
+                    unwatched_since = None
+                    if not assigned:
+                        c.assign(self._at_high_watermarks(c, partitions))
+                        assigned, self.stats["partitions"] = True, len(partitions)
+                    self._served = wanted
+                elif unwatched_since is None:
+                    unwatched_since = time.monotonic()
+                elif assigned and time.monotonic() - unwatched_since >= self.idle_after_s:
+                    c.unassign()
+                    assigned, self.stats["partitions"] = False, 0
+                if not assigned:
+                    self._wake.wait(1.0)
+                    self._wake.clear()
+                    continue
                 # block for the first record only, then take what the last fetch brought: consume(n, t)
                 # alone would hold every record until n arrived or t passed
                 first = c.poll(POLL_S)
@@ -213,6 +259,21 @@ class LiveHub:
                     self._loop.call_soon_threadsafe(self._dispatch, by_tenant)
         finally:
             c.close()
+
+    @staticmethod
+    def _at_high_watermarks(c, partitions: list[tuple[str, int]]) -> list[TopicPartition]:
+        """Every partition at its high watermark read now: a logical "end" would be resolved later, by the
+        fetcher, and records produced in between would be skipped. A partition whose watermark cannot be
+        read starts at the end as before."""
+        out = []
+        for t, p in partitions:
+            tp = TopicPartition(t, p)
+            try:
+                offset = c.get_watermark_offsets(tp, timeout=5, cached=False)[1]
+            except Exception:
+                offset = OFFSET_END
+            out.append(TopicPartition(t, p, offset))
+        return out
 
     def _decode_watched(self, msgs: list) -> dict[str, list[LiveEvent]]:
         """The records some subscriber may want, decoded, by tenant. Runs in the consumer thread while the

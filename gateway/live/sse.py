@@ -73,6 +73,13 @@ async def device_events(
     # high watermark, and what both deliver is sent once (offsets at or below the last sent are skipped)
     sub = hub.subscribe(Subscriber(tenant, lambda ev: ev.device_id == device_id, maxsize=hub.queue_size,
                                    close_on_overflow=True, devices=frozenset((device_id,))))
+    # an idle hub holds no partitions: answer once it reads for this client, and before the replay reads its
+    # high watermark, so that nothing falls between the two
+    try:
+        await hub.live()
+    except BaseException:
+        hub.unsubscribe(sub)
+        raise
 
     async def body():
         try:

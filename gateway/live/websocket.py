@@ -101,6 +101,7 @@ async def stream(ws: WebSocket, keys: KeysDep, hub: HubDep):
     conn = Connection()
     # no subscription yet: interested in no device, so the hub decodes nothing for this connection
     sub = hub.subscribe(Subscriber(principal.tenant_id, conn.matches, maxsize=hub.queue_size, devices=frozenset()))
+    await hub.live()  # an idle hub holds no partitions: "ready" only once it reads for this connection
     await ws.send_json({"type": "ready", "tenant_id": principal.tenant_id})
     writer = asyncio.create_task(_write(ws, sub, conn))
     try:

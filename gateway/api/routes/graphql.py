@@ -279,6 +279,7 @@ class Subscription:
 
         sub = hub.subscribe(Subscriber(p.tenant_id, matches, maxsize=hub.queue_size))
         try:
+            await hub.live()
             while True:
                 for ev in await sub.next_batch():
                     values = ev.record["values"]
