@@ -13,7 +13,7 @@ from runtime.settings import Settings
 from schemas.partitioner import murmur2_partitioner
 from schemas.webhook_targets import WebhookPolicy
 
-from . import device_activity, faust_fetch, faust_producer
+from . import device_activity, faust_fetch, faust_producer, faust_take
 from .registry import RegistryView
 from .rules_view import RulesView
 
@@ -21,6 +21,7 @@ from .rules_view import RulesView
 def create_app(s: Settings, *, app_id: str = "fleetstream-streams") -> faust.App:
     faust_fetch.install()
     faust_producer.install()
+    faust_take.install()
     app = faust.App(
         app_id,
         datadir=str(s.root / "streams"),
