@@ -4,6 +4,8 @@ the set survives a broker restart (an append-only journal, compacted when read).
 
 from __future__ import annotations
 
+import uuid
+
 from fleetstream.stack.mosquitto import access_known_file
 
 REFUSED = 0x87
@@ -59,3 +61,29 @@ def test_the_known_set_survives_a_broker_restart_and_its_journal_is_compacted(br
     d = sessions(dropped)
     assert d.connect() == 0
     assert d.publish(_topic(dropped.cn), b"{}") == REFUSED
+
+
+def test_the_known_set_is_per_tenant_a_device_id_registered_in_one_tenant_opens_nothing_in_another(broker, sessions):
+    device = f"shared-{uuid.uuid4().hex[:8]}"
+    a = broker.device(device_id=device)  # tenant A's, registered
+    b = broker.device(device_id=device, authorise=False)  # tenant B's, the same device id, not registered
+    tenant_a, tenant_b = a.cn.split(".", 1)[0], b.cn.split(".", 1)[0]
+    unknown = sessions(b)
+    assert unknown.connect() == 0
+    assert unknown.publish(_topic(b.cn), b"{}") == REFUSED  # A's registration does not make B's device known
+    assert unknown.publish(_topic(a.cn), b"{}") == REFUSED
+    unknown.close()
+
+    broker.control.authorise_devices(tenant_b, [device])
+    known = sessions(b)
+    assert known.connect() == 0
+    assert known.publish(_topic(b.cn), b"{}") < 0x80
+    assert known.publish(_topic(a.cn), b"{}") == REFUSED  # the same device id in another tenant's namespace
+    assert known.subscribe(f"fs/{tenant_a}/{device}/commands/#")[0] >= 0x80
+    known.close()
+
+    broker.control.revoke_device(tenant_b, device)  # unregistering B's device leaves A's known
+    still = sessions(a)
+    assert still.connect() == 0
+    assert still.publish(_topic(a.cn), b"{}") < 0x80
+    assert still.subscribe(f"fs/{tenant_a}/{device}/commands/#")[0] < 0x80
