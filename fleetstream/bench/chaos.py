@@ -84,9 +84,9 @@ class ChaosRun(Run):
             self._audit_rounds(drained=all(v == 0 for v in self.report["drain"]["lag_after"].values()))
         finally:
             watching.set()
-            self.stack.stop()
-            if not cfg.keep_data:
-                self.remove_data()
+            if watcher.is_alive():  # no child restarted while the stack is being killed
+                watcher.join(10)
+            self.finish()
         self.report["load_avg_end"] = os.getloadavg()
         return self.report
 

@@ -61,6 +61,14 @@ class Run:
         shutil.rmtree(self.data_dir, ignore_errors=True)
         self.s.master_key_path.unlink(missing_ok=True)  # the dev master key lives beside the data dir
 
+    def finish(self) -> None:
+        """Stops the stack and removes its data dir unless ``keep_data``. A stack whose data goes next is
+        killed (``Stack.stop(hard=True)``, adr/0175): the audit has read what it needs and stopped the sink
+        cleanly before it, so a graceful stop of the rest would only wait (~9 s a run here)."""
+        self.stack.stop(hard=not self.cfg.keep_data)
+        if not self.cfg.keep_data:
+            self.remove_data()
+
     # -- set-up ---------------------------------------------------------------------------------------
     def start_stack(self) -> None:
         t0 = time.monotonic()
@@ -122,9 +130,7 @@ class Run:
             say(f"{connected}/{cfg.devices} device sessions connected in {self.gen.connect_s:.1f}s")
             self._load(fleet)
         finally:
-            self.stack.stop()
-            if not cfg.keep_data:
-                self.remove_data()
+            self.finish()
         self.report["load_avg_end"] = os.getloadavg()
         return self.report
 
