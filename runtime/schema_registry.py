@@ -12,8 +12,10 @@ Any Confluent-compatible registry works: Confluent Schema Registry, Karapace, Re
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
+import os
 import ssl
 import threading
 import time
@@ -32,6 +34,9 @@ from .settings import Settings
 log = logging.getLogger("fleetstream.schema_registry")
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+# the ids a supervisor registered, handed to the processes it starts (adr/0174): a JSON object with the registry,
+# a fingerprint of the schemas the supervisor registered and the ids; not a setting (nothing to configure)
+HANDED_IDS_ENV = "FLEETSTREAM_HANDED_SCHEMA_IDS"
 # levels that check at least what BACKWARD checks; anything else on a subject is raised to BACKWARD
 AT_LEAST_BACKWARD = {"BACKWARD", "BACKWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE"}
 
@@ -183,11 +188,53 @@ def check_all(reg: SchemaRegistry) -> dict[str, str]:
     return verdicts
 
 
+def schemas_fingerprint() -> str:
+    """What this code registers: every subject with its schema text, hashed."""
+    h = hashlib.sha256()
+    for subject, record in sorted(SUBJECTS.items()):
+        h.update(f"{subject}\0{registered_text(record)}\0".encode())
+    return h.hexdigest()
+
+
+def handed_ids(s: Settings, ids: Mapping[str, int]) -> dict[str, str]:
+    """The environment that lets a process started by the supervisor bind ``ids`` (registered by the
+    supervisor against ``s``'s registry) without registering again (adr/0174)."""
+    return {HANDED_IDS_ENV: json.dumps({"registry": s.schema_registry_endpoint, "schemas": schemas_fingerprint(),
+                                        "ids": dict(ids)})}
+
+
+def _handed(s: Settings) -> dict[str, int] | None:
+    """The handed ids when they were registered at this registry for exactly this code's schemas; None
+    otherwise (none handed, another registry, an ``.avsc`` edited since the supervisor started)."""
+    text = os.environ.get(HANDED_IDS_ENV)
+    if not text:
+        return None
+    try:
+        handed = json.loads(text)
+        if handed["registry"] != s.schema_registry_endpoint or handed["schemas"] != schemas_fingerprint():
+            return None
+        return {str(k): int(v) for k, v in handed["ids"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def bind(s: Settings, *, wait_s: float = 120.0) -> dict[str, int]:
     """Start-up of every process that reads or writes records: registers, binds the ids in
-    ``schemas.codec`` and keeps a client for writer schemas met later by id. Returns record type → id."""
+    ``schemas.codec`` and keeps a client for writer schemas met later by id. Returns record type → id.
+    A process the local supervisor started binds the ids the supervisor registered instead, when they are
+    for this registry and these schemas (adr/0174)."""
     reg = SchemaRegistry.from_settings(s)
     t0 = time.monotonic()
+    handed = _handed(s)
+    if handed is not None:
+        try:
+            bind_ids(handed, fetch=reg.schema)
+        except ValueError:  # a record type without an id: register as any process does
+            pass
+        else:
+            log.info("schema ids handed by the supervisor (registered at %s): %s", reg.url,
+                     ", ".join(f"{k}={v}" for k, v in sorted(handed.items())))
+            return handed
     reg.wait_ready(wait_s)
     ids = register_all(reg)
     bind_ids(ids, fetch=reg.schema)

@@ -21,9 +21,16 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from runtime import schema_registry
-from runtime.schema_registry import IncompatibleSchema, SchemaRegistry, check_all, register_all
+from runtime.schema_registry import (
+    HANDED_IDS_ENV,
+    IncompatibleSchema,
+    SchemaRegistry,
+    check_all,
+    handed_ids,
+    register_all,
+)
 from schemas import codec, topics, wire
-from schemas.codec import SCHEMA_FILES, bound_ids, load_schema
+from schemas.codec import SCHEMA_FILES, bound_ids, current_binding, load_schema, restore_binding
 from schemas.namespace import device_topics
 from schemas.subjects import SUBJECTS, registered_text, schema_text, value_subject
 from tests.utils.factories import publish_json
@@ -73,6 +80,24 @@ def test_an_incompatible_change_to_an_avsc_is_refused_and_the_process_does_not_s
     assert registry._call("GET", f"/subjects/{subject}/versions").json() == versions  # nothing registered
     # the same change with a default is a new version: the rule refuses, it does not freeze
     assert registry.compatible(subject, _telemetry_changed(name="firmware", type="string", default=""))
+
+
+def test_a_process_the_supervisor_started_binds_the_handed_ids_unless_they_are_for_other_schemas(
+        registry, settings, monkeypatch):
+    """adr/0174: ids handed for this registry and these schemas are bound without a call to the registry (it
+    is unreachable here); handed for another registry or for schemas edited since, the process registers."""
+    ids, session = bound_ids(), current_binding()
+    fake = {record: sid + 1000 for record, sid in ids.items()}
+    unreachable = settings.model_copy(update={"schema_registry_url": "http://127.0.0.1:9/apis/ccompat/v7"})
+    try:
+        monkeypatch.setenv(HANDED_IDS_ENV, handed_ids(unreachable, fake)[HANDED_IDS_ENV])
+        assert schema_registry.bind(unreachable, wait_s=1) == fake == bound_ids()
+        assert schema_registry.bind(settings) == ids  # handed for another registry: registers at its own
+        stale = json.loads(handed_ids(settings, fake)[HANDED_IDS_ENV]) | {"schemas": "an older checkout"}
+        monkeypatch.setenv(HANDED_IDS_ENV, json.dumps(stale))
+        assert schema_registry.bind(settings) == ids == bound_ids()
+    finally:
+        restore_binding(session)
 
 
 def _base_schemas() -> dict[str, dict] | None:

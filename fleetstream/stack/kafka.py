@@ -38,6 +38,11 @@ def classpath() -> str:
     return f"{lib}/*"
 
 
+def is_node(name: str) -> bool:
+    """Whether a stack child of that name is a Kafka node (``kafka``, or ``kafka-N`` of a local cluster)."""
+    return name == "kafka" or (name.startswith("kafka-") and name.removeprefix("kafka-").isdigit())
+
+
 def _properties(s: Settings, data: Path) -> str:
     h = s.host
     return f"""process.roles=broker,controller

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from runtime.pki import PlatformPKI, write_private
 from runtime.schema_registry import bind as bind_schema_ids
+from runtime.schema_registry import handed_ids
 from runtime.settings import Settings
 
 from . import kafka, mosquitto, postgres, schema_registry
@@ -124,6 +125,8 @@ class Stack:
         self._restart_due: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._checked_at: dict[str, float] = {}
+        self._handed_ids: dict[str, str] = {}  # the ids registered in start_infra, for the children (adr/0174)
+        self._infra: set[str] = set()  # names of the infrastructure's children (stopped after the others)
 
     @contextlib.contextmanager
     def _step(self, name: str):
@@ -165,7 +168,7 @@ class Stack:
     def _start_postgres(self) -> None:
         s = self.s
         with self._step("postgres initdb + spawn"):
-            pg = self._spawn(postgres.postgres_child(s))
+            pg = self._spawn(postgres.postgres_child(s), infra=True)
         with self._step("postgres ready"):
             self._wait(pg, lambda: port_open(s.host, s.postgres_port) and postgres.postgres_ready(
                 postgres.maintenance_dsn(s)), 60, "postgres accepting connections")
@@ -179,7 +182,7 @@ class Stack:
     def _start_mosquitto(self) -> None:
         s = self.s
         with self._step("mosquitto spawn"):
-            mq = self._spawn(mosquitto.mosquitto_child(s, self.pki))
+            mq = self._spawn(mosquitto.mosquitto_child(s, self.pki), infra=True)
         with self._step("mosquitto ready"):
             self._wait(mq, lambda: port_open(s.host, s.mqtt_tls_port) and mosquitto.mqtt_ready(s, self.pki), 30,
                        "mosquitto mTLS CONNECT")
@@ -188,7 +191,7 @@ class Stack:
     def _start_kafka(self) -> None:
         s = self.s
         with self._step("kafka format + spawn"):
-            kf = [self._spawn(child) for child in kafka.kafka_children(s)]
+            kf = [self._spawn(child, infra=True) for child in kafka.kafka_children(s)]
         with self._step("kafka ready"):
             self._wait(kf[0], lambda: port_open(s.host, s.kafka_port) and kafka.kafka_ready(s.kafka, len(kf)),
                        max(240, 120 * len(kf)),  # JVMs starting at once on a busy 2-core machine took > 2 min
@@ -204,13 +207,13 @@ class Stack:
         s = self.s
         if not s.schema_registry_url:
             with self._step("registry spawn"):
-                sr = self._spawn(schema_registry.registry_child(s))
+                sr = self._spawn(schema_registry.registry_child(s), infra=True)
             with self._step("registry ready"):
                 self._wait(sr, lambda: schema_registry.registry_ready(s), 240, "schema registry API")
-        # registered here once, so the platform's processes find them; this process may encode too (tests,
-        # benchmarks), so it binds the ids as they do
+        # registered here once; this process may encode too (tests, benchmarks), so it binds the ids as they do,
+        # and hands them to the processes it starts, which bind them without registering again (adr/0174)
         with self._step("schemas registered"):
-            bind_schema_ids(s, wait_s=30)
+            self._handed_ids = handed_ids(s, bind_schema_ids(s, wait_s=30))
         self.timings["schema-registry"] = time.monotonic() - self._t0
 
     def _wait(self, child: Child, check, timeout: float, what: str) -> None:
@@ -226,7 +229,7 @@ class Stack:
         else:
             argv += ["run", role]
         name = replica_name(role, replica)
-        env = {**settings_env(self.s), **self.replica_env(role, replica)}
+        env = {**settings_env(self.s), **self._handed_ids, **self.replica_env(role, replica)}
         child = Child(name, argv + (extra_args or []), self.s.logs_dir / f"{name}.log", env=env)
         if role == "gateway":  # /healthz fails when a thread the process cannot do without has died
             url = f"http://{self.s.host}:{replica_port(self.s.gateway_port, replica)}/healthz"
@@ -239,7 +242,8 @@ class Stack:
         for protocol, site_id, path in sites:
             name = f"site-{protocol}-{site_id}"
             argv = [sys.executable, "-m", "fleetstream.cli", "connector", "run", protocol, "--config", str(path)]
-            self._spawn(Child(name, argv, self.s.logs_dir / f"{name}.log", env=settings_env(self.s)))
+            self._spawn(Child(name, argv, self.s.logs_dir / f"{name}.log", env={**settings_env(self.s),
+                                                                                  **self._handed_ids}))
 
     def replica_env(self, role: str, i: int) -> dict[str, str]:
         """What sets replica ``i`` apart from replica 0 (adr/0134): its own ports; a gateway replica with
@@ -324,22 +328,33 @@ class Stack:
                                      f"{child.name} web port")
         self.timings["platform"] = time.monotonic() - t0
 
-    def _spawn(self, child: Child) -> Child:
+    def _spawn(self, child: Child, *, infra: bool = False) -> Child:
         with self._spawning:  # the infrastructure's chains spawn side by side
             child.start()
             self.children.append(child)
+            if infra:
+                self._infra.add(child.name)
         return child
 
     def stop(self, *, hard: bool = False) -> None:
-        """Stops every child, newest first, each gracefully (SIGTERM, SIGKILL after 15 s). ``hard`` kills them
-        all at once instead (SIGKILL; Postgres gets its immediate shutdown), for a throwaway stack whose data dir is deleted next (tests, adr/0195):
-        a graceful stop there only waits, e.g. 15 s for the last node of a cluster, whose controlled shutdown
-        cannot finish without a quorum."""
+        """Stops every child gracefully (SIGTERM, SIGKILL after 15 s): first the platform's processes (they
+        flush to the infrastructure), then the infrastructure, each group side by side (adr/0177); Kafka's
+        nodes one after another, newest first, as a cluster's controlled shutdowns need the others' quorum.
+        ``hard`` kills them all at once instead (SIGKILL; Postgres gets its immediate shutdown), for a
+        throwaway stack whose data dir is deleted next (tests, adr/0195): a graceful stop there only waits,
+        e.g. 15 s for the last node of a cluster, whose controlled shutdown cannot finish without a quorum."""
         if hard:
             for child in self.children:
                 child.kill()
-        for child in reversed(self.children):
-            child.stop()  # returns at once for a killed child once reaped
+        newest_first = list(reversed(self.children))
+        for tier in ([c for c in newest_first if c.name not in self._infra],
+                     [c for c in newest_first if c.name in self._infra]):
+            lanes: dict[str, list[Child]] = {}
+            for child in tier:  # one lane per child, but one for all of Kafka's nodes
+                lanes.setdefault("kafka" if kafka.is_node(child.name) else child.name, []).append(child)
+            with ThreadPoolExecutor(max(1, len(lanes)), thread_name_prefix="stack-stop") as pool:
+                for done in [pool.submit(_stop_in_turn, lane) for lane in lanes.values()]:
+                    done.result()  # returns at once for a killed child once reaped
         self.children.clear()
         self.state_file.unlink(missing_ok=True)
 
@@ -410,6 +425,11 @@ class Stack:
             ok = False
         self._failures[child.name] = 0 if ok else self._failures.get(child.name, 0) + 1
         return self._failures[child.name] >= self.policy.liveness_failures
+
+
+def _stop_in_turn(children: list[Child]) -> None:
+    for child in children:
+        child.stop()
 
 
 def _http_ok(url: str) -> bool:
