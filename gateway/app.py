@@ -114,6 +114,8 @@ def create_app(s: Settings, *, run_sink: bool | None = None) -> FastAPI:
         try:
             yield
         finally:
+            for sink in st.sinks:
+                sink.signal_stop()
             await st.live.stop()
             for sink in st.sinks:
                 sink.stop()

@@ -324,8 +324,13 @@ class BatchingSink(threading.Thread):
             log.warning("consumer error: %s", err)
         return True
 
-    def stop(self, timeout: float = 10) -> None:
+    def signal_stop(self) -> None:
+        """Asks the sink to finish its batch and stop, without waiting: a process stopping several sinks
+        signals them all first, so their last waits run side by side."""
         self._stopping.set()
+
+    def stop(self, timeout: float = 10) -> None:
+        self.signal_stop()
         self.join(timeout)
 
 

@@ -161,6 +161,7 @@ class LiveHub:
 
     async def stop(self) -> None:
         self._stop.set()
+        self._wake.set()  # an idle hub sleeps on it
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 10)
 
