@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from fleetstream.sim.payloads import PAYLOADS
 from runtime.settings import Settings
 
 
@@ -622,7 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--interval", type=float, default=1.0, help="seconds between a device's readings")
     sim.add_argument("--protocol", default="mqtt", choices=["mqtt", "http", "coap"])
     sim.add_argument("--qos", type=int, default=1, choices=[0, 1])
-    sim.add_argument("--payload", default="smart-meter", choices=["smart-meter", "tracker", "plc"])
+    sim.add_argument("--payload", default="smart-meter", choices=sorted(PAYLOADS))
     sim.add_argument("--workers", type=int, help="generator processes (default: from devices and rate)")
     sim.add_argument("--duration", type=float)
     sim.set_defaults(fn=cmd_simulate)

@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 
 from fleetstream.sim import Generator
+from fleetstream.sim.payloads import points_per_message
 from fleetstream.stack import kafka, mosquitto, postgres
 from fleetstream.stack.supervisor import replica_port
 from schemas import topics
@@ -327,13 +328,14 @@ class ChaosRun(Run):
     def _compare(self, stored: dict, keep: bool) -> dict:
         """Per-round and total delivery of one store against what the generator sent."""
         i, out, total = 0, {"rounds": []}, {}
+        per_msg = points_per_message(self.cfg.payload)
         for rnd in self.report["rounds"]:
             parts = []
             for seg in rnd["segments"]:
                 got = stored["windows"][i]
                 i += 1
                 sent = seg.get("sent_per_device", {}) if keep else seg.pop("sent_per_device", {})
-                parts.append(audit.compare(sent, {**got, "physical_rows": got["physical"]}, 3))
+                parts.append(audit.compare(sent, {**got, "physical_rows": got["physical"]}, per_msg))
             delivery = {k: sum(p[k] for p in parts) for k in parts[0]} if parts else {}
             out["rounds"].append({"component": rnd["component"], **delivery})
             for k, v in delivery.items():
@@ -371,13 +373,14 @@ class ChaosRun(Run):
             self.report["delivery_other_stores"] = rounds_by_store
         i = 0
         total: dict[str, int] = {}
+        per_msg = points_per_message(self.cfg.payload)
         for rnd in self.report["rounds"]:
             parts = []
             for seg in rnd["segments"]:
                 got = stored["windows"][i]
                 i += 1
                 parts.append(audit.compare(seg.pop("sent_per_device", {}), {**got, "physical_rows": got["physical"]},
-                                           3))
+                                           per_msg))
             rnd["delivery"] = {k: sum(p[k] for p in parts) for k in parts[0]} if parts else {}
             for k, v in rnd["delivery"].items():
                 total[k] = total.get(k, 0) + v

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fleetstream.sim.payloads import points_per_message
+
 
 def markdown(r: dict) -> str:
     cfg, m, d = r["config"], r.get("machine", {}), r.get("delivery", {})
@@ -10,7 +12,7 @@ def markdown(r: dict) -> str:
         f"# fleetstream chaos run — {cfg['label']} ({r.get('finished_utc')})",
         "",
         f"git `{r.get('git_rev')}`, {m.get('cores')} cores; load average {_la(la0)} at start, {_la(la1)} at end.",
-        f"Load: {cfg['devices']} devices, {cfg['rate']:g} msg/s QoS{cfg['qos']} `{cfg['payload']}` (3 points/message). "
+        f"Load: {cfg['devices']} devices, {cfg['rate']:g} msg/s QoS{cfg['qos']} `{cfg['payload']}` ({points_per_message(cfg['payload'])} points/message). "
         f"Each round: {cfg['settle_s']:g} s steady, `kill -9` of one component, wait until it is back (at most "
         f"{cfg['recover_timeout_s']:g} s), {cfg['settle_s']:g} s steady. The supervisor restarts what dies; no "
         "human steps in.",

@@ -8,6 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
+from fleetstream.sim.payloads import PAYLOADS
+
 from .config import CLUSTER_VICTIMS, VICTIMS, BenchConfig
 
 DEFAULT_RATE, DEFAULT_DEVICES = 2000.0, 200
@@ -20,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=60, help="seconds of measured load")
     p.add_argument("--devices", type=int, default=DEFAULT_DEVICES, help="simulated devices, one MQTT session each")
     p.add_argument("--qos", type=int, default=1, choices=[0, 1])
-    p.add_argument("--payload", default="smart-meter", choices=["smart-meter", "tracker", "plc"])
+    p.add_argument("--payload", default="smart-meter", choices=sorted(PAYLOADS))
     p.add_argument("--workers", type=int, help="load-generator processes (default: from devices and rate)")
     p.add_argument("--warmup", type=float, default=5)
     p.add_argument("--find-max", action="store_true", help="step the rate up until it is no longer sustained")

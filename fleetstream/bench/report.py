@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from fleetstream.sim.payloads import points_per_message
+
 TARGETS = {"sustained_msg_s": 10_000, "p99_websocket_ms": 100, "p99_queryable_ms": 2000, "sessions": 10_000}
 
 
@@ -64,7 +66,7 @@ def markdown(r: dict) -> str:
         "",
         f"git `{r.get('git_rev')}`, {m.get('cores')} cores, {m.get('memory_gb')} GiB; load average "
         f"{_la(la0)} at start, {_la(la1)} at end (other processes on the machine count against every number).",
-        f"Load: QoS{cfg['qos']} `{cfg['payload']}` (3 points/message), {cfg['devices']} devices, one MQTT/TLS "
+        f"Load: QoS{cfg['qos']} `{cfg['payload']}` ({points_per_message(cfg['payload'])} points/message), {cfg['devices']} devices, one MQTT/TLS "
         f"session each, generator on the same machine ({r.get('sessions', {}).get('generator_processes')} processes).",
         "",
         "| target rate msg/s | accepted msg/s | points/s | p50/p95/p99/max publish→Kafka ms | "

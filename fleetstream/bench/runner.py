@@ -15,6 +15,7 @@ import httpx
 
 from fleetstream.sim import Generator, provision, register
 from fleetstream.sim.payloads import payload as payload_renderer
+from fleetstream.sim.payloads import points_per_message
 from fleetstream.stack.supervisor import Stack
 from runtime.settings import Settings
 from schemas import topics
@@ -212,7 +213,7 @@ class Run:
         series = lag.series[lag_i:]
         step = {
             "target_rate": rate, "seconds": round(dt, 1), "sent": gen.stats.sent - sent0, "acked": acked,
-            "accepted_msg_s": round(acked / dt), "points_s": round(acked * 3 / dt),
+            "accepted_msg_s": round(acked / dt), "points_s": round(acked * points_per_message(cfg.payload) / dt),
             "latency_ms": {"publish_to_kafka_produce": raw.produced.summary(),
                            "publish_to_kafka_observed": raw.observed.summary(),
                            "publish_to_validated_produce": validated.produced.summary(),
@@ -269,7 +270,8 @@ class Run:
                 child.stop()
         try:
             stored = audit.count_stored_in_subprocess(self.s.chdb_dsn, self.tenant["tenant_id"])
-            self.report["delivery"] = {**audit.compare(sent_per_device, stored, 3), "drained": drained}
+            per_msg = points_per_message(self.cfg.payload)
+            self.report["delivery"] = {**audit.compare(sent_per_device, stored, per_msg), "drained": drained}
         except Exception as exc:
             self.report["delivery"] = {"error": repr(exc)}
         say(f"delivery: {self.report['delivery']}")

@@ -1,6 +1,7 @@
-"""Device payload shapes the simulator can send: three metric values per reading (the benchmark's
-"3 points per message"), rendered straight to canonical JSON bytes without json.dumps, because the
-generator's own CPU competes with the platform on the same cores."""
+"""Device payload shapes the simulator can send, rendered straight to canonical JSON bytes without json.dumps,
+because the generator's own CPU competes with the platform on the same cores. The three device kinds carry
+three metric values per reading (the benchmark's "3 points per message"); ``single`` and ``wide-30`` carry 1
+and 30, for the benchmark's points-per-message scaling (issue 18)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,28 @@ def plc(ts: int, seq: int) -> bytes:
             % (ts, 60 + random.random() * 5, 4 + random.random() * 0.2, b"true" if seq % 97 else b"false"))
 
 
-PAYLOADS: dict[str, Render] = {"smart-meter": smart_meter, "tracker": tracker, "plc": plc}
+def single(ts: int, seq: int) -> bytes:
+    return b'{"ts":%d,"values":{"level":%.2f}}' % (ts, 50 + (seq % 100) * 0.25)
+
+
+_WIDE = [b'"ch%02d":%%.2f' % i for i in range(30)]
+_WIDE_FMT = b'{"ts":%d,"values":{' + b",".join(_WIDE) + b"}}"
+
+
+def wide_30(ts: int, seq: int) -> bytes:
+    """A PLC block of 30 analogue channels read at once."""
+    base = 20 + (seq % 50) * 0.1
+    return _WIDE_FMT % (ts, *(base + i for i in range(30)))
+
+
+PAYLOADS: dict[str, Render] = {"smart-meter": smart_meter, "tracker": tracker, "plc": plc, "single": single,
+                               "wide-30": wide_30}
+
+
+def points_per_message(name: str) -> int:
+    """How many metric values one reading of the shape carries."""
+    import json
+    return len(json.loads(payload(name)(0, 1))["values"])
 
 
 def payload(name: str) -> Render:
