@@ -51,13 +51,15 @@ def one_run(offset: int, infra_only: bool, keep: bool = False, cluster: bool = F
             stack.start_platform()
         total = time.monotonic() - t0
     finally:
+        t_stop = time.monotonic()
         stack.stop(hard=True)
+        stopped = time.monotonic() - t_stop
         if keep:
             print(f"data dir kept: {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
             s.master_key_path.unlink(missing_ok=True)
-    return {"infra_s": round(infra, 1), "total_s": round(total, 1), "load_before": round(load_before, 2),
+    return {"infra_s": round(infra, 1), "total_s": round(total, 1), "stop_s": round(stopped, 1), "load_before": round(load_before, 2),
             "load_after": round(os.getloadavg()[0], 2), "steps": stack.steps}
 
 
@@ -72,7 +74,7 @@ def main() -> int:
     a = ap.parse_args()
     for n in range(a.runs):
         r = one_run(a.port_offset, a.infra_only, a.keep, a.cluster)
-        print(f"run {n + 1}: infra {r['infra_s']} s, total {r['total_s']} s "
+        print(f"run {n + 1}: infra {r['infra_s']} s, total {r['total_s']} s, hard stop {r['stop_s']} s "
               f"(load average {r['load_before']} -> {r['load_after']})")
         for name, began, ended in r["steps"]:
             print(f"  {began:6.2f} -> {ended:6.2f}  {ended - began:6.2f}  {name}")
