@@ -25,7 +25,7 @@ JAVA = ["java", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
 
 def _client_classpath() -> str:
     """Kafka's client jar and its logging API: all the producer loads without compression, and all the
-    compiler need read (the broker's ~45 jars cost it ~1 s of CPU more)."""
+    compiler needs to read (the broker's ~45 jars cost it ~1 s of CPU more)."""
     lib = Path(classpath().removesuffix("/*"))  # classpath() checks that the jars are there
     return ":".join(str(p) for p in (lib / f"kafka-clients-{KAFKA_VERSION}.jar", *lib.glob("slf4j-api-*.jar")))
 
