@@ -35,7 +35,6 @@ def watched_stack(s: Settings, replicas: dict[str, int] | None = None) -> Iterat
         restore_binding(session_ids)
 
 
-
 def remove_later(path: Path) -> None:
     """Deletes a killed stack's data dir in a process that outlives this one, so the test does not wait for
     it: unlinking a cluster's ~2,000 Kafka segment and index files took the teardown 6-11 s on a busy machine.
