@@ -5,7 +5,6 @@ beside the tests."""
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from fleetstream.stack.supervisor import Stack
 from runtime.settings import Settings
 from schemas.codec import bind_local_ids, current_binding, restore_binding
 from tests.utils.factories import Factory
+from tests.utils.stacks import remove_later
 
 # FLEETSTREAM_TEST_PORT_OFFSET lets several test sessions run side by side on one machine; keep every port
 # below 32768 (offset <= ~3000): above it Linux hands ports out as ephemeral source ports. Each pytest-xdist
@@ -79,8 +79,8 @@ def settings():
     # a dir the session made is removed once the stack (a later fixture, torn down first) has stopped; a
     # given one is kept for inspection, as is everything with FLEETSTREAM_TEST_KEEP_DATA=1
     if not _keeps_data():
-        shutil.rmtree(root, ignore_errors=True)
         s.master_key_path.unlink(missing_ok=True)
+        remove_later(root)  # the stack is stopped; its thousands of files go without the worker waiting
 
 
 @pytest.fixture(scope="session")

@@ -62,7 +62,7 @@ def test_rollup_differences_go_to_the_component_killed_during_or_just_after_thei
     assert rounds[0]["rollups"]["1m"] == {"mismatched_buckets": 1, "difference": 36}
     assert rounds[1]["rollups"]["1m"] == {"mismatched_buckets": 0, "difference": 0}
     assert out["summary"]["1h"] == {"error": "unknown shape"}
-    assert "| streams |" in markdown({"config": {"label": "x", "devices": 1, "rate": 1, "qos": 1, "payload": "p",
+    assert "| streams |" in markdown({"config": {"label": "x", "devices": 1, "rate": 1, "qos": 1, "payload": "plc",
                                                  "settle_s": 1, "recover_timeout_s": 1},
                                       "rounds": [{**rounds[0], "recovered": True, "recovery_s": {}}],
                                       "rollups": out, "delivery": {}})
