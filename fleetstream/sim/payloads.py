@@ -5,6 +5,7 @@ and 30, for the benchmark's points-per-message scaling (issue 18)."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Callable
@@ -48,7 +49,6 @@ PAYLOADS: dict[str, Render] = {"smart-meter": smart_meter, "tracker": tracker, "
 
 def points_per_message(name: str) -> int:
     """How many metric values one reading of the shape carries."""
-    import json
     return len(json.loads(payload(name)(0, 1))["values"])
 
 
