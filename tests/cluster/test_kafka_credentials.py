@@ -133,27 +133,38 @@ def test_a_tenants_credentials_read_its_export_topic_only_and_stop_at_revoke(s, 
     ha, hb = _h(a, gw), _h(b, gw)
     export_a, export_b = topics.tenant_export_topic(a.tenant_id), topics.tenant_export_topic(b.tenant_id)
 
-    # A's readings reach A's export topic the way they do in production: a device, a rule that republishes
-    dev = factory.device(a)
-    _republish_rule(s, gw, a)
-    mqtt = factory.mqtt_client(dev)
+    admin, p = s.kafka.admin(), s.kafka.producer()
     ts = int(time.time() * 1000)
-    assert publish_json(mqtt, device_topics(a.tenant_id, dev.device_id)["telemetry"],
-                        {"ts": ts, "values": {"temperature": 75.5}}).rc == 0
-    mqtt.disconnect()
-    # B's export topic exists and holds a record of B's
-    admin = s.kafka.admin()
-    admin.create_topics([s.kafka.new_topic(export_b, 1)])[export_b].result(60)
-    p = s.kafka.producer()
     rec_b = {"tenant_id": b.tenant_id, "device_id": "b-dev", "event_time": ts, "receive_time": ts,
              "protocol": "mqtt", "values": {"temperature": 99.0}, "device_type": None, "tags": []}
-    p.produce(export_b, codec("telemetry").encode(rec_b), device_key(b.tenant_id, "b-dev"))
-    assert p.flush(60) == 0
 
-    # the credential: shown once, for A's topic and group prefix only
-    r = gw.post("/v1/kafka-credentials", headers=ha, json={"name": "warehouse"})
-    assert r.status_code == 201, r.text
-    issued = r.json()
+    def a_reading_on_its_way():
+        # A's readings reach A's export topic the way they do in production: a device, a rule that republishes
+        dev = factory.device(a)
+        _republish_rule(s, gw, a)
+        mqtt = factory.mqtt_client(dev)
+        assert publish_json(mqtt, device_topics(a.tenant_id, dev.device_id)["telemetry"],
+                            {"ts": ts, "values": {"temperature": 75.5}}).rc == 0
+        mqtt.disconnect()
+        return dev
+
+    def b_export_with_a_record():
+        # B's export topic exists and holds a record of B's
+        admin.create_topics([s.kafka.new_topic(export_b, 1)])[export_b].result(60)
+        p.produce(export_b, codec("telemetry").encode(rec_b), device_key(b.tenant_id, "b-dev"))
+        assert p.flush(60) == 0
+
+    def issue():
+        # the credential: shown once, for A's topic and group prefix only
+        r = gw.post("/v1/kafka-credentials", headers=ha, json={"name": "warehouse"})
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    # the three are independent and each mostly waits for the cluster (its controller, three replicas): side
+    # by side (one after another they took ~25 s at load 40)
+    with ThreadPoolExecutor(3) as pool:
+        on_its_way, b_ready, issuing = (pool.submit(f) for f in (a_reading_on_its_way, b_export_with_a_record, issue))
+        dev, _, issued = on_its_way.result(), b_ready.result(), issuing.result()
     assert issued["topics"] == [export_a] and issued["status"] == "active"
     assert issued["group_prefix"] == topics.tenant_group_prefix(a.tenant_id)
     assert issued["connection"]["security_protocol"] == "SASL_SSL"
@@ -195,28 +206,32 @@ def test_a_tenants_credentials_read_its_export_topic_only_and_stop_at_revoke(s, 
     mine = AdminClient(_client_conf(issued))
     assert set(mine.list_topics(timeout=30).topics) == {export_a}
 
-    # refused: B's export topic, the shared internal topics (each asked under a group of A's own, one per
-    # consumer: they run side by side), a group outside A's prefix
-    topic_refused = [(topic, f"{group}-{i}") for i, topic in enumerate((export_b, topics.TELEMETRY.name,
-                                                                        topics.REGISTRY.name, topics.DEAD_LETTER.name))]
-    group_refused = [(export_a, foreign) for foreign in ("fleetstream-sink-telemetry",
-                                                         topics.tenant_group_prefix(b.tenant_id) + "loader", "loader")]
-    assert _all_refused(issued, topic_refused + group_refused) == {
-        **{case: KafkaError.TOPIC_AUTHORIZATION_FAILED for case in topic_refused},
-        **{case: KafkaError.GROUP_AUTHORIZATION_FAILED for case in group_refused}}
-
-    # refused: writing, even to its own export topic
-    failures = []
-    prod = Producer(_client_conf(issued, **{"on_delivery": lambda err, _m: failures.append(err),
-                                            "message.timeout.ms": 30000}))
-    prod.produce(export_a, b"not allowed", b"k")
-    prod.flush(60)
-    assert [e.code() for e in failures] == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
-
-    # a consumer connected before the revoke, reading (it gets A's reading again under a group of its own)
+    # a consumer connected before the revoke, reading (it gets A's reading again under a group of its own): it
+    # joins its group and reads while the refusals below are asked
     held = _consumer(issued, issued["group_prefix"] + "held")
     held.subscribe([export_a])
-    assert not _first_error_or_message(held).error()
+    with ThreadPoolExecutor(1) as pool:
+        held_read = pool.submit(_first_error_or_message, held)
+
+        # refused: B's export topic, the shared internal topics (each asked under a group of A's own, one per
+        # consumer: they run side by side), a group outside A's prefix
+        topic_refused = [(topic, f"{group}-{i}") for i, topic in enumerate((export_b, topics.TELEMETRY.name,
+                                                                            topics.REGISTRY.name, topics.DEAD_LETTER.name))]
+        group_refused = [(export_a, foreign) for foreign in ("fleetstream-sink-telemetry",
+                                                             topics.tenant_group_prefix(b.tenant_id) + "loader", "loader")]
+        assert _all_refused(issued, topic_refused + group_refused) == {
+            **{case: KafkaError.TOPIC_AUTHORIZATION_FAILED for case in topic_refused},
+            **{case: KafkaError.GROUP_AUTHORIZATION_FAILED for case in group_refused}}
+
+        # refused: writing, even to its own export topic
+        failures = []
+        prod = Producer(_client_conf(issued, **{"on_delivery": lambda err, _m: failures.append(err),
+                                                "message.timeout.ms": 30000}))
+        prod.produce(export_a, b"not allowed", b"k")
+        prod.flush(60)
+        assert [e.code() for e in failures] == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
+
+        assert not held_read.result().error()
 
     # revoke: the record says so, the login is gone
     r = gw.delete(f"/v1/kafka-credentials/{cid}", headers=ha)
