@@ -31,6 +31,9 @@ log = logging.getLogger("fleetstream.stack")
 
 # the CoAP connector listens on UDP settings.coap_port only (its metrics on metrics_port + 5; adr/0184)
 PLATFORM_ROLES = ("gateway", "streams", "connector-mqtt", "connector-coap")
+# what an MQTT fleet's readings pass through from device to query: a stack for such load alone (tests, tiny
+# benchmarks) need not wait for the CoAP connector
+MQTT_ROLES = ("gateway", "streams", "connector-mqtt")
 # roles the local stack can run several of (adr/0134); "mqtt" is accepted for connector-mqtt
 REPLICATED_ROLES = ("gateway", "streams", "connector-mqtt")
 # replica i of a role listens on its base port + i * this (gateway 18080 → 18180, streams web 18090 → 18190):
