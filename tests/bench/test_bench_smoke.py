@@ -52,7 +52,9 @@ def test_tiny_benchmark_runs_and_writes_a_complete_report(tmp_path):
     from fleetstream.bench import report
     from fleetstream.bench.runner import Run
 
-    cfg = BenchConfig(rate=40, duration_s=6, devices=4, warmup_s=2, idle_s=2, baseline_records=2000, port_offset=PORT_OFFSET,
+    # each phase as short as the report's sections allow (samplers take one sample a second): 1 s idle, 1 s
+    # warm-up, a 4 s step of ~160 messages
+    cfg = BenchConfig(rate=40, duration_s=4, devices=4, warmup_s=1, idle_s=1, baseline_records=2000, port_offset=PORT_OFFSET,
                       results_dir=tmp_path, probe_devices=2, label="smoke", drain_timeout_s=60,
                       roles=MQTT_ROLES)
     t0 = time.monotonic()
