@@ -223,6 +223,11 @@ class Stack:
         child.wait_until(check, timeout, what, cancel=self._abort)
 
     # -- platform -------------------------------------------------------------------------------------
+    def child_env(self) -> dict[str, str]:
+        """The environment of a platform process: the settings and the schema ids registered in start_infra,
+        which it binds without asking the registry (adr/0174); for processes started by others too (tests)."""
+        return {**settings_env(self.s), **self._handed_ids}
+
     def platform_child(self, role: str, extra_args: list[str] | None = None, replica: int = 0) -> Child:
         argv = [sys.executable, "-m", "fleetstream.cli"]
         if role == "connector-mqtt" and not extra_args:
@@ -232,7 +237,7 @@ class Stack:
         else:
             argv += ["run", role]
         name = replica_name(role, replica)
-        env = {**settings_env(self.s), **self._handed_ids, **self.replica_env(role, replica)}
+        env = {**self.child_env(), **self.replica_env(role, replica)}
         child = Child(name, argv + (extra_args or []), self.s.logs_dir / f"{name}.log", env=env)
         if role == "gateway":  # /healthz fails when a thread the process cannot do without has died
             url = f"http://{self.s.host}:{replica_port(self.s.gateway_port, replica)}/healthz"
@@ -245,8 +250,7 @@ class Stack:
         for protocol, site_id, path in sites:
             name = f"site-{protocol}-{site_id}"
             argv = [sys.executable, "-m", "fleetstream.cli", "connector", "run", protocol, "--config", str(path)]
-            self._spawn(Child(name, argv, self.s.logs_dir / f"{name}.log", env={**settings_env(self.s),
-                                                                                  **self._handed_ids}))
+            self._spawn(Child(name, argv, self.s.logs_dir / f"{name}.log", env=self.child_env()))
 
     def replica_env(self, role: str, i: int) -> dict[str, str]:
         """What sets replica ``i`` apart from replica 0 (adr/0134): its own ports; a gateway replica with

@@ -25,7 +25,6 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from fleetstream.stack.supervisor import settings_env
 from schemas import codec, device_key, topics
 from sinks.clickhouse.client import ClickHouse
 from sinks.clickhouse.store import TelemetryStore
@@ -150,7 +149,7 @@ def test_sink_killed_mid_batch_and_restarted_leaves_rollups_equal_to_raw(infra, 
     on_topic = _records_on(settings, topics.TELEMETRY.name)
     for attempt in range(4):
         chdb, group = tmp_path / f"ch-{attempt}", f"test-crash-{uuid.uuid4().hex[:8]}"
-        env = {**settings_env(settings), "FLEETSTREAM_CLICKHOUSE_DSN": f"chdb://{chdb}",
+        env = {**infra.child_env(), "FLEETSTREAM_CLICKHOUSE_DSN": f"chdb://{chdb}",
                "FLEETSTREAM_SINK_GROUP_PREFIX": group, "FLEETSTREAM_SINK_BATCH_SIZE": str(on_topic),
                "FLEETSTREAM_SINK_BATCH_MS": "30000"}
         _kill_when_a_raw_part_lands(_sink(env, log), chdb, set())
