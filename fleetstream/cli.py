@@ -110,6 +110,8 @@ def cmd_up(args) -> int:
     try:
         stack.start_infra()
         stack.write_state()
+        # the demo fleet needs only the infrastructure: made while the platform's processes start (adr/0209)
+        demo_fleet = _in_background(_demo_fleet, s, args.devices) if args.with_fleet else None
         stack.start_platform()
         stack.write_state()
         if sites:
@@ -117,8 +119,8 @@ def cmd_up(args) -> int:
             stack.write_state()
             print("fleetstream: site connectors: " + ", ".join(f"{p} {i} ({f})" for p, i, f in sites), flush=True)
         demo = None
-        if args.with_fleet:
-            demo = _demo_fleet(s, args.devices)
+        if demo_fleet is not None:
+            demo = demo_fleet.result()
             sim = stack.platform_child("simulator")
             sim.argv = [sys.executable, "-m", "fleetstream.cli", "simulate", "--fleet", demo["fleet_file"],
                         "--payload", "plc"]  # carries the `temperature` the printed curl reads
@@ -135,6 +137,17 @@ def cmd_up(args) -> int:
         stack.stop()
         print("fleetstream: stopped", flush=True)
     return 0
+
+
+def _in_background(fn, *args):
+    """``fn(*args)`` on a thread of its own; the future's ``result()`` waits for it and raises what it raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix=fn.__name__)
+    try:
+        return pool.submit(fn, *args)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _up_detached(s: Settings, args) -> int:

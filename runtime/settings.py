@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     kafka_controller_port: int = 19093
     kafka_bootstrap: str | None = Field(None, description="external Kafka; unset = the local broker")
     kafka_partitions: int = 6
+    kafka_jvm: Literal["server", "lean"] = Field(
+        "server", description="the local brokers' JVM (adr/0211): server = G1 and the C2 JIT, for throughput; "
+                              "lean = serial GC and C1 only, about half the CPU to start and less to idle, for "
+                              "short-lived stacks such as the test suite's")
     kafka_client_id: str = Field("fleetstream", description="client.id of Kafka clients whose use names none")
     kafka_security: dict[str, str] = Field(default_factory=dict, description="librdkafka security properties "
                                            "(security.protocol, ssl.*, sasl.*) merged into every Kafka client, as "

@@ -28,6 +28,11 @@ if _worker.startswith("gw") and "FLEETSTREAM_TEST_BASE_PORT_OFFSET" not in os.en
     os.environ["FLEETSTREAM_TEST_PORT_OFFSET"] = str(
         int(os.environ["FLEETSTREAM_TEST_BASE_PORT_OFFSET"]) + WORKER_PORT_STRIDE * int(_worker[2:]))
 PORT_OFFSET = int(os.environ.get("FLEETSTREAM_TEST_PORT_OFFSET", "0"))
+# every stack the suite starts (the session's, the tests' own, those of the CLI it runs) is short-lived and light:
+# its brokers run the lean JVM and two partitions a topic instead of six, which halves a broker's start-up CPU
+# and takes a third off its idle CPU (adr/0211); a test that needs more partitions names them
+os.environ.setdefault("FLEETSTREAM_KAFKA_JVM", "lean")
+os.environ.setdefault("FLEETSTREAM_KAFKA_PARTITIONS", "2")
 TEST_PORTS = {k: v + PORT_OFFSET for k, v in dict(
     kafka_port=29092, kafka_controller_port=29093, mqtt_tls_port=28883, postgres_port=25432,
     gateway_port=28080, schema_registry_port=28081, streams_web_port=28090, metrics_port=28100, coap_port=25783).items()}

@@ -38,6 +38,9 @@ class BenchConfig:
     # processes per role (adr/0134): with 2, a chaos victim "streams.1" is the second worker, and the
     # survivors are expected to carry the load while it is away
     replicas: dict = field(default_factory=dict)
+    # the platform roles started (None: all of them); the test suite's tiny runs start MQTT_ROLES only
+    # (fleetstream/stack/supervisor.py)
+    roles: tuple[str, ...] | None = None
     # issue 18: devices registered in all (those beyond ``devices`` never connect), the resource timeline's
     # interval, and the idle mode (the fleet connected and silent for ``duration_s``, only resources sampled)
     registered: int = 0

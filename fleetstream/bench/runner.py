@@ -16,7 +16,7 @@ import httpx
 from fleetstream.sim import Generator, provision, register
 from fleetstream.sim.payloads import payload as payload_renderer
 from fleetstream.sim.payloads import points_per_message
-from fleetstream.stack.supervisor import Stack
+from fleetstream.stack.supervisor import PLATFORM_ROLES, Stack
 from runtime.settings import Settings
 from schemas import topics
 
@@ -74,7 +74,7 @@ class Run:
     def start_stack(self) -> None:
         t0 = time.monotonic()
         self.stack.start_infra()
-        self.stack.start_platform()
+        self.stack.start_platform(self.cfg.roles or PLATFORM_ROLES)
         self.report["stack_start_s"] = round(time.monotonic() - t0, 1)
         say(f"stack up in {self.report['stack_start_s']}s (data {self.data_dir}, kafka {self.s.bootstrap_servers})")
 

@@ -258,8 +258,14 @@ def _java(s: Settings, log4j: Path, heap_mb: int) -> list[str]:
     """A broker's JVM. With the class-data archive its classes are mapped from one file instead of found,
     read and verified jar by jar at every start (adr/0199): what the broker runs, its JIT and GC are the same;
     a JVM that cannot use the archive (another JDK build, changed jars) ignores it."""
-    return ["java", "-Xms256m", f"-Xmx{heap_mb}m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", *_cds(),
+    return ["java", *JVM[s.kafka_jvm], f"-Xmx{heap_mb}m", *_cds(),
             "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath()]
+
+
+# what Settings.kafka_jvm selects (adr/0211): "lean" is the storage tool's start-up tuning for a broker that lives
+# minutes and carries little — its JIT never reaches C2 and its collector runs no background threads
+JVM = {"server": ("-Xms256m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"),
+       "lean": ("-Xms64m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")}
 
 
 def _cds() -> list[str]:

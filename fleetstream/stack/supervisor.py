@@ -31,6 +31,9 @@ log = logging.getLogger("fleetstream.stack")
 
 # the CoAP connector listens on UDP settings.coap_port only (its metrics on metrics_port + 5; adr/0184)
 PLATFORM_ROLES = ("gateway", "streams", "connector-mqtt", "connector-coap")
+# what an MQTT fleet's readings pass through from device to query: a stack for such load alone (tests, tiny
+# benchmarks) need not wait for the CoAP connector
+MQTT_ROLES = ("gateway", "streams", "connector-mqtt")
 # roles the local stack can run several of (adr/0134); "mqtt" is accepted for connector-mqtt
 REPLICATED_ROLES = ("gateway", "streams", "connector-mqtt")
 # replica i of a role listens on its base port + i * this (gateway 18080 → 18180, streams web 18090 → 18190):
@@ -220,6 +223,11 @@ class Stack:
         child.wait_until(check, timeout, what, cancel=self._abort)
 
     # -- platform -------------------------------------------------------------------------------------
+    def child_env(self) -> dict[str, str]:
+        """The environment of a platform process: the settings and the schema ids registered in start_infra,
+        which it binds without asking the registry (adr/0174); for processes started by others too (tests)."""
+        return {**settings_env(self.s), **self._handed_ids}
+
     def platform_child(self, role: str, extra_args: list[str] | None = None, replica: int = 0) -> Child:
         argv = [sys.executable, "-m", "fleetstream.cli"]
         if role == "connector-mqtt" and not extra_args:
@@ -229,7 +237,7 @@ class Stack:
         else:
             argv += ["run", role]
         name = replica_name(role, replica)
-        env = {**settings_env(self.s), **self._handed_ids, **self.replica_env(role, replica)}
+        env = {**self.child_env(), **self.replica_env(role, replica)}
         child = Child(name, argv + (extra_args or []), self.s.logs_dir / f"{name}.log", env=env)
         if role == "gateway":  # /healthz fails when a thread the process cannot do without has died
             url = f"http://{self.s.host}:{replica_port(self.s.gateway_port, replica)}/healthz"
@@ -242,8 +250,7 @@ class Stack:
         for protocol, site_id, path in sites:
             name = f"site-{protocol}-{site_id}"
             argv = [sys.executable, "-m", "fleetstream.cli", "connector", "run", protocol, "--config", str(path)]
-            self._spawn(Child(name, argv, self.s.logs_dir / f"{name}.log", env={**settings_env(self.s),
-                                                                                  **self._handed_ids}))
+            self._spawn(Child(name, argv, self.s.logs_dir / f"{name}.log", env=self.child_env()))
 
     def replica_env(self, role: str, i: int) -> dict[str, str]:
         """What sets replica ``i`` apart from replica 0 (adr/0134): its own ports; a gateway replica with

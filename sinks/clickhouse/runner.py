@@ -6,6 +6,8 @@ adr/0060). Each sink is its own consumer-group member, so a slow table never hol
 
 from __future__ import annotations
 
+import hashlib
+
 from runtime.kafka import SINK_CONSUMER, KafkaLike
 from schemas import topics
 from sinks.base import BatchingSink
@@ -21,19 +23,34 @@ def build_sinks(ch: ClickHouse, *, kafka: KafkaLike, group_prefix: str = "fleets
     """:param latest: the hosting process's latest-values cache, told what each telemetry insert touched."""
     common = {"kafka": kafka, "batch_size": batch_size, "batch_ms": batch_ms}
     telemetry = ClickHouseTelemetrySink(ch, on_written=latest.written if latest is not None else None)
+
+    def member(group: str, extra: dict | None = None) -> dict:
+        return {"group_id": group, "consumer_config": {**(extra or {}), **static_member(ch, group)}}
+
     return [
-        BatchingSink(telemetry, topic=topics.TELEMETRY.name, record="telemetry",
-                     group_id=group_prefix, commit_delay_ms=commit_delay_ms, consumer_config=SINK_CONSUMER, **common),
+        BatchingSink(telemetry, topic=topics.TELEMETRY.name, record="telemetry", commit_delay_ms=commit_delay_ms,
+                     **member(group_prefix, SINK_CONSUMER), **common),
         BatchingSink(ClickHouseRecordSink(ch, "device_events"), topic=topics.DEVICE_EVENTS.name,
-                     record="device_event", group_id=f"{group_prefix}-events", **common),
+                     record="device_event", **member(f"{group_prefix}-events"), **common),
         BatchingSink(ClickHouseRecordSink(ch, "alerts"), topic=topics.ALERTS.name, record="alert",
-                     group_id=f"{group_prefix}-alerts", **common),
+                     **member(f"{group_prefix}-alerts"), **common),
         BatchingSink(ClickHouseRecordSink(ch, "command_history"),
                      topics=[topics.COMMANDS.name, topics.COMMAND_ACKS.name],
-                     group_id=f"{group_prefix}-commands", **common),
+                     **member(f"{group_prefix}-commands"), **common),
         BatchingSink(ClickHouseRejectionSink(ch), topic=topics.DEAD_LETTER.name, record="dead_letter",
-                     group_id=f"{group_prefix}-rejections", **common),
+                     **member(f"{group_prefix}-rejections"), **common),
     ]
+
+
+def static_member(ch: ClickHouse, group: str) -> dict[str, str]:
+    """A sink writing to an embedded store is a static group member (adr/0208): chdb lets one process open a
+    store, so the store names the one process that can be this group's member. Restarted after a crash, it
+    takes its partitions back at once instead of waiting out its dead self's session (10 s). A server is
+    shared by several sink processes of one group: no static identity there."""
+    if not ch.embedded:
+        return {}
+    store = hashlib.sha256(ch.dsn.encode()).hexdigest()[:16]
+    return {"group.instance.id": f"{group}.{store}"}
 
 
 def run_forever(ch: ClickHouse, stop, **kw) -> list[BatchingSink]:
@@ -46,7 +63,9 @@ def run_forever(ch: ClickHouse, stop, **kw) -> list[BatchingSink]:
             dead = [s.name for s in sinks if not s.is_alive()]
             if dead:
                 raise RuntimeError(f"sink threads died: {dead}")
-    finally:
+    finally:  # each sink's last wait and clean-up side by side, as the gateway stops them
+        for s in sinks:
+            s.signal_stop()
         for s in sinks:
             s.stop()
     return sinks

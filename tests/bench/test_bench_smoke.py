@@ -14,6 +14,7 @@ from fleetstream.bench import audit
 from fleetstream.bench.config import BenchConfig
 from fleetstream.bench.probes import event_time_of
 from fleetstream.bench.stats import Reservoir
+from fleetstream.stack.supervisor import MQTT_ROLES
 from schemas import codec
 
 # clear of the session stack's ports (tests/conftest.py) and of other sessions' offsets (multiples of 100)
@@ -51,8 +52,11 @@ def test_tiny_benchmark_runs_and_writes_a_complete_report(tmp_path):
     from fleetstream.bench import report
     from fleetstream.bench.runner import Run
 
-    cfg = BenchConfig(rate=40, duration_s=6, devices=4, warmup_s=2, idle_s=2, baseline_records=2000, port_offset=PORT_OFFSET,
-                      results_dir=tmp_path, probe_devices=2, label="smoke", drain_timeout_s=60)
+    # each phase as short as the report's sections allow (samplers take one sample a second): 1 s idle, 1 s
+    # warm-up, a 4 s step of ~160 messages
+    cfg = BenchConfig(rate=40, duration_s=4, devices=4, warmup_s=1, idle_s=1, baseline_records=2000, port_offset=PORT_OFFSET,
+                      results_dir=tmp_path, probe_devices=2, label="smoke", drain_timeout_s=60,
+                      roles=MQTT_ROLES)
     t0 = time.monotonic()
     result = Run(cfg).execute()
     path = report.write(result, tmp_path)

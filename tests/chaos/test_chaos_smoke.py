@@ -13,6 +13,7 @@ from fleetstream.bench import report
 from fleetstream.bench.chaos import ChaosRun
 from fleetstream.bench.chaos_report import markdown
 from fleetstream.bench.config import chaos
+from fleetstream.stack.supervisor import MQTT_ROLES
 
 # added to the default ports (kafka 19092 → 26392): below the ephemeral range with a session offset up to
 # ~6,000, clear of the other suites' ports (see tests/stack/test_recovery.py)
@@ -27,6 +28,7 @@ def test_one_connector_kill_at_low_load_loses_nothing(tmp_path):
     # connector dies, and the round's own readings must have been stored before it (flowing_before_kill)
     cfg.rate, cfg.devices, cfg.settle_s, cfg.recover_timeout_s = 50, 5, 2, 240
     cfg.port_offset, cfg.results_dir, cfg.label, cfg.drain_timeout_s = PORT_OFFSET, tmp_path, "chaos-smoke", 120
+    cfg.roles = MQTT_ROLES
     result = ChaosRun(cfg).execute()
     path = report.write(result, tmp_path, render=markdown)
 

@@ -25,7 +25,6 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from fleetstream.stack.supervisor import settings_env
 from schemas import codec, device_key, topics
 from sinks.clickhouse.client import ClickHouse
 from sinks.clickhouse.store import TelemetryStore
@@ -112,6 +111,16 @@ def _views_left_behind(chdb: Path) -> list[str]:
         ch.close()
 
 
+def _records_on(settings, topic: str) -> int:
+    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "test-crash-count"})
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(hi - lo for lo, hi in (c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                                          for p in parts))
+    finally:
+        c.close()
+
+
 def _caught_up(settings, group) -> bool:
     c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": group, "enable.auto.commit": False})
     try:
@@ -134,12 +143,15 @@ def test_sink_killed_mid_batch_and_restarted_leaves_rollups_equal_to_raw(infra, 
     log = tmp_path / "sink.log"
 
     # life 1: one large batch, killed between its raw part and its views (a fresh directory and group per
-    # attempt until a kill lands there: it nearly always does at once)
+    # attempt until a kill lands there: it nearly always does at once). The batch is every record on the
+    # topic (a new group reads from its start, the session's other records included): it closes once it
+    # holds them all; the 30 s window only bounds a starved host's fetch
+    on_topic = _records_on(settings, topics.TELEMETRY.name)
     for attempt in range(4):
         chdb, group = tmp_path / f"ch-{attempt}", f"test-crash-{uuid.uuid4().hex[:8]}"
-        env = {**settings_env(settings), "FLEETSTREAM_CLICKHOUSE_DSN": f"chdb://{chdb}",
-               "FLEETSTREAM_SINK_GROUP_PREFIX": group, "FLEETSTREAM_SINK_BATCH_SIZE": "200000",
-               "FLEETSTREAM_SINK_BATCH_MS": "5000"}
+        env = {**infra.child_env(), "FLEETSTREAM_CLICKHOUSE_DSN": f"chdb://{chdb}",
+               "FLEETSTREAM_SINK_GROUP_PREFIX": group, "FLEETSTREAM_SINK_BATCH_SIZE": str(on_topic),
+               "FLEETSTREAM_SINK_BATCH_MS": "30000"}
         _kill_when_a_raw_part_lands(_sink(env, log), chdb, set())
         behind = _views_left_behind(chdb)
         if behind:

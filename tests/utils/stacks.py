@@ -8,23 +8,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from fleetstream.stack.supervisor import Stack
+from fleetstream.stack.supervisor import PLATFORM_ROLES, Stack
 from runtime.settings import Settings
 from schemas.codec import current_binding, restore_binding
 
 
 @contextmanager
-def watched_stack(s: Settings, replicas: dict[str, int] | None = None) -> Iterator[Stack]:
-    """Infrastructure and platform started, the supervisor's watch loop running; all killed after
-    (``Stack.stop(hard=True)``; that a clean stop leaves no orphans is tests/test_stack_cli.py's to prove).
-    The session's schema ids come back after (start_infra binds this stack's registry)."""
+def watched_stack(s: Settings, replicas: dict[str, int] | None = None,
+                  roles: tuple[str, ...] = PLATFORM_ROLES) -> Iterator[Stack]:
+    """Infrastructure and platform (``roles`` of it: a module whose tests never reach a role need not wait
+    for it) started, the supervisor's watch loop running; all killed after (``Stack.stop(hard=True)``; that a
+    clean stop leaves no orphans is tests/test_stack_cli.py's to prove). The session's schema ids come back
+    after (start_infra binds this stack's registry)."""
     stack = Stack(s, replicas)
     stop = threading.Event()
     watcher = threading.Thread(target=stack.watch, args=(stop,), daemon=True)
     session_ids = current_binding()
     try:
         stack.start_infra()
-        stack.start_platform()
+        stack.start_platform(roles)
         watcher.start()
         yield stack
     finally:

@@ -51,8 +51,10 @@ class PrivateKafka:
 
     def __init__(self):
         port = TEST_PORTS["kafka_port"] + 50
+        # two partitions per topic, not six: its start and its restart after the kill load, fence and elect every
+        # partition it holds (adr/0202); the connector's writes and the test's reads are the same with two
         self.s = Settings(data_dir=Path(tempfile.mkdtemp(prefix="fleetstream-outage-")), kafka_port=port,
-                          kafka_controller_port=port + 1)
+                          kafka_controller_port=port + 1, kafka_partitions=2)
         self.child: Child | None = None
 
     @property
