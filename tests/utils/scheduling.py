@@ -12,27 +12,29 @@ from collections import OrderedDict
 # cluster stack (tests/cluster/conftest.py), the console's Chromium (tests/console/conftest.py)
 SHARED_PACKAGES = ("tests/cluster/", "tests/console/")
 
-# the slowest scopes of a full run (setup + call + teardown, junit of 2026-12-03, bench/results/
+# the slowest scopes of a full run (setup + call + teardown, junit of 2026-12-03 19:37, bench/results/
 # 2026-12-03-test-suite.md), slowest first; every other scope follows in xdist's own order. A stale entry
 # costs nothing but balance: refresh it from a full run's junit when the slow end of the suite changes.
 SLOW_FIRST = (
+    "tests/api/test_schemathesis.py",
+    "tests/console/",
     "tests/cluster/",
     "tests/stack/test_recovery.py",
-    "tests/api/test_schemathesis.py",
-    "tests/connectors/mqtt/test_outage_backlog.py",
     "tests/stack/test_replicas.py",
-    "tests/connectors/contract/test_contract.py",
-    "tests/console/",
-    "tests/chaos/test_chaos_smoke.py",
+    "tests/connectors/mqtt/test_outage_backlog.py",
     "tests/ota/test_campaigns.py",
-    "tests/streams/test_rules_conditions.py",
-    "tests/sinks/test_sink_crash.py",
-    "tests/test_stack_cli.py",
+    "tests/chaos/test_chaos_smoke.py",
+    "tests/connectors/contract/test_contract.py",
     "tests/bench/test_bench_smoke.py",
-    "tests/gateway/test_outbox.py",
-    "tests/streams/test_export_topic_missing.py",
+    "tests/test_stack_cli.py",
     "tests/stack/test_production_defaults.py",
-    "tests/contract/test_partitioning.py",
+    "tests/gateway/test_outbox.py",
+    "tests/gateway/test_users.py",
+    "tests/streams/test_status.py",
+    "tests/streams/test_worker_restart.py",
+    "tests/sinks/test_sink_crash.py",
+    "tests/connectors/mqtt/test_mqtt_connector.py",
+    "tests/connectors/mqtt/test_gateway_devices.py",
 )
 
 # scopes handed out last: tests/ops need helm and actionlint, which a fresh machine builds from the Go module
