@@ -254,18 +254,20 @@ def _log4j(s: Settings, name: str = "kafka-server") -> str:
 """
 
 
+# start-up tuning for a JVM that lives seconds to minutes and carries little: its JIT never reaches C2 and its
+# collector runs no background threads (the storage tool's, adr/0173; a lean broker's, adr/0211)
+START_UP_TUNING = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+# what Settings.kafka_jvm selects (adr/0211)
+JVM = {"server": ("-Xms256m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"),
+       "lean": ("-Xms64m", *START_UP_TUNING)}
+
+
 def _java(s: Settings, log4j: Path, heap_mb: int) -> list[str]:
     """A broker's JVM. With the class-data archive its classes are mapped from one file instead of found,
     read and verified jar by jar at every start (adr/0199): what the broker runs, its JIT and GC are the same;
     a JVM that cannot use the archive (another JDK build, changed jars) ignores it."""
     return ["java", *JVM[s.kafka_jvm], f"-Xmx{heap_mb}m", *_cds(),
             "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath()]
-
-
-# what Settings.kafka_jvm selects (adr/0211): "lean" is the storage tool's start-up tuning for a broker that lives
-# minutes and carries little — its JIT never reaches C2 and its collector runs no background threads
-JVM = {"server": ("-Xms256m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"),
-       "lean": ("-Xms64m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")}
 
 
 def _cds() -> list[str]:
@@ -277,7 +279,7 @@ def _tool_java(log4j: Path) -> list[str]:
     """A JVM for the storage tool, which runs for seconds: tuned for start-up like the registry's (C1 only,
     a small serial heap), about half the CPU of the brokers' JVM settings on a busy machine. The brokers'
     class archive holds most of what it loads from the same jars (1.8 -> 1.1 s of CPU, adr/0173)."""
-    return ["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", *_cds(), "-Djava.awt.headless=true",
+    return ["java", "-Xmx256m", *START_UP_TUNING, *_cds(), "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath()]
 
 
