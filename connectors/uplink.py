@@ -18,8 +18,7 @@ from runtime.kafka import UPLINK_PRODUCER, KafkaLike, clients
 from schemas import codec, device_key, topics
 from schemas.dead_letter import clean_text, dead_letter, dead_letter_key
 from schemas.limits import MAX_PAYLOAD_BYTES
-
-from .telemetry_encoder import TelemetryEncoder
+from schemas.telemetry_wire import TelemetryEncoder
 
 Done = Callable[[Exception | None], None]
 

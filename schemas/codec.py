@@ -66,6 +66,9 @@ class RecordCodec:
         self._read_schema = parse_schema(_strip_logical_types(dict(schema)))
         self.schema_id = schema_id  # what headers name this schema by: its Schema Registry id
         self.header = wire.header(schema_id)
+        # a hand-written reader of the repo's own version (None: fastavro reads it); it answers None for
+        # anything but the plain encoding, and fastavro decides then (schemas/telemetry_wire.py, adr/0214)
+        self.fast_decode: Callable[[bytes], dict[str, Any] | None] | None = None
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
         buf = io.BytesIO()
@@ -93,6 +96,8 @@ class RecordCodec:
 
     def decode(self, data: bytes) -> dict[str, Any]:
         if data[:HEADER_LEN] == self.header:
+            if self.fast_decode is not None and (rec := self.fast_decode(data)) is not None:
+                return rec
             writer = self._read_schema
         else:
             writer = self._writer_of(data)
@@ -242,7 +247,11 @@ def codec(name: str) -> RecordCodec:
         if sid is None:
             raise SchemaIdsUnbound("schema ids are not bound: a process binds them at start-up with "
                                    "runtime.schema_registry.bind(settings) (adr/0140)")
-        c = _CODECS[name] = RecordCodec(name, schema, sid)
+        c = RecordCodec(name, schema, sid)
+        if name == "telemetry":  # imported here: telemetry_wire builds on this module
+            from .telemetry_wire import decode_telemetry
+            c.fast_decode = decode_telemetry
+        _CODECS[name] = c
     return c
 
 

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from connectors import canonical
 from connectors.coap.adaptor import CBOR, JSON, to_readings
-from connectors.telemetry_encoder import TelemetryEncoder
 from schemas import codec
+from schemas.telemetry_wire import TelemetryEncoder
 
 NOW = 1_795_719_647_000
 SKEW = 300_000
