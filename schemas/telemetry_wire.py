@@ -20,23 +20,10 @@ from .wire import HEADER_LEN
 
 # -- decoding ------------------------------------------------------------------------------------------------
 _read_double = struct.Struct("<d").unpack_from
+_read_long, _read_string = wire.read_long, wire.read_string
 _MAX_VARINT = 9  # bytes: 63 bits, where fastavro's uint64 arithmetic cannot wrap; longer ones go to fastavro
 _MAX_TIMES = 4096  # timestamps remembered by their encoding; cleared, not evicted, when full
 _times: dict[bytes, int] = {}  # shared by the threads of a process: a lost entry is only read again
-
-
-def _read_long(buf: bytes, pos: int) -> tuple[int, int]:
-    """The zig-zag varint at ``pos``; IndexError past the end or beyond 9 bytes."""
-    b = buf[pos]
-    result, shift, end = b & 0x7F, 7, pos + _MAX_VARINT
-    while b & 0x80:
-        pos += 1
-        if pos >= end:
-            raise IndexError("varint longer than 9 bytes")
-        b = buf[pos]
-        result |= (b & 0x7F) << shift
-        shift += 7
-    return (result >> 1) ^ -(result & 1), pos + 1
 
 
 def _read_time(buf: bytes, pos: int, times: dict[bytes, int]) -> tuple[int, int]:
@@ -47,6 +34,8 @@ def _read_time(buf: bytes, pos: int, times: dict[bytes, int]) -> tuple[int, int]
     if t is not None:
         return t, pos + 6
     t, end = _read_long(buf, pos)
+    if end - pos > _MAX_VARINT:
+        raise IndexError("varint longer than 9 bytes")
     if end - pos == 6:
         if len(times) >= _MAX_TIMES:
             times.clear()
@@ -54,42 +43,27 @@ def _read_time(buf: bytes, pos: int, times: dict[bytes, int]) -> tuple[int, int]
     return t, end
 
 
-def _read_str(buf: bytes, pos: int) -> tuple[str, int]:
-    n = buf[pos]
-    if n < 0x80:
-        if n & 1:
-            raise IndexError("negative length")
-        n, pos = n >> 1, pos + 1
-    else:
-        n, pos = _read_long(buf, pos)
-        if n < 0:
-            raise IndexError("negative length")
-    end = pos + n
-    if end > len(buf):
-        raise IndexError("string past the end")
-    return buf[pos:end].decode(), end
-
-
 def decode_telemetry(data: bytes) -> dict | None:
     """The record of a framed Telemetry value written with the repo's schema (header not checked), or None
     when the body is anything but its plain encoding: the caller then asks fastavro."""
-    # one-byte lengths and counts (< 64) are read inline: the common case, at a third of a call's cost
+    # one-byte lengths and counts (< 64) are read inline, the common case at a third of a call's cost; each
+    # inline string is followed by a read at its end, which raises if the string ran past the end
     try:
         n = data[HEADER_LEN]
         if n < 0x80 and not n & 1:
             pos = HEADER_LEN + 1 + (n >> 1)
             tenant = data[HEADER_LEN + 1:pos].decode()
         else:
-            tenant, pos = _read_str(data, HEADER_LEN)
+            tenant, pos = _read_string(data, HEADER_LEN)
         n = data[pos]
         if n < 0x80 and not n & 1:
             end = pos + 1 + (n >> 1)
             device, pos = data[pos + 1:end].decode(), end
         else:
-            device, pos = _read_str(data, pos)
+            device, pos = _read_string(data, pos)
         event_time, pos = _read_time(data, pos, _times)
         receive_time, pos = _read_time(data, pos, _times)
-        protocol, pos = _read_str(data, pos)
+        protocol, pos = _read_string(data, pos)
         values = {}
         while True:  # map blocks: a positive count of (key, union) pairs, until a count of 0
             n = data[pos]
@@ -109,7 +83,7 @@ def decode_telemetry(data: bytes) -> dict | None:
                     end = pos + 1 + (k >> 1)
                     key, pos = data[pos + 1:end].decode(), end
                 else:
-                    key, pos = _read_str(data, pos)
+                    key, pos = _read_string(data, pos)
                 branch = data[pos]
                 if branch == 0:  # double
                     values[key] = _read_double(data, pos + 1)[0]
@@ -121,14 +95,14 @@ def decode_telemetry(data: bytes) -> dict | None:
                     values[key] = v == 1
                     pos += 2
                 elif branch == 4:  # string
-                    values[key], pos = _read_str(data, pos + 1)
+                    values[key], pos = _read_string(data, pos + 1)
                 else:
                     return None
         branch = data[pos]
         if branch == 0:
             device_type, pos = None, pos + 1
         elif branch == 2:
-            device_type, pos = _read_str(data, pos + 1)
+            device_type, pos = _read_string(data, pos + 1)
         else:
             return None
         tags = []
@@ -145,7 +119,7 @@ def decode_telemetry(data: bytes) -> dict | None:
             if not n:
                 break
             for _ in range(n):
-                tag, pos = _read_str(data, pos)
+                tag, pos = _read_string(data, pos)
                 tags.append(tag)
     except Exception:  # IndexError, UnicodeDecodeError, struct.error: fastavro decides, and words a refusal
         return None
