@@ -63,7 +63,12 @@ def decode_telemetry(data: bytes) -> dict | None:
             device, pos = _read_string(data, pos)
         event_time, pos = _read_time(data, pos, _times)
         receive_time, pos = _read_time(data, pos, _times)
-        protocol, pos = _read_string(data, pos)
+        n = data[pos]
+        if n < 0x80 and not n & 1:
+            end = pos + 1 + (n >> 1)
+            protocol, pos = data[pos + 1:end].decode(), end
+        else:
+            protocol, pos = _read_string(data, pos)
         values = {}
         while True:  # map blocks: a positive count of (key, union) pairs, until a count of 0
             n = data[pos]
