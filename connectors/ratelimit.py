@@ -31,6 +31,7 @@ class TokenBuckets:
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last refill time)
         self._banks: dict[str, tuple[float, float]] = {}  # key -> (tokens earned in stalls, usable until)
         self._stalls: list[tuple[float, float, float]] = []  # (start, end, usable until): sorted, disjoint
+        self._stalls_end = float("-inf")  # the latest end of any stall recorded: ≥ every current stall's end
         self._lock = threading.Lock()
 
     def clock(self) -> float:
@@ -50,6 +51,7 @@ class TokenBuckets:
             merged.append((start, end))
             merged.sort()
             now = self._clock()
+            self._stalls_end = max(self._stalls_end, end)
             self._stalls = [(s, e, u) for s, e in merged
                             if (u := e + max(CREDIT_MIN_S, CREDIT_DRAIN_FACTOR * (e - s))) >= now]
 
@@ -84,16 +86,27 @@ class TokenBuckets:
         tokens, last = b if b is not None else (self.burst, min(now, stalls[0][0]) if stalls else now)
         bank, until = self._banks.get(key, (0.0, 0.0))
         away = 0.0
-        for s, e, u in stalls:
-            overlap = min(e, now) - max(s, last)
-            if overlap > 0:
-                away += overlap
-                until = max(until, u)
-        tokens = min(self.burst, tokens + max(0.0, now - last - away) * self.rate)
+        # every reading of a device takes this path while a stall's credit is live (minutes after a restart
+        # or a slow Kafka, adr/0104): a bucket refilled after the last stall ended has no overlap to add up,
+        # and conditionals stand in for min/max calls (adr/0215)
+        if last < self._stalls_end:
+            for s, e, u in stalls:
+                overlap = (e if e < now else now) - (s if s > last else last)
+                if overlap > 0:
+                    away += overlap
+                    if u > until:
+                        until = u
+        elapsed = now - last - away
+        if elapsed > 0.0:
+            tokens += elapsed * self.rate
+            if tokens > self.burst:
+                tokens = self.burst
+        elif tokens > self.burst:
+            tokens = self.burst
         bank = bank + away * self.rate if until >= now else 0.0
         have = tokens + bank
         if have >= n:
-            from_bank = min(bank, n)
+            from_bank = bank if bank < n else n
             bank -= from_bank
             tokens -= n - from_bank
             wait = 0.0
