@@ -22,13 +22,12 @@ import faust
 
 from schemas import topics
 
-from .bundles import Reading, topic_name, unpack
+from .bundles import Reading, readings, topic_name
 
 log = logging.getLogger(__name__)
 
 BATCH = 5000  # Faust events per take: bundles and device events
 WITHIN_S = 0.05
-TELEMETRY = topics.TELEMETRY.name
 
 Handler = Callable[[Sequence[Reading]], Awaitable[None]]
 
@@ -59,7 +58,7 @@ def register(app: faust.App, *, on_both: Handler, on_telemetry: Handler, on_devi
                 if m.topic == bundle_topic:
                     p = m.partition
                     try:
-                        mine = [Reading(TELEMETRY, p, k, v, rec) for k, v, rec in unpack(m.value)]
+                        mine = readings(m.value, p)
                     except (ValueError, EOFError, TypeError) as exc:
                         log.error("device-activity: skipping unreadable bundle %s[%d]@%d: %s", m.topic, p,
                                   m.offset, exc)

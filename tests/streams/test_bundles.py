@@ -15,14 +15,15 @@ from streams.registry import DeviceInfo
 from streams.validate import Validator
 
 
-def test_pack_unpack_round_trip():
+def test_pack_readings_round_trip():
     items = [(b"t:d1", b"\x00" * 3, {"event_time": 5, "device_id": "d1", "device_type": "boiler", "tags": [],
                                       "values": {"a": 1.5, "b": True, "c": "x"}}),
              (b"t:" + b"x" * 300, bytes(range(256)) * 40, {"event_time": -1, "device_id": "x" * 300,
                                                            "device_type": None, "tags": ["a", "ü"], "values": {}})]
-    assert bundles.unpack(bundles.pack([(k, v, {**r, "tenant_id": "t", "protocol": "mqtt"}) for k, v, r in items])) \
-        == items
-    assert bundles.unpack(bundles.pack([])) == []
+    got = bundles.readings(bundles.pack([(k, v, {**r, "tenant_id": "t", "protocol": "mqtt"}) for k, v, r in items]), 3)
+    assert got == [bundles.Reading(topics.TELEMETRY.name, 3, k, v, r) for k, v, r in items]
+    assert all(type(r) is bundles.Reading and r.rec is r[4] for r in got)
+    assert bundles.readings(bundles.pack([]), 0) == []
 
 
 class _Registry:
@@ -76,13 +77,13 @@ def test_validator_bundles_follow_the_validated_readings_per_partition():
     per_partition: dict[int, list] = {}
     for o in out:
         if o[0] == "bundles":
-            per_partition.setdefault(o[3], []).extend(bundles.unpack(o[2]))
+            per_partition.setdefault(o[3], []).extend(r[2:] for r in bundles.readings(o[2], o[3]))
     for p, items in per_partition.items():
         assert all(partition_for(k, 6) == p for k, _, _ in items)
         assert [(k, v) for k, v, _ in items] == [(k, v) for k, v in validated if partition_for(k, 6) == p]
         assert all({f: tc.decode(v)[f] for f in bundles.FIELDS} == rec for _, v, rec in items)
     assert sum(map(len, per_partition.values())) == 2500
-    assert max(len(bundles.unpack(o[2])) for o in out if o[0] == "bundles") <= bundles.MAX_READINGS
+    assert max(len(bundles.readings(o[2], 0)) for o in out if o[0] == "bundles") <= bundles.MAX_READINGS
 
 
 def test_enrichment_is_the_encoding_of_the_enriched_record():
