@@ -143,6 +143,17 @@ def main() -> None:
         for v in values:
             wd(topic, v)
 
+    from streams import bundles
+    enriched = [(k, v, {**tel.decode(v), "device_type": "meter", "tags": ["site-a", "floor-2"]})
+                for k, v in zip((b"%d" % i for i in range(N)), values, strict=True)]
+    bundle = bundles.pack(enriched)
+
+    def bundle_readings():
+        if hasattr(bundles, "readings"):  # since adr/0215
+            bundles.readings(bundle, 0)
+        else:
+            [bundles.Reading(topic, 0, k, v, rec) for k, v, rec in bundles.unpack(bundle)]
+
     def hub_decode():
         d = hub.decode
         for i, v in enumerate(values):
@@ -156,6 +167,7 @@ def main() -> None:
         "validate: Validator.process (decode+check+enrich)": process,
         "validate: Validator.process, 1 of 7 tenants exporting (adr/0146)": process_exporting,
         "streams.status: telemetry_event_time": event_time,
+        "streams device-activity: bundle -> Readings": bundle_readings,
         "gateway live: wire_tenant": peek_tenant,
         "gateway live: wire_device": peek_device,
         "gateway live: decode": hub_decode,
