@@ -43,47 +43,46 @@ def _read_time(buf: bytes, pos: int, times: dict[bytes, int]) -> tuple[int, int]
     return t, end
 
 
+def _short_string(buf: bytes, pos: int) -> tuple[str, int]:
+    """A string whose one-byte length (< 64) is read inline, the common case; a string that runs past the end
+    comes back short, and the read that follows it raises."""
+    n = buf[pos]
+    if n < 0x80 and not n & 1:
+        end = pos + 1 + (n >> 1)
+        return buf[pos + 1:end].decode(), end
+    return _read_string(buf, pos)
+
+
+def _block_count(buf: bytes, pos: int) -> tuple[int, int]:
+    """An array's or map's block count; ValueError for a negative one (a block with its byte size, which
+    fastavro reads)."""
+    n = buf[pos]
+    if n < 0x80:
+        if n & 1:
+            raise ValueError("negative block count")
+        return n >> 1, pos + 1
+    n, pos = _read_long(buf, pos)
+    if n < 0:
+        raise ValueError("negative block count")
+    return n, pos
+
+
 def decode_telemetry(data: bytes) -> dict | None:
     """The record of a framed Telemetry value written with the repo's schema (header not checked), or None
     when the body is anything but its plain encoding: the caller then asks fastavro."""
-    # one-byte lengths and counts (< 64) are read inline, the common case at a third of a call's cost; each
-    # inline string is followed by a read at its end, which raises if the string ran past the end
     try:
-        n = data[HEADER_LEN]
-        if n < 0x80 and not n & 1:
-            pos = HEADER_LEN + 1 + (n >> 1)
-            tenant = data[HEADER_LEN + 1:pos].decode()
-        else:
-            tenant, pos = _read_string(data, HEADER_LEN)
-        n = data[pos]
-        if n < 0x80 and not n & 1:
-            end = pos + 1 + (n >> 1)
-            device, pos = data[pos + 1:end].decode(), end
-        else:
-            device, pos = _read_string(data, pos)
+        tenant, pos = _short_string(data, HEADER_LEN)
+        device, pos = _short_string(data, pos)
         event_time, pos = _read_time(data, pos, _times)
         receive_time, pos = _read_time(data, pos, _times)
-        n = data[pos]
-        if n < 0x80 and not n & 1:
-            end = pos + 1 + (n >> 1)
-            protocol, pos = data[pos + 1:end].decode(), end
-        else:
-            protocol, pos = _read_string(data, pos)
+        protocol, pos = _short_string(data, pos)
         values = {}
-        while True:  # map blocks: a positive count of (key, union) pairs, until a count of 0
-            n = data[pos]
-            if n < 0x80:
-                if n & 1:
-                    return None  # a negative count (a block with its byte size): fastavro's reading
-                n, pos = n >> 1, pos + 1
-            else:
-                n, pos = _read_long(data, pos)
-                if n < 0:
-                    return None
+        while True:  # map blocks of (key, union) pairs, until a count of 0
+            n, pos = _block_count(data, pos)
             if not n:
                 break
             for _ in range(n):
-                k = data[pos]
+                k = data[pos]  # a metric name: _short_string written out, one call less per value
                 if k < 0x80 and not k & 1:
                     end = pos + 1 + (k >> 1)
                     key, pos = data[pos + 1:end].decode(), end
@@ -112,21 +111,13 @@ def decode_telemetry(data: bytes) -> dict | None:
             return None
         tags = []
         while True:
-            n = data[pos]
-            if n < 0x80:
-                if n & 1:
-                    return None
-                n, pos = n >> 1, pos + 1
-            else:
-                n, pos = _read_long(data, pos)
-                if n < 0:
-                    return None
+            n, pos = _block_count(data, pos)
             if not n:
                 break
             for _ in range(n):
                 tag, pos = _read_string(data, pos)
                 tags.append(tag)
-    except Exception:  # IndexError, UnicodeDecodeError, struct.error: fastavro decides, and words a refusal
+    except Exception:  # IndexError, ValueError, UnicodeDecodeError, struct.error: fastavro decides and words it
         return None
     return {"tenant_id": tenant, "device_id": device, "event_time": event_time, "receive_time": receive_time,
             "protocol": protocol, "values": values, "device_type": device_type, "tags": tags}
