@@ -24,7 +24,7 @@ from runtime.schema_registry import bind as bind_schema_ids
 from runtime.schema_registry import handed_ids
 from runtime.settings import Settings
 
-from . import kafka, mosquitto, postgres, schema_registry
+from . import kafka, mosquitto, ports, postgres, schema_registry
 from .process import Child, StartupCancelled, port_open
 
 log = logging.getLogger("fleetstream.stack")
@@ -148,6 +148,7 @@ class Stack:
         the waits. Returns once every chain is ready; the first that fails ends the others' waits and is
         what is raised."""
         s = self.s
+        ports.ensure_free(s.host, ports.infra_ports(s))
         prepare_data_dir(s)
         s.logs_dir.mkdir(parents=True, exist_ok=True)
         self._t0 = time.monotonic()
@@ -317,6 +318,10 @@ class Stack:
         s = self.s
         if not s.clickhouse_embedded and "gateway" in roles:  # a server: the sink is its own role (adr/0061)
             roles = (*roles, "sink")
+        ports.ensure_free(s.host, {**{replica_port(s.gateway_port, i): replica_name("gateway", i)
+                                      for i in range(self.replicas.get("gateway", 1)) if "gateway" in roles},
+                                   **{replica_port(s.streams_web_port, i): replica_name("streams", i)
+                                      for i in range(self.replicas.get("streams", 1)) if "streams" in roles}})
         if "connector-mqtt" in roles:
             self.retire_connector_sessions()
         started: dict[tuple[str, int], Child] = {}

@@ -215,6 +215,21 @@ def test_emqx_values_authenticate_by_certificate_and_confine_devices_to_their_su
     assert (ROOT / "ops" / "compose" / "emqx-acl.conf").read_text() == v["acl"], "compose ACL drifted from the chart's"
 
 
+def test_emqx_keeps_the_connectors_window_and_queue():
+    """adr/0219: EMQX grants min(Receive Maximum, max_inflight) (default 32) and drops the OLDEST queued message
+    past max_mqueue_len (default 1,000) — an acknowledged reading. Helm and compose both lift them for the
+    connector."""
+    from connectors.mqtt.settings import MqttSettings
+
+    helm = yaml.safe_load((CHART / "files" / "emqx-values.yaml").read_text())["emqxConfig"]
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["emqx"]["environment"]
+    window = MqttSettings().receive_maximum
+    for cfg, prefix in ((helm, "EMQX_ZONES__PLATFORM__MQTT__"), (compose, "EMQX_MQTT__")):
+        assert int(cfg[prefix + "MAX_INFLIGHT"]) >= window, prefix
+        assert int(cfg[prefix + "MAX_MQUEUE_LEN"]) >= 1_000_000, prefix
+    assert helm["EMQX_LISTENERS__SSL__PLATFORM__ZONE"] == "platform"  # the zone the connector's listener uses
+
+
 def test_emqx_asks_the_platforms_hook_first_and_the_gateway_can_answer_and_ban(docs):
     """adr/0139: the hook before the ACL file, its body carrying what the hook reads; the gateway gets the
     broker kind, the REST API's credentials and the hook's secret, all from a Secret."""

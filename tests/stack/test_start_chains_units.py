@@ -10,12 +10,12 @@ import pytest
 
 from fleetstream.stack.process import Child, StartupCancelled, StartupError
 from fleetstream.stack.supervisor import Stack
-from runtime.settings import Settings
+from tests.stack.test_ports_units import settings
 
 
 @pytest.mark.timeout(120)  # without the cancellation the stand-ins would wait 600 s
 def test_the_failing_chain_is_raised_and_the_others_stop_waiting(tmp_path):
-    stack = Stack(Settings(data_dir=tmp_path / "data", streams_web_token="x"))
+    stack = Stack(settings(tmp_path))  # ports nobody holds: the port check runs first (fleetstream/stack/ports.py)
     waited: list[BaseException] = []
 
     def never_ready(name):
