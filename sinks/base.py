@@ -172,8 +172,8 @@ class BatchingSink(threading.Thread):
 
     # longest wait for the first record of a batch: bounds how long a stop request waits
     IDLE_WAIT_S = 1.0
-    # least time between two batches closing (adr/0212): at most 4 inserts a second per sink, whatever the load
-    MIN_GAP_MS = 250
+    # least time between two batches closing (adr/0212): at most 2 inserts a second per sink, whatever the load
+    MIN_GAP_MS = 500
     # ... and at least this many times the previous write took: a chdb telemetry insert costs ~40 ms of CPU
     # before its first row (bench/results/2026-12-03-latency-budget.md), so when writes slow down (more rows, a
     # busy machine) batches grow instead of the inserts taking over the sink's thread (≤ 1/4 of it)
