@@ -201,10 +201,10 @@ class QueryProbe(Sampler):
         asked, before = now_ms(), self.asked[dev]
         r = self.http.get(f"/v1/devices/{dev}/telemetry", params=params, headers=headers)
         seen = now_ms()
-        self.asked[dev] = asked
         if r.status_code != 200:
             self.failures += 1
             return
+        self.asked[dev] = asked  # an answered poll: what it did not return was not visible when it was sent
         points = r.json()["points"]
         if not points:
             return
