@@ -18,8 +18,12 @@ each committed batch and when idle, for work that must follow the writes (the te
 A sink with ``raw = True`` gets the undecoded values instead (``write_raw``), for stores that decode a
 whole batch more cheaply than Python does record by record (adr/0065).
 
-A batch closes when it is full or ``batch_ms`` after its *first* record arrived: ``batch_ms`` is the
-latency a batch adds, and an idle sink waits for data without forming empty batches.
+A batch closes when it is full, or with whatever the consumer already fetched once a gap has passed since
+the previous batch closed, or at the latest ``batch_ms`` after its *first* record arrived (adr/0212). The gap
+is ``min_gap_ms`` or ``GAP_PER_WRITE`` times the previous write, whichever is longer: inserts per second stay
+bounded (parts in the store, the fixed cost of each insert), a batch adds little latency while the store
+keeps up, and batches grow towards ``batch_ms`` as writes slow down (load, a busy machine). An idle sink
+waits for data without forming empty batches.
 """
 
 from __future__ import annotations
@@ -84,11 +88,14 @@ class BatchingSink(threading.Thread):
     :param kafka: the process's Kafka clients (``settings.kafka``; a bootstrap string in tests).
     :param topic: Kafka topic (its values are ``record`` Avro records).
     :param topics: several topics instead of one; values are decoded by their schema fingerprint.
-    :param commit_delay_ms: test only: a pause between write and commit, the window a crash test kills in."""
+    :param commit_delay_ms: test only: a pause between write and commit, the window a crash test kills in.
+    :param batch_ms: the longest a batch waits after its first record (a cap; batches close earlier).
+    :param min_gap_ms: least time between two batches closing (default ``MIN_GAP_MS``, at most ``batch_ms``):
+        the bound on inserts per second at any load."""
 
     def __init__(self, sink: BaseSink, *, kafka: KafkaLike, topic: str | None = None, record: str | None = None,
                  group_id: str, batch_size: int = 5000, batch_ms: int = 250, topics: list[str] | None = None,
-                 commit_delay_ms: int = 0, consumer_config: dict | None = None):
+                 commit_delay_ms: int = 0, consumer_config: dict | None = None, min_gap_ms: int | None = None):
         self.topics = topics or [topic]
         if sink.raw and len(self.topics) > 1:
             raise ValueError("a raw sink reads one topic: its records carry no topic name")
@@ -96,6 +103,8 @@ class BatchingSink(threading.Thread):
         self.sink, self.topic = sink, self.topics[0]
         self.codec = codec(record) if record else None
         self.batch_size, self.batch_s = batch_size, batch_ms / 1000
+        self.min_gap_s = min(self.MIN_GAP_MS if min_gap_ms is None else min_gap_ms, batch_ms) / 1000
+        self._closed_at = 0.0  # monotonic time the previous batch closed
         self.commit_delay_s = commit_delay_ms / 1000
         # idle fetches wait 500 ms at the broker; a crashed member's partitions move after 10 s (SINK_MEMBER)
         self.consumer = clients(kafka).consumer(
@@ -163,6 +172,12 @@ class BatchingSink(threading.Thread):
 
     # longest wait for the first record of a batch: bounds how long a stop request waits
     IDLE_WAIT_S = 1.0
+    # least time between two batches closing (adr/0212): at most 2 inserts a second per sink, whatever the load
+    MIN_GAP_MS = 500
+    # ... and at least this many times the previous write took: a chdb telemetry insert costs ~40 ms of CPU
+    # before its first row (bench/results/2026-12-03-latency-budget.md), so when writes slow down (more rows, a
+    # busy machine) batches grow instead of the inserts taking over the sink's thread (≤ 1/4 of it)
+    GAP_PER_WRITE = 4
 
     def _collect(self) -> list:
         """One batch, or nothing if no record arrived within ``IDLE_WAIT_S``."""
@@ -171,13 +186,18 @@ class BatchingSink(threading.Thread):
         msgs = [m for m in self.consumer.consume(1, timeout=self.IDLE_WAIT_S) if not self._is_error(m)]
         if not msgs:
             return msgs
-        deadline = time.monotonic() + self.batch_s
+        now = time.monotonic()
+        # the batch closes when the gap since the previous one has passed (or batch_ms, whichever is first),
+        # with whatever the consumer holds by then: more records while the gap runs, never a wait after it
+        gap = max(self.min_gap_s, self.GAP_PER_WRITE * self.stats["last_write_ms"] / 1000)
+        close_at = min(now + self.batch_s, max(now, self._closed_at + gap))
         while len(msgs) < self.batch_size and not self._stopping.is_set():
-            left = deadline - time.monotonic()
+            left = close_at - time.monotonic()
+            msgs.extend(m for m in self.consumer.consume(self.batch_size - len(msgs), timeout=max(0.0, left))
+                        if not self._is_error(m))
             if left <= 0:
                 break
-            msgs.extend(m for m in self.consumer.consume(self.batch_size - len(msgs), timeout=left)
-                        if not self._is_error(m))
+        self._closed_at = time.monotonic()
         return msgs
 
     def _one_batch(self) -> None:

@@ -168,10 +168,17 @@ def _stage_line(r: dict) -> str:
         lat = s["latency_ms"]
         raw, val = lat.get("publish_to_kafka_produce") or {}, lat.get("publish_to_validated_produce") or {}
         if raw.get("count") and val.get("count"):
-            parts.append(f"{s['target_rate']:g} msg/s: raw topic p50/p99 {raw['p50']:.0f}/{raw['p99']:.0f} ms, "
-                         f"validated topic p50/p99 {val['p50']:.0f}/{val['p99']:.0f} ms")
-    return ("**Per stage** (record timestamps, i.e. when the connector and the validate agent produced): "
-            + "; ".join(parts) + ".") if parts else ""
+            part = (f"{s['target_rate']:g} msg/s: raw topic p50/p99 {raw['p50']:.0f}/{raw['p99']:.0f} ms, "
+                    f"validated topic p50/p99 {val['p50']:.0f}/{val['p99']:.0f} ms")
+            seen, floor = lat.get("publish_to_validated_observed") or {}, lat.get("publish_to_queryable_floor") or {}
+            if seen.get("count"):
+                part += f", validated read by a hot consumer p50/p99 {seen['p50']:.0f}/{seen['p99']:.0f} ms"
+            if floor.get("count"):
+                part += f", queryable no earlier than p50/p99 {floor['p50']:.0f}/{floor['p99']:.0f} ms"
+            parts.append(part)
+    return ("**Per stage** (record timestamps, i.e. when the connector and the validate agent produced; the "
+            "table's publish→queryable is an upper bound, the lower bound here is the probe device's previous "
+            "poll: resolution = probe devices × 0.1 s): " + "; ".join(parts) + ".") if parts else ""
 
 
 def _unstable_ratio(r: dict, bare) -> str:

@@ -198,6 +198,7 @@ class Run:
         cfg, gen = self.cfg, self.gen
         gen.set_rate(rate)
         raw.produced, raw.observed, query.latency, ws.latency = Reservoir(), Reservoir(), Reservoir(), Reservoir()
+        query.floor = Reservoir()
         validated.produced, validated.observed = Reservoir(), Reservoir()
         lag_i, res_i, work_i = len(lag.series), len(res.machine), len(lag.work)
         cpu0 = dict(res.cpu_total_s)
@@ -219,6 +220,7 @@ class Run:
                            "publish_to_validated_produce": validated.produced.summary(),
                            "publish_to_validated_observed": validated.observed.summary(),
                            "publish_to_queryable": query.latency.summary(),
+                           "publish_to_queryable_floor": query.floor.summary(),
                            "publish_to_websocket": ws.latency.summary() if not ws.error else None},
             "lag": _lag_stats(series),
             "resources": res.summary(since=max(0, res_i - 1)),
