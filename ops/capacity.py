@@ -70,18 +70,25 @@ def size(devices: int, m: dict) -> dict:
     emqx = max(_ceil(devices / (v(m, "emqx", "connections_per_node") * head)),
                _ceil(rate / (v(m, "emqx", "msgs_per_node") * head)))
     emqx = max(3, emqx + 1) if ha else emqx
+    # every connector process and every streams worker holds the whole device registry in memory (issue 18:
+    # RSS grows linearly with registered devices, connected or not): memory per process, not per replica set
+    connector_mb = devices * v(m, "connector_mqtt", "rss_kb_per_registered_device") / 1024
+    worker_mb = devices * v(m, "streams_worker", "rss_kb_per_registered_device") / 1024
     return {"devices": devices, "msgs_per_s_peak": round(rate), "ingress_mb_per_s": round(mb_s, 2),
             "kafka_partitions_per_topic": partitions, "kafka_brokers": brokers,
             "connector_instances": connectors, "faust_workers": workers, "sink_instances": sinks,
             "clickhouse_shards": shards, "clickhouse_replicas": replicas, "clickhouse_stored_gb": round(stored_gb),
-            "emqx_nodes": emqx, "deployment": "one box (fleetstream up)" if not ha else "Kubernetes (helm/fleetstream)"}
+            "emqx_nodes": emqx, "connector_registry_mb": round(connector_mb),
+            "worker_registry_mb": round(worker_mb), "deployment": "one box (fleetstream up)" if not ha else "Kubernetes (helm/fleetstream)"}
 
 
 COLUMNS = [("devices", "Devices"), ("msgs_per_s_peak", "Peak msg/s"), ("ingress_mb_per_s", "MB/s"),
            ("kafka_partitions_per_topic", "Partitions/topic"), ("kafka_brokers", "Kafka brokers"),
            ("connector_instances", "MQTT connectors"), ("faust_workers", "Faust workers"),
            ("sink_instances", "Sinks"), ("clickhouse_shards", "CH shards"), ("clickhouse_replicas", "CH replicas"),
-           ("clickhouse_stored_gb", "CH GB stored"), ("emqx_nodes", "EMQX nodes"), ("deployment", "Runs on")]
+           ("clickhouse_stored_gb", "CH GB stored"), ("emqx_nodes", "EMQX nodes"),
+           ("connector_registry_mb", "Registry MB per connector"), ("worker_registry_mb", "Registry MB per worker"),
+           ("deployment", "Runs on")]
 
 
 def markdown(rows: list[dict], m: dict) -> str:

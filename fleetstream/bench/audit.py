@@ -11,16 +11,18 @@ import subprocess
 import sys
 
 
-def count_stored(dsn: str, tenant_id: str) -> dict:
+def count_stored(dsn: str, tenant_ids: list[str]) -> dict:
+    """Rows and distinct points per device over all ``tenant_ids`` (the bench's device ids are unique across
+    its tenants)."""
     import clickhouse_connect
 
     client = clickhouse_connect.get_client(dsn=dsn)
     try:
         per_device = client.query(
             "SELECT device_id, count(), uniqExact(metric, ts) FROM fleetstream.telemetry FINAL "
-            "WHERE tenant_id = {t:String} GROUP BY device_id", parameters={"t": tenant_id}).result_rows
-        physical = client.command("SELECT count() FROM fleetstream.telemetry WHERE tenant_id = {t:String}",
-                                  parameters={"t": tenant_id})
+            "WHERE tenant_id IN {t:Array(String)} GROUP BY device_id", parameters={"t": tenant_ids}).result_rows
+        physical = client.command("SELECT count() FROM fleetstream.telemetry WHERE tenant_id IN {t:Array(String)}",
+                                  parameters={"t": tenant_ids})
     finally:
         client.close()
     return {"per_device": {d: [int(rows), int(distinct)] for d, rows, distinct in per_device},
@@ -115,9 +117,11 @@ def count_in_subprocess(dsn: str, tenant_id: str, windows: list[list[int]], time
     return json.loads(out.stdout)
 
 
-def count_stored_in_subprocess(dsn: str, tenant_id: str, timeout: float = 300) -> dict:
-    out = subprocess.run([sys.executable, "-m", "fleetstream.bench.audit", dsn, tenant_id], capture_output=True,
-                         text=True, timeout=timeout, check=True)
+def count_stored_in_subprocess(dsn: str, tenant_ids: str | list[str], timeout: float = 300) -> dict:
+    ids = [tenant_ids] if isinstance(tenant_ids, str) else tenant_ids
+    # the tenant list on stdin: a thousand tenant ids would make a long command line
+    out = subprocess.run([sys.executable, "-m", "fleetstream.bench.audit", dsn, "-"], input=json.dumps(ids),
+                         capture_output=True, text=True, timeout=timeout, check=True)
     return json.loads(out.stdout)
 
 
@@ -146,4 +150,5 @@ if __name__ == "__main__":
     if len(sys.argv) > 3:
         print(json.dumps(count_windows(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]))))
     else:
-        print(json.dumps(count_stored(sys.argv[1], sys.argv[2])))
+        ids = json.loads(sys.stdin.read()) if sys.argv[2] == "-" else [sys.argv[2]]
+        print(json.dumps(count_stored(sys.argv[1], ids)))

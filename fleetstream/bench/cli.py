@@ -36,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(no baseline, no load, no latency probes)")
     p.add_argument("--registered", type=int, default=0, metavar="N",
                    help="devices registered in all; those beyond --devices never connect (no certificates)")
+    p.add_argument("--tenants", type=int, default=1, metavar="N",
+                   help="tenants provisioned; the devices (connected and registered) spread evenly over them, the "
+                   "probes' devices in the first")
     p.add_argument("--sample-every", type=float, default=10.0, metavar="S",
                    help="seconds between rows of the report's resource timeline (RSS and CPU per component)")
     p.add_argument("--port-offset", type=int, default=0, help="added to every FLEETSTREAM_*_PORT (parallel stacks)")
@@ -107,6 +110,9 @@ def config_from_args(a) -> BenchConfig:
     if a.baseline_records:
         cfg.baseline_records = a.baseline_records
     cfg.registered, cfg.timeline_every_s = a.registered, a.sample_every
+    if a.tenants < 1 or a.tenants > max(cfg.devices, 1):
+        raise SystemExit(f"--tenants must be between 1 and --devices ({cfg.devices}): every tenant gets a device")
+    cfg.tenants = a.tenants
     if a.profile:
         cfg.profile_dir = Path(a.profile)
     if a.label:

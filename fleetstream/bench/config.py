@@ -44,6 +44,7 @@ class BenchConfig:
     # issue 18: devices registered in all (those beyond ``devices`` never connect), the resource timeline's
     # interval, and the idle mode (the fleet connected and silent for ``duration_s``, only resources sampled)
     registered: int = 0
+    tenants: int = 1  # issue 18: the fleet (connected and registered) spread evenly over this many tenants
     timeline_every_s: float = 10.0
     idle_only: bool = False
     idle_settle_s: float = 30.0  # after the sessions connected, before the idle window

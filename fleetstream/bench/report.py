@@ -99,6 +99,7 @@ def markdown(r: dict) -> str:
            f"(lag {r.get('drain', {}).get('lag_after')}): missing points were still in flight, not necessarily lost.**"),
         f"**Sessions**: {r.get('sessions', {}).get('connected')}/{r.get('sessions', {}).get('devices')} connected in "
         f"{r.get('sessions', {}).get('connect_s')} s; provisioning {r.get('provisioning', {}).get('devices_per_s')} devices/s"
+        + _tenants_clause(r.get("provisioning", {}))
         + (f"; {r['registration']['devices']} more devices registered (never connecting) at "
            f"{r['registration']['devices_per_s']} devices/s." if r.get("registration") else "."),
         f"**Bare Kafka** ({kb.get('record_bytes')} B records, connector producer settings): produce "
@@ -189,3 +190,10 @@ def _unstable_ratio(r: dict, bare) -> str:
     return (f"no stable step: the MQTT edge accepted {s.get('accepted_msg_s')} msg/s "
             f"({_ratio(s.get('accepted_msg_s'), bare)} of it) while the validate stage handled {streams:.0f} msg/s "
             f"({_ratio(streams, bare)}).")
+
+
+def _tenants_clause(prov: dict) -> str:
+    if not prov.get("tenants_seconds") and prov.get("tenants", 1) <= 1:
+        return ""
+    return (f" over {prov.get('tenants')} tenants (tenants created in {prov.get('tenants_seconds')} s, "
+            f"{prov.get('tenants_per_s')}/s; probe devices in the first tenant)")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from fleetstream.sim import Generator, provision, register
+from fleetstream.sim import Generator, provision_tenants, register
 from fleetstream.sim.payloads import payload as payload_renderer
 from fleetstream.sim.payloads import points_per_message
 from fleetstream.stack.supervisor import PLATFORM_ROLES, Stack
@@ -88,18 +88,25 @@ class Run:
         return self._token[1]
 
     def provision(self):
-        """The connected fleet (a certificate each), then ``cfg.registered - cfg.devices`` devices registered in
-        the same tenant that never connect (no certificates)."""
+        """``cfg.tenants`` tenants, the connected fleet spread evenly over them (a certificate each), then
+        ``cfg.registered - cfg.devices`` devices spread the same way that never connect (no certificates). The
+        probes' token and devices are the first tenant's."""
         cfg = self.cfg
-        fleet, took = provision(self.s, cfg.devices, out_dir=self.data_dir / "fleet", prefix="bench",
-                                progress=lambda d, n: say(f"provisioned {d}/{n}") if d % 1000 == 0 else None)
+        fleet, took = provision_tenants(
+            self.s, cfg.devices, cfg.tenants, out_dir=self.data_dir / "fleet", prefix="bench",
+            progress=lambda d, n: say(f"provisioned {d}/{n}") if d % 1000 == 0 else None,
+            tenant_progress=lambda d, n: say(f"tenants {d}/{n}") if d % 100 == 0 else None)
         self.tenant = {"tenant_id": fleet.tenant_id, **fleet.extra}
-        self.report["provisioning"] = {"devices": cfg.devices, "seconds": round(took, 1),
-                                       "devices_per_s": round(cfg.devices / took, 1)}
-        say(f"provisioned {cfg.devices} devices in {took:.1f}s")
+        self.tenant_ids = fleet.tenant_ids
+        self.report["provisioning"] = {"devices": cfg.devices, "seconds": round(took["devices_s"], 1),
+                                       "devices_per_s": round(cfg.devices / max(1e-3, took["devices_s"]), 1),
+                                       "tenants": cfg.tenants, "tenants_seconds": round(took["tenants_s"], 1),
+                                       "tenants_per_s": round(cfg.tenants / max(1e-3, took["tenants_s"]), 1)}
+        say(f"provisioned {cfg.tenants} tenants in {took['tenants_s']:.1f}s, {cfg.devices} devices in "
+            f"{took['devices_s']:.1f}s")
         extra = max(0, cfg.registered - cfg.devices)
         if extra:
-            took = register(self.s, fleet.tenant_id, extra, prefix="reg",
+            took = register(self.s, self.tenant_ids, extra, prefix="reg",
                             progress=lambda d, n: say(f"registered {d}/{n}") if d % 10_000 == 0 else None)
             self.report["registration"] = {"devices": extra, "seconds": round(took, 1),
                                            "devices_per_s": round(extra / took, 1)}
@@ -146,12 +153,13 @@ class Run:
         raw = TopicLatencyProbe(self.s.kafka, topics.TELEMETRY_RAW.name)
         validated = TopicLatencyProbe(self.s.kafka, topics.TELEMETRY.name)  # isolates the streams stage
         lag = LagSampler(self.s.kafka, groups)
-        query = QueryProbe(f"http://{self.s.host}:{self.s.gateway_port}", self.token,
-                           [d.device_id for d in fleet.devices[:cfg.probe_devices]], metric)
+        # the probes hold one tenant's token: their devices are the first tenant's (all of them with --tenants 1)
+        own = [d.device_id for d in fleet.devices if fleet.tenant_of(d) == fleet.tenant_id]
+        query = QueryProbe(f"http://{self.s.host}:{self.s.gateway_port}", self.token, own[:cfg.probe_devices], metric)
         res = ResourceSampler(self.components, timeline_every_s=cfg.timeline_every_s)
         n_ws = min(50, max(cfg.probe_devices, len(fleet.devices) // 100))
         ws = WebSocketProbe(f"ws://{self.s.host}:{self.s.gateway_port}/v1/stream", self.token(),
-                            [d.device_id for d in fleet.devices[:n_ws]])
+                            own[:n_ws])
         ws.start()
         if not ws.ready.wait(15) or ws.error:
             say(f"WebSocket probe unavailable: {ws.error or 'no subscription confirmed'}")
@@ -271,7 +279,7 @@ class Run:
             if child.name in ("gateway", "sink"):
                 child.stop()
         try:
-            stored = audit.count_stored_in_subprocess(self.s.chdb_dsn, self.tenant["tenant_id"])
+            stored = audit.count_stored_in_subprocess(self.s.chdb_dsn, self.tenant_ids)
             per_msg = points_per_message(self.cfg.payload)
             self.report["delivery"] = {**audit.compare(sent_per_device, stored, per_msg), "drained": drained}
         except Exception as exc:

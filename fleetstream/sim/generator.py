@@ -45,7 +45,7 @@ class Generator:
         self.out = self.ctx.Queue()
         self.ctrls = [self.ctx.Queue() for _ in range(n)]
         self.specs = [WorkerSpec(i, host, port, fleet.tenant_id,
-                                 [(d.device_id, d.cert_dir) for d in fleet.devices[i::n]], qos=qos, payload=payload)
+                                 [(d.device_id, d.cert_dir, d.tenant_id) for d in fleet.devices[i::n]], qos=qos, payload=payload)
                       for i in range(n)]
         self.procs: list[mp.Process] = []
         self.stats = GeneratorStats()

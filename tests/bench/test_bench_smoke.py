@@ -53,10 +53,10 @@ def test_tiny_benchmark_runs_and_writes_a_complete_report(tmp_path):
     from fleetstream.bench.runner import Run
 
     # each phase as short as the report's sections allow (samplers take one sample a second): 1 s idle, 1 s
-    # warm-up, a 4 s step of ~160 messages
+    # warm-up, a 4 s step of ~160 messages; the 4 devices in 3 tenants (2, 1, 1), the probes' 2 in the first
     cfg = BenchConfig(rate=40, duration_s=4, devices=4, warmup_s=1, idle_s=1, baseline_records=2000, port_offset=PORT_OFFSET,
                       results_dir=tmp_path, probe_devices=2, label="smoke", drain_timeout_s=60,
-                      roles=MQTT_ROLES)
+                      roles=MQTT_ROLES, tenants=3)
     t0 = time.monotonic()
     result = Run(cfg).execute()
     path = report.write(result, tmp_path)
@@ -74,8 +74,10 @@ def test_tiny_benchmark_runs_and_writes_a_complete_report(tmp_path):
     assert step["cpu_us_per_msg"]["connector-mqtt"] >= 0 and on_disk["idle_cpu_pct"]
     assert on_disk["kafka_baseline"]["consumed"] == 2000
     assert on_disk["sessions"]["connected"] == 4
+    assert on_disk["provisioning"]["tenants"] == 3 and on_disk["provisioning"]["tenants_seconds"] >= 0
     assert on_disk["lag_series"], "consumer lag was sampled"
     d = on_disk["delivery"]
     assert d["messages_acked"] > 0 and d["points_expected"] == 3 * d["messages_acked"]
     assert d["lost_points"] == 0 and d["duplicated_in_query"] == 0, d
+    assert d["devices_missing"] == 0, d  # the audit counted every tenant's devices
     assert time.monotonic() - t0 < 600  # a hung run fails here rather than at the suite timeout
