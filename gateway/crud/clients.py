@@ -1,4 +1,4 @@
-"""A tenant's own API clients (OAuth client credentials). The secret is returned once, stored as scrypt."""
+"""A tenant's own API clients (OAuth client credentials). The secret is returned once, stored as its SHA-256 digest (adr/0221)."""
 
 from __future__ import annotations
 
