@@ -23,13 +23,13 @@ def verify_secret(secret: str, stored: str) -> bool:
     if alg == "sha256":
         return hmac.compare_digest(hashlib.sha256(secret.encode()).hexdigest(), rest)
     if alg == "scrypt":  # written before adr/0221
-        try:
+        try:  # a malformed stored hash (its base64 too: binascii.Error is a ValueError) refuses, never raises
             n, r, p, salt, digest = rest.split("$")
             got = hashlib.scrypt(secret.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
                                  dklen=32)
+            return hmac.compare_digest(got, base64.b64decode(digest))
         except ValueError:
             return False
-        return hmac.compare_digest(got, base64.b64decode(digest))
     return False
 
 

@@ -31,5 +31,6 @@ def test_a_scrypt_hash_written_before_still_verifies():
 def test_malformed_or_unknown_hashes_refuse():
     secret = new_secret()
     for stored in ("", "sha256", "md5$" + hashlib.md5(secret.encode()).hexdigest(), "scrypt$1$2$3",
-                   "scrypt$x$8$1$AA==$AA==", "plain$" + secret):
+                   "scrypt$x$8$1$AA==$AA==", "plain$" + secret,
+                   f"scrypt${2**14}$8$1${base64.b64encode(b'salt').decode()}$not*base64"):
         assert not verify_secret(secret, stored), stored
