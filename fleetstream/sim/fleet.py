@@ -128,8 +128,8 @@ def provision_tenants(s: Settings, n: int, tenants: int, *, out_dir: Path, prefi
     """``tenants`` tenants through ``Admin.create_tenant`` (as an operator would, one by one), then ``n``
     devices spread evenly over them (``spread``), each tenant's devices through the bulk path of ``provision``.
     Device ids are unique across the fleet (``prefix-00000`` …) so the delivery audit can key by device. The
-    fleet's ``tenant_id`` and ``extra`` (client credentials) are the first tenant's; ``extra["tenants"]`` holds
-    every tenant's id. Returns the fleet and the seconds taken for tenants and devices apart."""
+    fleet's ``tenant_id`` and ``extra`` (client credentials) are the first tenant's; every tenant's id is
+    ``Fleet.tenant_ids`` (from the devices). Returns the fleet and the seconds taken for tenants and devices apart."""
     from gateway.admin import Admin
 
     stamp = int(time.time())
@@ -159,7 +159,7 @@ def provision_tenants(s: Settings, n: int, tenants: int, *, out_dir: Path, prefi
     finally:
         admin.close()
     first = made[0]
-    extra = {**{k: v for k, v in first.items() if k != "tenant_id"}, "tenants": [t["tenant_id"] for t in made]}
+    extra = {k: v for k, v in first.items() if k != "tenant_id"}
     return Fleet(first["tenant_id"], devices, extra), {"tenants_s": t_tenants, "devices_s": t_devices}
 
 
